@@ -1,0 +1,132 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* bench.c: programs for timing only. BPF_PROG_TEST_RUN with repeat > 1 reruns
+ * a program on the buffer the previous run modified, so the driver restores
+ * the pristine packet (and, for new flows, varies the flow) before each
+ * tail call into the program under test. The floors are what a minimal
+ * program of each forwarding mode costs, timed through the same driver. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include "include/libbpf/bpf_helpers.h"
+#include "include/libbpf/bpf_endian.h"
+#include "include/consts.h"
+#include "include/csum.h"
+#include "include/parse.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define BENCH_MAX_PKT 256
+
+struct bench_pkt {
+	__u32 len;
+	__u32 seq;       /* bumped per run when vary is set */
+	__u32 vary;      /* 1: write seq into the flow so every run is a new flow */
+	__u16 sport_off; /* where the source port lies */
+	__u16 saddr_off; /* where the last two bytes of the source address lie */
+	__u8 data[BENCH_MAX_PKT];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_pkt);
+} bench_input SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_target SEC(".maps");
+
+SEC("xdp")
+int xlb_bench_driver(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	long cur = data_end - data;
+	struct bench_pkt *bp;
+	__u32 zero = 0, len;
+
+	bp = bpf_map_lookup_elem(&bench_input, &zero);
+	if (!bp)
+		return XDP_ABORTED;
+	len = bp->len;
+	if (len < 14 || len > BENCH_MAX_PKT)
+		return XDP_ABORTED;
+	if (cur != len && bpf_xdp_adjust_head(ctx, (int)(cur - (long)len)))
+		return XDP_ABORTED;
+	if (bpf_xdp_store_bytes(ctx, 0, bp->data, len))
+		return XDP_ABORTED;
+	if (bp->vary) {
+		__u32 seq = bp->seq++;
+		__be16 port = bpf_htons(1024 + (seq & 0x7fff));
+		__be16 host = bpf_htons(seq >> 15);
+
+		bpf_xdp_store_bytes(ctx, bp->sport_off, &port, sizeof(port));
+		bpf_xdp_store_bytes(ctx, bp->saddr_off, &host, sizeof(host));
+	}
+	bpf_tail_call(ctx, &bench_target, 0);
+	return XDP_ABORTED;
+}
+
+/* floor_parse does the parsing every mode needs before it can forward. */
+static __always_inline int floor_parse(struct xdp_md *ctx, struct packet *p)
+{
+	return parse_packet(ctx, p);
+}
+
+SEC("xdp")
+int xlb_floor_dsr(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct packet p = {};
+	__u8 mac[ETH_ALEN];
+
+	if (floor_parse(ctx, &p) != PARSE_OK)
+		return XDP_PASS;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xlb_floor_ipip(struct xdp_md *ctx)
+{
+	struct packet p = {};
+	struct iphdr *o;
+	void *data, *data_end;
+
+	if (floor_parse(ctx, &p) != PARSE_OK || p.key.family != XLB_AF_INET)
+		return XDP_PASS;
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(struct iphdr) + sizeof(struct ethhdr) + sizeof(*o) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(data, data + sizeof(struct iphdr), sizeof(struct ethhdr));
+	o = data + sizeof(struct ethhdr);
+	o->version = 4;
+	o->ihl = 5;
+	o->tos = p.tos;
+	o->tot_len = bpf_htons(p.ip_len + sizeof(*o));
+	o->id = 0;
+	o->frag_off = 0;
+	o->ttl = XLB_OUTER_TTL;
+	o->protocol = XLB_IPPROTO_IPIP;
+	o->check = 0;
+	o->saddr = p.key.dst[0];
+	o->daddr = p.key.src[0];
+	o->check = csum_ipv4_hdr(o);
+	return XDP_TX;
+}

@@ -1,0 +1,79 @@
+/* consts.h: sizes, flags and enums shared by the XDP programs and (through BTF) Go. */
+#ifndef XLB_CONSTS_H
+#define XLB_CONSTS_H
+
+#define XLB_MAX_SERVICES 1024
+#define XLB_MAX_BACKENDS 16384
+#define XLB_DEFAULT_RING 65537
+#define XLB_FLOWS_DEFAULT 1048576
+#define XLB_FRAG_ENTRIES 16384
+#define XLB_RL_ENTRIES 262144
+
+#define XLB_AF_INET 4
+#define XLB_AF_INET6 6
+
+/* Linux address family numbers, for bpf_fib_lookup. */
+#define XLB_SYS_AF_INET 2
+#define XLB_SYS_AF_INET6 10
+
+#define XLB_IPPROTO_IPIP 4
+#define XLB_IPPROTO_IPV6 41
+
+#define XLB_IP_MF 0x2000
+#define XLB_IP_DF 0x4000
+#define XLB_IP_OFFMASK 0x1fff
+
+#define XLB_TCP_FIN 0x01
+#define XLB_TCP_SYN 0x02
+#define XLB_TCP_RST 0x04
+#define XLB_TCP_ACK 0x10
+
+#define XLB_NSEC 1000000000ULL
+
+/* Fixed seed: every balancer given the same config must hash a flow to the
+ * same slot, or ECMP in front of several balancers breaks flows. */
+#define XLB_HASH_SEED 0x786c6221u
+
+#define XLB_OUTER_TTL 64
+
+enum xlb_svc_flags {
+	XLB_SVC_F_IP_HASH = 1, /* hash the source address only (session persistence) */
+	XLB_SVC_F_DSR = 2,     /* L2 DSR: rewrite the destination MAC; else IPIP */
+};
+
+enum xlb_backend_flags {
+	XLB_BE_F_UP = 1, /* passes health checks; a flow to a backend without it re-selects */
+};
+
+/* Every verdict of the load balancer, and a few events that are not verdicts.
+ * The Go label table in maps/ must follow this order (a test checks it). */
+enum xlb_stat {
+	XLB_STAT_PASS_NOT_VIP = 0,     /* not IP, or not addressed to a service */
+	XLB_STAT_PASS_NO_NEIGH,        /* next hop unresolved: the kernel gets the packet */
+	XLB_STAT_PASS_FIB,             /* no route to the backend, or forwarding disabled */
+	XLB_STAT_PASS_FRAG,            /* a non-first fragment of no known flow */
+	XLB_STAT_TX,                   /* forwarded out of the receiving interface */
+	XLB_STAT_REDIRECT,             /* forwarded out of another interface */
+	XLB_STAT_DROP_MALFORMED,       /* truncated or inconsistent headers */
+	XLB_STAT_DROP_RATE_LIMIT,      /* new connection over the service's rate limit */
+	XLB_STAT_DROP_NO_BACKEND,      /* service has no backend in its table */
+	XLB_STAT_DROP_TOO_BIG,         /* encapsulated packet would exceed the MTU */
+	XLB_STAT_DROP_ENCAP,           /* the kernel refused to grow the packet */
+	XLB_STAT_EV_ICMP_TOO_BIG_FWD,  /* event: ICMP too-big about a VIP flow sent to its backend */
+	XLB_STAT_EV_ICMP_TOO_BIG_SENT, /* event: answered a client with ICMP too-big */
+	XLB_STAT_EV_FLOW_MISS,         /* event: non-SYN TCP packet with no flow entry */
+	XLB_STAT_EV_FLOW_RESELECT,     /* event: flow's backend is down; picked another */
+	XLB_STAT_EV_FLOW_SKIPPED,      /* event: flow not remembered (per-CPU insert cap) */
+	XLB_STAT_EV_FLOW_UDP_EXPIRED,  /* event: UDP flow entry older than the timeout */
+	XLB_STAT_MAX,
+};
+
+enum xlb_decap_stat {
+	XLB_DECAP_IPIP = 0, /* IPv4-in-IPv4 stripped */
+	XLB_DECAP_IP6IP6,   /* IPv6-in-IPv6 stripped */
+	XLB_DECAP_PASS,     /* not encapsulated: passed untouched */
+	XLB_DECAP_MALFORMED, /* truncated outer or inner header: dropped */
+	XLB_DECAP_MAX,
+};
+
+#endif

@@ -1,0 +1,107 @@
+/* maps.h: every map the load balancer uses. Userspace pins them by these names. */
+#ifndef XLB_MAPS_H
+#define XLB_MAPS_H
+
+#include "libbpf/bpf_helpers.h"
+#include "consts.h"
+#include "structs.h"
+
+#ifndef BPF_F_INNER_MAP
+#define BPF_F_INNER_MAP (1U << 12)
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, struct svc_key);
+	__type(value, struct svc);
+} services SEC(".maps");
+
+/* Indexed by backend id; id 0 is never used so that an empty slot means "none". */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} backends SEC(".maps");
+
+/* One Maglev table per service id. Userspace fills a fresh inner array and
+ * swaps it in with one update, so the kernel never reads a half-written table.
+ * BPF_F_INNER_MAP lets each service's table have its own prime size. */
+struct ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, XLB_DEFAULT_RING);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct ring);
+} maglev_rings SEC(".maps");
+
+/* The connection table. No common LRU: each CPU evicts its own entries, which
+ * is cheaper and keeps one CPU's flood from evicting another CPU's flows.
+ * The loader resizes it from xdp.flow_table_size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, XLB_FLOWS_DEFAULT);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_FRAG_ENTRIES);
+	__type(key, struct frag_key);
+	__type(value, struct frag);
+} frags SEC(".maps");
+
+/* Rate limiter state: the GCRA theoretical arrival time per (service, source). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_RL_ENTRIES);
+	__type(key, struct rl_key);
+	__type(value, __u64);
+} rate_limits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_STAT_MAX);
+	__type(key, enum xlb_stat); /* also carries the enum to Go through BTF */
+	__type(value, struct stat);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct counters);
+} svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct counters);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct globals);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flood_window);
+} flood_guard SEC(".maps");
+
+#endif

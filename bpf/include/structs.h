@@ -1,0 +1,112 @@
+/* structs.h: map keys and values, shared with Go through bpf2go -type. No unions,
+ * no bitfields, explicit padding; sizes are asserted here and in Go. */
+#ifndef XLB_STRUCTS_H
+#define XLB_STRUCTS_H
+
+#include <linux/types.h>
+
+/* Addresses are 16 bytes in network order; IPv4 uses the first word only, the
+ * rest is zero. Words (not bytes) keep every access 4-byte aligned. */
+
+struct svc_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
+};
+
+struct svc {
+	__u32 id;        /* index into maglev_rings and svc_stats */
+	__u32 ring_size; /* prime; entries in this service's Maglev table */
+	__u32 flags;     /* enum xlb_svc_flags */
+	__u32 pad;
+	__u64 rl_interval_ns; /* rate limit: one new connection per interval; 0 = off */
+	__u64 rl_tau_ns;      /* rate limit burst tolerance: (burst - 1) * interval */
+};
+
+struct backend {
+	__be32 addr[4];
+	__u32 svc_id;
+	__u8 family;
+	__u8 flags; /* enum xlb_backend_flags */
+	__u16 pad;
+};
+
+struct flow_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct flow {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 atime_ns; /* last packet, for UDP expiry */
+};
+
+/* Non-first IPv4 fragments carry no ports: they follow the first fragment's
+ * choice, remembered under the datagram's identity. */
+struct frag_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct frag {
+	__u32 backend_id;
+	__u32 svc_id;
+	__u32 svc_flags;
+	__u32 pad;
+};
+
+struct rl_key {
+	__be32 addr[4];
+	__u32 svc_id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+struct stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct globals {
+	__be32 src6[4];    /* outer source of IP6IP6 packets */
+	__be32 src4;       /* outer source of IPIP packets */
+	__u32 pad;
+	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
+	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
+};
+
+struct flood_window {
+	__u64 window_ns;
+	__u64 count;
+};
+
+_Static_assert(sizeof(struct svc_key) == 20, "svc_key size");
+_Static_assert(sizeof(struct svc) == 32, "svc size");
+_Static_assert(sizeof(struct backend) == 24, "backend size");
+_Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
+_Static_assert(sizeof(struct flow) == 16, "flow size");
+_Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
+_Static_assert(sizeof(struct frag) == 16, "frag size");
+_Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
+_Static_assert(sizeof(struct counters) == 24, "counters size");
+_Static_assert(sizeof(struct stat) == 16, "stat size");
+_Static_assert(sizeof(struct globals) == 40, "settings size");
+
+#endif

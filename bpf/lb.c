@@ -1,0 +1,182 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* lb.c: the xlb L4 load balancer. One entry point; every packet ends in one
+ * enum xlb_stat verdict, counted in one place and mapped to an XDP action. */
+#include <linux/bpf.h>
+#include "include/libbpf/bpf_helpers.h"
+#include "include/consts.h"
+#include "include/structs.h"
+#include "include/maps.h"
+#include "include/parse.h"
+#include "include/hash.h"
+#include "include/select.h"
+#include "include/ratelimit.h"
+#include "include/encap.h"
+#include "include/stats.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* lb_forward sends the packet to one backend: IPIP/IP6IP6 or a MAC rewrite
+ * (DSR), to the next hop the kernel's FIB names. */
+static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 svc_flags,
+						__u32 backend_id, const struct globals *cfg)
+{
+	struct bpf_fib_lookup fib = {};
+	int dsr = svc_flags & XLB_SVC_F_DSR;
+	struct backend *be;
+	long rc;
+
+	be = bpf_map_lookup_elem(&backends, &backend_id);
+	if (!be || be->family != p->key.family)
+		return XLB_STAT_DROP_NO_BACKEND;
+
+	fib.ifindex = ctx->ingress_ifindex;
+	if (p->key.family == XLB_AF_INET) {
+		fib.family = XLB_SYS_AF_INET;
+		fib.ipv4_src = cfg->src4;
+		fib.ipv4_dst = be->addr[0];
+		fib.tot_len = p->ip_len + (dsr ? 0 : sizeof(struct iphdr));
+	} else {
+		fib.family = XLB_SYS_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, cfg->src6, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+		fib.tot_len = p->ip_len + (dsr ? 0 : sizeof(struct ipv6hdr));
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return XLB_STAT_PASS_NO_NEIGH;
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return XLB_STAT_DROP_TOO_BIG;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return XLB_STAT_PASS_FIB;
+
+	if (!dsr) {
+		int err;
+
+		if (p->key.family == XLB_AF_INET)
+			err = encap_v4(ctx, p, cfg->src4, be->addr[0]);
+		else
+			err = encap_v6(ctx, p, cfg->src6, be->addr, hash_flow(&p->key));
+		if (err)
+			return XLB_STAT_DROP_ENCAP;
+	}
+	if (encap_set_macs(ctx, fib.smac, fib.dmac))
+		return XLB_STAT_DROP_ENCAP;
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return XLB_STAT_TX;
+	bpf_redirect(fib.ifindex, 0);
+	return XLB_STAT_REDIRECT;
+}
+
+static __always_inline void lb_frag_key(const struct packet *p, struct frag_key *fk)
+{
+	__builtin_memcpy(fk->src, p->key.src, sizeof(fk->src));
+	__builtin_memcpy(fk->dst, p->key.dst, sizeof(fk->dst));
+	fk->id = p->frag_id;
+	fk->proto = p->key.proto;
+	fk->family = p->key.family;
+}
+
+/* lb_later_fragment forwards a non-first fragment where its first fragment went. */
+static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const struct packet *p,
+						       const struct globals *cfg, __u64 bytes)
+{
+	struct frag_key fk = {};
+	struct frag *fr;
+
+	lb_frag_key(p, &fk);
+	fr = bpf_map_lookup_elem(&frags, &fk);
+	if (!fr)
+		return XLB_STAT_PASS_FRAG;
+	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
+	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
+	return lb_forward(ctx, p, fr->svc_flags, fr->backend_id, cfg);
+}
+
+static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
+{
+	struct svc_key sk = {};
+	struct globals *cfg;
+	__u32 zero = 0, backend_id;
+	int r, new_flow = 0;
+	struct svc *svc;
+	__u64 now;
+
+	r = parse_packet(ctx, p);
+	if (r == PARSE_PASS)
+		return XLB_STAT_PASS_NOT_VIP;
+	if (r != PARSE_OK)
+		return XLB_STAT_DROP_MALFORMED;
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!cfg)
+		return XLB_STAT_PASS_NOT_VIP;
+	if (p->frag == FRAG_LATER)
+		return lb_later_fragment(ctx, p, cfg, bytes);
+
+	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
+	sk.port = p->key.dport;
+	sk.proto = p->key.proto;
+	sk.family = p->key.family;
+	svc = bpf_map_lookup_elem(&services, &sk);
+	if (!svc)
+		return XLB_STAT_PASS_NOT_VIP;
+
+	now = bpf_ktime_get_ns();
+	backend_id = select_flow(p, now, cfg);
+	if (!backend_id) {
+		/* An ICMP error is no new connection: it follows the table
+		 * without being rate limited or remembered. */
+		if (!p->icmp && !ratelimit_allow(svc, &p->key, now))
+			return XLB_STAT_DROP_RATE_LIMIT;
+		backend_id = select_maglev(svc, &p->key);
+		if (!backend_id)
+			return XLB_STAT_DROP_NO_BACKEND;
+		if (!p->icmp) {
+			select_remember(p, backend_id, now, cfg);
+			new_flow = 1;
+		}
+	}
+	if (p->frag == FRAG_FIRST) {
+		struct frag_key fk = {};
+		struct frag fr = { .backend_id = backend_id, .svc_id = svc->id, .svc_flags = svc->flags };
+
+		lb_frag_key(p, &fk);
+		bpf_map_update_elem(&frags, &fk, &fr, BPF_ANY);
+	}
+	if (p->icmp)
+		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
+	stats_flow(&svc_stats, svc->id, bytes, new_flow);
+	stats_flow(&backend_stats, backend_id, bytes, new_flow);
+	return lb_forward(ctx, p, svc->flags, backend_id, cfg);
+}
+
+static __always_inline int lb_action(enum xlb_stat s)
+{
+	switch (s) {
+	case XLB_STAT_TX:
+		return XDP_TX;
+	case XLB_STAT_REDIRECT:
+		return XDP_REDIRECT;
+	case XLB_STAT_DROP_MALFORMED:
+	case XLB_STAT_DROP_RATE_LIMIT:
+	case XLB_STAT_DROP_NO_BACKEND:
+	case XLB_STAT_DROP_TOO_BIG:
+	case XLB_STAT_DROP_ENCAP:
+		return XDP_DROP;
+	default:
+		return XDP_PASS;
+	}
+}
+
+SEC("xdp")
+int xlb_lb(struct xdp_md *ctx)
+{
+	__u64 bytes = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	struct packet p = {};
+	enum xlb_stat s;
+
+	s = lb_process(ctx, &p, bytes);
+	stats_count(s, bytes);
+	return lb_action(s);
+}

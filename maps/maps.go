@@ -1,0 +1,424 @@
+//go:build linux
+
+// Package maps is typed Go access to the load balancer's kernel maps: the only
+// place that converts between Go types and the generated C structs.
+package maps
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xlbproject/xlb/bpf"
+)
+
+// Protocol numbers as the kernel map keys carry them.
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// Service flags and backend flags; they mirror enum xlb_svc_flags and
+// enum xlb_backend_flags in bpf/include/consts.h.
+const (
+	svcFlagIPHash uint32 = 1
+	svcFlagDSR    uint32 = 2
+	backendFlagUp uint8  = 1
+)
+
+// Limits of the kernel maps (bpf/include/consts.h).
+const (
+	MaxServices = 1024
+	MaxBackends = 16384
+)
+
+// Maps is the set of load-balancer maps, as loaded or adopted by the loader.
+type Maps struct {
+	Services     *ebpf.Map
+	Backends     *ebpf.Map
+	MaglevRings  *ebpf.Map
+	Flows        *ebpf.Map
+	Frags        *ebpf.Map
+	RateLimits   *ebpf.Map
+	Stats        *ebpf.Map
+	SvcStats     *ebpf.Map
+	BackendStats *ebpf.Map
+	Settings     *ebpf.Map
+}
+
+// FromObjects takes the maps of a loaded LB collection. It does not own them:
+// closing stays with whoever loaded them.
+func FromObjects(o *bpf.LbMaps) *Maps {
+	return &Maps{
+		Services:     o.Services,
+		Backends:     o.Backends,
+		MaglevRings:  o.MaglevRings,
+		Flows:        o.Flows,
+		Frags:        o.Frags,
+		RateLimits:   o.RateLimits,
+		Stats:        o.Stats,
+		SvcStats:     o.SvcStats,
+		BackendStats: o.BackendStats,
+		Settings:     o.Settings,
+	}
+}
+
+// Addr16 converts an address to the kernel's four network-order words (IPv4
+// in the first word) and its family (4 or 6).
+func Addr16(a netip.Addr) (w [4]uint32, family uint8) {
+	if a.Is4() || a.Is4In6() {
+		b := a.Unmap().As4()
+		w[0] = binary.NativeEndian.Uint32(b[:])
+		return w, 4
+	}
+	b := a.As16()
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[i*4:])
+	}
+	return w, 6
+}
+
+// AddrFrom16 is the inverse of Addr16.
+func AddrFrom16(w [4]uint32, family uint8) netip.Addr {
+	if family == 4 {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], w[0])
+		return netip.AddrFrom4(b)
+	}
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[i*4:], w[i])
+	}
+	return netip.AddrFrom16(b)
+}
+
+// Ports travel in network order; in the kernel's structs they are u16 loads
+// of those bytes, so on a little-endian host they look byte-swapped.
+func portKernel(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func portHost(p uint16) uint16 { return portKernel(p) }
+
+// ServiceKey identifies a service: what a packet's destination must match.
+type ServiceKey struct {
+	VIP   netip.Addr
+	Port  uint16
+	Proto uint8 // ProtoTCP or ProtoUDP
+}
+
+func (k ServiceKey) String() string {
+	p := "tcp"
+	if k.Proto == ProtoUDP {
+		p = "udp"
+	}
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.VIP, k.Port), p)
+}
+
+func (k ServiceKey) kernel() bpf.LbSvcKey {
+	addr, fam := Addr16(k.VIP)
+	return bpf.LbSvcKey{Addr: addr, Port: portKernel(k.Port), Proto: k.Proto, Family: fam}
+}
+
+// Service is one L4 service's record.
+type Service struct {
+	ServiceKey
+	ID       uint32 // 1..MaxServices-1: index of its Maglev table and counters
+	RingSize uint32 // prime; length of the table PutRing installs
+	IPHash   bool   // hash the source address only
+	DSR      bool   // L2 DSR instead of IPIP
+	// Rate limit on new connections per source address: Rate per Per, with
+	// bursts of Burst. Rate 0 turns it off.
+	Rate  uint64
+	Per   time.Duration
+	Burst uint64
+}
+
+func (s Service) kernel() (bpf.LbSvc, error) {
+	v := bpf.LbSvc{Id: s.ID, RingSize: s.RingSize}
+	if s.IPHash {
+		v.Flags |= svcFlagIPHash
+	}
+	if s.DSR {
+		v.Flags |= svcFlagDSR
+	}
+	if s.Rate > 0 {
+		if s.Per <= 0 {
+			return v, fmt.Errorf("rate limit of service %s: period must be positive", s.ServiceKey)
+		}
+		interval := uint64(s.Per) / s.Rate
+		if interval == 0 {
+			interval = 1
+		}
+		burst := max(s.Burst, 1)
+		v.RlIntervalNs = interval
+		v.RlTauNs = (burst - 1) * interval
+	}
+	return v, nil
+}
+
+// PutService creates or updates a service.
+func (m *Maps) PutService(s Service) error {
+	if s.ID == 0 || s.ID >= MaxServices {
+		return fmt.Errorf("put service %s: id %d out of range 1..%d", s.ServiceKey, s.ID, MaxServices-1)
+	}
+	v, err := s.kernel()
+	if err != nil {
+		return err
+	}
+	k := s.ServiceKey.kernel()
+	if err := m.Services.Put(&k, &v); err != nil {
+		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
+	}
+	return nil
+}
+
+// DeleteService removes a service's record; its table and backends stay until
+// they are removed too, so packets stop matching first.
+func (m *Maps) DeleteService(k ServiceKey) error {
+	kk := k.kernel()
+	if err := m.Services.Delete(&kk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete service %s: %w", k, err)
+	}
+	return nil
+}
+
+// Backend is one backend's record. Backend IDs are per (service, address).
+type Backend struct {
+	ID        uint32 // 1..MaxBackends-1
+	ServiceID uint32
+	Addr      netip.Addr
+	Up        bool // healthy: flows to a backend that is not up re-select
+}
+
+// PutBackend creates or updates a backend.
+func (m *Maps) PutBackend(b Backend) error {
+	if b.ID == 0 || b.ID >= MaxBackends {
+		return fmt.Errorf("put backend %s: id %d out of range 1..%d", b.Addr, b.ID, MaxBackends-1)
+	}
+	addr, fam := Addr16(b.Addr)
+	v := bpf.LbBackend{Addr: addr, Family: fam, SvcId: b.ServiceID}
+	if b.Up {
+		v.Flags = backendFlagUp
+	}
+	if err := m.Backends.Put(b.ID, &v); err != nil {
+		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
+	}
+	return nil
+}
+
+// DeleteBackend clears a backend slot; flows still pointing at it re-select.
+func (m *Maps) DeleteBackend(id uint32) error {
+	if err := m.Backends.Put(id, &bpf.LbBackend{}); err != nil {
+		return fmt.Errorf("delete backend %d: %w", id, err)
+	}
+	return nil
+}
+
+// LookupBackend reads a backend slot.
+func (m *Maps) LookupBackend(id uint32) (Backend, error) {
+	var v bpf.LbBackend
+	if err := m.Backends.Lookup(id, &v); err != nil {
+		return Backend{}, fmt.Errorf("lookup backend %d: %w", id, err)
+	}
+	if v.Family == 0 {
+		return Backend{}, fmt.Errorf("lookup backend %d: %w", id, ebpf.ErrKeyNotExist)
+	}
+	return Backend{ID: id, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: v.Flags&backendFlagUp != 0}, nil
+}
+
+// PutRing installs a service's Maglev table. It fills a new inner array and
+// swaps it in with one update, so the kernel sees the old table or the new
+// one, never a mix.
+func (m *Maps) PutRing(serviceID uint32, table []uint32) error {
+	if len(table) == 0 || !IsPrime(uint32(len(table))) {
+		return fmt.Errorf("put ring of service %d: size %d is not prime", serviceID, len(table))
+	}
+	inner, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name:       "maglev_ring",
+		Type:       ebpf.Array,
+		KeySize:    4,
+		ValueSize:  4,
+		MaxEntries: uint32(len(table)),
+		Flags:      1 << 12, // BPF_F_INNER_MAP: tables of different sizes share one outer map
+	})
+	if err != nil {
+		return fmt.Errorf("create ring of service %d: %w", serviceID, err)
+	}
+	defer inner.Close()
+	keys := make([]uint32, len(table))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := inner.BatchUpdate(keys, table, nil); err != nil {
+		return fmt.Errorf("fill ring of service %d: %w", serviceID, err)
+	}
+	if err := m.MaglevRings.Put(serviceID, inner); err != nil {
+		return fmt.Errorf("swap ring of service %d: %w", serviceID, err)
+	}
+	return nil
+}
+
+// Ring reads back a service's installed Maglev table.
+func (m *Maps) Ring(serviceID uint32) ([]uint32, error) {
+	var inner *ebpf.Map
+	if err := m.MaglevRings.Lookup(serviceID, &inner); err != nil {
+		return nil, fmt.Errorf("lookup ring of service %d: %w", serviceID, err)
+	}
+	defer inner.Close()
+	info, err := inner.Info()
+	if err != nil {
+		return nil, fmt.Errorf("ring of service %d: %w", serviceID, err)
+	}
+	n := info.MaxEntries
+	keys := make([]uint32, n)
+	vals := make([]uint32, n)
+	var cursor ebpf.MapBatchCursor
+	got := 0
+	for got < int(n) {
+		c, err := inner.BatchLookup(&cursor, keys[got:], vals[got:], nil)
+		got += c
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read ring of service %d: %w", serviceID, err)
+		}
+	}
+	out := make([]uint32, n)
+	for i := 0; i < got; i++ {
+		out[keys[i]] = vals[i]
+	}
+	return out, nil
+}
+
+// DeleteRing removes a service's table.
+func (m *Maps) DeleteRing(serviceID uint32) error {
+	if err := m.MaglevRings.Delete(serviceID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete ring of service %d: %w", serviceID, err)
+	}
+	return nil
+}
+
+// Settings are the data plane's global knobs.
+type Settings struct {
+	Src4, Src6        netip.Addr    // outer source addresses of encapsulated packets
+	UDPTimeout        time.Duration // idle UDP flows re-select after this
+	MaxNewFlowsPerCPU uint64        // flow-table inserts per CPU per second; 0 = no cap
+}
+
+// DefaultUDPTimeout is how long an idle UDP flow keeps its backend.
+const DefaultUDPTimeout = 30 * time.Second
+
+// PutSettings writes the global settings.
+func (m *Maps) PutSettings(s Settings) error {
+	v := bpf.LbGlobals{MaxNewFlowsCpu: s.MaxNewFlowsPerCPU}
+	if s.Src4.IsValid() {
+		if !s.Src4.Is4() {
+			return fmt.Errorf("settings: outer IPv4 source %s is not IPv4", s.Src4)
+		}
+		w, _ := Addr16(s.Src4)
+		v.Src4 = w[0]
+	}
+	if s.Src6.IsValid() {
+		if !s.Src6.Is6() || s.Src6.Is4In6() {
+			return fmt.Errorf("settings: outer IPv6 source %s is not IPv6", s.Src6)
+		}
+		v.Src6, _ = Addr16(s.Src6)
+	}
+	v.UdpTimeoutNs = uint64(s.UDPTimeout)
+	if s.UDPTimeout <= 0 {
+		v.UdpTimeoutNs = uint64(DefaultUDPTimeout)
+	}
+	if err := m.Settings.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("put settings: %w", err)
+	}
+	return nil
+}
+
+// FlowKey is a connection's 5-tuple as the client sends it.
+type FlowKey struct {
+	Src, Dst netip.AddrPort
+	Proto    uint8
+}
+
+func (k FlowKey) kernel() bpf.LbFlowKey {
+	src, fam := Addr16(k.Src.Addr())
+	dst, _ := Addr16(k.Dst.Addr())
+	return bpf.LbFlowKey{Src: src, Dst: dst, Sport: portKernel(k.Src.Port()), Dport: portKernel(k.Dst.Port()),
+		Proto: k.Proto, Family: fam}
+}
+
+func flowKeyFrom(k bpf.LbFlowKey) FlowKey {
+	return FlowKey{
+		Src:   netip.AddrPortFrom(AddrFrom16(k.Src, k.Family), portHost(k.Sport)),
+		Dst:   netip.AddrPortFrom(AddrFrom16(k.Dst, k.Family), portHost(k.Dport)),
+		Proto: k.Proto,
+	}
+}
+
+// Flow is one connection-table entry.
+type Flow struct {
+	FlowKey
+	BackendID uint32
+	LastSeen  uint64 // CLOCK_MONOTONIC ns of the last packet (UDP only; TCP: creation)
+}
+
+// LookupFlow returns the backend a flow is pinned to.
+func (m *Maps) LookupFlow(k FlowKey) (Flow, error) {
+	kk := k.kernel()
+	var v bpf.LbFlow
+	if err := m.Flows.Lookup(&kk, &v); err != nil {
+		return Flow{}, fmt.Errorf("lookup flow %v: %w", k, err)
+	}
+	return Flow{FlowKey: k, BackendID: v.BackendId, LastSeen: v.AtimeNs}, nil
+}
+
+// PutFlow pins a flow to a backend (tests, and restoring state).
+func (m *Maps) PutFlow(f Flow) error {
+	kk := f.FlowKey.kernel()
+	v := bpf.LbFlow{BackendId: f.BackendID, AtimeNs: f.LastSeen}
+	if err := m.Flows.Put(&kk, &v); err != nil {
+		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
+	}
+	return nil
+}
+
+// ListFlows lists the connection table, up to limit entries (0 = all).
+func (m *Maps) ListFlows(limit int) ([]Flow, error) {
+	var (
+		out []Flow
+		k   bpf.LbFlowKey
+		v   bpf.LbFlow
+	)
+	it := m.Flows.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, Flow{FlowKey: flowKeyFrom(k), BackendID: v.BackendId, LastSeen: v.AtimeNs})
+		if limit > 0 && len(out) >= limit {
+			return out, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("iterate flows: %w", err)
+	}
+	return out, nil
+}
+
+// CountFlows counts connection-table entries per backend id.
+func (m *Maps) CountFlows() (map[uint32]int, error) {
+	flows, err := m.ListFlows(0)
+	if err != nil {
+		return nil, err
+	}
+	n := make(map[uint32]int)
+	for _, f := range flows {
+		n[f.BackendID]++
+	}
+	return n, nil
+}
