@@ -13,6 +13,7 @@
 #include "include/select.h"
 #include "include/ratelimit.h"
 #include "include/encap.h"
+#include "include/nexthop.h"
 #include "include/stats.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -22,34 +23,24 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 svc_flags,
 						__u32 backend_id, const struct globals *cfg)
 {
-	struct bpf_fib_lookup fib = {};
 	int dsr = svc_flags & XLB_SVC_F_DSR;
 	struct backend *be;
+	struct nexthop *nh;
+	__u32 len;
 	long rc;
 
 	be = bpf_map_lookup_elem(&backends, &backend_id);
 	if (!be || be->family != p->key.family)
 		return XLB_STAT_DROP_NO_BACKEND;
+	nh = nexthop_get(ctx, be, backend_id, cfg, &rc);
+	if (!nh)
+		return rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XLB_STAT_PASS_NO_NEIGH : XLB_STAT_PASS_FIB;
 
-	fib.ifindex = ctx->ingress_ifindex;
-	if (p->key.family == XLB_AF_INET) {
-		fib.family = XLB_SYS_AF_INET;
-		fib.ipv4_src = cfg->src4;
-		fib.ipv4_dst = be->addr[0];
-		fib.tot_len = p->ip_len + (dsr ? 0 : sizeof(struct iphdr));
-	} else {
-		fib.family = XLB_SYS_AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, cfg->src6, 16);
-		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
-		fib.tot_len = p->ip_len + (dsr ? 0 : sizeof(struct ipv6hdr));
-	}
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return XLB_STAT_PASS_NO_NEIGH;
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+	len = p->ip_len;
+	if (!dsr)
+		len += p->key.family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (len > nh->mtu)
 		return XLB_STAT_DROP_TOO_BIG;
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return XLB_STAT_PASS_FIB;
 
 	if (!dsr) {
 		int err;
@@ -61,11 +52,11 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		if (err)
 			return XLB_STAT_DROP_ENCAP;
 	}
-	if (encap_set_macs(ctx, fib.smac, fib.dmac))
+	if (encap_set_macs(ctx, nh->smac, nh->dmac))
 		return XLB_STAT_DROP_ENCAP;
-	if (fib.ifindex == ctx->ingress_ifindex)
+	if (nh->ifindex == ctx->ingress_ifindex)
 		return XLB_STAT_TX;
-	bpf_redirect(fib.ifindex, 0);
+	bpf_redirect(nh->ifindex, 0);
 	return XLB_STAT_REDIRECT;
 }
 
@@ -122,9 +113,9 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	if (!svc)
 		return XLB_STAT_PASS_NOT_VIP;
 
-	now = bpf_ktime_get_ns();
-	backend_id = select_flow(p, now, cfg);
+	backend_id = select_flow(p, cfg);
 	if (!backend_id) {
+		now = bpf_ktime_get_ns();
 		/* An ICMP error is no new connection: it follows the table
 		 * without being rate limited or remembered. */
 		if (!p->icmp && !ratelimit_allow(svc, &p->key, now))
@@ -133,7 +124,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		if (!backend_id)
 			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, backend_id, now, cfg);
+			select_remember(p, backend_id, now, bpf_ktime_get_coarse_ns(), cfg);
 			new_flow = 1;
 		}
 	}

@@ -80,6 +80,18 @@ type LbGlobals struct {
 	MaxNewFlowsCpu uint64
 }
 
+type LbNexthop struct {
+	_         structs.HostLayout
+	Smac      [6]uint8
+	Dmac      [6]uint8
+	Ifindex   uint32
+	InIfindex uint32
+	Mtu       uint16
+	Family    uint8
+	Pad       uint8
+	ExpiresNs uint64
+}
+
 type LbRlKey struct {
 	_      structs.HostLayout
 	Addr   [4]uint32
@@ -145,6 +157,7 @@ const (
 	LbMapFlows        = "flows"
 	LbMapFrags        = "frags"
 	LbMapMaglevRings  = "maglev_rings"
+	LbMapNexthops     = "nexthops"
 	LbMapRateLimits   = "rate_limits"
 	LbMapServices     = "services"
 	LbMapSettings     = "settings"
@@ -208,6 +221,7 @@ type LbMapSpecs struct {
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
 	MaglevRings  *ebpf.MapSpec `ebpf:"maglev_rings"`
+	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
 	RateLimits   *ebpf.MapSpec `ebpf:"rate_limits"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
@@ -247,6 +261,7 @@ type LbMaps struct {
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Frags        *ebpf.Map `ebpf:"frags"`
 	MaglevRings  *ebpf.Map `ebpf:"maglev_rings"`
+	Nexthops     *ebpf.Map `ebpf:"nexthops"`
 	RateLimits   *ebpf.Map `ebpf:"rate_limits"`
 	Services     *ebpf.Map `ebpf:"services"`
 	Settings     *ebpf.Map `ebpf:"settings"`
@@ -262,6 +277,7 @@ func (m *LbMaps) Close() error {
 		m.Flows,
 		m.Frags,
 		m.MaglevRings,
+		m.Nexthops,
 		m.RateLimits,
 		m.Services,
 		m.Settings,

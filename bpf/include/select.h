@@ -25,7 +25,7 @@ static __always_inline __u32 select_maglev(const struct svc *svc, const struct f
 /* select_flow returns the backend a flow is pinned to, or 0 when it must be
  * chosen afresh. A SYN always chooses afresh, so a stale entry from an old
  * connection on the same 5-tuple cannot pin a new one. */
-static __always_inline __u32 select_flow(const struct packet *p, __u64 now, const struct globals *cfg)
+static __always_inline __u32 select_flow(const struct packet *p, const struct globals *cfg)
 {
 	struct backend *be;
 	struct flow *f;
@@ -39,6 +39,9 @@ static __always_inline __u32 select_flow(const struct packet *p, __u64 now, cons
 		return 0;
 	}
 	if (p->key.proto == IPPROTO_UDP) {
+		/* The coarse clock is enough for a timeout of seconds, and cheap. */
+		__u64 now = bpf_ktime_get_coarse_ns();
+
 		if (now - f->atime_ns > cfg->udp_timeout_ns) {
 			stats_count(XLB_STAT_EV_FLOW_UDP_EXPIRED, 0);
 			return 0;
@@ -58,9 +61,9 @@ static __always_inline __u32 select_flow(const struct packet *p, __u64 now, cons
  * quota this second: under a new-flow flood the table keeps its established
  * flows, and the unremembered ones still hash to the same backend. */
 static __always_inline void select_remember(const struct packet *p, __u32 backend_id, __u64 now,
-					    const struct globals *cfg)
+					    __u64 coarse_now, const struct globals *cfg)
 {
-	struct flow f = { .backend_id = backend_id, .atime_ns = now };
+	struct flow f = { .backend_id = backend_id, .atime_ns = coarse_now };
 	__u32 zero = 0;
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))

@@ -92,6 +92,18 @@ struct globals {
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
 };
 
+/* A backend's next hop as bpf_fib_lookup last named it (per CPU). */
+struct nexthop {
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u32 ifindex;    /* egress */
+	__u32 in_ifindex; /* the ingress interface the lookup was made from */
+	__u16 mtu;        /* of the route: bigger packets are not forwarded */
+	__u8 family;
+	__u8 pad;
+	__u64 expires_ns; /* coarse monotonic clock */
+};
+
 struct flood_window {
 	__u64 window_ns;
 	__u64 count;

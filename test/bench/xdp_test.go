@@ -1,0 +1,231 @@
+//go:build linux
+
+// Package bench measures xlb's data plane against floor programs in one run.
+// Run it with `make bench` (XLB_BENCH=1); it is skipped otherwise.
+package bench
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/maps"
+	"github.com/xlbproject/xlb/test/lbtest"
+	"github.com/xlbproject/xlb/test/pkt"
+	"github.com/xlbproject/xlb/test/privileged"
+)
+
+const xdpTX = 3
+
+// progRunAttr is the BPF_PROG_TEST_RUN part of union bpf_attr. The raw call
+// is used because it reports the kernel's own per-run duration (which
+// excludes time the test loop yielded the CPU) and takes a context, which
+// sets the ingress interface the FIB lookup needs.
+type progRunAttr struct {
+	progFd, retval, dataSizeIn, dataSizeOut uint32
+	dataIn, dataOut                         uint64
+	repeat, duration                        uint32
+	ctxSizeIn, ctxSizeOut                   uint32
+	ctxIn, ctxOut                           uint64
+	flags, cpu, batchSize, _                uint32
+}
+
+type xdpMD struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// timeRun runs prog `repeat` times on frame and returns the verdict and the
+// kernel-measured nanoseconds per run.
+func timeRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (uint32, uint32, error) {
+	out := make([]byte, len(frame)+512)
+	ctx := xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}
+	attr := progRunAttr{
+		progFd:      uint32(prog.FD()),
+		dataSizeIn:  uint32(len(frame)),
+		dataSizeOut: uint32(len(out)),
+		dataIn:      uint64(uintptr(unsafe.Pointer(&frame[0]))),
+		dataOut:     uint64(uintptr(unsafe.Pointer(&out[0]))),
+		repeat:      repeat,
+		ctxSizeIn:   uint32(unsafe.Sizeof(ctx)),
+		ctxIn:       uint64(uintptr(unsafe.Pointer(&ctx))),
+	}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(frame)
+	runtime.KeepAlive(out)
+	runtime.KeepAlive(&ctx)
+	if errno != 0 {
+		return 0, 0, errno
+	}
+	return attr.retval, attr.duration, nil
+}
+
+type variant struct {
+	name   string
+	prog   *ebpf.Program
+	frame  []byte
+	vary   bool   // a new flow on every run
+	check  string // lb stat that must grow by exactly repeat ("" for floors)
+	newFlw bool   // service new_flows must grow by repeat too
+}
+
+func TestXDPCost(t *testing.T) {
+	if os.Getenv("XLB_BENCH") != "1" {
+		t.Skip("benchmark: run with `make bench` (XLB_BENCH=1)")
+	}
+	privileged.Require(t)
+	env := lbtest.New(t)
+
+	vip := netip.MustParseAddr("10.0.0.100")
+	client := netip.MustParseAddr("192.0.2.10")
+	for _, s := range []struct {
+		id  uint32
+		vip netip.Addr
+		dsr bool
+	}{{1, vip, false}, {2, netip.MustParseAddr("10.0.0.101"), true}} {
+		var bes []netip.Addr
+		for i := 1; i <= 9; i++ {
+			bes = append(bes, lbtest.Backend4(i))
+		}
+		env.AddService(t, lbtest.ServiceSpec{
+			Service:  maps.Service{ServiceKey: maps.ServiceKey{VIP: s.vip, Port: 80, Proto: maps.ProtoTCP}, ID: s.id, DSR: s.dsr},
+			Backends: bes, FirstID: s.id * 100,
+		})
+	}
+
+	var bo bpf.BenchObjects
+	if err := bpf.LoadBenchObjects(&bo, nil); err != nil {
+		t.Fatalf("load bench programs: %v", err)
+	}
+	defer bo.Close()
+
+	build := func(dst netip.Addr, flags string) []byte {
+		return pkt.MustBuild(t, pkt.Spec{Src: client, Dst: dst, SrcPort: 40000, DstPort: 80, Proto: "tcp", TCPFlags: flags, DF: true,
+			Payload: make([]byte, 18)})
+	}
+	ipipACK, ipipSYN := build(vip, "A"), build(vip, "S")
+	dsrACK, dsrSYN := build(netip.MustParseAddr("10.0.0.101"), "A"), build(netip.MustParseAddr("10.0.0.101"), "S")
+	// Established flows: one SYN each puts them in the flow table.
+	for _, f := range [][]byte{ipipSYN, dsrSYN} {
+		if act, _ := env.Run(t, env.Objs.XlbLb, f); act != xdpTX {
+			t.Fatalf("priming SYN: action %d", act)
+		}
+	}
+
+	variants := []variant{
+		{name: "floor dsr (parse + MAC swap + TX)", prog: bo.XlbFloorDsr, frame: ipipACK},
+		{name: "floor ipip (parse + bare encap + TX)", prog: bo.XlbFloorIpip, frame: ipipACK},
+		{name: "xlb ipip established flow", prog: env.Objs.XlbLb, frame: ipipACK, check: "tx"},
+		{name: "xlb dsr established flow", prog: env.Objs.XlbLb, frame: dsrACK, check: "tx"},
+		{name: "xlb ipip new flow (SYN)", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true},
+		{name: "xlb dsr new flow (SYN)", prog: env.Objs.XlbLb, frame: dsrSYN, vary: true, check: "tx", newFlw: true},
+	}
+	const rounds = 5
+	repeat := uint32(1_000_000)
+	if s := os.Getenv("XLB_BENCH_REPEAT"); s != "" {
+		fmt.Sscan(s, &repeat)
+	}
+	results := make([][]uint32, len(variants))
+
+	err := env.Host.Do(func() error {
+		// One CPU for every run: per-CPU maps and caches stay comparable.
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		for r := 0; r < rounds; r++ {
+			for i, v := range variants {
+				if err := bo.BenchTarget.Put(uint32(0), v.prog); err != nil {
+					return fmt.Errorf("%s: set target: %w", v.name, err)
+				}
+				in := bpf.BenchBenchPkt{Len: uint32(len(v.frame)), SportOff: 14 + 20, SaddrOff: 14 + 12 + 2, Seq: uint32(r) << 20}
+				if v.vary {
+					in.Vary = 1
+				}
+				copy(in.Data[:], v.frame)
+				if err := bo.BenchInput.Put(uint32(0), &in); err != nil {
+					return err
+				}
+				before := statOf(env, v.check)
+				newBefore := newFlows(env)
+				ret, ns, err := timeRun(bo.XlbBenchDriver, v.frame, env.Link.Index, repeat)
+				if err != nil {
+					return fmt.Errorf("%s: run: %w", v.name, err)
+				}
+				if ret != xdpTX {
+					return fmt.Errorf("%s: verdict %d, want XDP_TX", v.name, ret)
+				}
+				// Every timed run must have taken the path it claims.
+				if v.check != "" {
+					if got := statOf(env, v.check) - before; got < uint64(repeat) {
+						return fmt.Errorf("%s: %d of %d runs counted as %s", v.name, got, repeat, v.check)
+					}
+				}
+				if v.newFlw {
+					if got := newFlows(env) - newBefore; got < uint64(repeat) {
+						return fmt.Errorf("%s: only %d of %d runs were new flows", v.name, got, repeat)
+					}
+				} else if v.check != "" && newFlows(env) != newBefore {
+					return fmt.Errorf("%s: established-flow runs created flows", v.name)
+				}
+				results[i] = append(results[i], ns)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	med := make([]uint32, len(variants))
+	for i := range results {
+		s := slices.Clone(results[i])
+		slices.Sort(s)
+		med[i] = s[len(s)/2]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nXDP per-packet cost, BPF_PROG_TEST_RUN through a restoring driver, %d runs x %d rounds, median (kernel %s)\n", repeat, rounds, kernelRelease())
+	fmt.Fprintf(&b, "%-40s %8s %12s %12s\n", "program", "ns/pkt", "x floor dsr", "x floor ipip")
+	for i, v := range variants {
+		fmt.Fprintf(&b, "%-40s %8d %12.2f %12.2f   rounds %v\n", v.name, med[i], float64(med[i])/float64(med[0]), float64(med[i])/float64(med[1]), results[i])
+	}
+	t.Log(b.String())
+	fmt.Print(b.String())
+}
+
+func statOf(env *lbtest.Env, name string) uint64 {
+	if name == "" {
+		return 0
+	}
+	s, err := env.Maps.StatByName(name)
+	if err != nil {
+		return 0
+	}
+	return s.Packets
+}
+
+func newFlows(env *lbtest.Env) uint64 {
+	var n uint64
+	for _, id := range []uint32{1, 2} {
+		c, _ := env.Maps.ServiceCounters(id)
+		n += c.NewFlows
+	}
+	return n
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
