@@ -14,6 +14,7 @@
 #include "include/ratelimit.h"
 #include "include/encap.h"
 #include "include/nexthop.h"
+#include "include/icmp.h"
 #include "include/stats.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -26,7 +27,7 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 	int dsr = svc_flags & XLB_SVC_F_DSR;
 	struct backend *be;
 	struct nexthop *nh;
-	__u32 len;
+	__u32 overhead;
 	long rc;
 
 	be = bpf_map_lookup_elem(&backends, &backend_id);
@@ -36,11 +37,18 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 	if (!nh)
 		return rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XLB_STAT_PASS_NO_NEIGH : XLB_STAT_PASS_FIB;
 
-	len = p->ip_len;
+	overhead = 0;
 	if (!dsr)
-		len += p->key.family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	if (len > nh->mtu)
-		return XLB_STAT_DROP_TOO_BIG;
+		overhead = p->key.family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (p->ip_len + overhead > nh->mtu) {
+		/* Routers may fragment an IPv4 packet without DF; XDP cannot. An
+		 * ICMP error about an ICMP error is never sent. */
+		if (p->icmp || p->frag || (p->key.family == XLB_AF_INET && !p->df))
+			return XLB_STAT_DROP_TOO_BIG;
+		if (icmp_too_big(ctx, p, nh->mtu, overhead))
+			return XLB_STAT_DROP_TOO_BIG;
+		return XLB_STAT_ICMP_TOO_BIG_SENT;
+	}
 
 	if (!dsr) {
 		int err;
@@ -146,6 +154,7 @@ static __always_inline int lb_action(enum xlb_stat s)
 {
 	switch (s) {
 	case XLB_STAT_TX:
+	case XLB_STAT_ICMP_TOO_BIG_SENT:
 		return XDP_TX;
 	case XLB_STAT_REDIRECT:
 		return XDP_REDIRECT;

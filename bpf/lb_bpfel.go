@@ -127,24 +127,24 @@ type LbSvcKey struct {
 type LbXlbStat uint32
 
 const (
-	LbXlbStatXLB_STAT_PASS_NOT_VIP         LbXlbStat = 0
-	LbXlbStatXLB_STAT_PASS_NO_NEIGH        LbXlbStat = 1
-	LbXlbStatXLB_STAT_PASS_FIB             LbXlbStat = 2
-	LbXlbStatXLB_STAT_PASS_FRAG            LbXlbStat = 3
-	LbXlbStatXLB_STAT_TX                   LbXlbStat = 4
-	LbXlbStatXLB_STAT_REDIRECT             LbXlbStat = 5
-	LbXlbStatXLB_STAT_DROP_MALFORMED       LbXlbStat = 6
-	LbXlbStatXLB_STAT_DROP_RATE_LIMIT      LbXlbStat = 7
-	LbXlbStatXLB_STAT_DROP_NO_BACKEND      LbXlbStat = 8
-	LbXlbStatXLB_STAT_DROP_TOO_BIG         LbXlbStat = 9
-	LbXlbStatXLB_STAT_DROP_ENCAP           LbXlbStat = 10
-	LbXlbStatXLB_STAT_EV_ICMP_TOO_BIG_FWD  LbXlbStat = 11
-	LbXlbStatXLB_STAT_EV_ICMP_TOO_BIG_SENT LbXlbStat = 12
-	LbXlbStatXLB_STAT_EV_FLOW_MISS         LbXlbStat = 13
-	LbXlbStatXLB_STAT_EV_FLOW_RESELECT     LbXlbStat = 14
-	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED      LbXlbStat = 15
-	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED  LbXlbStat = 16
-	LbXlbStatXLB_STAT_MAX                  LbXlbStat = 17
+	LbXlbStatXLB_STAT_PASS_NOT_VIP        LbXlbStat = 0
+	LbXlbStatXLB_STAT_PASS_NO_NEIGH       LbXlbStat = 1
+	LbXlbStatXLB_STAT_PASS_FIB            LbXlbStat = 2
+	LbXlbStatXLB_STAT_PASS_FRAG           LbXlbStat = 3
+	LbXlbStatXLB_STAT_TX                  LbXlbStat = 4
+	LbXlbStatXLB_STAT_REDIRECT            LbXlbStat = 5
+	LbXlbStatXLB_STAT_DROP_MALFORMED      LbXlbStat = 6
+	LbXlbStatXLB_STAT_DROP_RATE_LIMIT     LbXlbStat = 7
+	LbXlbStatXLB_STAT_DROP_NO_BACKEND     LbXlbStat = 8
+	LbXlbStatXLB_STAT_DROP_TOO_BIG        LbXlbStat = 9
+	LbXlbStatXLB_STAT_DROP_ENCAP          LbXlbStat = 10
+	LbXlbStatXLB_STAT_EV_ICMP_TOO_BIG_FWD LbXlbStat = 11
+	LbXlbStatXLB_STAT_ICMP_TOO_BIG_SENT   LbXlbStat = 12
+	LbXlbStatXLB_STAT_EV_FLOW_MISS        LbXlbStat = 13
+	LbXlbStatXLB_STAT_EV_FLOW_RESELECT    LbXlbStat = 14
+	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED     LbXlbStat = 15
+	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED LbXlbStat = 16
+	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 17
 )
 
 // Names of all BPF objects in the ELF.

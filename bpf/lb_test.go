@@ -286,6 +286,7 @@ func TestNotForwarded(t *testing.T) {
 	bigPayload := make([]byte, 1460)
 	big := tcp4(client4, 40000, vip4, 80, "A")
 	big.Payload = bigPayload
+	big.DF = false
 
 	cases := []struct {
 		name  string
@@ -302,7 +303,7 @@ func TestNotForwarded(t *testing.T) {
 		{"ipv6-extension-header-PASS", pkt.Mutate(good6, func(b []byte) { b[14+6] = 60 }), xdpPass, "pass_not_vip"},
 		{"ipv4-no-neighbour-PASS", pkt.MustBuild(t, tcp4(client4, 40000, nnVIP4, 80, "S")), xdpPass, "pass_no_neigh"},
 		{"ipv4-no-backend-DROP", pkt.MustBuild(t, tcp4(client4, 40000, emptyVIP, 80, "S")), xdpDrop, "drop_no_backend"},
-		{"ipv4-encap-exceeds-mtu-DROP", pkt.MustBuild(t, big), xdpDrop, "drop_too_big"},
+		{"ipv4-no-df-encap-exceeds-mtu-DROP", pkt.MustBuild(t, big), xdpDrop, "drop_too_big"},
 		{"ethernet-only-ipv4-type-DROP", pkt.Truncate(good, 14), xdpDrop, "drop_malformed"},
 		{"ipv4-truncated-header-DROP", pkt.Truncate(good, 14+12), xdpDrop, "drop_malformed"},
 		{"ipv4-ihl-below-5-DROP", pkt.Mutate(good, func(b []byte) { b[14] = 0x44 }), xdpDrop, "drop_malformed"},
@@ -661,5 +662,76 @@ func TestFlowInsertCapPerCPU(t *testing.T) {
 	// Each CPU the test thread ran on may insert 5 within the second.
 	if total+int(skipped) != 20 || total > 5*maxCPUs(t) || skipped == 0 {
 		t.Errorf("flows %d, skipped %d: want 20 in all, at most 5 per CPU", total, skipped)
+	}
+}
+
+// TestTooBigAnswersICMP: a packet that would not fit the path MTU once
+// encapsulated is answered as a router would, so the client's path-MTU
+// discovery works through the balancer.
+func TestTooBigAnswersICMP(t *testing.T) {
+	w := newWorld(t)
+	for _, c := range []struct {
+		name    string
+		spec    pkt.Spec
+		mtu     uint32
+		quoteIP int
+	}{
+		{"ipv4-tcp-df-too-big-icmp-frag-needed-TX", tcp4(client4, 40000, vip4, 80, "A"), 1500 - 20, 20},
+		{"ipv6-tcp-too-big-icmp6-packet-too-big-TX", tcp4(client6, 40000, vip6, 80, "A"), 1500 - 40, 40},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.spec.Payload = make([]byte, 1461-c.quoteIP)
+			in := pkt.MustBuild(t, c.spec)
+			if err := w.Maps.ClearStats(); err != nil {
+				t.Fatal(err)
+			}
+			act, out := w.run(t, in)
+			wantAction(t, act, xdpTX)
+			if got := w.Stat(t, "icmp_too_big_sent"); got != 1 {
+				t.Errorf("icmp_too_big_sent = %d", got)
+			}
+			if !bytes.Equal(out[0:6], in[6:12]) || !bytes.Equal(out[6:12], in[0:6]) {
+				t.Errorf("MACs not swapped: %x -> %x", out[6:12], out[0:6])
+			}
+			d, err := pkt.Decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inIP, _ := pkt.IPBytes(in)
+			quote := inIP[:c.quoteIP+8]
+			if c.spec.Src.Is4() {
+				if d.Outer4 == nil || d.ICMP4 == nil {
+					t.Fatalf("not ICMPv4: %+v", d)
+				}
+				if d.Outer4.SrcIP.String() != vip4.String() || d.Outer4.DstIP.String() != client4.String() {
+					t.Errorf("ICMP %s -> %s, want %s -> %s", d.Outer4.SrcIP, d.Outer4.DstIP, vip4, client4)
+				}
+				if d.ICMP4.TypeCode.Type() != 3 || d.ICMP4.TypeCode.Code() != 4 || uint32(d.ICMP4.Seq) != c.mtu {
+					t.Errorf("ICMP type %d code %d mtu %d, want 3/4/%d", d.ICMP4.TypeCode.Type(), d.ICMP4.TypeCode.Code(), d.ICMP4.Seq, c.mtu)
+				}
+				ip, _ := pkt.IPBytes(out)
+				if err := pkt.CheckIPv4Header(ip); err != nil {
+					t.Error(err)
+				}
+			} else {
+				if d.Outer6 == nil || d.ICMP6 == nil {
+					t.Fatalf("not ICMPv6: %+v", d)
+				}
+				if d.Outer6.SrcIP.String() != vip6.String() || d.Outer6.DstIP.String() != client6.String() {
+					t.Errorf("ICMPv6 %s -> %s", d.Outer6.SrcIP, d.Outer6.DstIP)
+				}
+				b := d.ICMP6.LayerPayload()
+				mtu := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+				if d.ICMP6.TypeCode.Type() != 2 || mtu != c.mtu {
+					t.Errorf("ICMPv6 type %d mtu %d, want 2/%d", d.ICMP6.TypeCode.Type(), mtu, c.mtu)
+				}
+			}
+			if err := pkt.CheckL4Checksum(out); err != nil {
+				t.Errorf("ICMP checksum: %v", err)
+			}
+			if !bytes.Equal(d.Payload, quote) {
+				t.Errorf("quote\n got %x\nwant %x", d.Payload, quote)
+			}
+		})
 	}
 }

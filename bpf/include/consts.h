@@ -57,10 +57,10 @@ enum xlb_stat {
 	XLB_STAT_DROP_MALFORMED,       /* truncated or inconsistent headers */
 	XLB_STAT_DROP_RATE_LIMIT,      /* new connection over the service's rate limit */
 	XLB_STAT_DROP_NO_BACKEND,      /* service has no backend in its table */
-	XLB_STAT_DROP_TOO_BIG,         /* encapsulated packet would exceed the MTU */
+	XLB_STAT_DROP_TOO_BIG,         /* too big to forward, and no ICMP error allowed (no DF, fragment, ICMP) */
 	XLB_STAT_DROP_ENCAP,           /* the kernel refused to grow the packet */
 	XLB_STAT_EV_ICMP_TOO_BIG_FWD,  /* event: ICMP too-big about a VIP flow sent to its backend */
-	XLB_STAT_EV_ICMP_TOO_BIG_SENT, /* event: answered a client with ICMP too-big */
+	XLB_STAT_ICMP_TOO_BIG_SENT,    /* answered the client: its packet would not fit encapsulated */
 	XLB_STAT_EV_FLOW_MISS,         /* event: non-SYN TCP packet with no flow entry */
 	XLB_STAT_EV_FLOW_RESELECT,     /* event: flow's backend is down; picked another */
 	XLB_STAT_EV_FLOW_SKIPPED,      /* event: flow not remembered (per-CPU insert cap) */
