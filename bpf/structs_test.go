@@ -58,12 +58,12 @@ func TestStatNamesFollowEnum(t *testing.T) {
 	}
 	// C name -> Go label, where they differ beyond case and prefix.
 	renamed := map[string]string{
-		"EV_ICMP_TOO_BIG_FWD":  "icmp_too_big_forwarded",
-		"ICMP_TOO_BIG_SENT":    "icmp_too_big_sent",
-		"EV_FLOW_MISS":         "flow_miss_non_syn",
-		"EV_FLOW_RESELECT":     "flow_reselect",
-		"EV_FLOW_SKIPPED":      "flow_insert_skipped",
-		"EV_FLOW_UDP_EXPIRED":  "flow_udp_expired",
+		"EV_ICMP_TOO_BIG_FWD": "icmp_too_big_forwarded",
+		"ICMP_TOO_BIG_SENT":   "icmp_too_big_sent",
+		"EV_FLOW_MISS":        "flow_miss_non_syn",
+		"EV_FLOW_RESELECT":    "flow_reselect",
+		"EV_FLOW_SKIPPED":     "flow_insert_skipped",
+		"EV_FLOW_UDP_EXPIRED": "flow_udp_expired",
 	}
 	var want []string
 	for _, v := range e.Values {
