@@ -1,0 +1,41 @@
+# xlb — eBPF/XDP L4 + L7 load balancer. `make help` lists the targets.
+
+GO      ?= go
+PKGS    ?= ./...
+GOFLAGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install missing build and test packages (apt; needs root)
+	@scripts/deps.sh
+
+.PHONY: generate
+generate: ## rebuild the bpf2go bindings and objects from bpf/*.c (needs clang)
+	$(GO) generate ./bpf/
+
+.PHONY: check-generated
+check-generated: generate ## fail if the committed bpf2go output is stale
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf2go output is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- bpf/)" || { git status --porcelain -- bpf/; echo "untracked bpf2go output: commit it"; exit 1; }
+
+.PHONY: build
+build: ## build xlbd and xlbctl into bin/
+	$(GO) build $(GOFLAGS) -o bin/ ./cmd/...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); test -z "$$out" || { echo "not gofmt'ed:"; echo "$$out"; exit 1; }
+	$(GO) vet $(PKGS)
+
+.PHONY: test
+test: deps ## run every test (as root: program, namespace and integration tests too)
+	$(GO) test $(GOFLAGS) -count=1 -timeout 20m $(PKGS)
+
+.PHONY: bench
+bench: deps ## XDP per-packet cost against floor programs (root; run in the foreground)
+	$(GO) test $(GOFLAGS) -count=1 -run '^$$' -bench XDP -benchtime 1x ./test/bench/
