@@ -10,4 +10,9 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require (
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+)
+
 tool github.com/cilium/ebpf/cmd/bpf2go

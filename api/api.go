@@ -1,0 +1,121 @@
+// Package api holds the admin API's JSON shapes, shared by the daemon, the
+// admin HTTP server and xlbctl.
+package api
+
+import (
+	"errors"
+	"time"
+)
+
+// Paths of the admin API (SPEC.md).
+const (
+	PathHealthz  = "/healthz"
+	PathMetrics  = "/metrics"
+	PathServices = "/api/v1/services"
+	PathReload   = "/api/v1/reload"
+)
+
+// Error is every error answer: {"error": "..."} with a 4xx/5xx status.
+// Details carries a list when there is one (e.g. every config error).
+type Error struct {
+	Error   string   `json:"error"`
+	Details []string `json:"details,omitempty"`
+}
+
+// Services is the answer of GET /api/v1/services.
+type Services struct {
+	Services []Service `json:"services"`
+}
+
+// Service is one configured service and its live state.
+type Service struct {
+	Name      string    `json:"name"`
+	Layer     int       `json:"layer"`                // 4 or 7
+	Address   string    `json:"address"`              // L4: vip:port; L7: listen address
+	Protocol  string    `json:"protocol"`             // tcp, udp, http, https
+	Scheduler string    `json:"scheduler"`            // maglev, ip_hash, round_robin, ...
+	Forward   string    `json:"forwarding,omitempty"` // L4: ipip or dsr
+	FailOpen  bool      `json:"fail_open"`            // every backend is down: serving the last healthy set
+	Backends  []Backend `json:"backends"`
+	Counters  Counters  `json:"counters"`
+}
+
+// Backend is one backend's live state.
+type Backend struct {
+	Address      string   `json:"address"`
+	Weight       int      `json:"weight"`        // effective weight (0 = drained)
+	ConfigWeight int      `json:"config_weight"` // weight in the config file
+	Healthy      bool     `json:"healthy"`
+	Draining     bool     `json:"draining"`
+	Source       string   `json:"source"`               // "config" or "api": where it came from
+	Persisted    bool     `json:"persisted"`            // false: a runtime change the next reload will undo
+	LastCheck    string   `json:"last_check,omitempty"` // last health check result ("ok" or the error)
+	Active       int64    `json:"active"`               // L4: flow-table entries; L7: in-flight requests
+	Counters     Counters `json:"counters"`
+}
+
+// Counters are traffic totals: packets and bytes for L4, requests for L7.
+type Counters struct {
+	Packets  uint64 `json:"packets,omitempty"`
+	Bytes    uint64 `json:"bytes,omitempty"`
+	NewFlows uint64 `json:"new_flows,omitempty"`
+	Requests uint64 `json:"requests,omitempty"`
+	Errors   uint64 `json:"errors,omitempty"`
+}
+
+// AddBackend is the body of POST /api/v1/services/{name}/backends.
+type AddBackend struct {
+	Address string `json:"address"`
+	Weight  *int   `json:"weight,omitempty"` // default 1
+}
+
+// PatchBackend is the body of PATCH /api/v1/services/{name}/backends/{address}.
+type PatchBackend struct {
+	Weight *int  `json:"weight,omitempty"`
+	Drain  *bool `json:"drain,omitempty"`
+}
+
+// Change answers a mutating call: what happened, and whether it survives a
+// reload (runtime changes do not, unless written to the config file).
+type Change struct {
+	Service   string `json:"service"`
+	Backend   string `json:"backend,omitempty"`
+	Result    string `json:"result"`
+	Persisted bool   `json:"persisted"`
+	Note      string `json:"note,omitempty"`
+}
+
+// Reload answers POST /api/v1/reload.
+type Reload struct {
+	Result   string    `json:"result"` // "ok"
+	Services int       `json:"services"`
+	At       time.Time `json:"at"`
+}
+
+// Stats answers GET /api/v1/stats: the data plane's verdict and event counters.
+type Stats struct {
+	L4 []Stat `json:"l4"`
+}
+
+// Stat is one summed counter.
+type Stat struct {
+	Name    string `json:"name"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// PathStats is GET /api/v1/stats.
+const PathStats = "/api/v1/stats"
+
+// Error kinds a Controller returns; the admin server maps them to statuses.
+var (
+	ErrNotFound = errors.New("not found")       // 404
+	ErrInvalid  = errors.New("invalid request") // 400
+	ErrConflict = errors.New("conflict")        // 409
+)
+
+// Detailed is an error with a list of details (every config validation error).
+type Detailed interface {
+	error
+	Details() []string
+}
