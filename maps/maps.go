@@ -422,3 +422,80 @@ func (m *Maps) CountFlows() (map[uint32]int, error) {
 	}
 	return n, nil
 }
+
+// ListServices reads every service record.
+func (m *Maps) ListServices() ([]Service, error) {
+	var (
+		out []Service
+		k   bpf.LbSvcKey
+		v   bpf.LbSvc
+	)
+	it := m.Services.Iterate()
+	for it.Next(&k, &v) {
+		s := Service{
+			ServiceKey: ServiceKey{VIP: AddrFrom16(k.Addr, k.Family), Port: portHost(k.Port), Proto: k.Proto},
+			ID:         v.Id, RingSize: v.RingSize,
+			IPHash: v.Flags&svcFlagIPHash != 0, DSR: v.Flags&svcFlagDSR != 0,
+		}
+		if v.RlIntervalNs > 0 {
+			// The kernel keeps the interval, not the configured fraction.
+			s.Rate, s.Per, s.Burst = 1, time.Duration(v.RlIntervalNs), v.RlTauNs/v.RlIntervalNs+1
+		}
+		out = append(out, s)
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("iterate services: %w", err)
+	}
+	return out, nil
+}
+
+// ListBackends reads every used backend slot.
+func (m *Maps) ListBackends() ([]Backend, error) {
+	var (
+		out []Backend
+		k   uint32
+		v   bpf.LbBackend
+	)
+	it := m.Backends.Iterate()
+	for it.Next(&k, &v) {
+		if v.Family == 0 {
+			continue
+		}
+		out = append(out, Backend{ID: k, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: v.Flags&backendFlagUp != 0})
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("iterate backends: %w", err)
+	}
+	return out, nil
+}
+
+// OpenPinned opens the maps a loader pinned under pinPath, for tools that
+// read them without loading the program (xlbctl maps). Close releases them.
+func OpenPinned(pinPath string) (*Maps, error) {
+	m := &Maps{}
+	for name, dst := range map[string]**ebpf.Map{
+		bpf.LbMapServices: &m.Services, bpf.LbMapBackends: &m.Backends, bpf.LbMapMaglevRings: &m.MaglevRings,
+		bpf.LbMapFlows: &m.Flows, bpf.LbMapFrags: &m.Frags, bpf.LbMapRateLimits: &m.RateLimits,
+		bpf.LbMapStats: &m.Stats, bpf.LbMapSvcStats: &m.SvcStats, bpf.LbMapBackendStats: &m.BackendStats,
+		bpf.LbMapSettings: &m.Settings,
+	} {
+		mp, err := ebpf.LoadPinnedMap(pinPath+"/"+name, &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("open pinned map %s under %s (is xlbd's data plane loaded?): %w", name, pinPath, err)
+		}
+		*dst = mp
+	}
+	return m, nil
+}
+
+// Close closes every map; only for Maps from OpenPinned.
+func (m *Maps) Close() error {
+	var errs []error
+	for _, mp := range []*ebpf.Map{m.Services, m.Backends, m.MaglevRings, m.Flows, m.Frags, m.RateLimits, m.Stats, m.SvcStats, m.BackendStats, m.Settings} {
+		if mp != nil {
+			errs = append(errs, mp.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -41,10 +41,9 @@ type lab struct {
 func backendAddr4(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(11 + i)}) }
 func backendAddr6(i int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fd00::%x", 0x11+i)) }
 
-// newLab builds the topology and attaches the balancer to lb's eth0 in the
-// given mode. Backends serve their name on VIP:80 (IPv4 and IPv6); with
-// decap they run xlb's decapsulation program.
-func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
+// newTopo builds the topology; backends serve their name on VIP:80 (IPv4
+// and IPv6) and, with decap, run xlb's decapsulation program.
+func newTopo(t *testing.T, decap bool) *lab {
 	t.Helper()
 	l := &lab{tp: netns.New(t)}
 	l.client = l.tp.AddHost("client")
@@ -57,9 +56,11 @@ func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
 	l.lbLink = l.tp.Connect(l.lb, "eth0", lb4.String()+"/24", lb6.String()+"/64")
 	l.client.Route(t, vip4.String()+"/32", "via", lb4.String())
 	l.client.Route(t, "-6", vip6.String()+"/128", "via", lb6.String())
-	l.lb.Sysctl(t, "net.ipv4.conf.all.forwarding", "1")
-	l.lb.Sysctl(t, "net.ipv4.conf.eth0.forwarding", "1")
-	l.lb.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
+	// A veth drops XDP_TX frames unless its peer runs XDP too.
+	br := l.tp.AddBridge()
+	if err := br.Do(func() error { return loader.AttachPass(l.lbLink.PeerName) }); err != nil {
+		t.Fatal(err)
+	}
 
 	for i := 0; i < 3; i++ {
 		name := fmt.Sprintf("b%d", i+1)
@@ -67,11 +68,25 @@ func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
 		link := l.tp.Connect(h, "eth0", backendAddr4(i).String()+"/24", backendAddr6(i).String()+"/64")
 		h.AddAddr(t, "lo", vip4.String()+"/32")
 		h.AddAddr(t, "lo", vip6.String()+"/128")
-		// The balancer resolves backends once; the daemon keeps this warm in production.
-		l.lb.Neigh(t, "eth0", backendAddr4(i), link.MAC)
-		l.lb.Neigh(t, "eth0", backendAddr6(i), link.MAC)
+		// Backends never answer ARP for the VIP: only the balancer's XDP
+		// program may bring them VIP traffic (as in production DSR).
+		h.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "1")
+		h.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
 		l.backends = append(l.backends, h)
 		l.links = append(l.links, link)
+		if decap {
+			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, nil) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return l
+}
+
+// serveNames starts each backend's name server on VIP:80.
+func (l *lab) serveNames(t *testing.T) {
+	for i, h := range l.backends {
+		name := fmt.Sprintf("b%d", i+1)
 		for _, addr := range []string{vip4.String() + ":80", "[" + vip6.String() + "]:80"} {
 			ln, err := h.Listen("tcp", addr)
 			if err != nil {
@@ -80,13 +95,23 @@ func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
 			t.Cleanup(func() { ln.Close() })
 			go serveName(ln, name)
 		}
-		if decap {
-			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, nil) }); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
+}
 
+// newLab builds the topology and attaches the balancer to lb's eth0 in the
+// given mode, driving the maps directly (no daemon).
+func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
+	t.Helper()
+	l := newTopo(t, decap)
+	l.serveNames(t)
+	for i, link := range l.links {
+		// The balancer resolves backends once; the daemon keeps this warm in production.
+		l.lb.Neigh(t, "eth0", backendAddr4(i), link.MAC)
+		l.lb.Neigh(t, "eth0", backendAddr6(i), link.MAC)
+	}
+	l.lb.Sysctl(t, "net.ipv4.conf.all.forwarding", "1")
+	l.lb.Sysctl(t, "net.ipv4.conf.eth0.forwarding", "1")
+	l.lb.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
 	dp, err := loader.Load(loader.Options{NoPin: true})
 	if err != nil {
 		t.Fatal(err)
@@ -101,13 +126,6 @@ func newLab(t *testing.T, mode loader.Mode, decap bool) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.lb.Do(func() error { return dp.Detach("eth0") }) })
-	if mode == loader.ModeNative {
-		// A veth drops XDP_TX frames unless its peer runs XDP too.
-		br := l.tp.AddBridge()
-		if err := br.Do(func() error { return loader.AttachPass(l.lbLink.PeerName) }); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return l
 }
 

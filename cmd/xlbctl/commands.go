@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xlbproject/xlb/api"
+)
+
+// command is one subcommand.
+type command struct {
+	name     string
+	args     string // positional arguments, for the usage line
+	help     string // one line
+	min, max int    // positional arguments accepted
+	local    bool   // needs no admin API
+	flags    func(fs *flag.FlagSet, o *options)
+	run      func(ctx context.Context, c *cli, args []string) error
+}
+
+// commands, in the order of the help.
+var commands = []*command{
+	{name: "status", args: "[SERVICE]", max: 1, run: cmdStatus,
+		help: "services and backends, like ipvsadm -Ln: weight, health, drain, active, traffic"},
+	{name: "drain", args: "SERVICE BACKEND", min: 2, max: 2, run: cmdDrain(true),
+		help: "no new flows or requests to a backend; established ones continue"},
+	{name: "undrain", args: "SERVICE BACKEND", min: 2, max: 2, run: cmdDrain(false),
+		help: "give a drained backend new flows again"},
+	{name: "weight", args: "SERVICE BACKEND N", min: 3, max: 3, run: cmdWeight,
+		help: "set a backend's weight (0 drains it)"},
+	{name: "add", args: "SERVICE BACKEND [WEIGHT]", min: 2, max: 3, run: cmdAdd,
+		help: "add a backend (weight 1 unless given)"},
+	{name: "remove", args: "SERVICE BACKEND", min: 2, max: 2, run: cmdRemove,
+		help: "drain, then remove a backend"},
+	{name: "reload", run: cmdReload,
+		help: "re-read the config file, like SIGHUP; print ok or every error"},
+	{name: "stats", run: cmdStats,
+		help: "the XDP program's verdict and event counters"},
+	{name: "watch", args: "[SERVICE] [-interval D]", max: 1, run: cmdWatch, flags: watchFlags,
+		help: "status, refreshed every -interval until Ctrl-C"},
+	{name: "maps", args: "[-pin-path DIR]", local: true, run: cmdMaps, flags: pinFlags,
+		help: "dump the pinned kernel maps in readable form (needs root)"},
+	{name: "detach", args: "[-pin-path DIR]", local: true, run: cmdDetach, flags: pinFlags,
+		help: "remove the XDP programs and every pin: L4 forwarding stops (needs root)"},
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (c *command) synopsis() string {
+	return strings.TrimSpace(c.name + " " + c.args)
+}
+
+func (c *command) flagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("xlbctl "+c.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	o.registerGlobal(fs)
+	if c.flags != nil {
+		c.flags(fs, o)
+	}
+	return fs
+}
+
+func watchFlags(fs *flag.FlagSet, o *options) {
+	fs.DurationVar(&o.interval, "interval", o.interval, "time between refreshes")
+	fs.IntVar(&o.count, "count", o.count, "stop after `N` refreshes (0: until interrupted)")
+}
+
+func pinFlags(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.pinPath, "pin-path", o.pinPath, "bpffs `folder` of xlb's pinned maps and links (xdp.pin_path)")
+}
+
+// cli is one invocation's state.
+type cli struct {
+	opts           options
+	stdout, stderr io.Writer
+	api            *client
+}
+
+func (c *cli) json() bool { return c.opts.output == "json" }
+
+// setup checks the arguments and flags and builds the API client.
+func (c *cli) setup(cmd *command, args []string) error {
+	if len(args) < cmd.min || len(args) > cmd.max {
+		return usagef("%s: wrong number of arguments", cmd.name)
+	}
+	if c.opts.output != "table" && c.opts.output != "json" {
+		return usagef("-o %q: want table or json", c.opts.output)
+	}
+	if c.opts.timeout <= 0 {
+		return usagef("-timeout %s: want a positive duration", c.opts.timeout)
+	}
+	if cmd.local {
+		return nil
+	}
+	base, err := parseAdminURL(c.opts.admin)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	token := strings.TrimSpace(os.Getenv("XLB_TOKEN"))
+	if c.opts.tokenFile != "" {
+		b, err := os.ReadFile(c.opts.tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return fmt.Errorf("token file %s is empty", c.opts.tokenFile)
+		}
+	}
+	c.api = newClient(base, token, c.opts.timeout)
+	return nil
+}
+
+// exit prints err, if any, and returns the exit status.
+func (c *cli) exit(cmd *command, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(c.stderr, "xlbctl: %s\nusage: xlbctl %s\n", ue.msg, cmd.synopsis())
+		return 2
+	}
+	var ae *apiError
+	if errors.As(err, &ae) && c.json() && len(ae.raw) > 0 && json.Valid(ae.raw) {
+		c.writeRaw(ae.raw)
+	}
+	c.printError(err)
+	return 1
+}
+
+func (c *cli) printError(err error) {
+	fmt.Fprintf(c.stderr, "xlbctl: %s\n", err)
+	var ae *apiError
+	if errors.As(err, &ae) {
+		for _, d := range ae.answer.Details {
+			fmt.Fprintln(c.stderr, d)
+		}
+	}
+}
+
+func (c *cli) writeRaw(raw []byte) {
+	c.stdout.Write(raw)
+	if !bytes.HasSuffix(raw, []byte("\n")) {
+		io.WriteString(c.stdout, "\n")
+	}
+}
+
+// show prints the raw answer with -o json, else renders it.
+func (c *cli) show(raw []byte, render func(io.Writer) error) error {
+	if c.json() {
+		c.writeRaw(raw)
+		return nil
+	}
+	return render(c.stdout)
+}
+
+func cmdStatus(ctx context.Context, c *cli, args []string) error {
+	svcs, raw, err := fetchStatus(ctx, c, args)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error { return renderStatus(w, svcs) })
+}
+
+// fetchStatus gets every service, or the one named.
+func fetchStatus(ctx context.Context, c *cli, args []string) ([]api.Service, []byte, error) {
+	if len(args) == 1 {
+		svc, raw, err := c.api.service(ctx, args[0])
+		return []api.Service{svc}, raw, err
+	}
+	all, raw, err := c.api.services(ctx)
+	return all.Services, raw, err
+}
+
+func cmdDrain(drain bool) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		ch, raw, err := c.api.patchBackend(ctx, args[0], args[1], api.PatchBackend{Drain: &drain})
+		return c.change(ch, raw, err)
+	}
+}
+
+func cmdWeight(ctx context.Context, c *cli, args []string) error {
+	w, err := parseWeight(args[2])
+	if err != nil {
+		return err
+	}
+	ch, raw, err := c.api.patchBackend(ctx, args[0], args[1], api.PatchBackend{Weight: &w})
+	return c.change(ch, raw, err)
+}
+
+func cmdAdd(ctx context.Context, c *cli, args []string) error {
+	b := api.AddBackend{Address: args[1]}
+	if len(args) == 3 {
+		w, err := parseWeight(args[2])
+		if err != nil {
+			return err
+		}
+		b.Weight = &w
+	}
+	ch, raw, err := c.api.addBackend(ctx, args[0], b)
+	return c.change(ch, raw, err)
+}
+
+func cmdRemove(ctx context.Context, c *cli, args []string) error {
+	ch, raw, err := c.api.removeBackend(ctx, args[0], args[1])
+	return c.change(ch, raw, err)
+}
+
+func parseWeight(s string) (int, error) {
+	w, err := strconv.Atoi(s)
+	if err != nil || w < 0 {
+		return 0, usagef("weight %q: want a whole number, 0 or more", s)
+	}
+	return w, nil
+}
+
+func (c *cli) change(ch api.Change, raw []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error { return renderChange(w, ch) })
+}
+
+func cmdReload(ctx context.Context, c *cli, _ []string) error {
+	_, raw, err := c.api.reload(ctx)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, "ok")
+		return err
+	})
+}
+
+func cmdStats(ctx context.Context, c *cli, _ []string) error {
+	st, raw, err := c.api.stats(ctx)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error { return renderStats(w, st) })
+}
+
+// clearScreen moves the cursor home and clears the terminal (ANSI).
+const clearScreen = "\x1b[H\x1b[2J"
+
+// cmdWatch repeats status until interrupted. An error (xlbd restarting) is
+// shown in place of the table and the next refresh tries again.
+func cmdWatch(ctx context.Context, c *cli, args []string) error {
+	if c.opts.interval <= 0 {
+		return usagef("-interval %s: want a positive duration", c.opts.interval)
+	}
+	if c.opts.count < 0 {
+		return usagef("-count %d: want 0 or more", c.opts.count)
+	}
+	title := "xlbctl status"
+	if len(args) == 1 {
+		title += " " + args[0]
+	}
+	for n := 1; ; n++ {
+		svcs, raw, err := fetchStatus(ctx, c, args)
+		if ctx.Err() != nil {
+			return nil // interrupted: the normal end
+		}
+		var screen bytes.Buffer
+		switch {
+		case c.json() && err != nil:
+			c.printError(err)
+		case c.json():
+			c.writeRaw(raw)
+		default:
+			fmt.Fprintf(&screen, "%sEvery %s: %s (%s)    %s\n\n", clearScreen, c.opts.interval, title,
+				c.opts.admin, time.Now().Format(time.TimeOnly))
+			if err != nil {
+				fmt.Fprintf(&screen, "xlbctl: %s\n", err)
+			} else if err := renderStatus(&screen, svcs); err != nil {
+				return err
+			}
+			if _, err := c.stdout.Write(screen.Bytes()); err != nil {
+				return err
+			}
+		}
+		if c.opts.count > 0 && n >= c.opts.count {
+			return nil
+		}
+		t := time.NewTimer(c.opts.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func cmdMaps(_ context.Context, c *cli, _ []string) error {
+	if pinnedMaps == nil {
+		return errors.New("maps: not available in this build")
+	}
+	if err := pinnedMaps(c.opts.pinPath, c.stdout, c.json()); err != nil {
+		return fmt.Errorf("maps: %w", err)
+	}
+	return nil
+}
+
+func cmdDetach(_ context.Context, c *cli, _ []string) error {
+	if detachAll == nil {
+		return errors.New("detach: not available in this build")
+	}
+	if err := detachAll(c.opts.pinPath); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	if c.json() {
+		out, _ := json.Marshal(struct {
+			Result  string `json:"result"`
+			PinPath string `json:"pin_path"`
+		}{"detached", c.opts.pinPath})
+		c.writeRaw(out)
+		return nil
+	}
+	_, err := fmt.Fprintf(c.stdout, "detached: removed the XDP programs and the pins under %s\n", c.opts.pinPath)
+	return err
+}

@@ -1,0 +1,132 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/xlbproject/xlb/loader"
+	"github.com/xlbproject/xlb/maps"
+)
+
+func init() {
+	pinnedMaps = dumpPinned
+	detachAll = loader.Unpin
+}
+
+// flowLimit bounds how many flow-table entries `xlbctl maps` prints.
+const flowLimit = 100
+
+type dump struct {
+	Services []maps.Service `json:"services"`
+	Backends []maps.Backend `json:"backends"`
+	Rings    []ringSummary  `json:"maglev_rings"`
+	Flows    []maps.Flow    `json:"flows"`
+	FlowsAll int            `json:"flows_total"`
+	Stats    []maps.Stat    `json:"stats"`
+}
+
+type ringSummary struct {
+	ServiceID uint32         `json:"service_id"`
+	Size      int            `json:"size"`
+	Slots     map[uint32]int `json:"slots_per_backend"`
+}
+
+// dumpPinned prints the pinned maps in readable form: what the data plane
+// holds, straight from the kernel, whether or not xlbd runs.
+func dumpPinned(pinPath string, w io.Writer, asJSON bool) error {
+	m, err := maps.OpenPinned(pinPath)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var d dump
+	if d.Services, err = m.ListServices(); err != nil {
+		return err
+	}
+	sort.Slice(d.Services, func(i, j int) bool { return d.Services[i].ID < d.Services[j].ID })
+	if d.Backends, err = m.ListBackends(); err != nil {
+		return err
+	}
+	for _, s := range d.Services {
+		table, err := m.Ring(s.ID)
+		if err != nil {
+			continue // a service with no healthy, weighted backend has no table
+		}
+		rs := ringSummary{ServiceID: s.ID, Size: len(table), Slots: map[uint32]int{}}
+		for _, id := range table {
+			rs.Slots[id]++
+		}
+		d.Rings = append(d.Rings, rs)
+	}
+	all, err := m.ListFlows(0)
+	if err != nil {
+		return err
+	}
+	d.FlowsAll = len(all)
+	d.Flows = all[:min(len(all), flowLimit)]
+	if d.Stats, err = m.ReadStats(); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(d)
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "services (%d)\n", len(d.Services))
+	fmt.Fprintln(tw, "  id\tservice\ttable\tforwarding\tscheduler\trate limit")
+	for _, s := range d.Services {
+		fwd, sched, rl := "ipip", "maglev", "off"
+		if s.DSR {
+			fwd = "dsr"
+		}
+		if s.IPHash {
+			sched = "ip_hash"
+		}
+		if s.Rate > 0 {
+			rl = fmt.Sprintf("%d/%s burst %d", s.Rate, s.Per, s.Burst)
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.ServiceKey, s.RingSize, fwd, sched, rl)
+	}
+	fmt.Fprintf(tw, "\nbackends (%d)\n", len(d.Backends))
+	fmt.Fprintln(tw, "  id\tservice id\taddress\tstate")
+	for _, b := range d.Backends {
+		state := "up"
+		if !b.Up {
+			state = "DOWN"
+		}
+		fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\n", b.ID, b.ServiceID, b.Addr, state)
+	}
+	fmt.Fprintf(tw, "\nmaglev_rings (%d)\n", len(d.Rings))
+	for _, r := range d.Rings {
+		ids := make([]uint32, 0, len(r.Slots))
+		for id := range r.Slots {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		fmt.Fprintf(tw, "  service %d: %d slots:", r.ServiceID, r.Size)
+		for _, id := range ids {
+			fmt.Fprintf(tw, " backend %d %.1f%%", id, 100*float64(r.Slots[id])/float64(r.Size))
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintf(tw, "\nflows (%d, showing %d)\n", d.FlowsAll, len(d.Flows))
+	for _, f := range d.Flows {
+		proto := "tcp"
+		if f.Proto == maps.ProtoUDP {
+			proto = "udp"
+		}
+		fmt.Fprintf(tw, "  %s\t-> %s\t%s\tbackend %d\n", f.Src, f.Dst, proto, f.BackendID)
+	}
+	fmt.Fprintln(tw, "\nstats")
+	for _, s := range d.Stats {
+		fmt.Fprintf(tw, "  %s\t%d packets\t%d bytes\n", s.Name, s.Packets, s.Bytes)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,207 @@
+//go:build linux
+
+// Command xlbd is the xlb daemon: it loads and attaches the XDP load balancer,
+// fills its maps from the config and from health checks, and serves the admin
+// API and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xlbproject/xlb/admin"
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/daemon"
+	"github.com/xlbproject/xlb/loader"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "decap" {
+		return runDecap(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("xlbd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath = fs.String("config", "/etc/xlb/xlb.yaml", "config file")
+		check      = fs.Bool("check", false, "validate the config, print ok or every error, and exit 0/1")
+		showVer    = fs.Bool("version", false, "print the version and exit")
+		detach     = fs.Bool("detach", false, "remove the XDP program and the pinned maps, and exit (same as xlbctl detach)")
+		logFormat  = fs.String("log-format", "text", "log format: text or json")
+		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: xlbd [flags]\n       xlbd decap -interface IFACE [-mode auto|native|generic] [-detach]\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVer {
+		fmt.Fprintf(stdout, "xlbd %s\n", version)
+		return 0
+	}
+	if *check {
+		return runCheck(*configPath, stdout)
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlbd: %v\n", err)
+		return 2
+	}
+	if *detach {
+		pinPath := loader.DefaultPinPath
+		if cfg, err := config.Load(*configPath); err == nil && cfg.XDP.PinPath != "" {
+			pinPath = cfg.XDP.PinPath
+		}
+		if err := loader.Unpin(pinPath); err != nil {
+			fmt.Fprintf(stderr, "xlbd: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "detached: removed the XDP links and maps under %s\n", pinPath)
+		return 0
+	}
+	if err := serve(*configPath, log); err != nil {
+		log.Error("xlbd stopped", "err", err)
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				fmt.Fprintln(stderr, e.Error())
+			}
+		}
+		return 1
+	}
+	return 0
+}
+
+func runCheck(path string, stdout io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				fmt.Fprintln(stdout, e.Error())
+			}
+		} else {
+			fmt.Fprintln(stdout, err)
+		}
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads.
+func serve(configPath string, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	cfg := d.Config()
+	srv, err := admin.New(d, admin.Options{
+		Listen: cfg.Admin.Listen, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Logger: log, Ready: d.Ready,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	log.Info("xlbd serving", "version", version, "admin", srv.Addr().String(), "config", configPath)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := d.ReloadConfig(); err != nil {
+				log.Error("SIGHUP reload rejected; the running config keeps serving", "err", err)
+			}
+			continue
+		}
+		log.Info("shutting down; the XDP program and its maps stay in place", "signal", sig.String())
+		break
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), d.Config().L7.DrainTimeout+5*time.Second)
+	defer stop()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("admin API shutdown", "err", err)
+	}
+	cancel()
+	<-done
+	return nil
+}
+
+func runDecap(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("xlbd decap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ifname := fs.String("interface", "", "the backend's interface that receives IPIP/IP6IP6 from xlb")
+	mode := fs.String("mode", "auto", "auto (native, else generic), native or generic")
+	detach := fs.Bool("detach", false, "remove the decap program instead")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *ifname == "" {
+		fmt.Fprintln(stderr, "xlbd decap: -interface is required")
+		return 2
+	}
+	if *detach {
+		if err := loader.DetachDecap(*ifname); err != nil {
+			fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "decap program removed from %s\n", *ifname)
+		return 0
+	}
+	m, err := loader.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := loader.AttachDecap(*ifname, m, log); err != nil {
+		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "decap program attached to %s; it stays attached after this command exits\n", *ifname)
+	return 0
+}

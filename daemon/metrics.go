@@ -1,0 +1,160 @@
+//go:build linux
+
+package daemon
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xlbproject/xlb/health"
+)
+
+// metrics holds the daemon's own metrics and collects the kernel's counters
+// at scrape time (summed over CPUs), so nothing polls the maps in between.
+type metrics struct {
+	d           *Daemon
+	reloads     *prometheus.CounterVec
+	checkTime   *prometheus.HistogramVec
+	checks      *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+
+	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info *prometheus.Desc
+}
+
+func newMetrics(d *Daemon) *metrics {
+	sb := []string{"service", "backend"}
+	return &metrics{
+		d: d,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xlb_config_reloads_total", Help: "Config reloads by result (ok, error).",
+		}, []string{"result"}),
+		checkTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "xlb_health_check_duration_seconds", Help: "Duration of active health checks.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"service"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xlb_health_checks_total", Help: "Active health checks by result (ok, fail).",
+		}, []string{"service", "backend", "result"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xlb_backend_transitions_total", Help: "Backend health state changes, by new state.",
+		}, []string{"service", "backend", "state"}),
+		packets:  prometheus.NewDesc("xlb_l4_packets_total", "Packets forwarded by the XDP program.", sb, nil),
+		bytes:    prometheus.NewDesc("xlb_l4_bytes_total", "Bytes forwarded by the XDP program (before encapsulation).", sb, nil),
+		newFlows: prometheus.NewDesc("xlb_l4_new_flows_total", "Flows the XDP program assigned to a backend.", sb, nil),
+		dropped:  prometheus.NewDesc("xlb_l4_dropped_total", "Packets the XDP program dropped, by reason.", []string{"reason"}, nil),
+		verdicts: prometheus.NewDesc("xlb_l4_verdicts_total", "Every XDP verdict, by kind (pass_*, tx, redirect, drop_*, icmp_too_big_sent).", []string{"verdict"}, nil),
+		events:   prometheus.NewDesc("xlb_l4_events_total", "Flow-table and ICMP events of the XDP program.", []string{"event"}, nil),
+		up:       prometheus.NewDesc("xlb_backend_up", "1 when the backend passes its health checks.", sb, nil),
+		failOpen: prometheus.NewDesc("xlb_service_fail_open", "1 when every backend is down and the service forwards to the last healthy set.", []string{"service"}, nil),
+		info:     prometheus.NewDesc("xlb_build_info", "xlbd's version.", []string{"version"}, nil),
+	}
+}
+
+func (m *metrics) register(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{m, m.reloads, m.checkTime, m.checks, m.transitions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.newFlows, m.dropped, m.verdicts, m.events, m.up, m.failOpen, m.info} {
+		ch <- d
+	}
+}
+
+// events are the counters of enum xlb_stat that are not verdicts.
+var eventNames = map[string]bool{
+	"icmp_too_big_forwarded": true, "flow_miss_non_syn": true, "flow_reselect": true,
+	"flow_insert_skipped": true, "flow_udp_expired": true,
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, m.d.opts.Version)
+	type row struct {
+		svc, addr string
+		id        uint32
+		up        bool
+	}
+	var rows []row
+	failOpen := map[string]bool{}
+	m.d.mu.Lock()
+	mp := m.d.maps
+	for _, name := range m.d.l4Order {
+		s := m.d.l4[name]
+		failOpen[name] = s.failOpen
+		for _, b := range s.backends {
+			rows = append(rows, row{name, b.addr.String(), b.id, b.up})
+		}
+	}
+	m.d.mu.Unlock()
+
+	for name, fo := range failOpen {
+		ch <- prometheus.MustNewConstMetric(m.failOpen, prometheus.GaugeValue, b2f(fo), name)
+	}
+	for _, r := range rows {
+		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(r.up), r.svc, r.addr)
+		c, err := mp.BackendCounters(r.id)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(c.Packets), r.svc, r.addr)
+		ch <- prometheus.MustNewConstMetric(m.bytes, prometheus.CounterValue, float64(c.Bytes), r.svc, r.addr)
+		ch <- prometheus.MustNewConstMetric(m.newFlows, prometheus.CounterValue, float64(c.NewFlows), r.svc, r.addr)
+	}
+	if mp == nil {
+		return
+	}
+	stats, err := mp.ReadStats()
+	if err != nil {
+		return
+	}
+	for _, s := range stats {
+		switch {
+		case eventNames[s.Name]:
+			ch <- prometheus.MustNewConstMetric(m.events, prometheus.CounterValue, float64(s.Packets), s.Name)
+		default:
+			ch <- prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, float64(s.Packets), s.Name)
+			if reason, ok := strings.CutPrefix(s.Name, "drop_"); ok {
+				ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(s.Packets), reason)
+			}
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Observed and Changed make metrics the health checker's observer; Changed
+// also hands the transition to the daemon.
+func (m *metrics) Observed(t health.Target, d time.Duration, err error) {
+	svc, be, _ := strings.Cut(t.Key, "/")
+	m.checkTime.WithLabelValues(svc).Observe(d.Seconds())
+	res := "ok"
+	if err != nil {
+		res = "fail"
+	}
+	m.checks.WithLabelValues(svc, be, res).Inc()
+}
+
+func (m *metrics) Changed(t health.Target, up bool, reason string) {
+	svc, be, _ := strings.Cut(t.Key, "/")
+	state := "down"
+	if up {
+		state = "up"
+	}
+	m.transitions.WithLabelValues(svc, be, state).Inc()
+	m.d.healthChanged(t.Key, up, reason)
+}
+
+var _ health.Observer = (*metrics)(nil)

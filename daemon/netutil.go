@@ -1,0 +1,105 @@
+//go:build linux
+
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// lockDir holds one lock file per pin path: bpffs takes no regular files.
+const lockDir = "/run/xlb"
+
+// lockPinPath refuses a second daemon on the same pin path: two would fight
+// over the same maps.
+func lockPinPath(pinPath string) (func(), error) {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock pin path: %w", err)
+	}
+	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_") + ".lock"
+	path := filepath.Join(lockDir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock pin path: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another xlbd (pid %s) already runs on pin path %s (lock %s)", strings.TrimSpace(string(owner)), pinPath, path)
+		}
+		return nil, fmt.Errorf("lock pin path %s: %w", pinPath, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
+}
+
+// enableForwarding turns forwarding on where bpf_fib_lookup needs it: it
+// answers only for interfaces that forward (IPv6: only when forwarding is on
+// globally).
+func enableForwarding(ifname string, ipv6 bool) error {
+	paths := []string{"/proc/sys/net/ipv4/conf/" + ifname + "/forwarding"}
+	if ipv6 {
+		paths = append(paths, "/proc/sys/net/ipv6/conf/all/forwarding")
+	}
+	for _, p := range paths {
+		cur, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("check forwarding on %s: %w", ifname, err)
+		}
+		if strings.TrimSpace(string(cur)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("enable forwarding (%s), which bpf_fib_lookup needs: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// interfaceAddrs returns the first global IPv4 and IPv6 address of an interface.
+func interfaceAddrs(ifname string) (v4, v6 netip.Addr, err error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return v4, v6, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return v4, v6, fmt.Errorf("addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !ip.IsGlobalUnicast() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() && !v4.IsValid() {
+			v4 = ip
+		} else if ip.Is6() && !v6.IsValid() {
+			v6 = ip
+		}
+	}
+	return v4, v6, nil
+}
+
+// nudgeNeighbour sends one empty datagram to the discard port of a backend
+// with no health check, so the kernel resolves (and keeps) its neighbour
+// entry, which the XDP program's FIB lookup needs.
+func nudgeNeighbour(addr netip.Addr) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 9)))
+	if err != nil {
+		return
+	}
+	c.Write(nil)
+	c.Close()
+}

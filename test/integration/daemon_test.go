@@ -1,0 +1,577 @@
+//go:build linux
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/test/netns"
+)
+
+// bins holds xlbd and xlbctl, built once for the package.
+var bins struct {
+	once       sync.Once
+	dir, err   string
+	xlbd       string
+	xlbctl     string
+	buildError error
+}
+
+func buildBinaries(t *testing.T) {
+	t.Helper()
+	bins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "xlb-bin-")
+		if err != nil {
+			bins.buildError = err
+			return
+		}
+		bins.dir = dir
+		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/xlbproject/xlb/cmd/xlbd", "github.com/xlbproject/xlb/cmd/xlbctl").CombinedOutput()
+		if err != nil {
+			bins.buildError = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		bins.xlbd, bins.xlbctl = filepath.Join(dir, "xlbd"), filepath.Join(dir, "xlbctl")
+	})
+	if bins.buildError != nil {
+		t.Fatal(bins.buildError)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// backendServer is one backend: on VIP:80 it sends its name and a newline,
+// then echoes lines (a long-lived connection shows which backend holds it);
+// on its own address :8080 it answers health checks.
+type backendServer struct {
+	name    string
+	host    *netns.Host
+	healthy atomic.Bool
+	mu      sync.Mutex
+	lns     []net.Listener
+	conns   map[net.Conn]bool
+}
+
+func (b *backendServer) start(t *testing.T, own string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conns == nil {
+		b.conns = map[net.Conn]bool{}
+	}
+	b.healthy.Store(true)
+	for _, addr := range []string{vip4.String() + ":80", "[" + vip6.String() + "]:80"} {
+		ln, err := b.host.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s: listen %s: %v", b.name, addr, err)
+		}
+		b.lns = append(b.lns, ln)
+		go b.serveEcho(ln)
+	}
+	hln, err := b.host.Listen("tcp", own+":8080")
+	if err != nil {
+		t.Fatalf("%s: listen health: %v", b.name, err)
+	}
+	b.lns = append(b.lns, hln)
+	go http.Serve(hln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.healthy.Load() {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(b.kill)
+}
+
+func (b *backendServer) serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.conns[c] = true
+		b.mu.Unlock()
+		go func() {
+			defer func() {
+				b.mu.Lock()
+				delete(b.conns, c)
+				b.mu.Unlock()
+				c.Close()
+			}()
+			fmt.Fprintf(c, "%s\n", b.name)
+			io.Copy(c, c)
+		}()
+	}
+}
+
+// kill is the backend process dying: listeners and connections close.
+func (b *backendServer) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ln := range b.lns {
+		ln.Close()
+	}
+	b.lns = nil
+	for c := range b.conns {
+		c.Close()
+	}
+}
+
+// dlab is a lab run by the real xlbd.
+type dlab struct {
+	*lab
+	servers []*backendServer
+	cfgPath string
+	pinDir  string
+	xlbd    *exec.Cmd
+	http    *http.Client
+	token   string
+}
+
+const adminAddr = "127.0.0.1:9100"
+
+func newDaemonLab(t *testing.T, forwarding string, extra string) *dlab {
+	t.Helper()
+	buildBinaries(t)
+	l := &dlab{lab: newTopo(t, forwarding == "ipip")}
+	for i, h := range l.backends {
+		s := &backendServer{name: fmt.Sprintf("b%d", i+1), host: h}
+		s.start(t, backendAddr4(i).String())
+		l.servers = append(l.servers, s)
+	}
+	// Pins on a bpffs in the test's own mount namespace: xlbd runs under
+	// `ip netns exec`, whose private mounts die with it.
+	dir := t.TempDir()
+	l.pinDir = filepath.Join(dir, "bpf")
+	if err := os.Mkdir(l.pinDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", l.pinDir, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		exec.Command(bins.xlbd, "-detach", "-config", l.cfgPath).Run()
+		unix.Unmount(l.pinDir, unix.MNT_DETACH)
+	})
+	l.cfgPath = filepath.Join(dir, "xlb.yaml")
+	l.writeConfig(t, forwarding, []string{"10.0.0.11: 1", "10.0.0.12: 1", "10.0.0.13: 2"}, extra)
+	l.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return l.lb.Dial(network, addr, 2*time.Second)
+		},
+		DisableKeepAlives: true,
+	}}
+	l.startDaemon(t)
+	return l
+}
+
+// writeConfig writes the daemon's config: one L4 service "api" on VIP:80.
+// backends are "address: weight" strings.
+func (l *dlab) writeConfig(t *testing.T, forwarding string, backends []string, extra string) {
+	t.Helper()
+	var bs strings.Builder
+	for _, b := range backends {
+		addr, w, _ := strings.Cut(b, ": ")
+		fmt.Fprintf(&bs, "      - {address: %s, weight: %s}\n", addr, w)
+	}
+	cfg := fmt.Sprintf(`admin:
+  listen: %s
+%s
+xdp:
+  interfaces: [eth0]
+  mode: native
+  pin_path: %s/xlb
+l7:
+  drain_timeout: 2s
+services:
+  - name: api
+    layer: 4
+    vip: %s
+    port: 80
+    protocol: tcp
+    forwarding: %s
+    backends:
+%s    health_check: {type: http, port: 8080, path: /health, interval: 200ms, timeout: 100ms, healthy_threshold: 2, unhealthy_threshold: 2}
+`, adminAddr, extra, l.pinDir, vip4, forwarding, bs.String())
+	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *dlab) startDaemon(t *testing.T) {
+	t.Helper()
+	l.xlbd = l.lb.Start(t, bins.xlbd, "-config", l.cfgPath, "-log-level", "debug")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := l.http.Get("http://" + adminAddr + api.PathHealthz); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if l.xlbd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("xlbd did not become ready")
+}
+
+// stopDaemon sends SIGTERM and waits for xlbd to exit.
+func (l *dlab) stopDaemon(t *testing.T) {
+	t.Helper()
+	if err := l.xlbd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.xlbd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("xlbd exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("xlbd did not exit after SIGTERM")
+	}
+}
+
+func (l *dlab) services(t *testing.T) api.Services {
+	t.Helper()
+	var s api.Services
+	l.call(t, "GET", api.PathServices, nil, 200, &s)
+	return s
+}
+
+// call makes an admin API request and checks the status.
+func (l *dlab) call(t *testing.T, method, path string, body any, want int, out any) []byte {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+adminAddr+path, rd)
+	if l.token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
+	resp, err := l.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+	return data
+}
+
+func (l *dlab) backend(t *testing.T, addr string) api.Backend {
+	t.Helper()
+	for _, s := range l.services(t).Services {
+		for _, b := range s.Backends {
+			if b.Address == addr {
+				return b
+			}
+		}
+	}
+	t.Fatalf("no backend %s in the API", addr)
+	return api.Backend{}
+}
+
+// waitFor polls cond until it holds or the timeout passes, returning how long it took.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	return 0
+}
+
+// longConn is a connection held open through the balancer.
+type longConn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	backend string
+}
+
+func (l *dlab) openLong(t *testing.T) *longConn {
+	t.Helper()
+	var c net.Conn
+	err := l.client.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", vip4.String()+":80", 2*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := bufio.NewReader(c)
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	name, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("long connection: %v", err)
+	}
+	return &longConn{c: c, r: r, backend: strings.TrimSpace(name)}
+}
+
+// echo proves the connection still reaches the same backend process.
+func (lc *longConn) echo(t *testing.T, msg string) {
+	t.Helper()
+	lc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := fmt.Fprintf(lc.c, "%s\n", msg); err != nil {
+		t.Fatalf("long connection to %s: write: %v", lc.backend, err)
+	}
+	got, err := lc.r.ReadString('\n')
+	if err != nil || strings.TrimSpace(got) != msg {
+		t.Fatalf("long connection to %s: echo %q, %v", lc.backend, got, err)
+	}
+}
+
+// shares opens n connections and counts the first line each backend sends.
+func (l *dlab) shares(t *testing.T, n int) map[string]int {
+	t.Helper()
+	return l.lab.connect(t, vip4.String()+":80", n, 4)
+}
+
+func TestDaemonWeightsAndStatus(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	counts := l.shares(t, 4000)
+	checkShares(t, counts, []uint32{1, 1, 2})
+
+	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "status").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xlbctl status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"10.0.0.100:80", "10.0.0.11", "10.0.0.12", "10.0.0.13", "maglev", "ipip"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("xlbctl status lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("xlbctl status:\n%s", out)
+	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
+	for _, want := range []string{`xlb_l4_packets_total{backend="10.0.0.13",service="api"}`, `xlb_backend_up{backend="10.0.0.11",service="api"} 1`,
+		"xlb_health_check_duration_seconds_bucket", `xlb_l4_dropped_total{reason="malformed"}`, `xlb_l4_new_flows_total`} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestDaemonFailover kills a backend under a steady stream of new
+// connections and measures the detection time and the failed connections.
+func TestDaemonFailover(t *testing.T) {
+	l := newDaemonLab(t, "dsr", "")
+	var (
+		stop            atomic.Bool
+		total, failures atomic.Int64
+		wg              sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.client.Do(func() error {
+			buf := make([]byte, 3)
+			for !stop.Load() {
+				c, err := net.DialTimeout("tcp", vip4.String()+":80", time.Second)
+				total.Add(1)
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				c.SetDeadline(time.Now().Add(time.Second))
+				if _, err := io.ReadFull(c, buf); err != nil {
+					failures.Add(1)
+				}
+				c.Close()
+				time.Sleep(2 * time.Millisecond)
+			}
+			return nil
+		})
+	}()
+	time.Sleep(500 * time.Millisecond)
+	killed := time.Now()
+	l.servers[1].kill()
+	detect := waitFor(t, "b2 marked down", 5*time.Second, func() bool { return !l.backend(t, "10.0.0.12").Healthy })
+	failedBefore := failures.Load()
+	totalBefore := total.Load()
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	after := failures.Load() - failedBefore
+	t.Logf("failover: b2 killed, marked down after %v (interval 200ms x unhealthy_threshold 2); %d of %d connections failed before detection, %d of %d after",
+		detect.Round(time.Millisecond), failedBefore, totalBefore, after, total.Load()-totalBefore)
+	if after != 0 {
+		t.Errorf("%d connections failed after the backend was marked down", after)
+	}
+	if limit := 2*200*time.Millisecond + 200*time.Millisecond + time.Second; detect > limit {
+		t.Errorf("detection took %v, want within unhealthy_threshold x interval + one interval (+1s slack) = %v", detect, limit)
+	}
+	_ = killed
+
+	// It comes back after healthy_threshold passing checks.
+	l.servers[1].start(t, backendAddr4(1).String())
+	waitFor(t, "b2 up again", 5*time.Second, func() bool { return l.backend(t, "10.0.0.12").Healthy })
+	counts := l.shares(t, 400)
+	if counts["b2"] == 0 {
+		t.Errorf("b2 recovered but gets no connections: %v", counts)
+	}
+}
+
+func TestDaemonDrainKeepsConnection(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	lc := l.openLong(t)
+	addr := map[string]string{"b1": "10.0.0.11", "b2": "10.0.0.12", "b3": "10.0.0.13"}[lc.backend]
+	var ch api.Change
+	l.call(t, "PATCH", api.PathServices+"/api/backends/"+addr, api.PatchBackend{Drain: ptr(true)}, 200, &ch)
+	if ch.Persisted {
+		t.Errorf("a drain through the API reported as persisted: %+v", ch)
+	}
+	lc.echo(t, "still there after drain")
+	counts := l.shares(t, 300)
+	if counts[lc.backend] != 0 {
+		t.Errorf("drained backend %s got %d new connections: %v", lc.backend, counts[lc.backend], counts)
+	}
+	lc.echo(t, "still there after new traffic")
+	if b := l.backend(t, addr); !b.Draining || b.Weight != 0 {
+		t.Errorf("API shows %+v, want draining with weight 0", b)
+	}
+	l.call(t, "PATCH", api.PathServices+"/api/backends/"+addr, api.PatchBackend{Drain: ptr(false)}, 200, nil)
+	if counts := l.shares(t, 400); counts[lc.backend] == 0 {
+		t.Errorf("undrained backend %s gets nothing: %v", lc.backend, counts)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDaemonAddBackendThroughAPI(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	// Start with b1 and b2 only.
+	l.writeConfig(t, "ipip", []string{"10.0.0.11: 1", "10.0.0.12: 1"}, "")
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	if counts := l.shares(t, 300); counts["b3"] != 0 {
+		t.Fatalf("b3 not configured but got %d connections", counts["b3"])
+	}
+	var ch api.Change
+	l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.13", Weight: ptr(2)}, 201, &ch)
+	if ch.Persisted || ch.Note == "" {
+		t.Errorf("runtime add should say it is not persisted: %+v", ch)
+	}
+	waitFor(t, "added backend healthy", 5*time.Second, func() bool { return l.backend(t, "10.0.0.13").Healthy })
+	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
+	if b := l.backend(t, "10.0.0.13"); b.Source != "api" {
+		t.Errorf("added backend source %q, want api", b.Source)
+	}
+	// Adding it twice is a conflict; bad input is a 4xx JSON error.
+	l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.13"}, 409, nil)
+	l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.99:80"}, 400, nil)
+	l.call(t, "POST", api.PathServices+"/nope/backends", api.AddBackend{Address: "10.0.0.14"}, 404, nil)
+	l.call(t, "DELETE", api.PathServices+"/api/backends/10.0.0.99", nil, 404, nil)
+}
+
+// TestDaemonRestartKeepsConnection stops xlbd and starts it again while a
+// TCP connection is open: the XDP program keeps forwarding while no daemon
+// runs, and the new daemon adopts the flow table.
+func TestDaemonRestartKeepsConnection(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	lc := l.openLong(t)
+	lc.echo(t, "before restart")
+	l.stopDaemon(t)
+	lc.echo(t, "while no daemon runs")
+	l.startDaemon(t)
+	lc.echo(t, "after restart")
+	// And the adopted flow entry is why: a fresh SYN table would not matter here.
+	counts := l.shares(t, 400)
+	if len(counts) != 3 {
+		out, _ := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "status").CombinedOutput()
+		out2, _ := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "maps", "-pin-path", l.pinDir+"/xlb").CombinedOutput()
+		t.Errorf("after restart connections reached %v\n%s\n%s", counts, out, out2)
+	}
+}
+
+func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	before := l.services(t)
+	good, _ := os.ReadFile(l.cfgPath)
+	broken := strings.Replace(string(good), "port: 80", "port: eighty", 1) + "bogus_key: 1\n"
+	if err := os.WriteFile(l.cfgPath, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var e api.Error
+	l.call(t, "POST", api.PathReload, nil, 400, &e)
+	if len(e.Details) < 2 || !strings.Contains(strings.Join(e.Details, "\n"), "xlb.yaml:") {
+		t.Errorf("reload error should list every problem with file and line: %+v", e)
+	}
+	// SIGHUP with the same file: rejected too, the daemon keeps serving.
+	l.xlbd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	after := l.services(t)
+	if fmt.Sprint(before.Services[0].Backends[0].Address, len(before.Services)) != fmt.Sprint(after.Services[0].Backends[0].Address, len(after.Services)) {
+		t.Errorf("services changed after a broken reload")
+	}
+	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
+	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
+	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 2`)) {
+		t.Errorf("/metrics does not count 2 failed reloads")
+	}
+}
+
+func TestDaemonTokenAndSecondDaemon(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	l := newDaemonLab(t, "ipip", "  token_file: "+tokenFile)
+	patch := api.PatchBackend{Weight: ptr(3)}
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
+	l.token = "wrong"
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
+	l.token = "s3cret"
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 200, nil)
+	l.token = ""
+	l.call(t, "GET", api.PathServices, nil, 200, nil) // reads need no token
+	if b := l.backend(t, "10.0.0.11"); b.Weight != 3 || b.Persisted {
+		t.Errorf("after PATCH weight 3: %+v", b)
+	}
+
+	// A second daemon on the same pin path is refused.
+	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbd, "-config", l.cfgPath).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("another xlbd")) {
+		t.Errorf("second xlbd: %v\n%s", err, out)
+	}
+}
