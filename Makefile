@@ -39,3 +39,12 @@ test: deps ## run every test (as root: program, namespace and integration tests 
 .PHONY: bench
 bench: deps ## XDP per-packet cost against floor programs (root; run in the foreground)
 	$(GO) test $(GOFLAGS) -count=1 -run '^$$' -bench XDP -benchtime 1x ./test/bench/
+
+.PHONY: demo
+demo: deps ## run xlb on built-in namespaces with live traffic (root; Ctrl-C cleans up)
+	@scripts/demo.sh
+
+.PHONY: vm-test
+vm-test: ## run make test and a short make demo in a Debian 12 VM (Vagrant, for non-Linux hosts)
+	vagrant up --provision
+	vagrant ssh -c 'cd /xlb && sudo -E env PATH=$$PATH:/usr/local/go/bin make test && sudo -E env PATH=$$PATH:/usr/local/go/bin DEMO_SECONDS=40 make demo'
