@@ -122,6 +122,9 @@ func (d *Daemon) AddBackend(service string, req api.AddBackend) (api.Change, err
 			return api.Change{}, err
 		}
 		s.backends = append(s.backends, &l4Backend{addr: addr, id: id, cfgWeight: w, fromAPI: true, up: !hasChecks(s.cfg)})
+		if !hasChecks(s.cfg) {
+			s.backends[len(s.backends)-1].lastUp = time.Now()
+		}
 	}
 	if err := d.syncL4(s); err != nil {
 		return api.Change{}, err

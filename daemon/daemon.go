@@ -93,6 +93,19 @@ func New(opts Options) (*Daemon, error) {
 		d.closeDataplane()
 		return nil, err
 	}
+	if d.maps != nil {
+		var addrs []netip.Addr
+		for _, s := range cfg.Services {
+			if s.IsL4() {
+				for _, b := range s.Backends {
+					addrs = append(addrs, b.Addr)
+				}
+			}
+		}
+		if missing := warmNeighbours(addrs, time.Second); len(missing) > 0 {
+			log.Warn("no neighbour entry yet for some backends; their first packets go to the kernel until one exists", "backends", missing)
+		}
+	}
 	d.mu.Lock()
 	err = d.applyLocked(cfg, true)
 	d.mu.Unlock()
@@ -298,6 +311,8 @@ func (d *Daemon) healthChanged(key string, up bool, reason string) {
 				return
 			}
 			b.up = up
+			// Healthy until this very moment, for the fail-open set.
+			b.lastUp = time.Now()
 			if err := d.syncL4(s); err != nil {
 				d.log.Error("apply health change", "service", name, "backend", b.addr, "err", err)
 			}

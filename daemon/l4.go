@@ -21,8 +21,7 @@ type l4Service struct {
 	id       uint32
 	backends []*l4Backend
 	failOpen bool
-	// lastHealthy is the set in the last table built while some backend was
-	// up: when all are down, xlb keeps forwarding to it (fail open).
+	// lastHealthy is the set xlb fails open to when every backend is down.
 	lastHealthy map[netip.Addr]bool
 	table       []uint32
 	ringSize    uint32
@@ -37,6 +36,7 @@ type l4Backend struct {
 	fromAPI   bool
 	removeAt  time.Time // removal pending: drained until then, then deleted
 	up        bool
+	lastUp    time.Time // when the backend was last known healthy
 	lastCheck string
 }
 
@@ -100,21 +100,19 @@ func (d *Daemon) syncL4(s *l4Service) error {
 	}
 	wasFailOpen := s.failOpen
 	s.failOpen = false
-	if len(mb) == 0 && weighed > 0 && len(s.lastHealthy) > 0 {
-		// Every backend is down: forward to the last healthy set rather than
-		// drop everything; a health checker that lost its own path to the
-		// backends must not black-hole the service.
+	if len(mb) == 0 && weighed > 0 {
+		// Every backend is down. Dropping the service would turn a health
+		// checker that lost its own path to the backends into an outage, so
+		// xlb fails open to the backends that were healthy recently: those
+		// that went down together, not one that has been dead for long (and
+		// not just the one that happened to fail last).
 		s.failOpen = true
+		if !wasFailOpen {
+			s.lastHealthy = recentlyHealthy(s, time.Now().Add(-failOpenWindow(s.cfg)))
+		}
 		for _, b := range s.backends {
 			if s.lastHealthy[b.addr] && b.effWeight() > 0 {
 				mb = append(mb, maps.MaglevBackend{Key: b.addr.String(), ID: b.id, Weight: uint32(b.effWeight())})
-			}
-		}
-	} else if len(mb) > 0 {
-		s.lastHealthy = map[netip.Addr]bool{}
-		for _, b := range s.backends {
-			if b.up && b.effWeight() > 0 {
-				s.lastHealthy[b.addr] = true
 			}
 		}
 	}
@@ -188,6 +186,7 @@ func (d *Daemon) newL4(c config.Service, prev *l4Service, startUp bool) (*l4Serv
 	if prev != nil && prev.key == key {
 		s.lastHealthy, s.table, s.ringSize, s.failOpen = prev.lastHealthy, prev.table, prev.ringSize, prev.failOpen
 	}
+
 	seen := map[netip.Addr]bool{}
 	for _, cb := range c.Backends {
 		bid, err := d.ids.backend(id, cb.Addr)
@@ -198,9 +197,12 @@ func (d *Daemon) newL4(c config.Service, prev *l4Service, startUp bool) (*l4Serv
 		if up, ok := d.ids.wasUp[backendRef{id, cb.Addr}]; ok && startUp && hasChecks(c) {
 			b.up = up // a restart keeps what the previous daemon's checks found
 		}
+		if b.up {
+			b.lastUp = time.Now()
+		}
 		if prev != nil {
 			if old := prev.backend(cb.Addr); old != nil {
-				b.up, b.lastCheck = old.up, old.lastCheck
+				b.up, b.lastCheck, b.lastUp = old.up, old.lastCheck, old.lastUp
 			}
 		}
 		s.backends = append(s.backends, b)
@@ -220,6 +222,34 @@ func (d *Daemon) newL4(c config.Service, prev *l4Service, startUp bool) (*l4Serv
 		}
 	}
 	return s, nil
+}
+
+// failOpenWindow is how recently a backend must have been healthy to be
+// failed open to: ten detection periods.
+func failOpenWindow(c config.Service) time.Duration {
+	if !hasChecks(c) {
+		return time.Hour
+	}
+	return 10 * c.HealthCheck.Interval * time.Duration(c.HealthCheck.UnhealthyThreshold)
+}
+
+// recentlyHealthy returns the weighted backends healthy since `since`, or
+// every weighted backend when none was.
+func recentlyHealthy(s *l4Service, since time.Time) map[netip.Addr]bool {
+	set := map[netip.Addr]bool{}
+	for _, b := range s.backends {
+		if b.effWeight() > 0 && b.lastUp.After(since) {
+			set[b.addr] = true
+		}
+	}
+	if len(set) == 0 {
+		for _, b := range s.backends {
+			if b.effWeight() > 0 {
+				set[b.addr] = true
+			}
+		}
+	}
+	return set
 }
 
 func hasChecks(c config.Service) bool {

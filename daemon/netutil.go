@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -102,4 +103,55 @@ func nudgeNeighbour(addr netip.Addr) {
 	}
 	c.Write(nil)
 	c.Close()
+}
+
+// warmNeighbours resolves the next hops of backends before the first packet
+// needs them: until a neighbour entry exists, the XDP program hands packets
+// to the kernel instead of forwarding them. It waits at most timeout.
+func warmNeighbours(addrs []netip.Addr, timeout time.Duration) (missing []netip.Addr) {
+	for _, a := range addrs {
+		nudgeNeighbour(a)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		missing = missing[:0]
+		for _, a := range addrs {
+			if !neighbourReady(a) {
+				missing = append(missing, a)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// neighbourReady says whether the next hop towards addr has a usable
+// neighbour entry.
+func neighbourReady(addr netip.Addr) bool {
+	routes, err := netlink.RouteGet(addr.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return false
+	}
+	r := routes[0]
+	hop := addr.AsSlice()
+	if r.Gw != nil {
+		hop = r.Gw
+	}
+	family := netlink.FAMILY_V4
+	if addr.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := netlink.NeighList(r.LinkIndex, family)
+	if err != nil {
+		return false
+	}
+	usable := netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+	for _, n := range neighs {
+		if n.IP.Equal(hop) && n.State&usable != 0 {
+			return true
+		}
+	}
+	return false
 }

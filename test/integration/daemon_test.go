@@ -398,10 +398,15 @@ func TestDaemonWeightsAndStatus(t *testing.T) {
 // connections and measures the detection time and the failed connections.
 func TestDaemonFailover(t *testing.T) {
 	l := newDaemonLab(t, "dsr", "")
+	type attempt struct {
+		start time.Time
+		ok    bool
+	}
 	var (
-		stop            atomic.Bool
-		total, failures atomic.Int64
-		wg              sync.WaitGroup
+		stop     atomic.Bool
+		mu       sync.Mutex
+		attempts []attempt
+		wg       sync.WaitGroup
 	)
 	wg.Add(1)
 	go func() {
@@ -409,17 +414,16 @@ func TestDaemonFailover(t *testing.T) {
 		l.client.Do(func() error {
 			buf := make([]byte, 3)
 			for !stop.Load() {
+				start := time.Now()
 				c, err := net.DialTimeout("tcp", vip4.String()+":80", time.Second)
-				total.Add(1)
-				if err != nil {
-					failures.Add(1)
-					continue
+				if err == nil {
+					c.SetDeadline(time.Now().Add(time.Second))
+					_, err = io.ReadFull(c, buf)
+					c.Close()
 				}
-				c.SetDeadline(time.Now().Add(time.Second))
-				if _, err := io.ReadFull(c, buf); err != nil {
-					failures.Add(1)
-				}
-				c.Close()
+				mu.Lock()
+				attempts = append(attempts, attempt{start, err == nil})
+				mu.Unlock()
 				time.Sleep(2 * time.Millisecond)
 			}
 			return nil
@@ -429,21 +433,33 @@ func TestDaemonFailover(t *testing.T) {
 	killed := time.Now()
 	l.servers[1].kill()
 	detect := waitFor(t, "b2 marked down", 5*time.Second, func() bool { return !l.backend(t, "10.0.0.12").Healthy })
-	failedBefore := failures.Load()
-	totalBefore := total.Load()
+	detected := killed.Add(detect)
 	time.Sleep(2 * time.Second)
 	stop.Store(true)
 	wg.Wait()
-	after := failures.Load() - failedBefore
-	t.Logf("failover: b2 killed, marked down after %v (interval 200ms x unhealthy_threshold 2); %d of %d connections failed before detection, %d of %d after",
-		detect.Round(time.Millisecond), failedBefore, totalBefore, after, total.Load()-totalBefore)
-	if after != 0 {
-		t.Errorf("%d connections failed after the backend was marked down", after)
+	// A connection counts on the side of detection where it started.
+	var before, failedBefore, after, failedAfter int
+	for _, a := range attempts {
+		if a.start.Before(detected) {
+			before++
+			if !a.ok {
+				failedBefore++
+			}
+		} else {
+			after++
+			if !a.ok {
+				failedAfter++
+			}
+		}
+	}
+	t.Logf("failover: b2 killed, marked down after %v (interval 200ms x unhealthy_threshold 2); %d of %d connections started before detection failed, %d of %d after",
+		detect.Round(time.Millisecond), failedBefore, before, failedAfter, after)
+	if failedAfter != 0 {
+		t.Errorf("%d connections started after the backend was marked down failed", failedAfter)
 	}
 	if limit := 2*200*time.Millisecond + 200*time.Millisecond + time.Second; detect > limit {
 		t.Errorf("detection took %v, want within unhealthy_threshold x interval + one interval (+1s slack) = %v", detect, limit)
 	}
-	_ = killed
 
 	// It comes back after healthy_threshold passing checks.
 	l.servers[1].start(t, backendAddr4(1).String())
@@ -573,5 +589,41 @@ func TestDaemonTokenAndSecondDaemon(t *testing.T) {
 	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbd, "-config", l.cfgPath).CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("another xlbd")) {
 		t.Errorf("second xlbd: %v\n%s", err, out)
+	}
+}
+
+// TestDaemonFailOpen: when every backend fails its checks, xlb keeps
+// forwarding to the last healthy set rather than dropping the service.
+func TestDaemonFailOpen(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	for _, s := range l.servers {
+		s.healthy.Store(false)
+	}
+	waitFor(t, "service failing open", 5*time.Second, func() bool {
+		for _, s := range l.services(t).Services {
+			if s.Name == "api" {
+				return s.FailOpen
+			}
+		}
+		return false
+	})
+	for _, addr := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
+		if l.backend(t, addr).Healthy {
+			t.Errorf("%s still healthy", addr)
+		}
+	}
+	counts := l.shares(t, 300)
+	if len(counts) != 3 {
+		t.Errorf("failing open should keep all three backends in use: %v", counts)
+	}
+	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
+	if !bytes.Contains(metrics, []byte(`xlb_service_fail_open{service="api"} 1`)) {
+		t.Errorf("/metrics does not report fail-open")
+	}
+	// One backend recovers: the service leaves fail-open and uses it alone.
+	l.servers[0].healthy.Store(true)
+	waitFor(t, "b1 healthy", 5*time.Second, func() bool { return l.backend(t, "10.0.0.11").Healthy })
+	if counts := l.shares(t, 200); counts["b1"] != 200 {
+		t.Errorf("with only b1 healthy, connections went to %v", counts)
 	}
 }
