@@ -70,6 +70,23 @@ func (d *Daemon) findL4(service string) (*l4Service, error) {
 	return s, nil
 }
 
+// findBackend resolves an API call's service name and backend address.
+func (d *Daemon) findBackend(service, address string) (*l4Service, *l4Backend, error) {
+	s, err := d.findL4(service)
+	if err != nil {
+		return nil, nil, err
+	}
+	addr, err := parseBackendAddr(s, address)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := s.backend(addr)
+	if b == nil {
+		return nil, nil, fmt.Errorf("service %s has no backend %s: %w", service, addr, api.ErrNotFound)
+	}
+	return s, b, nil
+}
+
 func parseBackendAddr(s *l4Service, address string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(address)
 	if err != nil {
@@ -139,18 +156,11 @@ func (d *Daemon) AddBackend(service string, req api.AddBackend) (api.Change, err
 func (d *Daemon) RemoveBackend(service, address string) (api.Change, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s, err := d.findL4(service)
+	s, b, err := d.findBackend(service, address)
 	if err != nil {
 		return api.Change{}, err
 	}
-	addr, err := parseBackendAddr(s, address)
-	if err != nil {
-		return api.Change{}, err
-	}
-	b := s.backend(addr)
-	if b == nil {
-		return api.Change{}, fmt.Errorf("service %s has no backend %s: %w", service, addr, api.ErrNotFound)
-	}
+	addr := b.addr
 	if b.removeAt.IsZero() {
 		b.removeAt = time.Now().Add(d.drainTimeout())
 	}
@@ -170,18 +180,11 @@ func (d *Daemon) PatchBackend(service, address string, p api.PatchBackend) (api.
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s, err := d.findL4(service)
+	s, b, err := d.findBackend(service, address)
 	if err != nil {
 		return api.Change{}, err
 	}
-	addr, err := parseBackendAddr(s, address)
-	if err != nil {
-		return api.Change{}, err
-	}
-	b := s.backend(addr)
-	if b == nil {
-		return api.Change{}, fmt.Errorf("service %s has no backend %s: %w", service, addr, api.ErrNotFound)
-	}
+	addr := b.addr
 	var result []string
 	if p.Weight != nil {
 		if err := checkWeight(*p.Weight); err != nil {
