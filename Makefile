@@ -8,7 +8,7 @@ GOFLAGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
 deps: ## install missing build and test packages (apt; needs root)
@@ -48,3 +48,7 @@ demo: deps ## run xlb on built-in namespaces with live traffic (root; Ctrl-C cle
 vm-test: ## run make test and a short make demo in a Debian 12 VM (Vagrant, for non-Linux hosts)
 	vagrant up --provision
 	vagrant ssh -c 'cd /xlb && sudo -E env PATH=$$PATH:/usr/local/go/bin make test && sudo -E env PATH=$$PATH:/usr/local/go/bin DEMO_SECONDS=40 make demo'
+
+.PHONY: bench-l7
+bench-l7: ## L7 requests/s, latency and CPU per request: xlb vs NGINX vs HAProxy (wrk; run in the foreground)
+	@scripts/bench-l7.sh

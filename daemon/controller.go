@@ -59,6 +59,11 @@ func (d *Daemon) Services() []api.Service {
 		}
 		out = append(out, as)
 	}
+	for i := range d.cfg.Services {
+		if c := &d.cfg.Services[i]; !c.IsL4() {
+			out = append(out, d.l7Status(c))
+		}
+	}
 	return out
 }
 
@@ -111,6 +116,9 @@ func checkWeight(w int) error {
 func (d *Daemon) AddBackend(service string, req api.AddBackend) (api.Change, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if c, ok := d.l7Service(service); ok {
+		return d.addL7(c, req)
+	}
 	s, err := d.findL4(service)
 	if err != nil {
 		return api.Change{}, err
@@ -156,6 +164,9 @@ func (d *Daemon) AddBackend(service string, req api.AddBackend) (api.Change, err
 func (d *Daemon) RemoveBackend(service, address string) (api.Change, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if c, ok := d.l7Service(service); ok {
+		return d.removeL7(c, address)
+	}
 	s, b, err := d.findBackend(service, address)
 	if err != nil {
 		return api.Change{}, err
@@ -180,6 +191,9 @@ func (d *Daemon) PatchBackend(service, address string, p api.PatchBackend) (api.
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if c, ok := d.l7Service(service); ok {
+		return d.patchL7(c, address, p)
+	}
 	s, b, err := d.findBackend(service, address)
 	if err != nil {
 		return api.Change{}, err

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/health"
+	"github.com/xlbproject/xlb/l7"
 	"github.com/xlbproject/xlb/loader"
 	"github.com/xlbproject/xlb/maps"
 )
@@ -30,6 +32,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Registry   *prometheus.Registry // nil: a private one
 	Version    string
+	AccessLog  *slog.Logger // L7 access log; nil: off
+	// StickySecret keys L7 sticky cookies; nil: kept in /var/lib/xlb/sticky.key.
+	StickySecret []byte
 }
 
 // Daemon owns the data plane and everything that feeds it.
@@ -47,6 +52,13 @@ type Daemon struct {
 	l4      map[string]*l4Service // by service name
 	l4Order []string
 	checker *health.Checker
+	web     *l7.Server
+	// l7Checks is the last health result of each L7 backend, for the API.
+	l7Checks map[string]string
+	// l7Extra and l7Gone are runtime API changes to L7 services: backends
+	// added, and backends draining before removal (address -> removal time).
+	l7Extra map[string][]config.Backend
+	l7Gone  map[string]map[string]time.Time
 	unlock  func()
 	ready   bool
 	// changed wakes the housekeeping loop (pending removals, neighbours).
@@ -69,9 +81,6 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := supported(cfg); err != nil {
-		return nil, err
-	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config", "warning", w)
 	}
@@ -89,6 +98,10 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.checker = health.NewChecker(health.Options{Logger: log, Observer: d.met})
+	d.l7Extra, d.l7Gone, d.l7Checks = map[string][]config.Backend{}, map[string]map[string]time.Time{}, map[string]string{}
+	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret}); err != nil {
+		return nil, err
+	}
 	if err := d.startDataplane(); err != nil {
 		d.closeDataplane()
 		return nil, err
@@ -115,22 +128,6 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.ready = true
 	return d, nil
-}
-
-// supported rejects what the config language has but this build cannot
-// serve yet, rather than accept a service and silently not serve it.
-func supported(cfg *config.Config) error {
-	var list config.ErrorList
-	for _, s := range cfg.Services {
-		if !s.IsL4() {
-			list = append(list, config.Error{File: cfg.File, Line: s.Line, Key: "services." + s.Name + ".layer",
-				Msg: "layer 7 services are not available in this build yet (the L7 tier is in progress); remove the service or run it behind another proxy"})
-		}
-	}
-	if len(list) > 0 {
-		return list
-	}
-	return nil
 }
 
 func (d *Daemon) drainTimeout() time.Duration {
@@ -211,9 +208,15 @@ func (d *Daemon) putSettings() error {
 // removed, health checks retargeted. startUp marks configured backends up
 // until their checks say otherwise (a restart must not black-hole traffic).
 func (d *Daemon) applyLocked(cfg *config.Config, startUp bool) error {
+	// L7 first: it can fail (a listen address in use) and then nothing
+	// may have changed.
+	if err := d.web.Apply(d.withRuntimeL7(cfg)); err != nil {
+		return err
+	}
 	if d.maps == nil {
 		d.cfg = cfg
 		d.l4Order = nil
+		d.retargetChecksLocked(startUp)
 		return nil
 	}
 	var errs []error
@@ -290,6 +293,33 @@ func (d *Daemon) retargetChecksLocked(startUp bool) {
 			initial[key] = b.up
 		}
 	}
+	for _, c := range d.cfg.Services {
+		if c.IsL4() || c.HealthCheck == nil || c.HealthCheck.Type == "none" {
+			continue
+		}
+		hc := c.HealthCheck
+		seen := map[string]bool{}
+		for _, b := range d.l7Backends(c) {
+			if seen[b.Address] {
+				continue
+			}
+			seen[b.Address] = true
+			key := c.Name + "/" + b.Address
+			targets = append(targets, health.Target{
+				Key:  key,
+				Addr: c.CheckAddress(&b),
+				Spec: health.Spec{
+					Type: hc.Type, Path: hc.Path, Host: hc.Host,
+					ExpectMin: hc.ExpectMin, ExpectMax: hc.ExpectMax,
+					Interval: hc.Interval, Timeout: hc.Timeout,
+					HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+				},
+			})
+			if u := d.web.Upstream(c.Name, b.Address); u != nil {
+				initial[key] = u.Healthy()
+			}
+		}
+	}
 	d.checker.Set(targets, initial)
 }
 
@@ -300,6 +330,15 @@ func checkKey(service string, addr netip.Addr) string { return service + "/" + a
 func (d *Daemon) healthChanged(key string, up bool, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if name, addr, ok := strings.Cut(key, "/"); ok {
+		if c := d.cfg.Service(name); c != nil && !c.IsL4() {
+			if u := d.web.Upstream(name, addr); u != nil {
+				u.SetHealthy(up, time.Now())
+				d.l7Checks[key] = reason
+			}
+			return
+		}
+	}
 	for _, name := range d.l4Order {
 		s := d.l4[name]
 		for _, b := range s.backends {
@@ -325,9 +364,6 @@ func (d *Daemon) healthChanged(key string, up bool, reason string) {
 // nothing and the error (a config.ErrorList) says why.
 func (d *Daemon) ReloadConfig() error {
 	cfg, err := config.Load(d.opts.ConfigPath)
-	if err == nil {
-		err = supported(cfg)
-	}
 	if err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected; the running config keeps serving", "err", err)
@@ -417,6 +453,7 @@ func (d *Daemon) housekeep() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	d.housekeepL7(now)
 	for _, name := range d.l4Order {
 		s := d.l4[name]
 		kept := s.backends[:0]
@@ -469,6 +506,15 @@ func (d *Daemon) Close() error {
 	d.ready = false
 	d.mu.Unlock()
 	return d.closeDataplane()
+}
+
+// Shutdown stops the L7 listeners and lets in-flight requests finish for up
+// to l7.drain_timeout (or until ctx ends).
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	d.ready = false
+	d.mu.Unlock()
+	return d.web.Shutdown(ctx)
 }
 
 func (d *Daemon) closeDataplane() error {

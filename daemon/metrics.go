@@ -93,13 +93,28 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			rows = append(rows, row{name, b.addr.String(), b.id, b.up})
 		}
 	}
+	var l7names []string
+	for _, c := range m.d.cfg.Services {
+		if !c.IsL4() {
+			l7names = append(l7names, c.Name)
+		}
+	}
 	m.d.mu.Unlock()
+	for _, name := range l7names {
+		st, _ := m.d.web.Status(name)
+		for _, b := range st {
+			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(b.Healthy && !b.Ejected), name, b.Address)
+		}
+	}
 
 	for name, fo := range failOpen {
 		ch <- prometheus.MustNewConstMetric(m.failOpen, prometheus.GaugeValue, b2f(fo), name)
 	}
 	for _, r := range rows {
 		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(r.up), r.svc, r.addr)
+		if mp == nil {
+			continue
+		}
 		c, err := mp.BackendCounters(r.id)
 		if err != nil {
 			continue

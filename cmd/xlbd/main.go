@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // only served with -pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		detach     = fs.Bool("detach", false, "remove the XDP program and the pinned maps, and exit (same as xlbctl detach)")
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		accessLog  = fs.String("access-log", "", "L7 access log (JSON lines): a file path, - for stderr, empty for none")
+		pprofAddr  = fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: xlbd [flags]\n       xlbd decap -interface IFACE [-mode auto|native|generic] [-detach]\n\nflags:\n")
@@ -75,7 +79,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "detached: removed the XDP links and maps under %s\n", pinPath)
 		return 0
 	}
-	if err := serve(*configPath, log); err != nil {
+	if *pprofAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
+				log.Error("pprof", "err", err)
+			}
+		}()
+	}
+	access, closeAccess, err := openAccessLog(*accessLog, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlbd: %v\n", err)
+		return 2
+	}
+	defer closeAccess()
+	if err := serve(*configPath, log, access); err != nil {
 		log.Error("xlbd stopped", "err", err)
 		var list config.ErrorList
 		if errors.As(err, &list) {
@@ -124,9 +141,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads.
-func serve(configPath string, log *slog.Logger) error {
+func serve(configPath string, log, access *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version})
+	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access})
 	if err != nil {
 		return err
 	}
@@ -163,12 +180,32 @@ func serve(configPath string, log *slog.Logger) error {
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), d.Config().L7.DrainTimeout+5*time.Second)
 	defer stop()
+	// In-flight L7 requests finish first; the admin API (and /healthz,
+	// which now answers 503) stays up while they drain.
+	if err := d.Shutdown(shutdownCtx); err != nil {
+		log.Warn("l7 drain", "err", err)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("admin API shutdown", "err", err)
 	}
 	cancel()
 	<-done
 	return nil
+}
+
+// openAccessLog opens the L7 access log: JSON lines, one per request.
+func openAccessLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-access-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
 }
 
 func runDecap(args []string, stdout, stderr io.Writer) int {

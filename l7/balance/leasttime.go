@@ -1,0 +1,75 @@
+package balance
+
+import "time"
+
+// LeastTime is the power of two random choices on expected response time:
+// draw two different backends in proportion to effective weight and take
+// the one with the lower
+//
+//	average latency × (in-flight / effective weight + 1 / mean effective weight)
+//
+// which is latency × (in-flight + 1) / weight when the weights are equal.
+// The "+1" is spread evenly instead of per backend so that equal backends
+// tie (the first drawn wins) and shares follow the weights, while a faster
+// backend still wins with nothing in flight.
+//
+// A backend without a recent latency sample (new, recovered, or avoided for
+// 30 seconds) is scored with the lowest latency among the others: it ties
+// with the fastest, so it is probed and cannot starve, but it cannot take
+// more than the fastest backend's share while it has no samples either.
+type LeastTime struct {
+	rng rng
+}
+
+var _ Selector = (*LeastTime)(nil)
+
+// Select implements Selector.
+func (s *LeastTime) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
+	ns := now.UnixNano()
+	var w weighted
+	w.scan(ups, p, ns)
+	a, b := w.two(&s.rng)
+	if a < 0 {
+		return nil
+	}
+	if b < 0 {
+		return ups[a]
+	}
+	la, oka := ups[a].latency(ns)
+	lb, okb := ups[b].latency(ns)
+	if !oka || !okb {
+		floor, ok := s.fastest(&w)
+		if !ok {
+			floor = 1 // nobody has samples: compare load alone
+		}
+		if !oka {
+			la = floor
+		}
+		if !okb {
+			lb = floor
+		}
+	}
+	spread := float64(w.n) / w.total // 1 / mean effective weight
+	ca := la * (load(ups[a], w.weight(a)) + spread)
+	cb := lb * (load(ups[b], w.weight(b)) + spread)
+	if cb < ca {
+		return ups[b]
+	}
+	return ups[a]
+}
+
+// fastest is the lowest recent average latency among the eligible
+// backends; only needed when a drawn backend has no sample.
+func (s *LeastTime) fastest(w *weighted) (float64, bool) {
+	var low float64
+	found := false
+	for i, u := range w.ups {
+		if w.weight(i) <= 0 {
+			continue
+		}
+		if l, ok := u.latency(w.ns); ok && (!found || l < low) {
+			low, found = l, true
+		}
+	}
+	return low, found
+}

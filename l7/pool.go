@@ -1,0 +1,135 @@
+package l7
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/l7/balance"
+)
+
+// pool is a set of backends with the scheduler that picks among them: a
+// service's own, or a route's.
+type pool struct {
+	name string
+	ups  []*balance.Upstream
+	sel  balance.Selector
+	// byToken finds the backend a sticky cookie names.
+	byToken map[string]*balance.Upstream
+	tokenOf map[*balance.Upstream]string
+}
+
+func newPool(name, scheduler string, ups []*balance.Upstream, service string, secret []byte) (*pool, error) {
+	sel, err := balance.New(scheduler)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{name: name, ups: ups, sel: sel, byToken: map[string]*balance.Upstream{}, tokenOf: map[*balance.Upstream]string{}}
+	for _, u := range ups {
+		tok := stickyToken(secret, service, u.Addr)
+		p.byToken[tok] = u
+		p.tokenOf[u] = tok
+	}
+	return p, nil
+}
+
+// newTransport is the connection pool to a service's backends: HTTP/1.1
+// with keep-alive, sized so that a busy backend keeps its connections
+// instead of reopening them, with the service's timeouts.
+func newTransport(c config.Service) *http.Transport {
+	connect := c.Timeouts.Connect
+	if connect <= 0 {
+		connect = config.DefaultConnectTimeout
+	}
+	idle := 256
+	for _, b := range c.Backends {
+		if b.MaxConns > idle {
+			idle = b.MaxConns
+		}
+	}
+	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext:           d.DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   idle,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: c.Timeouts.ResponseHeader,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass the backend's encoding through untouched
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+// retryBudget caps retries at a fraction of requests (plus a small floor),
+// so that retries cannot multiply the load on backends that are failing
+// because they are overloaded. Units: thousandths of a retry.
+type retryBudget struct{ tokens atomic.Int64 }
+
+const (
+	budgetPerRequest = 200    // each request earns 0.2 retries
+	budgetCap        = 10_000 // at most 10 retries banked
+	budgetCost       = 1000
+)
+
+func newRetryBudget() *retryBudget {
+	b := &retryBudget{}
+	b.tokens.Store(budgetCap)
+	return b
+}
+
+func (b *retryBudget) earn() {
+	for {
+		t := b.tokens.Load()
+		if t >= budgetCap || b.tokens.CompareAndSwap(t, min(t+budgetPerRequest, budgetCap)) {
+			return
+		}
+	}
+}
+
+func (b *retryBudget) spend() bool {
+	for {
+		t := b.tokens.Load()
+		if t < budgetCost {
+			return false
+		}
+		if b.tokens.CompareAndSwap(t, t-budgetCost) {
+			return true
+		}
+	}
+}
+
+// queueWait is how long a request waits for a slot when every backend is at
+// max_conns, before it gets 503.
+const queueWait = time.Second
+
+// waitSlot polls for a backend to free a slot; max_conns is an overload
+// guard, so the poll cost only matters when a service is saturated.
+func waitSlot(ctx context.Context, p *pool, pick func() *balance.Upstream) *balance.Upstream {
+	deadline := time.Now().Add(queueWait)
+	for time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if u := pick(); u != nil {
+			return u
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
+// anyFull reports whether some backend is available but at its max_conns:
+// then a request waits instead of failing at once.
+func (p *pool) anyFull(now time.Time) bool {
+	for _, u := range p.ups {
+		if u.Available(now) && u.Full() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,534 @@
+#!/usr/bin/env bash
+# bench-l7.sh (`make bench-l7`): xlb's L7 tier against NGINX and HAProxy, all
+# three in front of the same three local backends, measured with wrk in one
+# run, taking turns, and reported as ratios to NGINX.
+#
+# What it does:
+#   - installs what is missing (nginx, haproxy, wrk, curl, procps) with apt-get,
+#     as root only, without starting any system service (no systemd unit is
+#     used; services the packages would start are denied by a policy-rc.d for
+#     the duration of the install, if the machine has none);
+#   - builds bin/xlbd and the backend (test/benchl7/backend) and starts the
+#     backends on 127.0.0.1:19001-19003 (GET / answers 64 bytes, GET /health 200);
+#   - writes equivalent configs into a temp dir and runs each proxy as a
+#     foreground process of its own on a high port: nginx 127.0.0.1:18081,
+#     haproxy 127.0.0.1:18082, xlbd 127.0.0.1:18083 (admin/metrics 127.0.0.1:19100).
+#     Equivalent means: round robin over the same three backends, HTTP/1.1
+#     keep-alive to the backends, no request limit per connection, no access
+#     log anywhere (xlb has no access log), a status/metrics endpoint on each
+#     (xlb /metrics, nginx stub_status, haproxy Prometheus exporter), health
+#     checking on each (xlb and haproxy: active GET /health every 1s, down after
+#     3 failures, up after 2; nginx open source has passive checks only:
+#     max_fails=3 fail_timeout=30s, which xlb also has as passive_health);
+#   - warms up, then runs ROUNDS rounds; in each round every target gets one
+#     `wrk -t THREADS -c CONNS -d DURATION --latency` run, and the order turns
+#     by one each round (round 1: backend, nginx, haproxy, xlb; round 2: nginx,
+#     haproxy, xlb, backend; ...) so that no proxy always follows the same one;
+#   - reads each proxy's CPU time (utime + stime of its whole process tree from
+#     /proc/PID/stat, all threads included) before and after each run: CPU
+#     microseconds per request is the steadiest figure on a small shared machine;
+#   - reads the backends' /stats before and after each run: the share each
+#     backend got (round robin: about a third each) and how many new upstream
+#     connections the proxy opened (keep-alive: a handful, not one per request);
+#   - prints the median of the rounds per proxy (req/s, p50, p99, CPU us/req),
+#     the ratios to NGINX, and wrk straight against one backend as the ceiling.
+#
+# The figures are relative. Everything runs on one machine (2 cores here):
+# wrk, the proxy and the backends share the CPUs, so requests/s is bounded by
+# the whole set, and loopback delivery is partly charged to whoever sends.
+# Compare ratios taken in the same run, not absolute numbers across machines.
+# Run it in the foreground on an otherwise quiet machine.
+#
+# Until the L7 tier is in the build, xlbd refuses layer 7 services: the script
+# then prints "xlb: unavailable: <reason>", still measures nginx and haproxy,
+# and exits 0. It exits non-zero if the harness itself cannot run (a port in
+# use, a proxy that does not start, a config xlbd -check rejects).
+#
+# Environment: ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), WARMUP (2s),
+# GO (go), XLBD (a prebuilt xlbd to use instead of building bin/xlbd),
+# KEEP_TMP=1 keeps the temp dir with the configs, logs and wrk output (it is
+# kept anyway when the harness fails; an interrupted run removes it).
+# Ctrl-C stops everything this script started.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2s}
+GO=${GO:-go}
+
+BACKEND_PORTS=(19001 19002 19003)
+NGINX_PORT=18081
+HAPROXY_PORT=18082
+XLB_PORT=18083
+XLB_ADMIN_PORT=19100
+NGINX_STATUS_PORT=18091
+HAPROXY_STATUS_PORT=18092
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+log() { printf 'bench-l7: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS: want a positive integer"
+[[ $CONNS =~ ^[1-9][0-9]*$ && $THREADS =~ ^[1-9][0-9]*$ ]] || die "CONNS and THREADS must be positive integers"
+((CONNS >= THREADS)) || die "CONNS ($CONNS) must be at least THREADS ($THREADS)"
+[[ $DURATION =~ ^[1-9][0-9]*[smh]?$ && $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "DURATION/WARMUP: want wrk durations like 10s"
+
+# ---------------------------------------------------------------- tools
+
+PATH=$PATH:/usr/sbin:/sbin # nginx and haproxy live in /usr/sbin
+have() { command -v "$1" >/dev/null 2>&1; }
+need=()
+have nginx || need+=(nginx)
+have haproxy || need+=(haproxy)
+have wrk || need+=(wrk)
+have curl || need+=(curl)
+have pgrep || need+=(procps)
+if ((${#need[@]} > 0)); then
+	have apt-get || die "missing ${need[*]} and no apt-get: install them by hand"
+	[[ $(id -u) -eq 0 ]] || die "missing ${need[*]}: run as root once (or: sudo apt-get install ${need[*]}); the benchmark itself needs no root"
+	log "installing ${need[*]} (apt-get; their system services are not started)"
+	policy=/usr/sbin/policy-rc.d
+	made_policy=
+	if [[ ! -e $policy ]]; then
+		# Debian's maintainer scripts start nginx/haproxy on install unless a
+		# policy says no (exit 101); remove ours afterwards.
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+	fi
+	rc=0
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; } || rc=$?
+	[[ -n $made_policy ]] && rm -f "$policy"
+	((rc == 0)) || die "apt-get install ${need[*]} failed"
+fi
+have "$GO" || die "Go 1.26 or newer is required on PATH (or GO=/path/to/go)"
+
+# ---------------------------------------------------------------- processes
+
+tmp=$(mktemp -d /tmp/xlb-bench-l7.XXXXXX)
+chmod 755 "$tmp" # nginx workers run as nobody when started by root
+started=()       # pids of the processes this script started (process-tree roots)
+wrk_pid=
+
+# tree PID: PID and all its descendants.
+tree() {
+	local p=$1 c
+	echo "$p"
+	for c in $(pgrep -P "$p" 2>/dev/null || true); do tree "$c"; done
+}
+
+# running PID: the process exists and is not a zombie.
+running() {
+	local line
+	read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+	line=${line##*) }
+	[[ ${line:0:1} != Z ]]
+}
+
+stop_tree() {
+	local pids p i alive
+	pids=$(tree "$1")
+	# shellcheck disable=SC2086
+	kill -TERM $pids 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do # up to 5s to exit, then SIGKILL
+		alive=
+		for p in $pids; do running "$p" && alive=1; done
+		[[ -n $alive ]] || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	if [[ -n $wrk_pid ]]; then
+		kill -TERM "$wrk_pid" 2>/dev/null || true
+		wait "$wrk_pid" 2>/dev/null || true
+	fi
+	for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop_tree "${started[i]}"; done
+	if [[ -n ${KEEP_TMP:-} ]] || ((rc != 0 && rc != 130 && rc != 143)); then
+		log "configs, logs and wrk output kept in $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port PORT PID SECONDS: 0 once PORT accepts, 1 if PID died or time ran out.
+wait_port() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		listening "$1" && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+for p in "${BACKEND_PORTS[@]}" $NGINX_PORT $HAPROXY_PORT $XLB_PORT $XLB_ADMIN_PORT $NGINX_STATUS_PORT $HAPROXY_STATUS_PORT; do
+	listening "$p" && die "127.0.0.1:$p is already in use (another benchmark running?)"
+done
+
+# ---------------------------------------------------------------- build
+
+if [[ -n ${XLBD:-} ]]; then log "building the backend (xlbd: $XLBD)"; else log "building the backend and bin/xlbd"; fi
+"$GO" build -buildvcs=false -o "$tmp/backend" ./test/benchl7/backend || die "go build ./test/benchl7/backend failed"
+xlb_reason=
+if [[ -n ${XLBD:-} ]]; then
+	xlbd=$XLBD
+	[[ -x $xlbd ]] || die "XLBD=$xlbd is not an executable"
+else
+	xlbd=bin/xlbd
+	mkdir -p bin
+	if ! "$GO" build -o bin/xlbd ./cmd/xlbd 2>"$tmp/xlbd-build.log"; then
+		cat "$tmp/xlbd-build.log" >&2
+		xlb_reason="go build ./cmd/xlbd failed: $(grep -m1 -v '^#' "$tmp/xlbd-build.log" || true)"
+	fi
+fi
+
+backends_csv=$(printf '127.0.0.1:%s,' "${BACKEND_PORTS[@]}")
+backends_csv=${backends_csv%,}
+"$tmp/backend" -listen "$backends_csv" 2>"$tmp/backend.log" &
+backend_pid=$!
+started+=("$backend_pid")
+for p in "${BACKEND_PORTS[@]}"; do
+	wait_port "$p" "$backend_pid" 5 || { cat "$tmp/backend.log" >&2; die "the backend did not start"; }
+done
+
+# ---------------------------------------------------------------- configs
+
+# Connections each proxy may hold: what the open-file limit allows (a proxy
+# needs two descriptors per proxied connection), at most 4096.
+fd_limit=$(ulimit -Hn)
+[[ $fd_limit == unlimited ]] && fd_limit=1048576
+maxconn=$(((fd_limit - 200) / 2))
+((maxconn > 4096)) && maxconn=4096
+((CONNS + 200 <= maxconn)) || die "CONNS=$CONNS is too many for the open-file limit ($fd_limit): raise ulimit -n or lower CONNS"
+
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx.conf" <<EOF
+# nginx for bench-l7: round robin over the three backends, upstream keep-alive.
+worker_processes auto;               # one worker per CPU
+worker_rlimit_nofile $((2 * maxconn + 100));
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events {
+    worker_connections $maxconn;
+}
+http {
+    access_log off;                  # as haproxy (no log line) and xlb (no access log)
+    client_body_temp_path $tmp/nginx/client_body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_timeout 120s;          # client side, = xlb l7.idle_timeout
+    keepalive_requests 1000000;      # no recycling of client connections (haproxy, Go: no limit)
+    upstream bench {
+        # round robin (the default); passive health = xlb passive_health
+        server 127.0.0.1:${BACKEND_PORTS[0]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[1]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[2]} max_fails=3 fail_timeout=30s;
+        keepalive 64;                # idle upstream connections kept per worker
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;    # = xlb timeouts.connect
+            proxy_read_timeout 30s;      # = xlb timeouts.response_header
+        }
+    }
+    server {                         # metrics, as xlb's /metrics
+        listen 127.0.0.1:$NGINX_STATUS_PORT;
+        location = /status { stub_status; }
+    }
+}
+EOF
+
+cat >"$tmp/haproxy.cfg" <<EOF
+# haproxy for bench-l7: round robin over the three backends, upstream keep-alive.
+global
+    # nbthread unset: one thread per CPU
+    maxconn $maxconn
+defaults
+    mode http
+    # no "log": no access log, as nginx (access_log off) and xlb
+    option http-keep-alive
+    http-reuse always
+    timeout connect 2s               # = xlb timeouts.connect
+    timeout server 30s               # = xlb timeouts.response_header
+    timeout client 120s
+    timeout http-request 10s         # = xlb l7.read_header_timeout
+    timeout http-keep-alive 120s     # = xlb l7.idle_timeout
+frontend bench
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend bench
+backend bench
+    balance roundrobin
+    option httpchk
+    http-check send meth GET uri /health
+    http-check expect status 200
+    default-server check inter 1s fall 3 rise 2   # = xlb health_check
+    server b1 127.0.0.1:${BACKEND_PORTS[0]}
+    server b2 127.0.0.1:${BACKEND_PORTS[1]}
+    server b3 127.0.0.1:${BACKEND_PORTS[2]}
+frontend metrics                     # metrics, as xlb's /metrics
+    bind 127.0.0.1:$HAPROXY_STATUS_PORT
+    http-request use-service prometheus-exporter if { path /metrics }
+EOF
+
+cat >"$tmp/xlb.yaml" <<EOF
+# xlbd for bench-l7: one layer 7 service, round robin over the three backends,
+# active health checks and metrics on; xlb has no access log. No
+# xdp.interfaces: the L4 data plane is off, nothing is loaded into the kernel.
+admin:
+  listen: 127.0.0.1:$XLB_ADMIN_PORT
+l7:
+  drain_timeout: 2s
+  read_header_timeout: 10s
+  idle_timeout: 120s
+services:
+  - name: bench
+    layer: 7
+    listen: 127.0.0.1:$XLB_PORT
+    scheduler: round_robin
+    timeouts: {connect: 2s, response_header: 30s}
+    passive_health: {max_fails: 3, fail_timeout: 30s}
+    health_check: {type: http, path: /health, expect_status: 200, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 3}
+    backends:
+      - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
+      - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
+      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}
+EOF
+
+# ---------------------------------------------------------------- proxies
+
+nginx -t -q -p "$tmp/nginx" -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log" 2>"$tmp/nginx-t.log" ||
+	{ cat "$tmp/nginx-t.log" "$tmp/nginx/error.log" >&2 2>/dev/null; die "nginx rejects its config"; }
+nginx -p "$tmp/nginx" -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log" -g 'daemon off; master_process on;' 2>"$tmp/nginx.log" &
+nginx_pid=$!
+started+=("$nginx_pid")
+wait_port $NGINX_PORT "$nginx_pid" 10 || { cat "$tmp/nginx.log" "$tmp/nginx/error.log" >&2; die "nginx did not start"; }
+
+haproxy -c -q -f "$tmp/haproxy.cfg" >"$tmp/haproxy-c.log" 2>&1 || { cat "$tmp/haproxy-c.log" >&2; die "haproxy rejects its config"; }
+haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+haproxy_pid=$!
+started+=("$haproxy_pid")
+wait_port $HAPROXY_PORT "$haproxy_pid" 10 || { cat "$tmp/haproxy.log" >&2; die "haproxy did not start"; }
+
+xlb_pid=
+if [[ -z $xlb_reason ]]; then
+	"$xlbd" -check -config "$tmp/xlb.yaml" >"$tmp/xlbd-check.log" 2>&1 ||
+		{ cat "$tmp/xlbd-check.log" >&2; die "xlbd -check rejects the benchmark's config: fix scripts/bench-l7.sh"; }
+	"$xlbd" -config "$tmp/xlb.yaml" >"$tmp/xlbd.log" 2>&1 &
+	xlb_pid=$!
+	started+=("$xlb_pid")
+	if ! wait_port $XLB_PORT "$xlb_pid" 15; then
+		if kill -0 "$xlb_pid" 2>/dev/null; then
+			xlb_reason="xlbd runs but does not listen on 127.0.0.1:$XLB_PORT after 15s"
+		else
+			wait "$xlb_pid" 2>/dev/null || true
+			xlb_reason=$(grep -v '^[[:space:]]*$' "$tmp/xlbd.log" | tail -n 1 || true)
+			xlb_reason=${xlb_reason#"$tmp/"}
+			: "${xlb_reason:=xlbd exited without a message}"
+		fi
+		log "xlbd did not start; its output:"
+		sed 's/^/    /' "$tmp/xlbd.log" >&2
+		stop_tree "$xlb_pid"
+		xlb_pid=
+	elif ! curl -fsS -o /dev/null "http://127.0.0.1:$XLB_ADMIN_PORT/metrics"; then
+		xlb_reason="xlbd serves but its /metrics on 127.0.0.1:$XLB_ADMIN_PORT does not answer"
+		stop_tree "$xlb_pid"
+		xlb_pid=
+	fi
+fi
+[[ -n $xlb_reason ]] && printf 'xlb: unavailable: %s\n' "$xlb_reason"
+
+# Every proxy must answer GET / with a backend's 64-byte body before anything is timed.
+check_proxy() {
+	local body
+	body=$(curl -fsS --max-time 5 "http://127.0.0.1:$2/") || die "$1 on 127.0.0.1:$2 does not answer GET /"
+	[[ $body == backend\ 127.0.0.1:* ]] || die "$1 on 127.0.0.1:$2 answers GET / with an unexpected body: $body"
+}
+check_proxy backend "${BACKEND_PORTS[0]}"
+check_proxy nginx $NGINX_PORT
+check_proxy haproxy $HAPROXY_PORT
+[[ -n $xlb_pid ]] && check_proxy xlb $XLB_PORT
+
+# ---------------------------------------------------------------- measuring
+
+clk_tck=$(getconf CLK_TCK)
+
+# cpu_ticks PID: utime + stime of PID's process tree, in clock ticks.
+cpu_ticks() {
+	local sum=0 p line
+	local -a f
+	for p in $(tree "$1"); do
+		read -r line 2>/dev/null <"/proc/$p/stat" || continue
+		line=${line##*) } # the fields after "(comm)"; field 3 (state) is f[0]
+		read -r -a f <<<"$line"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+
+# backend_stats: "requests conns" per backend, on one line.
+backend_stats() {
+	curl -fsS --max-time 5 "http://127.0.0.1:${BACKEND_PORTS[0]}/stats" | awk '{printf "%s %s ", $2, $3}'
+}
+
+# target NAME -> "port pid"
+target() {
+	case $1 in
+	backend) echo "${BACKEND_PORTS[0]} $backend_pid" ;;
+	nginx) echo "$NGINX_PORT $nginx_pid" ;;
+	haproxy) echo "$HAPROXY_PORT $haproxy_pid" ;;
+	xlb) echo "$XLB_PORT $xlb_pid" ;;
+	esac
+}
+
+run_wrk() { # DURATION PORT OUTFILE
+	local rc=0
+	wrk -t"$THREADS" -c"$CONNS" -d"$1" --latency "http://127.0.0.1:$2/" >"$3" 2>&1 &
+	wrk_pid=$!
+	wait "$wrk_pid" || rc=$?
+	wrk_pid=
+	return "$rc"
+}
+
+# parse_wrk FILE: "requests rps p50_us p99_us errors"
+parse_wrk() {
+	awk '
+	function us(v) {
+		if (v ~ /us$/) return v + 0
+		if (v ~ /ms$/) return (v + 0) * 1000
+		if (v ~ /m$/) return (v + 0) * 60e6
+		if (v ~ /h$/) return (v + 0) * 3600e6
+		if (v ~ /s$/) return (v + 0) * 1e6
+		return -1
+	}
+	/requests in/ { reqs = $1 }
+	/^Requests\/sec:/ { rps = $2 }
+	/^ *50% / { p50 = us($2) }
+	/^ *99% / { p99 = us($2) }
+	/Non-2xx or 3xx responses:/ { errs += $NF }
+	/Socket errors:/ { gsub(",", ""); errs += $4 + $6 + $8 + $10 }
+	END {
+		if (reqs == "" || rps == "" || p50 == "" || p99 == "") { print "bad"; exit }
+		printf "%d %.2f %.1f %.1f %d\n", reqs, rps, p50, p99, errs + 0
+	}' "$1"
+}
+
+results=$tmp/results.tsv # name round rps p50_us p99_us cpu_us_per_req errors
+: >"$results"
+
+measure() { # NAME ROUND DURATION (ROUND 0: warm-up, not recorded)
+	local name=$1 round=$2 dur=$3 port pid t0 t1 s0 s1 out parsed
+	read -r port pid < <(target "$name")
+	out=$tmp/wrk-$name-$round.txt
+	s0=$(backend_stats)
+	t0=$(cpu_ticks "$pid")
+	run_wrk "$dur" "$port" "$out" || { cat "$out" >&2; die "wrk against $name failed"; }
+	t1=$(cpu_ticks "$pid")
+	s1=$(backend_stats)
+	kill -0 "$pid" 2>/dev/null || die "$name died during the run (logs in $tmp)"
+	((round == 0)) && return 0
+	parsed=$(parse_wrk "$out")
+	[[ $parsed != bad ]] || { cat "$out" >&2; die "cannot read wrk's output for $name"; }
+	local reqs rps p50 p99 errs cpu
+	read -r reqs rps p50 p99 errs <<<"$parsed"
+	cpu=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v n="$reqs" 'BEGIN { printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0) }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$cpu" "$errs" >>"$results"
+	# Backend shares and new upstream connections during the run.
+	local -a a b
+	read -r -a a <<<"$s0"
+	read -r -a b <<<"$s1"
+	local share conns
+	share=$(awk -v r1=$((b[0] - a[0])) -v r2=$((b[2] - a[2])) -v r3=$((b[4] - a[4])) \
+		'BEGIN { t = r1 + r2 + r3; if (t == 0) t = 1; printf "%.0f/%.0f/%.0f%%", 100*r1/t, 100*r2/t, 100*r3/t }')
+	conns=$((b[1] - a[1] + b[3] - a[3] + b[5] - a[5]))
+	printf '  round %d %-8s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.2f us CPU/req  errors %d  backend shares %s, %d new backend connections\n' \
+		"$round" "$name" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
+		"$cpu" "$errs" "$share" "$conns"
+}
+
+targets=(backend nginx haproxy)
+[[ -n $xlb_pid ]] && targets+=(xlb)
+
+printf 'bench-l7: %s, %s CPUs, kernel %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(uname -r)"
+printf '  %s; %s; %s; xlbd %s\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
+	"$(haproxy -v | head -n1 | awk '{print "haproxy " $3}')" "$(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}')" \
+	"$(if [[ -n $xlb_pid ]]; then "$xlbd" -version | awk '{print $2}'; else echo unavailable; fi)"
+printf '  wrk -t%s -c%s -d%s --latency, %s round(s), warm-up %s per target; backend answers 64 bytes\n' \
+	"$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$WARMUP"
+
+if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
+	for t in "${targets[@]}"; do measure "$t" 0 "$WARMUP"; done
+fi
+n=${#targets[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+	for ((k = 0; k < n; k++)); do
+		measure "${targets[((r - 1 + k) % n)]}" "$r" "$DURATION"
+	done
+done
+
+if [[ -n $xlb_pid ]]; then
+	curl -fsS "http://127.0.0.1:$XLB_ADMIN_PORT/metrics" | grep -q '^xlb_l7_requests_total' ||
+		log "warning: xlbd's /metrics has no xlb_l7_requests_total"
+fi
+
+# ---------------------------------------------------------------- report
+
+echo
+awk -F'\t' -v xlb_reason="$xlb_reason" '
+function median(name, col,    n, i, j, t, v) {
+	n = 0
+	for (i = 1; i <= rows; i++) if (nm[i] == name) v[++n] = val[i, col]
+	for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+	if (n == 0) return ""
+	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+{ rows++; nm[rows] = $1; for (c = 3; c <= 7; c++) val[rows, c] = $c; if ($7 > 0) errs[$1] += $7; seen[$1] = 1 }
+END {
+	printf "%-9s %10s %9s %9s %11s %9s %9s %9s  %s\n", "proxy", "req/s", "p50 ms", "p99 ms", "CPU us/req", "req/s", "CPU/req", "p99", "errors"
+	printf "%-9s %10s %9s %9s %11s %9s %9s %9s\n", "", "(median)", "", "", "", "x nginx", "x nginx", "x nginx"
+	nr = median("nginx", 3); nc = median("nginx", 6); n99 = median("nginx", 5)
+	split("nginx haproxy xlb backend", order, " ")
+	for (k = 1; k <= 4; k++) {
+		p = order[k]
+		label = p == "backend" ? "backend*" : p
+		if (!seen[p]) {
+			if (p == "xlb") printf "%-9s %10s   %s\n", "xlb", "unavailable", xlb_reason
+			continue
+		}
+		r = median(p, 3); c = median(p, 6); q50 = median(p, 4); q99 = median(p, 5)
+		flag = errs[p] > 0 ? sprintf("%d  ! runs with errors", errs[p]) : "0"
+		if (p == "backend")
+			printf "%-9s %10.0f %9.2f %9.2f %11.2f %9s %9s %9s  %s\n", label, r, q50 / 1000, q99 / 1000, c, ratio(r, nr), "-", ratio(q99, n99), flag
+		else
+			printf "%-9s %10.0f %9.2f %9.2f %11.2f %9s %9s %9s  %s\n", label, r, q50 / 1000, q99 / 1000, c, ratio(r, nr), ratio(c, nc), ratio(q99, n99), flag
+	}
+	print ""
+	print "backend*: wrk straight against one backend (no proxy): the ceiling of this machine; its CPU us/req is the backend process'"'"'s."
+	print "CPU us/req: utime+stime of the proxy'"'"'s process tree (/proc) over the run / requests; lower is better."
+	print "Ratios are medians over medians, all from this run; absolute figures depend on the machine (wrk, proxies and backends share its CPUs)."
+}' "$results"
+[[ -n $xlb_reason ]] && printf '\nxlb: unavailable: %s\n' "$xlb_reason"
+exit 0

@@ -1,0 +1,185 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/api"
+)
+
+// TestDaemonL7 runs the real xlbd with a layer 7 service on loopback: it
+// balances, takes a failing backend out on its health checks, reports L7
+// backends in the API and metrics, and finishes a slow request across SIGTERM.
+func TestDaemonL7(t *testing.T) {
+	buildBinaries(t)
+	var sick atomic.Bool
+	var bs []*httptest.Server
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("b%d", i+1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/health":
+				if name == "b2" && sick.Load() {
+					http.Error(w, "sick", 503)
+					return
+				}
+				io.WriteString(w, "ok")
+			case "/slow":
+				time.Sleep(1500 * time.Millisecond)
+				io.WriteString(w, "slow "+name)
+			default:
+				io.WriteString(w, name)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		bs = append(bs, srv)
+	}
+	listen, admin := freeAddr(t), freeAddr(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`admin: {listen: %q}
+l7: {drain_timeout: 5s}
+services:
+  - name: web
+    layer: 7
+    listen: %q
+    health_check: {type: http, path: /health, interval: 200ms, timeout: 100ms, healthy_threshold: 2, unhealthy_threshold: 2}
+    backends:
+      - {address: %q}
+      - {address: %q}
+      - {address: %q}
+`, admin, listen, hostport(bs[0]), hostport(bs[1]), hostport(bs[2]))
+	path := filepath.Join(dir, "xlb.yaml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	cmd := exec.Command(bins.xlbd, "-config", path, "-access-log", filepath.Join(dir, "access.log"))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("xlbd log:\n%s", logs.String())
+		}
+	})
+	hc := &http.Client{Timeout: 5 * time.Second}
+	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
+		resp, err := hc.Get("http://" + admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	count := func(n int) map[string]int {
+		c := map[string]int{}
+		for i := 0; i < n; i++ {
+			resp, err := hc.Get("http://" + listen + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			c[string(b)]++
+		}
+		return c
+	}
+	if c := count(300); c["b1"] != 100 || c["b2"] != 100 || c["b3"] != 100 {
+		t.Errorf("round robin over 3 backends: %v", c)
+	}
+
+	sick.Store(true)
+	backendOf := func(addr string) api.Backend {
+		resp, err := hc.Get("http://" + admin + "/api/v1/services/web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var s api.Service
+		json.NewDecoder(resp.Body).Decode(&s)
+		for _, b := range s.Backends {
+			if b.Address == addr {
+				return b
+			}
+		}
+		t.Fatalf("no backend %s in %+v", addr, s)
+		return api.Backend{}
+	}
+	waitFor(t, "b2 down", 5*time.Second, func() bool { return !backendOf(hostport(bs[1])).Healthy })
+	if c := count(100); c["b2"] != 0 {
+		t.Errorf("unhealthy backend still served: %v", c)
+	}
+	if b := backendOf(hostport(bs[0])); b.Counters.Requests == 0 || b.Source != "config" {
+		t.Errorf("API backend %+v", b)
+	}
+	out, err := exec.Command(bins.xlbctl, "-admin", "http://"+admin, "status").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(hostport(bs[1]))) || !bytes.Contains(out, []byte("DOWN")) {
+		t.Errorf("xlbctl status: %v\n%s", err, out)
+	}
+	resp, _ := hc.Get("http://" + admin + "/metrics")
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(metrics, []byte(`xlb_l7_requests_total{backend="`+hostport(bs[0])+`",code="200",service="web"}`)) {
+		t.Errorf("/metrics lacks xlb_l7_requests_total for b1")
+	}
+
+	// A slow request in flight when SIGTERM arrives still completes.
+	done := make(chan string, 1)
+	go func() {
+		resp, err := hc.Get("http://" + listen + "/slow")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if got := <-done; !strings.HasPrefix(got, "200 slow") {
+		t.Errorf("in-flight request across SIGTERM: %s", got)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("xlbd exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("xlbd did not exit after draining")
+	}
+	access, _ := os.ReadFile(filepath.Join(dir, "access.log"))
+	if !bytes.Contains(access, []byte(`"request_id"`)) || !bytes.Contains(access, []byte(`"path":"/slow"`)) {
+		t.Errorf("access log lacks request ids or the slow request:\n%.500s", access)
+	}
+}
+
+func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
