@@ -42,7 +42,9 @@ func lockPinPath(pinPath string) (func(), error) {
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() { f.Close() }, nil
+	// The file goes with the daemon: pin paths are often per-test or
+	// per-instance, and /run would collect one file for each.
+	return func() { os.Remove(path); f.Close() }, nil
 }
 
 // enableForwarding turns forwarding on where bpf_fib_lookup needs it: it
