@@ -226,6 +226,20 @@ services:
 func (l *dlab) startDaemon(t *testing.T) {
 	t.Helper()
 	l.xlbd = l.lb.Start(t, bins.xlbd, "-config", l.cfgPath, "-log-level", "debug")
+	cmd := l.xlbd
+	t.Cleanup(func() {
+		// A clean stop (before the namespace's SIGKILL) lets xlbd release
+		// its pin-path lock like an operator's SIGTERM would.
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := l.http.Get("http://" + adminAddr + api.PathHealthz); err == nil {
