@@ -144,7 +144,7 @@ func TestPassiveEjection(t *testing.T) {
 	if !u.Fail(t0.Add(2*time.Second), 3, 10*time.Second) {
 		t.Fatal("third failure within fail_timeout did not eject")
 	}
-	if u.Available(t0.Add(5*time.Second)) {
+	if u.Available(t0.Add(5 * time.Second)) {
 		t.Error("available while ejected")
 	}
 	if !u.Available(t0.Add(13 * time.Second)) {
