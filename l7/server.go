@@ -229,7 +229,10 @@ func (s *Server) build(c config.Service, first bool) (*service, error) {
 			// later additions wait for their first passing check.
 			u.SetHealthy(!checked || first, time.Now())
 		} else {
+			// A reload may change any of these; the live state stays.
 			u.SetWeight(b.Weight)
+			u.SetMaxConns(b.MaxConns)
+			u.SetSlowStart(b.SlowStart)
 		}
 		next[b.Address] = u
 		return u

@@ -95,7 +95,7 @@ func (r *rng) float64() float64 { return float64(r.uint64()>>11) / (1 << 53) }
 
 // fastN is how many backends a scheduler's per-call scratch space holds on
 // the stack; larger pools recompute weights instead of allocating.
-const fastN = 32
+const fastN = 16
 
 // weighted is a snapshot of the eligible backends' effective weights for
 // one Select, kept on the caller's stack.

@@ -24,7 +24,7 @@ func TestNewKnowsEverySchedulerAndRejectsOthers(t *testing.T) {
 func TestNoSchedulerPicksAnUnusableBackend(t *testing.T) {
 	cases := []struct {
 		name  string
-		spoil func(u *Upstream, p *Pick) // makes backend u unusable for p
+		spoil func(u *Upstream, p *Pick) // makes backend u unusable for p; idempotent
 	}{
 		{"unhealthy", func(u *Upstream, _ *Pick) { u.SetHealthy(false, t0) }},
 		{"drained", func(u *Upstream, _ *Pick) { u.SetDrained(true) }},
