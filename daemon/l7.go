@@ -4,7 +4,11 @@ package daemon
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/api"
@@ -101,12 +105,10 @@ func (d *Daemon) addL7(c *config.Service, req api.AddBackend) (api.Change, error
 	if err := checkWeight(w); err != nil {
 		return api.Change{}, err
 	}
-	probe, err := config.Parse("api", []byte(fmt.Sprintf("services:\n  - {name: probe, layer: 7, listen: \"127.0.0.1:1\", backends: [{address: %q}]}\n", req.Address)))
+	b, err := l7Backend(req.Address, w)
 	if err != nil {
-		return api.Change{}, fmt.Errorf("backend address %q: layer 7 backends are host:port: %w", req.Address, api.ErrInvalid)
+		return api.Change{}, err
 	}
-	b := probe.Services[0].Backends[0]
-	b.Weight = w
 	if d.web.Upstream(c.Name, b.Address) != nil {
 		if _, gone := d.l7Gone[c.Name][b.Address]; !gone {
 			return api.Change{}, fmt.Errorf("service %s already has backend %s: %w", c.Name, b.Address, api.ErrConflict)
@@ -123,6 +125,21 @@ func (d *Daemon) addL7(c *config.Service, req api.AddBackend) (api.Change, error
 	d.retargetChecksLocked(false)
 	d.log.Info("backend added through the API", "service", c.Name, "backend", b.Address, "weight", w)
 	return api.Change{Service: c.Name, Backend: b.Address, Result: "added", Note: notPersisted}, nil
+}
+
+// l7Backend checks an API-given layer 7 backend: host:port, host an IP or a
+// name, as in the config file.
+func l7Backend(address string, weight int) (config.Backend, error) {
+	host, port, err := net.SplitHostPort(address)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, "/ @") {
+		return config.Backend{}, fmt.Errorf("backend address %q: layer 7 backends are host:port, e.g. 10.0.2.1:8080: %w", address, api.ErrInvalid)
+	}
+	b := config.Backend{Address: address, Weight: weight}
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		b.AddrPort = ap
+	}
+	return b, nil
 }
 
 func (d *Daemon) removeL7(c *config.Service, addr string) (api.Change, error) {

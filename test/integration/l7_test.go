@@ -139,6 +139,42 @@ services:
 		t.Errorf("/metrics lacks xlb_l7_requests_total for b1")
 	}
 
+	// Runtime changes through the API: drain, add, bad input, remove.
+	call := func(method, path, body string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+admin+path, strings.NewReader(body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+		}
+	}
+	call("PATCH", "/api/v1/services/web/backends/"+hostport(bs[0]), `{"drain": true}`, 200)
+	if c := count(60); c["b1"] != 0 || c["b3"] != 60 {
+		t.Errorf("after draining b1 (b2 down): %v", c)
+	}
+	extra := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b4") }))
+	t.Cleanup(extra.Close)
+	call("POST", "/api/v1/services/web/backends", fmt.Sprintf(`{"address": %q}`, hostport(extra)), 201)
+	waitFor(t, "added backend healthy", 5*time.Second, func() bool { return backendOf(hostport(extra)).Healthy })
+	if b := backendOf(hostport(extra)); b.Source != "api" || b.Persisted {
+		t.Errorf("API-added backend %+v", b)
+	}
+	if c := count(60); c["b4"] != 30 || c["b3"] != 30 {
+		t.Errorf("with b4 added: %v", c)
+	}
+	call("POST", "/api/v1/services/web/backends", `{"address": "no-port"}`, 400)
+	call("POST", "/api/v1/services/web/backends", fmt.Sprintf(`{"address": %q}`, hostport(extra)), 409)
+	call("DELETE", "/api/v1/services/web/backends/"+hostport(extra), "", 200)
+	if c := count(30); c["b4"] != 0 {
+		t.Errorf("removed (draining) backend still served: %v", c)
+	}
+	call("PATCH", "/api/v1/services/web/backends/"+hostport(bs[0]), `{"drain": false}`, 200)
+
 	// A slow request in flight when SIGTERM arrives still completes.
 	done := make(chan string, 1)
 	go func() {
