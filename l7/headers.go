@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 )
 
 // hopHeaders are meaningful for one connection only (RFC 9110 7.6.1); a proxy
@@ -87,9 +88,33 @@ func requestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
-	var b [16]byte
+	return string(appendRequestID(make([]byte, 0, 32)))
+}
+
+// Request ids are a random per-process prefix and a counter: unique, and
+// made without a system call per request (crypto/rand costs one).
+var (
+	idPrefix  = newIDPrefix()
+	idCounter atomic.Uint64
+)
+
+func newIDPrefix() [16]byte {
+	var b [8]byte
 	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var h [16]byte
+	hex.Encode(h[:], b[:])
+	return h
+}
+
+// appendRequestID appends a new 32-character hexadecimal request id.
+func appendRequestID(dst []byte) []byte {
+	const digits = "0123456789abcdef"
+	dst = append(dst, idPrefix[:]...)
+	n := idCounter.Add(1)
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, digits[n>>uint(shift)&0xf])
+	}
+	return dst
 }
 
 func printable(s string) bool {

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -20,20 +19,36 @@ type pool struct {
 	// byToken finds the backend a sticky cookie names.
 	byToken map[string]*balance.Upstream
 	tokenOf map[*balance.Upstream]string
+	// setCookie is the Set-Cookie field line that pins a client to a
+	// backend, for the HTTP/1.1 engine (plain HTTP: never Secure).
+	setCookie map[*balance.Upstream][]byte
 }
 
-func newPool(name, scheduler string, ups []*balance.Upstream, service string, secret []byte) (*pool, error) {
+func newPool(name, scheduler string, ups []*balance.Upstream, c config.Service, secret []byte) (*pool, error) {
 	sel, err := balance.New(scheduler)
 	if err != nil {
 		return nil, err
 	}
-	p := &pool{name: name, ups: ups, sel: sel, byToken: map[string]*balance.Upstream{}, tokenOf: map[*balance.Upstream]string{}}
+	p := &pool{name: name, ups: ups, sel: sel, byToken: map[string]*balance.Upstream{},
+		tokenOf: map[*balance.Upstream]string{}, setCookie: map[*balance.Upstream][]byte{}}
 	for _, u := range ups {
-		tok := stickyToken(secret, service, u.Addr)
+		tok := stickyToken(secret, c.Name, u.Addr)
 		p.byToken[tok] = u
 		p.tokenOf[u] = tok
+		if st := c.Sticky; st != nil {
+			p.setCookie[u] = []byte("Set-Cookie: " + stickyCookie(st, tok, false).String() + "\r\n")
+		}
 	}
 	return p, nil
+}
+
+// stickyCookie is the cookie that pins a client to the backend tok names.
+func stickyCookie(st *config.Sticky, tok string, secure bool) *http.Cookie {
+	ck := &http.Cookie{Name: st.Cookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}
+	if st.TTL > 0 {
+		ck.MaxAge = int(st.TTL.Seconds())
+	}
+	return ck
 }
 
 // newTransport is the connection pool to a service's backends: HTTP/1.1
@@ -106,22 +121,6 @@ func (b *retryBudget) spend() bool {
 // queueWait is how long a request waits for a slot when every backend is at
 // max_conns, before it gets 503.
 const queueWait = time.Second
-
-// waitSlot polls for a backend to free a slot; max_conns is an overload
-// guard, so the poll cost only matters when a service is saturated.
-func waitSlot(ctx context.Context, p *pool, pick func() *balance.Upstream) *balance.Upstream {
-	deadline := time.Now().Add(queueWait)
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if u := pick(); u != nil {
-			return u
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return nil
-}
 
 // anyFull reports whether some backend is available but at its max_conns:
 // then a request waits instead of failing at once.

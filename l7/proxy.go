@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7/balance"
 )
@@ -34,7 +36,35 @@ type service struct {
 	retryOn   map[string]bool
 	hashKind  string // consistent_hash key: header, cookie, path, source_ip
 	hashName  string
-	active    *atomic.Int64
+	hashLower string // hashName in lower case, for the HTTP/1.1 engine
+	// limitHeader is the lower-case header a rate limit is keyed on; empty:
+	// the client address.
+	limitHeader string
+	active      *atomic.Int64
+	// conns are the kept-alive connections to each backend (HTTP/1.1 engine).
+	conns map[*balance.Upstream]*connPool
+
+	// Metric children resolved once, not per request.
+	mActive   prometheus.Gauge
+	mDuration prometheus.Observer
+	mRetries  prometheus.Counter
+	codes     sync.Map // codeKey -> prometheus.Counter
+}
+
+type codeKey struct {
+	backend string
+	code    int
+}
+
+// requestsCounter is xlb_l7_requests_total's child for a backend and status.
+func (s *service) requestsCounter(backend string, code int) prometheus.Counter {
+	k := codeKey{backend, code}
+	if c, ok := s.codes.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.srv.met.requests.WithLabelValues(s.name, backend, strconv.Itoa(code))
+	s.codes.Store(k, c)
+	return c
 }
 
 // idempotent methods may be sent twice (RFC 9110 9.2.2).
@@ -87,14 +117,14 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	s.srv.met.active.WithLabelValues(s.name).Inc()
-	defer s.srv.met.active.WithLabelValues(s.name).Dec()
+	s.mActive.Inc()
+	defer s.mActive.Dec()
 
 	id := requestID(r)
 	w.Header().Set("X-Request-Id", id)
 	ip := clientIP(r)
-	rec := &logRecord{id: id, start: start}
-	defer s.finish(r, rec)
+	rec := &logRecord{id: id, start: start, client: r.RemoteAddr, method: r.Method, host: r.Host, path: r.URL.Path}
+	defer s.finish(rec)
 
 	if s.limiter != nil {
 		key := ip
@@ -112,7 +142,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	p := s.pool
 	for i := range s.routes {
-		if s.routes[i].matches(r) {
+		if s.routes[i].matches(r.Host, r.URL.Path, r.Method, func(_, canon string) string { return r.Header.Get(canon) }) {
 			p = s.routes[i].pool
 			break
 		}
@@ -135,8 +165,14 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 	safe := idempotent(r.Method) && body == nil
 	attempts := 1 + s.cfg.Retries.Attempts
 
+	var cookie string
+	if st := s.cfg.Sticky; st != nil {
+		if c, err := r.Cookie(st.Cookie); err == nil {
+			cookie = c.Value
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		u := s.choose(r, p, pick)
+		u := s.choose(r.Context(), p, pick, cookie)
 		if u == nil {
 			rec.status = http.StatusServiceUnavailable
 			http.Error(w, fmt.Sprintf("no backend available for service %s", s.name), http.StatusServiceUnavailable)
@@ -196,35 +232,44 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 	}
 }
 
-// choose picks a backend: the sticky cookie's if it is usable, else the
-// scheduler's; when every usable backend is at max_conns, it waits briefly.
-func (s *service) choose(r *http.Request, p *pool, pick *balance.Pick) *balance.Upstream {
-	try := func() *balance.Upstream {
-		now := time.Now()
-		if s.cfg.Sticky != nil {
-			if c, err := r.Cookie(s.cfg.Sticky.Cookie); err == nil {
-				if u := p.byToken[c.Value]; u != nil && u.Available(now) && !tried(pick, u) && u.TryAcquire() {
-					return u
-				}
-			}
-		}
-		for range 4 {
-			u := p.sel.Select(p.ups, pick, now)
-			if u == nil {
-				return nil
-			}
-			if u.TryAcquire() {
-				return u
-			}
-			// Lost a race for its last slot: pick again.
-		}
-		return nil
-	}
-	if u := try(); u != nil {
+// choose picks a backend: the one the sticky cookie names if it is
+// usable, else the scheduler's; when every usable backend is at max_conns,
+// it waits briefly for a slot.
+func (s *service) choose(ctx context.Context, p *pool, pick *balance.Pick, cookie string) *balance.Upstream {
+	if u := s.tryPick(p, pick, cookie); u != nil {
 		return u
 	}
-	if p.anyFull(time.Now()) {
-		return waitSlot(r.Context(), p, try)
+	if !p.anyFull(time.Now()) {
+		return nil
+	}
+	// max_conns is an overload guard: polling only costs when a service
+	// is saturated.
+	deadline := time.Now().Add(queueWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+		if u := s.tryPick(p, pick, cookie); u != nil {
+			return u
+		}
+	}
+	return nil
+}
+
+func (s *service) tryPick(p *pool, pick *balance.Pick, cookie string) *balance.Upstream {
+	now := time.Now()
+	if cookie != "" {
+		if u := p.byToken[cookie]; u != nil && u.Available(now) && !tried(pick, u) && u.TryAcquire() {
+			return u
+		}
+	}
+	for range 4 {
+		u := p.sel.Select(p.ups, pick, now)
+		if u == nil {
+			return nil
+		}
+		if u.TryAcquire() {
+			return u
+		}
+		// Lost a race for its last slot: pick again.
 	}
 	return nil
 }
@@ -311,11 +356,7 @@ func (s *service) respond(w http.ResponseWriter, r *http.Request, p *pool, u *ba
 	if st := s.cfg.Sticky; st != nil {
 		tok := p.tokenOf[u]
 		if c, err := r.Cookie(st.Cookie); err != nil || c.Value != tok {
-			ck := &http.Cookie{Name: st.Cookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
-			if st.TTL > 0 {
-				ck.MaxAge = int(st.TTL.Seconds())
-			}
-			http.SetCookie(w, ck)
+			http.SetCookie(w, stickyCookie(st, tok, r.TLS != nil))
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
@@ -404,10 +445,16 @@ func (s *service) upgrade(w http.ResponseWriter, r *http.Request, resp *http.Res
 	<-done
 }
 
-// logRecord is what the access log and metrics say of one request.
+// logRecord is what the access log and metrics say of one request. The
+// request's own fields (id, client, method, host, path) are filled only
+// when an access log is written.
 type logRecord struct {
 	id      string
 	start   time.Time
+	client  string
+	method  string
+	host    string
+	path    string
 	backend string
 	status  int
 	retries int
@@ -415,29 +462,30 @@ type logRecord struct {
 	err     string
 }
 
-func (s *service) finish(r *http.Request, rec *logRecord) {
+func (s *service) finish(rec *logRecord) {
 	d := time.Since(rec.start)
 	backend := rec.backend
 	if backend == "" {
 		backend = "none"
 	}
-	code := strconv.Itoa(rec.status)
-	s.srv.met.requests.WithLabelValues(s.name, backend, code).Inc()
-	s.srv.met.duration.WithLabelValues(s.name).Observe(d.Seconds())
+	s.requestsCounter(backend, rec.status).Inc()
+	s.mDuration.Observe(d.Seconds())
 	if rec.retries > 0 {
-		s.srv.met.retries.WithLabelValues(s.name).Add(float64(rec.retries))
+		s.mRetries.Add(float64(rec.retries))
 	}
 	if al := s.srv.access; al != nil {
 		attrs := []slog.Attr{
-			slog.String("request_id", rec.id), slog.String("service", s.name), slog.String("client", r.RemoteAddr),
-			slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path),
+			slog.String("request_id", rec.id), slog.String("service", s.name), slog.String("client", rec.client),
+			slog.String("method", rec.method), slog.String("host", rec.host), slog.String("path", rec.path),
 			slog.Int("status", rec.status), slog.String("backend", backend), slog.Int("retries", rec.retries),
 			slog.Int64("bytes", rec.bytes), slog.Duration("duration", d),
 		}
 		if rec.err != "" {
 			attrs = append(attrs, slog.String("error", rec.err))
 		}
-		al.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+		al.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 	}
-	s.srv.log.Debug("request", "request_id", rec.id, "service", s.name, "backend", backend, "status", rec.status, "duration", d)
+	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.srv.log.Debug("request", "service", s.name, "backend", backend, "status", rec.status, "duration", d)
+	}
 }

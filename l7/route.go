@@ -2,7 +2,7 @@ package l7
 
 import (
 	"net"
-	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/xlbproject/xlb/config"
@@ -10,23 +10,38 @@ import (
 
 // route is one configured route: a match and the pool it sends to.
 type route struct {
-	m    config.Match
-	pool *pool
+	m       config.Match
+	headers []headerMatch
+	pool    *pool
 }
 
-// matches applies a route's match; an empty match takes every request.
-func (rt *route) matches(r *http.Request) bool {
+// headerMatch is a header a route requires, its name in both spellings the
+// two HTTP engines look fields up by.
+type headerMatch struct{ lower, canon, value string }
+
+func newRoute(m config.Match, p *pool) route {
+	rt := route{m: m, pool: p}
+	for k, v := range m.Headers {
+		rt.headers = append(rt.headers, headerMatch{strings.ToLower(k), textproto.CanonicalMIMEHeaderKey(k), v})
+	}
+	return rt
+}
+
+// matches applies a route's match to a request's Host, decoded path and
+// method; get returns a header's first value. An empty match takes every
+// request.
+func (rt *route) matches(host, path, method string, get func(lower, canon string) string) bool {
 	m := &rt.m
-	if m.Host != "" && !hostMatches(m.Host, r.Host) {
+	if m.Host != "" && !hostMatches(m.Host, host) {
 		return false
 	}
-	if m.PathPrefix != "" && !strings.HasPrefix(r.URL.Path, m.PathPrefix) {
+	if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
 		return false
 	}
 	if len(m.Methods) > 0 {
 		ok := false
 		for _, meth := range m.Methods {
-			if meth == r.Method {
+			if meth == method {
 				ok = true
 				break
 			}
@@ -35,8 +50,8 @@ func (rt *route) matches(r *http.Request) bool {
 			return false
 		}
 	}
-	for k, v := range m.Headers {
-		if r.Header.Get(k) != v {
+	for _, h := range rt.headers {
+		if get(h.lower, h.canon) != h.value {
 			return false
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,7 @@ type Server struct {
 	services  map[string]*service
 	listeners map[string]*listener                    // by listen address
 	upstreams map[string]map[string]*balance.Upstream // service -> address -> live state
+	conns     map[string]map[string]*connPool         // service -> address -> kept-alive connections
 	started   bool
 	sweeper   chan struct{}
 
@@ -59,6 +61,85 @@ type listener struct {
 	handler atomic.Pointer[service]
 	cert    atomic.Pointer[tls.Certificate]
 	tls     bool
+
+	// Plain HTTP: the HTTP/1.1 engine's connections, and the listener
+	// through which it hands connections to srv.
+	handoff    *handoffListener
+	maxHeader  int
+	readHeader time.Duration
+	idle       time.Duration
+	draining   atomic.Bool
+	mu         sync.Mutex
+	fconns     map[*fastConn]struct{}
+}
+
+// add registers a new client connection; false once draining.
+func (l *listener) add(fc *fastConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining.Load() {
+		return false
+	}
+	l.fconns[fc] = struct{}{}
+	return true
+}
+
+func (l *listener) remove(fc *fastConn) {
+	l.mu.Lock()
+	delete(l.fconns, fc)
+	l.mu.Unlock()
+}
+
+// drainFast stops the HTTP/1.1 engine: no new connections, idle ones
+// closed now, busy ones after their current response (which says
+// Connection: close), all of them closed when ctx ends.
+func (l *listener) drainFast(ctx context.Context) error {
+	l.ln.Close()
+	l.mu.Lock()
+	l.draining.Store(true)
+	l.mu.Unlock()
+	kicked := map[*fastConn]bool{}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		n := len(l.fconns)
+		for fc := range l.fconns {
+			// A connection waiting for a request is woken by a deadline
+			// in the past; it sees the drain and closes.
+			if !kicked[fc] && fc.state.Load() == connIdle {
+				kicked[fc] = true
+				fc.c.SetReadDeadline(time.Unix(1, 0))
+			}
+		}
+		l.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			l.mu.Lock()
+			for fc := range l.fconns {
+				fc.c.Close()
+			}
+			l.mu.Unlock()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// shutdown drains the listener: the engine's connections and net/http's.
+func (l *listener) shutdown(ctx context.Context) error {
+	var ferr error
+	if l.handoff != nil {
+		ferr = l.drainFast(ctx)
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	return errors.Join(ferr, err)
 }
 
 // New makes a Server; Apply gives it services.
@@ -78,7 +159,8 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		log: log, access: o.AccessLog, met: met, secret: secret,
 		services: map[string]*service{}, listeners: map[string]*listener{},
-		upstreams: map[string]map[string]*balance.Upstream{}, sweeper: make(chan struct{}),
+		upstreams: map[string]map[string]*balance.Upstream{}, conns: map[string]map[string]*connPool{},
+		sweeper: make(chan struct{}),
 	}
 	go s.sweep()
 	return s, nil
@@ -102,6 +184,9 @@ func (s *Server) sweep() {
 			for _, sv := range svcs {
 				if sv.limiter != nil {
 					sv.limiter.sweep(now)
+				}
+				for _, cp := range sv.conns {
+					cp.sweep(now)
 				}
 			}
 		}
@@ -187,7 +272,8 @@ func (s *Server) Apply(cfg *config.Config) error {
 			if l.tls {
 				err = l.srv.ServeTLS(l.ln, "", "")
 			} else {
-				err = l.srv.Serve(l.ln)
+				go l.serveFast(s)
+				err = l.srv.Serve(l.handoff)
 			}
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("listener stopped", "addr", addr, "err", err)
@@ -200,6 +286,24 @@ func (s *Server) Apply(cfg *config.Config) error {
 			delete(s.upstreams, name)
 		}
 	}
+	// Connection pools no service uses any more are closed.
+	inUse := map[*connPool]bool{}
+	conns := map[string]map[string]*connPool{}
+	for name, sv := range built {
+		conns[name] = map[string]*connPool{}
+		for u, cp := range sv.conns {
+			inUse[cp] = true
+			conns[name][u.Addr] = cp
+		}
+	}
+	for _, byAddr := range s.conns {
+		for _, cp := range byAddr {
+			if !inUse[cp] {
+				cp.close()
+			}
+		}
+	}
+	s.conns = conns
 	s.services = built
 	s.l7 = cfg.L7
 	return nil
@@ -237,16 +341,34 @@ func (s *Server) build(c config.Service, first bool) (*service, error) {
 		next[b.Address] = u
 		return u
 	}
+	connect := c.Timeouts.Connect
+	if connect <= 0 {
+		connect = config.DefaultConnectTimeout
+	}
+	conns := map[*balance.Upstream]*connPool{}
 	mkPool := func(name, sched string, bs []config.Backend) (*pool, error) {
 		ups := make([]*balance.Upstream, 0, len(bs))
 		for _, b := range bs {
-			ups = append(ups, upstream(b))
+			u := upstream(b)
+			ups = append(ups, u)
+			if conns[u] == nil {
+				// Kept connections survive a reload that leaves the
+				// backend and the connect timeout alone.
+				cp := s.conns[c.Name][b.Address]
+				if cp == nil || cp.connect != connect {
+					cp = newConnPool(b.Address, connect, max(256, b.MaxConns))
+				}
+				conns[u] = cp
+			}
 		}
-		return newPool(name, sched, ups, c.Name, s.secret)
+		return newPool(name, sched, ups, c, s.secret)
 	}
 	sv := &service{
 		srv: s, name: c.Name, cfg: c, transport: newTransport(c), budget: newRetryBudget(),
-		retryOn: map[string]bool{}, active: new(atomic.Int64),
+		retryOn: map[string]bool{}, active: new(atomic.Int64), conns: conns,
+		mActive:   s.met.active.WithLabelValues(c.Name),
+		mDuration: s.met.duration.WithLabelValues(c.Name),
+		mRetries:  s.met.retries.WithLabelValues(c.Name),
 	}
 	if old := s.services[c.Name]; old != nil {
 		sv.active = old.active
@@ -272,13 +394,17 @@ func (s *Server) build(c config.Service, first bool) (*service, error) {
 		if err != nil {
 			return nil, err
 		}
-		sv.routes = append(sv.routes, route{m: r.Match, pool: p})
+		sv.routes = append(sv.routes, newRoute(r.Match, p))
 	}
 	for _, on := range c.Retries.On {
 		sv.retryOn[on] = true
 	}
 	sv.hashKind, sv.hashName = c.HashKeyParts()
+	sv.hashLower = strings.ToLower(sv.hashName)
 	if rl := c.RateLimit; rl != nil {
+		if name, ok := strings.CutPrefix(rl.Key, "header:"); ok {
+			sv.limitHeader = strings.ToLower(name)
+		}
 		sv.limiter = newLimiter(rl.Rate, rl.Per, rl.Burst)
 		if old := s.services[c.Name]; old != nil && old.limiter != nil && old.cfg.RateLimit != nil && *old.cfg.RateLimit == *rl {
 			sv.limiter = old.limiter
@@ -293,7 +419,15 @@ func sameTimeouts(a, b config.Service) bool {
 }
 
 func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *listener {
-	l := &listener{addr: c.Listen, ln: ln, tls: c.TLS != nil}
+	l := &listener{addr: c.Listen, ln: ln, tls: c.TLS != nil,
+		maxHeader: l7.MaxHeaderBytes, readHeader: l7.ReadHeaderTimeout, idle: l7.IdleTimeout}
+	if l.maxHeader <= 0 {
+		l.maxHeader = config.DefaultMaxHeaderBytes
+	}
+	if !l.tls {
+		l.handoff = newHandoffListener(ln.Addr())
+		l.fconns = map[*fastConn]struct{}{}
+	}
 	l.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			l.handler.Load().ServeHTTP(w, r)
@@ -319,9 +453,7 @@ func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *l
 func (s *Server) drainListener(l *listener, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		l.srv.Close()
-	}
+	l.shutdown(ctx)
 	s.log.Info("l7 listener closed", "addr", l.addr)
 }
 
@@ -358,13 +490,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				l.srv.Close()
+			if err := l.shutdown(ctx); err != nil {
 				errs <- fmt.Errorf("drain %s: %w", l.addr, err)
 			}
 		}()
 	}
 	wg.Wait()
+	s.mu.Lock()
+	for _, byAddr := range s.conns {
+		for _, cp := range byAddr {
+			cp.close()
+		}
+	}
+	s.mu.Unlock()
 	s.hijacked.Range(func(k, _ any) bool {
 		k.(net.Conn).Close()
 		return true

@@ -1,0 +1,90 @@
+package h1
+
+import (
+	"errors"
+	"io"
+)
+
+// ErrFull is returned by Fill when the buffer holds its maximum unread.
+var ErrFull = errors.New("buffer full")
+
+// Reader buffers a connection's input so that heads are parsed in place.
+//
+// While pinned (a parsed head is in use), Fill never moves bytes within the
+// buffer: when it needs room it moves the unread bytes to a new buffer, so
+// the head's slices stay valid.
+type Reader struct {
+	src    io.Reader
+	buf    []byte
+	r, w   int
+	max    int
+	pinned bool
+	grown  bool // the buffer was replaced while pinned
+}
+
+// NewReader reads from src with a buffer of size bytes that may grow to max.
+func NewReader(src io.Reader, size, max int) *Reader {
+	return &Reader{src: src, buf: make([]byte, size), max: max}
+}
+
+// Buffered returns the unread bytes.
+func (b *Reader) Buffered() []byte { return b.buf[b.r:b.w] }
+
+// Discard drops n unread bytes.
+func (b *Reader) Discard(n int) {
+	b.r += n
+	if b.r == b.w && !b.pinned {
+		b.r, b.w = 0, 0
+	}
+}
+
+// Pin keeps the bytes of a parsed head in place until Unpin.
+func (b *Reader) Pin() { b.pinned, b.grown = true, false }
+
+// Unpin lets Fill compact the buffer again.
+func (b *Reader) Unpin() {
+	b.pinned = false
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+	}
+}
+
+// Fill reads once from the source, after making room: it returns ErrFull
+// when max unread bytes are buffered already.
+func (b *Reader) Fill() error {
+	if b.w == len(b.buf) {
+		unread := b.w - b.r
+		switch {
+		case unread >= b.max:
+			return ErrFull
+		case b.r > 0 && (!b.pinned || b.grown) && unread < len(b.buf)/2:
+			copy(b.buf, b.buf[b.r:b.w])
+		default:
+			size := len(b.buf)
+			if unread >= size/2 {
+				size *= 2
+			}
+			nb := make([]byte, min(size, max(b.max, len(b.buf))))
+			copy(nb, b.buf[b.r:b.w])
+			b.buf = nb
+			b.grown = b.pinned
+		}
+		b.r, b.w = 0, unread
+	}
+	n, err := b.src.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// Reset points the reader at a new source with nothing buffered.
+func (b *Reader) Reset(src io.Reader) {
+	b.src = src
+	b.r, b.w = 0, 0
+	b.pinned, b.grown = false, false
+}
