@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,11 +55,17 @@ type fastConn struct {
 	stream bool   // the body is still on the wire: streamed to the backend
 	read   bool   // bytes of a streamed body were consumed: no replay
 	path   string // decoded path, when something needed it
+
+	raw     syscall.RawConn // nil: plain reads only
+	drained bool            // the last read left the socket empty
 }
 
 func newFastConn(l *listener, c net.Conn) *fastConn {
 	fc := &fastConn{l: l, c: c, in: h1.NewReader(c, 4<<10, l.maxHeader)}
 	fc.out.w = c
+	if sc, ok := c.(syscall.Conn); ok {
+		fc.raw, _ = sc.SyscallConn()
+	}
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		fc.addr = ap.Addr().Unmap()
 		fc.ip = fc.addr.String()
@@ -93,6 +100,15 @@ func (l *listener) serveFast(s *Server) {
 	}
 }
 
+// What the connection does after a read session.
+type step int
+
+const (
+	stepClose   step = iota
+	stepHandOff      // to net/http
+	stepStream       // serve a request whose body is still on the wire
+)
+
 func (fc *fastConn) serve() {
 	handedOff := false
 	defer func() {
@@ -102,17 +118,151 @@ func (fc *fastConn) serve() {
 		fc.l.remove(fc)
 	}()
 	for {
-		if err := fc.readHead(); err != nil {
-			fc.refuse(err)
+		switch fc.session() {
+		case stepClose:
 			return
-		}
-		if fc.req.Minor == 0 || fc.req.Upgrade || fc.req.Expect || fc.req.Target[0] != '/' {
+		case stepHandOff:
 			handedOff = fc.handOff()
 			return
+		case stepStream:
+			if !fc.l.handler.Load().serveFast(fc) {
+				return
+			}
+		}
+	}
+}
+
+// handedOff reports whether the request just read is one for net/http.
+func (fc *fastConn) handedOff() bool {
+	return fc.req.Minor == 0 || fc.req.Upgrade || fc.req.Expect || fc.req.Target[0] != '/'
+}
+
+// streamed reports whether the request just read has a body that did not
+// come whole with its head.
+func (fc *fastConn) streamed() bool {
+	r := &fc.req
+	return r.Chunked || r.ContentLength > int64(len(fc.in.Buffered())-r.Len)
+}
+
+// session reads and serves requests until one needs something else: a
+// hand-off, a streamed body, or the end of the connection.
+//
+// The requests are served inside one RawConn.Read session, which lets the
+// connection wait for the client's next request without first trying a
+// read that would only say EAGAIN (a plain Read always tries first): from
+// the session's start the poller records every readiness edge, so after a
+// read that drained the socket, waiting cannot miss data. NGINX skips that
+// read the same way. Inside the session every read of this connection is
+// a raw one: a plain Read would deadlock on the read lock the session
+// holds, which is why streamed bodies are served outside.
+func (fc *fastConn) session() step {
+	if fc.raw == nil {
+		return fc.plainSession()
+	}
+	next := stepClose
+	var headStart time.Time
+	err := fc.raw.Read(func(fd uintptr) bool {
+		// Called at the start and after each wake-up: both read first.
+		skipRead := false
+		for {
+			if b := fc.in.Buffered(); len(b) > 0 {
+				err := h1.ParseRequest(b, &fc.req)
+				if err == nil {
+					headStart = time.Time{}
+					fc.state.Store(connActive)
+					switch {
+					case fc.handedOff():
+						next = stepHandOff
+						return true
+					case fc.streamed():
+						next = stepStream
+						return true
+					}
+					if !fc.l.handler.Load().serveFast(fc) {
+						return true
+					}
+					skipRead = fc.drained
+					continue
+				}
+				if err == h1.ErrIncomplete && len(b) > fc.l.maxHeader {
+					err = errHeadTooLarge
+				}
+				if err != h1.ErrIncomplete {
+					fc.refuse(err)
+					return true
+				}
+				if headStart.IsZero() {
+					fc.state.Store(connActive)
+					headStart = time.Now()
+					fc.setDeadline(headStart.Add(fc.l.readHeader))
+				}
+			} else if !fc.waitIdle() {
+				return true
+			}
+			if skipRead {
+				return false // wait for the poller
+			}
+			n, full, err := fc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
+			switch {
+			case err == syscall.EAGAIN:
+				fc.drained = true
+				return false
+			case err == h1.ErrFull:
+				fc.refuse(errHeadTooLarge)
+				return true
+			case err != nil || n == 0:
+				return true // reset or closed by the client
+			}
+			// After a short read the socket is empty: parse, then wait.
+			fc.drained = !full
+			skipRead = !full
+		}
+	})
+	if err != nil {
+		return stepClose // idle or header timeout, drain, closed
+	}
+	return next
+}
+
+// waitIdle prepares to wait for a request with nothing buffered: the
+// connection counts as idle (a drain closes it) and idle_timeout runs. It
+// reports false when the connection should close instead.
+func (fc *fastConn) waitIdle() bool {
+	fc.state.Store(connIdle)
+	if fc.l.draining.Load() {
+		return false
+	}
+	if idle := fc.l.idle; idle > 0 {
+		// Moving a deadline costs a timer update; a deadline up to a
+		// second short of idle_timeout is good enough to keep.
+		now := time.Now()
+		if fc.dl.Sub(now) < idle-time.Second {
+			fc.setDeadline(now.Add(idle))
+		}
+	} else if !fc.dl.IsZero() {
+		fc.setDeadline(time.Time{})
+	}
+	// Re-checked after the deadline is set: a drain that kicked this
+	// connection before then would otherwise be undone.
+	return !fc.l.draining.Load()
+}
+
+// plainSession is session for connections without raw access: plain reads.
+func (fc *fastConn) plainSession() step {
+	for {
+		if err := fc.readHead(); err != nil {
+			fc.refuse(err)
+			return stepClose
 		}
 		fc.state.Store(connActive)
+		switch {
+		case fc.handedOff():
+			return stepHandOff
+		case fc.streamed():
+			return stepStream
+		}
 		if !fc.l.handler.Load().serveFast(fc) {
-			return
+			return stepClose
 		}
 	}
 }
@@ -139,26 +289,8 @@ func (fc *fastConn) readHead() error {
 				headStart = time.Now()
 				fc.setDeadline(headStart.Add(fc.l.readHeader))
 			}
-		} else {
-			fc.state.Store(connIdle)
-			if fc.l.draining.Load() {
-				return io.EOF
-			}
-			if idle := fc.l.idle; idle > 0 {
-				// Moving a deadline costs a timer update; a deadline up to
-				// a second short of idle_timeout is good enough to keep.
-				now := time.Now()
-				if fc.dl.Sub(now) < idle-time.Second {
-					fc.setDeadline(now.Add(idle))
-				}
-			} else if !fc.dl.IsZero() {
-				fc.setDeadline(time.Time{})
-			}
-			// Re-checked after the deadline is set: a drain that kicked
-			// this connection before then would otherwise be undone.
-			if fc.l.draining.Load() {
-				return io.EOF
-			}
+		} else if !fc.waitIdle() {
+			return io.EOF
 		}
 		if err := fc.in.Fill(); err != nil {
 			if err == h1.ErrFull {
@@ -383,7 +515,9 @@ func (s *service) exchange(fc *fastConn, u *balance.Upstream, id []byte, sent ti
 		}
 		wrote, err := s.send(fc, pc, id)
 		if err == nil {
-			err = pc.readHead(sent, s.cfg.Timeouts.ResponseHeader, head)
+			var w bool
+			w, err = pc.roundTrip(sent, s.cfg.Timeouts.ResponseHeader, head)
+			wrote = wrote || w
 		}
 		if err == nil {
 			return pc, nil
@@ -403,7 +537,8 @@ func stale(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// send writes the request head and body to the backend; wrote reports
+// send writes the request head and body to the backend, or, when the body
+// came whole, leaves them in pc.out for roundTrip to send; wrote reports
 // whether the head went out.
 func (s *service) send(fc *fastConn, pc *upConn, id []byte) (wrote bool, err error) {
 	req := &fc.req
@@ -473,8 +608,7 @@ func (s *service) send(fc *fastConn, pc *upConn, id []byte) (wrote bool, err err
 	b = append(b, "\r\n"...)
 	pc.out.b = append(b, fc.body...)
 	if !fc.stream {
-		err := pc.out.flush()
-		return err == nil, err
+		return false, nil
 	}
 	// A streamed body: what came with the head goes with it, the rest as
 	// it arrives.
@@ -514,9 +648,16 @@ func appendField(b, name, value []byte) []byte {
 	return append(b, "\r\n"...)
 }
 
-// readHead reads the response head, within the response_header timeout
-// from when the request was sent; interim 1xx answers are skipped.
-func (pc *upConn) readHead(sent time.Time, timeout time.Duration, headReq bool) error {
+// roundTrip sends what pc.out holds and reads the response head, within
+// the response_header timeout from when the request was sent; interim 1xx
+// answers are skipped.
+//
+// Both happen in one RawConn.Read session, so that the read which would
+// only say EAGAIN is skipped, as NGINX does: the poller records readiness
+// edges from the session's start, and the request is written after it, so
+// the answer's edge cannot be missed. A plain Read tries the system call
+// first each time, one wasted call per request.
+func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq bool) (wrote bool, err error) {
 	if timeout > 0 {
 		pc.c.SetReadDeadline(sent.Add(timeout))
 		pc.dl = true
@@ -524,33 +665,110 @@ func (pc *upConn) readHead(sent time.Time, timeout time.Duration, headReq bool) 
 		pc.c.SetReadDeadline(time.Time{})
 		pc.dl = false
 	}
-	for {
-		if b := pc.in.Buffered(); len(b) > 0 {
-			err := h1.ParseResponse(b, &pc.head)
-			if err == nil {
-				pc.in.Discard(pc.head.Len)
-				switch st := pc.head.Status; {
-				case st == http.StatusSwitchingProtocols:
-					return errors.New("backend switched protocols unasked")
-				case st < 200:
-					continue
-				}
-				pc.noBody = headReq || pc.head.Status == http.StatusNoContent || pc.head.Status == http.StatusNotModified
-				return nil
+	if pc.raw == nil {
+		if err := pc.out.flush(); err != nil {
+			return false, err
+		}
+		return true, pc.readHead(headReq)
+	}
+	pending := len(pc.out.b) > 0
+	rerr := pc.raw.Read(func(fd uintptr) bool {
+		if pending {
+			pending = false
+			if err = pc.out.flush(); err != nil {
+				return true
 			}
-			if err != h1.ErrIncomplete {
-				return errors.New("malformed response from backend: " + err.Error())
+			wrote = true
+			return false // wait for the answer
+		}
+		for {
+			if err = pc.parse(headReq); err != h1.ErrIncomplete {
+				return true
+			}
+			var n int
+			var full bool
+			n, full, err = pc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
+			switch {
+			case err == syscall.EAGAIN:
+				return false
+			case err != nil:
+				err = &net.OpError{Op: "read", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+				return true
+			case n == 0:
+				err = io.EOF
+				if len(pc.in.Buffered()) > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return true
+			case !full:
+				// The socket is drained: parse, then wait for the rest.
+				if err = pc.parse(headReq); err != h1.ErrIncomplete {
+					return true
+				}
+				return false
 			}
 		}
+	})
+	if rerr != nil {
+		return wrote || !pending, rerr
+	}
+	return wrote || !pending, err
+}
+
+// readFD reads a socket, retrying when a signal interrupts.
+func readFD(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+// readHead reads the response head with plain reads (connections that
+// offer no raw access).
+func (pc *upConn) readHead(headReq bool) error {
+	for {
+		err := pc.parse(headReq)
+		if err != h1.ErrIncomplete {
+			return err
+		}
 		if err := pc.in.Fill(); err != nil {
-			if err == h1.ErrFull {
-				return errors.New("response head from backend too large")
-			}
 			if err == io.EOF && len(pc.in.Buffered()) > 0 {
 				return io.ErrUnexpectedEOF
 			}
 			return err
 		}
+	}
+}
+
+// parse parses the buffered response head, skipping 1xx answers; it
+// returns h1.ErrIncomplete until the head is whole.
+func (pc *upConn) parse(headReq bool) error {
+	for {
+		b := pc.in.Buffered()
+		if len(b) == 0 {
+			return h1.ErrIncomplete
+		}
+		err := h1.ParseResponse(b, &pc.head)
+		if err == h1.ErrIncomplete {
+			if len(b) >= maxResponseHead {
+				return errors.New("response head from backend too large")
+			}
+			return err
+		}
+		if err != nil {
+			return errors.New("malformed response from backend: " + err.Error())
+		}
+		pc.in.Discard(pc.head.Len)
+		switch st := pc.head.Status; {
+		case st == http.StatusSwitchingProtocols:
+			return errors.New("backend switched protocols unasked")
+		case st < 200:
+			continue
+		}
+		pc.noBody = headReq || pc.head.Status == http.StatusNoContent || pc.head.Status == http.StatusNotModified
+		return nil
 	}
 }
 

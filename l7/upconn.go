@@ -17,6 +17,7 @@ import (
 const (
 	upstreamIdleTimeout = 90 * time.Second
 	upstreamProbeAfter  = time.Second
+	maxResponseHead     = 64 << 10
 )
 
 // upConn is one connection to a backend, kept alive between requests.
@@ -27,6 +28,7 @@ type upConn struct {
 	head   h1.Head
 	noBody bool // the response to this request has no body
 	dl     bool // a read deadline is set
+	raw    syscall.RawConn
 	idleAt time.Time
 	pool   *connPool
 }
@@ -75,7 +77,11 @@ func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, in: h1.NewReader(c, 4<<10, 64<<10), out: wbuf{w: c}, pool: p}, nil
+	pc := &upConn{c: c, in: h1.NewReader(c, 4<<10, maxResponseHead), out: wbuf{w: c}, pool: p}
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.raw, _ = sc.SyscallConn()
+	}
+	return pc, nil
 }
 
 // put keeps a connection whose last exchange ended cleanly.

@@ -128,6 +128,12 @@ type Head struct {
 	ConnNames     bool  // Connection names other fields, which are hop-by-hop too
 	Host          []byte
 	RequestID     []byte // X-Request-Id, when present
+
+	// Transfer-Encoding as seen so far: present, a coding other than
+	// chunked, how many chunked, whether the last coding is chunked.
+	te, teOther  bool
+	teChunked    int
+	teLastChunks bool
 }
 
 // Errors. A request error is answered with its status and the connection
@@ -156,6 +162,22 @@ var tchar = func() (t [256]bool) {
 		t[c-'a'+'A'] = true
 	}
 	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// hostByte is what a Host value may hold: a reg-name, IP literal and
+// port (RFC 3986), as net/http's server accepts.
+var hostByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
 		t[c] = true
 	}
 	return t
@@ -224,14 +246,24 @@ func ParseRequest(b []byte, h *Head) error {
 	if h.Minor == 1 && h.Host == nil {
 		return bad("missing Host")
 	}
-	if h.Chunked && h.ContentLength >= 0 {
+	for _, c := range h.Host {
+		// The proxy repeats Host in X-Forwarded-Host and Forwarded: a
+		// quote or a separator there could forge fields for the backend.
+		if !hostByte[c] {
+			return bad("malformed Host")
+		}
+	}
+	if h.te && h.ContentLength >= 0 {
 		return bad("both Content-Length and Transfer-Encoding")
 	}
-	if h.OtherCoding {
-		return &Error{Status: 501, Msg: "unsupported Transfer-Encoding"}
-	}
-	if h.Chunked && h.Minor == 0 {
+	if h.te && h.Minor == 0 {
 		return bad("Transfer-Encoding in an HTTP/1.0 request")
+	}
+	if h.teChunked > 1 {
+		return bad("chunked applied more than once")
+	}
+	if h.OtherCoding || h.teOther {
+		return &Error{Status: 501, Msg: "unsupported Transfer-Encoding"}
 	}
 	h.Len = i
 	return nil
@@ -269,10 +301,11 @@ func ParseResponse(b []byte, h *Head) error {
 	if i, err = h.fields(b, i); err != nil {
 		return err
 	}
-	if h.Chunked || h.OtherCoding {
+	if h.te {
 		// Transfer-Encoding wins (RFC 9112 6.3); the connection is not
-		// reused, as the two disagreed about the message's end.
-		if h.ContentLength >= 0 {
+		// reused when Content-Length disagreed about the message's end,
+		// nor when the body runs until the close.
+		if h.ContentLength >= 0 || h.OtherCoding {
 			h.Close = true
 		}
 		h.ContentLength = -1
@@ -326,10 +359,28 @@ func (h *Head) fields(b []byte, i int) (int, error) {
 		}
 		h.Fields = append(h.Fields, f)
 	}
+	if h.te {
+		h.Chunked = h.teLastChunks && h.teChunked == 1
+		h.OtherCoding = !h.Chunked
+		if h.Minor == 0 {
+			// An HTTP/1.0 message with Transfer-Encoding has faulty
+			// framing: the connection closes after it (RFC 9112 6.1).
+			h.Close = true
+		}
+	}
 	if h.Minor == 0 && !h.KeepAlive {
 		h.Close = true
 	}
 	return i, nil
+}
+
+// trimList is a list value without commas and whitespace: empty when the
+// list has no element.
+func trimList(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t' || v[0] == ',') {
+		v = v[1:]
+	}
+	return v
 }
 
 // note records what a special field means for framing and routing.
@@ -341,6 +392,9 @@ func (h *Head) note(f *Field) error {
 		}
 		h.Host = f.Value
 	case ContentLength:
+		if len(trimList(f.Value)) == 0 {
+			return bad("empty Content-Length")
+		}
 		for elem := range commaList(f.Value) {
 			n, ok := parseLength(elem)
 			if !ok {
@@ -352,18 +406,19 @@ func (h *Head) note(f *Field) error {
 			h.ContentLength = n
 		}
 	case TransferEncoding:
-		// Only the final coding decides the framing; anything after
-		// chunked, or a coding this proxy does not know, is not chunked.
+		// The final coding decides the framing (RFC 9112 6.3); settled in
+		// framing once every field is seen. A field listing no coding
+		// leaves no final coding: not chunked.
+		h.te = true
+		if len(trimList(f.Value)) == 0 {
+			h.teLastChunks = false
+		}
 		for elem := range commaList(f.Value) {
-			if h.Chunked {
-				h.Chunked, h.OtherCoding = false, true
-			}
-			if EqualFold(elem, "chunked") {
-				if !h.OtherCoding {
-					h.Chunked = true
-				}
+			h.teLastChunks = EqualFold(elem, "chunked")
+			if h.teLastChunks {
+				h.teChunked++
 			} else {
-				h.OtherCoding = true
+				h.teOther = true
 			}
 		}
 	case Connection:

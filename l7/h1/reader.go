@@ -24,6 +24,10 @@ type Reader struct {
 
 // NewReader reads from src with a buffer of size bytes that may grow to max.
 func NewReader(src io.Reader, size, max int) *Reader {
+	size = min(size, max)
+	if size < 1 {
+		size, max = 1, 1
+	}
 	return &Reader{src: src, buf: make([]byte, size), max: max}
 }
 
@@ -52,12 +56,28 @@ func (b *Reader) Unpin() {
 // Fill reads once from the source, after making room: it returns ErrFull
 // when max unread bytes are buffered already.
 func (b *Reader) Fill() error {
+	if err := b.room(); err != nil {
+		return err
+	}
+	n, err := b.src.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// room makes room after the unread bytes; ErrFull if max are unread.
+func (b *Reader) room() error {
 	if b.w == len(b.buf) {
 		unread := b.w - b.r
 		switch {
 		case unread >= b.max:
 			return ErrFull
-		case b.r > 0 && (!b.pinned || b.grown) && unread < len(b.buf)/2:
+		case b.r > 0 && (!b.pinned || b.grown) && (unread < len(b.buf)/2 || len(b.buf) >= b.max):
 			copy(b.buf, b.buf[b.r:b.w])
 		default:
 			size := len(b.buf)
@@ -71,15 +91,7 @@ func (b *Reader) Fill() error {
 		}
 		b.r, b.w = 0, unread
 	}
-	n, err := b.src.Read(b.buf[b.w:])
-	b.w += n
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
+	return nil
 }
 
 // Reset points the reader at a new source with nothing buffered.
@@ -87,4 +99,19 @@ func (b *Reader) Reset(src io.Reader) {
 	b.src = src
 	b.r, b.w = 0, 0
 	b.pinned, b.grown = false, false
+}
+
+// FillWith is Fill with a read function of the caller's (a raw system
+// call, say) in place of the source. It returns the bytes read and whether
+// they filled all the room there was: if not, the source had nothing more.
+func (b *Reader) FillWith(read func([]byte) (int, error)) (n int, full bool, err error) {
+	if err := b.room(); err != nil {
+		return 0, false, err
+	}
+	p := b.buf[b.w:]
+	n, err = read(p)
+	if n > 0 {
+		b.w += n
+	}
+	return max(n, 0), n == len(p), err
 }
