@@ -58,11 +58,12 @@ type fastConn struct {
 
 	raw     syscall.RawConn // nil: plain reads only
 	drained bool            // the last read left the socket empty
+	now     time.Time       // when the last request ended; zero before one
 }
 
 func newFastConn(l *listener, c net.Conn) *fastConn {
 	fc := &fastConn{l: l, c: c, in: h1.NewReader(c, 4<<10, l.maxHeader)}
-	fc.out.w = c
+	fc.out.w, fc.out.fd = c, -1
 	if sc, ok := c.(syscall.Conn); ok {
 		fc.raw, _ = sc.SyscallConn()
 	}
@@ -161,7 +162,9 @@ func (fc *fastConn) session() step {
 	}
 	next := stepClose
 	var headStart time.Time
+	defer func() { fc.out.fd = -1 }()
 	err := fc.raw.Read(func(fd uintptr) bool {
+		fc.out.fd = int(fd)
 		// Called at the start and after each wake-up: both read first.
 		skipRead := false
 		for {
@@ -234,8 +237,12 @@ func (fc *fastConn) waitIdle() bool {
 	}
 	if idle := fc.l.idle; idle > 0 {
 		// Moving a deadline costs a timer update; a deadline up to a
-		// second short of idle_timeout is good enough to keep.
-		now := time.Now()
+		// second short of idle_timeout is good enough to keep. The end
+		// of the last request is "now" enough.
+		now := fc.now
+		if now.IsZero() {
+			now = time.Now()
+		}
 		if fc.dl.Sub(now) < idle-time.Second {
 			fc.setDeadline(now.Add(idle))
 		}
@@ -440,13 +447,16 @@ func (s *service) forwardFast(fc *fastConn, p *pool, id []byte, rec *logRecord) 
 	}
 	attempts := 1 + s.cfg.Retries.Attempts
 	for attempt := 0; ; attempt++ {
-		u := s.choose(context.Background(), p, pick, cookie)
+		sent := rec.start
+		if attempt > 0 {
+			sent = time.Now()
+		}
+		u := s.choose(context.Background(), p, pick, cookie, sent)
 		if u == nil {
 			rec.status = http.StatusServiceUnavailable
 			return fc.reply(http.StatusServiceUnavailable, "no backend available for service "+s.name, id, "")
 		}
 		rec.backend = u.Addr
-		sent := time.Now()
 		pc, err := s.exchange(fc, u, id, sent, head, safe)
 		if err != nil {
 			u.Release()
@@ -491,7 +501,7 @@ func (s *service) forwardFast(fc *fastConn, p *pool, id []byte, rec *logRecord) 
 		now := time.Now()
 		u.ObserveLatency(now.Sub(sent), now)
 		rec.status = resp.Status
-		keep := s.respondFast(fc, p, u, pc, id, head, cookie, rec)
+		keep := s.respondFast(fc, p, u, pc, id, head, cookie, rec, now)
 		u.Release()
 		return keep
 	}
@@ -671,57 +681,82 @@ func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq bool)
 		}
 		return true, pc.readHead(headReq)
 	}
-	pending := len(pc.out.b) > 0
-	rerr := pc.raw.Read(func(fd uintptr) bool {
-		if pending {
-			pending = false
-			if err = pc.out.flush(); err != nil {
-				return true
-			}
-			wrote = true
-			return false // wait for the answer
-		}
-		for {
-			if err = pc.parse(headReq); err != h1.ErrIncomplete {
-				return true
-			}
-			var n int
-			var full bool
-			n, full, err = pc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
-			switch {
-			case err == syscall.EAGAIN:
-				return false
-			case err != nil:
-				err = &net.OpError{Op: "read", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
-				return true
-			case n == 0:
-				err = io.EOF
-				if len(pc.in.Buffered()) > 0 {
-					err = io.ErrUnexpectedEOF
-				}
-				return true
-			case !full:
-				// The socket is drained: parse, then wait for the rest.
-				if err = pc.parse(headReq); err != h1.ErrIncomplete {
-					return true
-				}
-				return false
-			}
-		}
-	})
+	rt := &pc.rt
+	*rt = roundTrip{pending: len(pc.out.b) > 0, headReq: headReq}
+	rerr := pc.raw.Read(pc.readable)
+	wrote = rt.wrote || !rt.pending
 	if rerr != nil {
-		return wrote || !pending, rerr
+		return wrote, rerr
 	}
-	return wrote || !pending, err
+	return wrote, rt.err
 }
 
-// readFD reads a socket, retrying when a signal interrupts.
-func readFD(fd uintptr, p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(int(fd), p)
-		if err != syscall.EINTR {
-			return n, err
+// roundTrip is the state of one exchange on an upConn, kept in it so that
+// the session's callback is made once per connection, not per request.
+type roundTrip struct {
+	pending, wrote, headReq bool
+	err                     error
+}
+
+// readable is the roundTrip session's callback: first it sends, then it
+// reads until the head is whole.
+func (pc *upConn) readable(fd uintptr) bool {
+	rt := &pc.rt
+	if rt.pending {
+		rt.pending = false
+		pc.out.fd = int(fd)
+		rt.err = pc.out.flush()
+		pc.out.fd = -1
+		if rt.err != nil {
+			return true
 		}
+		rt.wrote = true
+		return false // wait for the answer
+	}
+	for {
+		if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+			return true
+		}
+		n, full, err := pc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
+		switch {
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			rt.err = &net.OpError{Op: "read", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+			return true
+		case n == 0:
+			rt.err = io.EOF
+			if len(pc.in.Buffered()) > 0 {
+				rt.err = io.ErrUnexpectedEOF
+			}
+			return true
+		case !full:
+			// The socket is drained: parse, then wait for the rest.
+			if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+				return true
+			}
+			return false
+		}
+	}
+}
+
+// readFD reads a non-blocking socket inside a RawConn session (which keeps
+// fd open). RawSyscall skips the scheduler's system-call bookkeeping, a
+// tenth of the call's cost here; a non-blocking read cannot block, which
+// is what that bookkeeping is for.
+func readFD(fd uintptr, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		}
+		return -1, e
 	}
 }
 
@@ -801,7 +836,7 @@ func (pc *upConn) discard(headReq bool) {
 
 // respondFast writes the response head to the client, then the body as it
 // comes. It reports whether the client connection stays open.
-func (s *service) respondFast(fc *fastConn, p *pool, u *balance.Upstream, pc *upConn, id []byte, headReq bool, cookie string, rec *logRecord) bool {
+func (s *service) respondFast(fc *fastConn, p *pool, u *balance.Upstream, pc *upConn, id []byte, headReq bool, cookie string, rec *logRecord, now time.Time) bool {
 	resp := &pc.head
 	closing := fc.req.Close || fc.l.draining.Load()
 	chunked := !pc.noBody && resp.ContentLength < 0 // chunked, or until close: re-framed as chunked
@@ -867,7 +902,7 @@ func (s *service) respondFast(fc *fastConn, p *pool, u *balance.Upstream, pc *up
 		return false // the client sees a broken transfer, not a short one
 	}
 	if reusable {
-		pc.pool.put(pc, time.Now())
+		pc.pool.put(pc, now)
 	} else {
 		pc.c.Close()
 	}
@@ -876,16 +911,34 @@ func (s *service) respondFast(fc *fastConn, p *pool, u *balance.Upstream, pc *up
 
 // wbuf batches writes to a connection.
 type wbuf struct {
-	w net.Conn
-	b []byte
+	w  net.Conn
+	b  []byte
+	fd int // the socket, inside a RawConn session on it (which keeps it open); else -1
 }
 
+// flush writes what is batched. Inside a session the first attempt is a
+// raw non-blocking write (see readFD); what does not fit goes through the
+// connection, whose poller waits for room.
 func (w *wbuf) flush() error {
 	if len(w.b) == 0 {
 		return nil
 	}
-	_, err := w.w.Write(w.b)
+	b := w.b
 	w.b = w.b[:0]
+	if w.fd >= 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(w.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case 0:
+			b = b[n:]
+		case syscall.EAGAIN, syscall.EINTR:
+		default:
+			return &net.OpError{Op: "write", Net: "tcp", Addr: w.w.RemoteAddr(), Err: os.NewSyscallError("write", e)}
+		}
+		if len(b) == 0 {
+			return nil
+		}
+	}
+	_, err := w.w.Write(b)
 	return err
 }
 
@@ -1137,7 +1190,7 @@ func (s *service) finishFast(fc *fastConn, rec *logRecord, id []byte) {
 		rec.host = string(fc.req.Host)
 		rec.path = strings.Clone(fc.decodedPath())
 	}
-	s.finish(rec)
+	fc.now = s.finish(rec)
 }
 
 // handoffListener is the listener net/http serves the handed-off

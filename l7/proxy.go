@@ -172,7 +172,7 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		u := s.choose(r.Context(), p, pick, cookie)
+		u := s.choose(r.Context(), p, pick, cookie, time.Now())
 		if u == nil {
 			rec.status = http.StatusServiceUnavailable
 			http.Error(w, fmt.Sprintf("no backend available for service %s", s.name), http.StatusServiceUnavailable)
@@ -235,8 +235,8 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 // choose picks a backend: the one the sticky cookie names if it is
 // usable, else the scheduler's; when every usable backend is at max_conns,
 // it waits briefly for a slot.
-func (s *service) choose(ctx context.Context, p *pool, pick *balance.Pick, cookie string) *balance.Upstream {
-	if u := s.tryPick(p, pick, cookie); u != nil {
+func (s *service) choose(ctx context.Context, p *pool, pick *balance.Pick, cookie string, now time.Time) *balance.Upstream {
+	if u := s.tryPick(p, pick, cookie, now); u != nil {
 		return u
 	}
 	if !p.anyFull(time.Now()) {
@@ -247,15 +247,14 @@ func (s *service) choose(ctx context.Context, p *pool, pick *balance.Pick, cooki
 	deadline := time.Now().Add(queueWait)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
-		if u := s.tryPick(p, pick, cookie); u != nil {
+		if u := s.tryPick(p, pick, cookie, time.Now()); u != nil {
 			return u
 		}
 	}
 	return nil
 }
 
-func (s *service) tryPick(p *pool, pick *balance.Pick, cookie string) *balance.Upstream {
-	now := time.Now()
+func (s *service) tryPick(p *pool, pick *balance.Pick, cookie string, now time.Time) *balance.Upstream {
 	if cookie != "" {
 		if u := p.byToken[cookie]; u != nil && u.Available(now) && !tried(pick, u) && u.TryAcquire() {
 			return u
@@ -462,8 +461,11 @@ type logRecord struct {
 	err     string
 }
 
-func (s *service) finish(rec *logRecord) {
-	d := time.Since(rec.start)
+// finish records a request in metrics and the access log; it returns the
+// time it ended.
+func (s *service) finish(rec *logRecord) time.Time {
+	end := time.Now()
+	d := end.Sub(rec.start)
 	backend := rec.backend
 	if backend == "" {
 		backend = "none"
@@ -488,4 +490,5 @@ func (s *service) finish(rec *logRecord) {
 	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.srv.log.Debug("request", "service", s.name, "backend", backend, "status", rec.status, "duration", d)
 	}
+	return end
 }

@@ -29,6 +29,7 @@ type upConn struct {
 	noBody bool // the response to this request has no body
 	dl     bool // a read deadline is set
 	raw    syscall.RawConn
+	rt     roundTrip
 	idleAt time.Time
 	pool   *connPool
 }
@@ -77,7 +78,7 @@ func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &upConn{c: c, in: h1.NewReader(c, 4<<10, maxResponseHead), out: wbuf{w: c}, pool: p}
+	pc := &upConn{c: c, in: h1.NewReader(c, 4<<10, maxResponseHead), out: wbuf{w: c, fd: -1}, pool: p}
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
