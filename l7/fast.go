@@ -59,6 +59,27 @@ type fastConn struct {
 	raw     syscall.RawConn // nil: plain reads only
 	drained bool            // the last read left the socket empty
 	now     time.Time       // when the last request ended; zero before one
+	linger  bool            // an answer went out with input left unread
+}
+
+// Lingering close: how long, and how much, unread input is drained.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+// lingerClose closes a connection whose client may still be sending (a
+// refused request, an unread body) without losing the answer: closing a
+// socket with unread input makes Linux send a reset, which can destroy the
+// answer before the client reads it. So: shut the sending side, drain what
+// comes for a short while, then close (as NGINX's lingering_close).
+func (fc *fastConn) lingerClose() {
+	defer fc.c.Close()
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		return
+	}
+	fc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, fc.c, lingerBytes)
 }
 
 func newFastConn(l *listener, c net.Conn) *fastConn {
@@ -113,7 +134,11 @@ const (
 func (fc *fastConn) serve() {
 	handedOff := false
 	defer func() {
-		if !handedOff {
+		switch {
+		case handedOff:
+		case fc.linger:
+			fc.lingerClose()
+		default:
 			fc.c.Close()
 		}
 		fc.l.remove(fc)
@@ -243,7 +268,7 @@ func (fc *fastConn) waitIdle() bool {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		if fc.dl.Sub(now) < idle-time.Second {
+		if left := fc.dl.Sub(now); left < idle-time.Second || left > idle {
 			fc.setDeadline(now.Add(idle))
 		}
 	} else if !fc.dl.IsZero() {
@@ -329,6 +354,7 @@ func (fc *fastConn) refuse(err error) {
 func (fc *fastConn) replyClose(status int, msg string) {
 	fc.out.b = appendReply(fc.out.b[:0], status, msg, nil, "", true)
 	fc.out.flush()
+	fc.linger = true
 }
 
 // handOff gives the connection, with what was read of it, to net/http.
@@ -404,6 +430,7 @@ func (s *service) serveFast(fc *fastConn) bool {
 func (fc *fastConn) reply(status int, msg string, id []byte, extra string) bool {
 	closing := fc.stream || fc.req.Close || fc.l.draining.Load()
 	fc.out.b = appendReply(fc.out.b[:0], status, msg, id, extra, closing)
+	fc.linger = fc.stream // the body may still be coming
 	return fc.out.flush() == nil && !closing
 }
 
