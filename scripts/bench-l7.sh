@@ -15,7 +15,7 @@
 #     haproxy 127.0.0.1:18082, xlbd 127.0.0.1:18083 (admin/metrics 127.0.0.1:19100).
 #     Equivalent means: round robin over the same three backends, HTTP/1.1
 #     keep-alive to the backends, no request limit per connection, no access
-#     log anywhere (xlb has no access log), a status/metrics endpoint on each
+#     log anywhere (xlbd runs without -access-log), a status/metrics endpoint on each
 #     (xlb /metrics, nginx stub_status, haproxy Prometheus exporter), health
 #     checking on each (xlb and haproxy: active GET /health every 1s, down after
 #     3 failures, up after 2; nginx open source has passive checks only:
@@ -39,12 +39,15 @@
 # Compare ratios taken in the same run, not absolute numbers across machines.
 # Run it in the foreground on an otherwise quiet machine.
 #
-# Until the L7 tier is in the build, xlbd refuses layer 7 services: the script
-# then prints "xlb: unavailable: <reason>", still measures nginx and haproxy,
-# and exits 0. It exits non-zero if the harness itself cannot run (a port in
-# use, a proxy that does not start, a config xlbd -check rejects).
+# If xlbd cannot be built or does not start, the script prints "xlb:
+# unavailable: <reason>", still measures nginx and haproxy, and exits 0. It
+# exits non-zero if the harness itself cannot run (a port in use, a proxy
+# that does not start, a config xlbd -check rejects).
 #
 # Environment: ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), WARMUP (2s),
+# WORKERS (auto: each proxy's own default, one worker/thread per CPU; a
+# number N runs every proxy on N: nginx worker_processes N, haproxy nbthread
+# N, xlbd GOMAXPROCS=N),
 # GO (go), XLBD (a prebuilt xlbd to use instead of building bin/xlbd),
 # KEEP_TMP=1 keeps the temp dir with the configs, logs and wrk output (it is
 # kept anyway when the harness fails; an interrupted run removes it).
@@ -56,6 +59,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2s}
+WORKERS=${WORKERS:-auto}
 GO=${GO:-go}
 
 BACKEND_PORTS=(19001 19002 19003)
@@ -76,6 +80,12 @@ die() { log "error: $*"; exit 1; }
 [[ $CONNS =~ ^[1-9][0-9]*$ && $THREADS =~ ^[1-9][0-9]*$ ]] || die "CONNS and THREADS must be positive integers"
 ((CONNS >= THREADS)) || die "CONNS ($CONNS) must be at least THREADS ($THREADS)"
 [[ $DURATION =~ ^[1-9][0-9]*[smh]?$ && $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "DURATION/WARMUP: want wrk durations like 10s"
+[[ $WORKERS == auto || $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$WORKERS: want auto or a positive integer"
+nginx_workers=$WORKERS haproxy_threads="" xlb_env=()
+if [[ $WORKERS != auto ]]; then
+	haproxy_threads="nbthread $WORKERS"
+	xlb_env=(GOMAXPROCS="$WORKERS")
+fi
 
 # ---------------------------------------------------------------- tools
 
@@ -219,7 +229,7 @@ maxconn=$(((fd_limit - 200) / 2))
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx.conf" <<EOF
 # nginx for bench-l7: round robin over the three backends, upstream keep-alive.
-worker_processes auto;               # one worker per CPU
+worker_processes $nginx_workers;     # auto: one worker per CPU
 worker_rlimit_nofile $((2 * maxconn + 100));
 pid $tmp/nginx/nginx.pid;
 error_log $tmp/nginx/error.log warn;
@@ -265,6 +275,7 @@ cat >"$tmp/haproxy.cfg" <<EOF
 # haproxy for bench-l7: round robin over the three backends, upstream keep-alive.
 global
     # nbthread unset: one thread per CPU
+    $haproxy_threads
     maxconn $maxconn
 defaults
     mode http
@@ -295,7 +306,7 @@ EOF
 
 cat >"$tmp/xlb.yaml" <<EOF
 # xlbd for bench-l7: one layer 7 service, round robin over the three backends,
-# active health checks and metrics on; xlb has no access log. No
+# active health checks and metrics on; no access log (no -access-log flag). No
 # xdp.interfaces: the L4 data plane is off, nothing is loaded into the kernel.
 admin:
   listen: 127.0.0.1:$XLB_ADMIN_PORT
@@ -336,7 +347,7 @@ xlb_pid=
 if [[ -z $xlb_reason ]]; then
 	"$xlbd" -check -config "$tmp/xlb.yaml" >"$tmp/xlbd-check.log" 2>&1 ||
 		{ cat "$tmp/xlbd-check.log" >&2; die "xlbd -check rejects the benchmark's config: fix scripts/bench-l7.sh"; }
-	"$xlbd" -config "$tmp/xlb.yaml" >"$tmp/xlbd.log" 2>&1 &
+	env "${xlb_env[@]}" "$xlbd" -config "$tmp/xlb.yaml" >"$tmp/xlbd.log" 2>&1 &
 	xlb_pid=$!
 	started+=("$xlb_pid")
 	if ! wait_port $XLB_PORT "$xlb_pid" 15; then
@@ -475,8 +486,8 @@ printf 'bench-l7: %s, %s CPUs, kernel %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(
 printf '  %s; %s; %s; xlbd %s\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
 	"$(haproxy -v | head -n1 | awk '{print "haproxy " $3}')" "$(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}')" \
 	"$(if [[ -n $xlb_pid ]]; then "$xlbd" -version | awk '{print $2}'; else echo unavailable; fi)"
-printf '  wrk -t%s -c%s -d%s --latency, %s round(s), warm-up %s per target; backend answers 64 bytes\n' \
-	"$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$WARMUP"
+printf '  wrk -t%s -c%s -d%s --latency, %s round(s), warm-up %s per target; backend answers 64 bytes; proxy workers: %s\n' \
+	"$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$WARMUP" "$WORKERS"
 
 if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
 	for t in "${targets[@]}"; do measure "$t" 0 "$WARMUP"; done
