@@ -3,10 +3,14 @@ package l7
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/xlbproject/xlb/l7/h1"
 )
@@ -148,4 +152,180 @@ func open(c net.Conn) bool {
 		return true
 	})
 	return err == nil && alive
+}
+
+// roundTrip sends what pc.out holds and reads the response head, within
+// the response_header timeout from when the request was sent; interim 1xx
+// answers are skipped.
+//
+// Both happen in one RawConn.Read session, so that the read which would
+// only say EAGAIN is skipped, as NGINX does: the poller records readiness
+// edges from the session's start, and the request is written after it, so
+// the answer's edge cannot be missed. A plain Read tries the system call
+// first each time, one wasted call per request.
+func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq bool) (wrote bool, err error) {
+	if timeout > 0 {
+		pc.c.SetReadDeadline(sent.Add(timeout))
+		pc.dl = true
+	} else if pc.dl {
+		pc.c.SetReadDeadline(time.Time{})
+		pc.dl = false
+	}
+	if pc.raw == nil {
+		if err := pc.out.flush(); err != nil {
+			return false, err
+		}
+		return true, pc.readHead(headReq)
+	}
+	rt := &pc.rt
+	*rt = roundTrip{pending: len(pc.out.b) > 0, headReq: headReq}
+	rerr := pc.raw.Read(pc.readable)
+	wrote = rt.wrote || !rt.pending
+	if rerr != nil {
+		return wrote, rerr
+	}
+	return wrote, rt.err
+}
+
+// roundTrip is the state of one exchange on an upConn, kept in it so that
+// the session's callback is made once per connection, not per request.
+type roundTrip struct {
+	pending, wrote, headReq bool
+	err                     error
+}
+
+// readable is the roundTrip session's callback: first it sends, then it
+// reads until the head is whole.
+func (pc *upConn) readable(fd uintptr) bool {
+	rt := &pc.rt
+	if rt.pending {
+		rt.pending = false
+		pc.out.fd = int(fd)
+		rt.err = pc.out.flush()
+		pc.out.fd = -1
+		if rt.err != nil {
+			return true
+		}
+		rt.wrote = true
+		return false // wait for the answer
+	}
+	for {
+		if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+			return true
+		}
+		n, full, err := pc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
+		switch {
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			rt.err = &net.OpError{Op: "read", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+			return true
+		case n == 0:
+			rt.err = io.EOF
+			if len(pc.in.Buffered()) > 0 {
+				rt.err = io.ErrUnexpectedEOF
+			}
+			return true
+		case !full:
+			// The socket is drained: parse, then wait for the rest.
+			if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+				return true
+			}
+			return false
+		}
+	}
+}
+
+// readFD reads a non-blocking socket inside a RawConn session (which keeps
+// fd open). RawSyscall skips the scheduler's system-call bookkeeping, a
+// tenth of the call's cost here; a non-blocking read cannot block, which
+// is what that bookkeeping is for.
+func readFD(fd uintptr, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		}
+		return -1, e
+	}
+}
+
+// readHead reads the response head with plain reads (connections that
+// offer no raw access).
+func (pc *upConn) readHead(headReq bool) error {
+	for {
+		err := pc.parse(headReq)
+		if err != h1.ErrIncomplete {
+			return err
+		}
+		if err := pc.in.Fill(); err != nil {
+			if err == io.EOF && len(pc.in.Buffered()) > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+}
+
+// parse parses the buffered response head, skipping 1xx answers; it
+// returns h1.ErrIncomplete until the head is whole.
+func (pc *upConn) parse(headReq bool) error {
+	for {
+		b := pc.in.Buffered()
+		if len(b) == 0 {
+			return h1.ErrIncomplete
+		}
+		err := h1.ParseResponse(b, &pc.head)
+		if err == h1.ErrIncomplete {
+			if len(b) >= maxResponseHead {
+				return errors.New("response head from backend too large")
+			}
+			return err
+		}
+		if err != nil {
+			return errors.New("malformed response from backend: " + err.Error())
+		}
+		pc.in.Discard(pc.head.Len)
+		switch st := pc.head.Status; {
+		case st == http.StatusSwitchingProtocols:
+			return errors.New("backend switched protocols unasked")
+		case st < 200:
+			continue
+		}
+		pc.noBody = headReq || pc.head.Status == http.StatusNoContent || pc.head.Status == http.StatusNotModified
+		return nil
+	}
+}
+
+// bodyFill refills the backend's buffer for its body, with no deadline:
+// response_header bounds the wait for the head only (a stream may idle).
+func (pc *upConn) bodyFill() error {
+	if pc.dl {
+		pc.c.SetReadDeadline(time.Time{})
+		pc.dl = false
+	}
+	return pc.in.Fill()
+}
+
+// discard skips a response that will not be used, keeping the connection
+// when the body is small and already here.
+func (pc *upConn) discard(headReq bool) {
+	h := &pc.head
+	n := int64(len(pc.in.Buffered()))
+	if pc.noBody || (h.ContentLength >= 0 && h.ContentLength <= n) {
+		if !pc.noBody {
+			pc.in.Discard(int(h.ContentLength))
+		}
+		if !h.Close {
+			pc.pool.put(pc, time.Now())
+			return
+		}
+	}
+	pc.c.Close()
 }

@@ -1,0 +1,205 @@
+package l7
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"github.com/xlbproject/xlb/l7/h1"
+)
+
+// wbuf batches writes to a connection.
+type wbuf struct {
+	w  net.Conn
+	b  []byte
+	fd int // the socket, inside a RawConn session on it (which keeps it open); else -1
+}
+
+// flush writes what is batched. Inside a session the first attempt is a
+// raw non-blocking write (see readFD); what does not fit goes through the
+// connection, whose poller waits for room.
+func (w *wbuf) flush() error {
+	if len(w.b) == 0 {
+		return nil
+	}
+	b := w.b
+	w.b = w.b[:0]
+	if w.fd >= 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(w.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case 0:
+			b = b[n:]
+		case syscall.EAGAIN, syscall.EINTR:
+		default:
+			return &net.OpError{Op: "write", Net: "tcp", Addr: w.w.RemoteAddr(), Err: os.NewSyscallError("write", e)}
+		}
+		if len(b) == 0 {
+			return nil
+		}
+	}
+	_, err := w.w.Write(b)
+	return err
+}
+
+// copyBatch is how much a body copy gathers before writing.
+const copyBatch = 32 << 10
+
+// copyLength copies an n-byte body from src to w. It writes out whenever
+// src has nothing more buffered, so that what arrived leaves at once.
+// werr is a failure of w, rerr one of src.
+func copyLength(w *wbuf, src *h1.Reader, n int64, fill func() error) (copied int64, werr, rerr error) {
+	for n > 0 {
+		b := src.Buffered()
+		if len(b) == 0 {
+			if werr = w.flush(); werr != nil {
+				return
+			}
+			if rerr = fill(); rerr != nil {
+				if rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
+				}
+				return
+			}
+			continue
+		}
+		take := int(min(int64(len(b)), n))
+		w.b = append(w.b, b[:take]...)
+		src.Discard(take)
+		n -= int64(take)
+		copied += int64(take)
+		if len(w.b) >= copyBatch {
+			if werr = w.flush(); werr != nil {
+				return
+			}
+		}
+	}
+	return
+}
+
+// copyUntilClose copies a body delimited by the backend closing the
+// connection, chunk-framed for the client.
+func copyUntilClose(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr, rerr error) {
+	for {
+		b := src.Buffered()
+		if len(b) > 0 {
+			w.b = strconv.AppendInt(w.b, int64(len(b)), 16)
+			w.b = append(w.b, "\r\n"...)
+			w.b = append(w.b, b...)
+			w.b = append(w.b, "\r\n"...)
+			src.Discard(len(b))
+			copied += int64(len(b))
+		}
+		if werr = w.flush(); werr != nil {
+			return
+		}
+		if err := fill(); err != nil {
+			if err == io.EOF {
+				w.b = append(w.b, "0\r\n\r\n"...)
+				return
+			}
+			rerr = err
+			return
+		}
+	}
+}
+
+// maxChunkLine bounds a chunk-size or trailer line.
+const maxChunkLine = 4 << 10
+
+// copyChunked copies a chunked body, trailer fields included, re-framing
+// each chunk; like copyLength it writes whenever src runs dry.
+func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr, rerr error) {
+	line := func() ([]byte, error) {
+		for {
+			ln, n, err := h1.Line(src.Buffered())
+			if err == nil {
+				src.Discard(n)
+				return ln, nil
+			}
+			if err != h1.ErrIncomplete {
+				return nil, err
+			}
+			if len(src.Buffered()) > maxChunkLine {
+				return nil, errors.New("chunk line too long")
+			}
+			if werr = w.flush(); werr != nil {
+				return nil, nil
+			}
+			if err := fill(); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, err
+			}
+		}
+	}
+	for {
+		ln, err := line()
+		if werr != nil {
+			return
+		}
+		if err != nil {
+			rerr = err
+			return
+		}
+		size, err := h1.ChunkSize(ln)
+		if err != nil {
+			rerr = err
+			return
+		}
+		if size == 0 {
+			w.b = append(w.b, "0\r\n"...)
+			for {
+				ln, err := line()
+				if werr != nil {
+					return
+				}
+				if err != nil {
+					rerr = err
+					return
+				}
+				if len(ln) == 0 {
+					break
+				}
+				if validTrailer(ln) {
+					w.b = append(w.b, ln...)
+					w.b = append(w.b, "\r\n"...)
+				}
+			}
+			w.b = append(w.b, "\r\n"...)
+			return
+		}
+		w.b = strconv.AppendInt(w.b, size, 16)
+		w.b = append(w.b, "\r\n"...)
+		var n int64
+		if n, werr, rerr = copyLength(w, src, size, fill); werr != nil || rerr != nil {
+			copied += n
+			return
+		}
+		copied += n
+		ln, err = line()
+		if werr != nil {
+			return
+		}
+		if err != nil || len(ln) != 0 {
+			rerr = errors.New("malformed chunk: no line end after its data")
+			return
+		}
+		w.b = append(w.b, "\r\n"...)
+	}
+}
+
+// validTrailer accepts a trailer line that is a well-formed field; the
+// others are dropped rather than passed on.
+func validTrailer(ln []byte) bool {
+	var h h1.Head
+	b := make([]byte, 0, len(ln)+20)
+	b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	b = append(b, ln...)
+	b = append(b, "\r\n\r\n"...)
+	return h1.ParseResponse(b, &h) == nil && len(h.Fields) == 1 && !h.Fields[0].Kind.Hop()
+}
