@@ -113,37 +113,36 @@ const maxChunkLine = 4 << 10
 // copyChunked copies a chunked body, trailer fields included, re-framing
 // each chunk; like copyLength it writes whenever src runs dry.
 func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr, rerr error) {
-	line := func() ([]byte, error) {
+	// line reads the next line; false once w or src failed (werr or rerr
+	// says which).
+	line := func() ([]byte, bool) {
 		for {
 			ln, n, err := h1.Line(src.Buffered())
-			if err == nil {
+			switch {
+			case err == nil:
 				src.Discard(n)
-				return ln, nil
-			}
-			if err != h1.ErrIncomplete {
-				return nil, err
-			}
-			if len(src.Buffered()) > maxChunkLine {
-				return nil, errors.New("chunk line too long")
+				return ln, true
+			case err != h1.ErrIncomplete:
+				rerr = err
+				return nil, false
+			case len(src.Buffered()) > maxChunkLine:
+				rerr = errors.New("chunk line too long")
+				return nil, false
 			}
 			if werr = w.flush(); werr != nil {
-				return nil, nil
+				return nil, false
 			}
-			if err := fill(); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
+			if rerr = fill(); rerr != nil {
+				if rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
 				}
-				return nil, err
+				return nil, false
 			}
 		}
 	}
 	for {
-		ln, err := line()
-		if werr != nil {
-			return
-		}
-		if err != nil {
-			rerr = err
+		ln, ok := line()
+		if !ok {
 			return
 		}
 		size, err := h1.ChunkSize(ln)
@@ -154,12 +153,7 @@ func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr
 		if size == 0 {
 			w.b = append(w.b, "0\r\n"...)
 			for {
-				ln, err := line()
-				if werr != nil {
-					return
-				}
-				if err != nil {
-					rerr = err
+				if ln, ok = line(); !ok {
 					return
 				}
 				if len(ln) == 0 {
@@ -175,17 +169,15 @@ func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr
 		}
 		w.b = strconv.AppendInt(w.b, size, 16)
 		w.b = append(w.b, "\r\n"...)
-		var n int64
-		if n, werr, rerr = copyLength(w, src, size, fill); werr != nil || rerr != nil {
-			copied += n
-			return
-		}
+		n, werr2, rerr2 := copyLength(w, src, size, fill)
 		copied += n
-		ln, err = line()
-		if werr != nil {
+		if werr, rerr = werr2, rerr2; werr != nil || rerr != nil {
 			return
 		}
-		if err != nil || len(ln) != 0 {
+		if ln, ok = line(); !ok {
+			return
+		}
+		if len(ln) != 0 {
 			rerr = errors.New("malformed chunk: no line end after its data")
 			return
 		}

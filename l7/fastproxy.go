@@ -146,21 +146,11 @@ func (s *service) forwardFast(fc *fastConn, p *pool, id []byte, rec *logRecord) 
 				rec.status, rec.err = 499, err.Error()
 				return false
 			}
-			kind := classify(err)
-			if kind == "error" && safe {
-				kind = failConnect // reset before any answer: as if never connected
-			}
-			s.passiveFail(u)
-			untouched := !fc.read
-			retryable := s.retryOn[kind] && (safe || (kind == failConnect && untouched))
+			status, retryable := s.upstreamFailure(err, u, safe, !fc.read)
 			if retryable && attempt+1 < attempts && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
 				rec.retries++
 				continue
-			}
-			status := http.StatusBadGateway
-			if kind == failTimeout {
-				status = http.StatusGatewayTimeout
 			}
 			rec.status, rec.err = status, err.Error()
 			return fc.reply(status, http.StatusText(status), id, "")

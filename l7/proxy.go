@@ -184,23 +184,11 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 		resp, err := s.transport.RoundTrip(out)
 		if err != nil {
 			u.Release()
-			kind := classify(err)
-			if kind == "error" && safe {
-				// A reset or close before any response: an idempotent
-				// request may go elsewhere as if it never connected.
-				kind = failConnect
-			}
-			s.passiveFail(u)
-			untouched := body == nil || body.n.Load() == 0
-			retryable := s.retryOn[kind] && (safe || (kind == failConnect && untouched))
+			status, retryable := s.upstreamFailure(err, u, safe, body == nil || body.n.Load() == 0)
 			if retryable && attempt+1 < attempts && r.Context().Err() == nil && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
 				rec.retries++
 				continue
-			}
-			status := http.StatusBadGateway
-			if kind == failTimeout {
-				status = http.StatusGatewayTimeout
 			}
 			if r.Context().Err() != nil {
 				status = 499 // the client went away; nothing is written
@@ -280,6 +268,26 @@ func tried(p *balance.Pick, u *balance.Upstream) bool {
 		}
 	}
 	return false
+}
+
+// upstreamFailure handles an exchange with u that failed before any
+// answer: it counts for passive health, and the request may go to another
+// backend if retries.on names the kind of failure and the request can be
+// sent again. status is the answer if it is not retried: 504 for a
+// timeout, else 502.
+func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouched bool) (status int, retryable bool) {
+	kind := classify(err)
+	if kind == "error" && safe {
+		// A reset or close before any response: an idempotent request may
+		// go elsewhere as if it never connected.
+		kind = failConnect
+	}
+	s.passiveFail(u)
+	status = http.StatusBadGateway
+	if kind == failTimeout {
+		status = http.StatusGatewayTimeout
+	}
+	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
 }
 
 func (s *service) passiveFail(u *balance.Upstream) {

@@ -153,23 +153,14 @@ func (e *Error) Error() string { return e.Msg }
 func bad(msg string) error { return &Error{Status: 400, Msg: msg} }
 
 // tchar is RFC 9110's token character set.
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tchar = alnumAnd("!#$%&'*+-.^_`|~")
 
 // hostByte is what a Host value may hold: a reg-name, IP literal and
 // port (RFC 3986), as net/http's server accepts.
-var hostByte = func() (t [256]bool) {
+var hostByte = alnumAnd("!$%&'()*+,-.:;=[]_~")
+
+// alnumAnd is the set of ASCII letters and digits plus extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -177,11 +168,11 @@ var hostByte = func() (t [256]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 // line returns the next line of b from i (without its terminator) and the
 // index after the terminator. Lines end in CRLF or a lone LF (RFC 9112 2.2);
