@@ -159,7 +159,7 @@ func (s *service) forwardFast(fc *fastConn, p *pool, id []byte, rec *logRecord) 
 		if resp.Status >= 500 {
 			s.passiveFail(u)
 			if safe && s.retryOn[strconv.Itoa(resp.Status)] && attempt+1 < attempts && s.budget.spend() {
-				pc.discard(head)
+				pc.discard()
 				u.Release()
 				pick.Tried = append(pick.Tried, u)
 				rec.retries++

@@ -315,7 +315,7 @@ func (pc *upConn) bodyFill() error {
 
 // discard skips a response that will not be used, keeping the connection
 // when the body is small and already here.
-func (pc *upConn) discard(headReq bool) {
+func (pc *upConn) discard() {
 	h := &pc.head
 	n := int64(len(pc.in.Buffered()))
 	if pc.noBody || (h.ContentLength >= 0 && h.ContentLength <= n) {
