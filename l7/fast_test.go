@@ -906,3 +906,46 @@ func TestFastStreamedResponse(t *testing.T) {
 	rc.write(getReq("/after"))
 	rc.expectEcho("/after")
 }
+
+// TestFastLingeringClose: after refusing a request whose body is still
+// coming, the server stops sending but keeps draining for a while, so the
+// client can finish its upload and read the 400 (a plain close with unread
+// input makes the kernel answer the client's next bytes with a reset).
+func TestFastLingeringClose(t *testing.T) {
+	a := echoBackend(t)
+	p := startProxy(t, backendsYAML(a), "")
+	rc := dialRaw(t, p.listen)
+	rc.write("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n")
+	resp, _ := rc.read("POST")
+	if resp.StatusCode != http.StatusNotImplemented {
+		t.Fatalf("status %d, want 501", resp.StatusCode)
+	}
+	rc.expectClosed() // the server's sending side is shut
+	// The client is still sending its body: it must not be reset.
+	chunk := bytes.Repeat([]byte("x"), 16<<10)
+	for i := range 8 {
+		if _, err := rc.c.Write(chunk); err != nil {
+			t.Fatalf("write %d of the rest of the body after the refusal: %v (no lingering close)", i, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFastIdleAfterSlowHead: a head that came in pieces sets the longer
+// read_header_timeout; once answered, the connection must go back to
+// idle_timeout, not keep the longer deadline.
+func TestFastIdleAfterSlowHead(t *testing.T) {
+	a := echoBackend(t)
+	p := startProxy(t, backendsYAML(a), "read_header_timeout: 4s\nidle_timeout: 300ms")
+	rc := dialRaw(t, p.listen)
+	rc.write("GET /slow HTTP/1.1\r\n")
+	time.Sleep(50 * time.Millisecond)
+	rc.write("Host: x\r\n\r\n")
+	rc.expectEcho("/slow")
+	start := time.Now()
+	rc.c.SetReadDeadline(start.Add(2 * time.Second)) // well under read_header_timeout
+	rc.expectClosed()
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("idle connection closed after %v, want about idle_timeout (300ms)", d)
+	}
+}

@@ -156,17 +156,12 @@ func (s *service) forwardFast(fc *fastConn, p *pool, id []byte, rec *logRecord) 
 			return fc.reply(status, http.StatusText(status), id, "")
 		}
 		resp := &pc.head
-		if resp.Status >= 500 {
-			s.passiveFail(u)
-			if safe && s.retryOn[strconv.Itoa(resp.Status)] && attempt+1 < attempts && s.budget.spend() {
-				pc.discard()
-				u.Release()
-				pick.Tried = append(pick.Tried, u)
-				rec.retries++
-				continue
-			}
-		} else {
-			u.Succeed()
+		if s.answered(u, resp.Status, safe) && attempt+1 < attempts && s.budget.spend() {
+			pc.discard()
+			u.Release()
+			pick.Tried = append(pick.Tried, u)
+			rec.retries++
+			continue
 		}
 		now := time.Now()
 		u.ObserveLatency(now.Sub(sent), now)

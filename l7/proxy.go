@@ -199,18 +199,13 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request, p *pool, id, i
 			http.Error(w, http.StatusText(status), status)
 			return
 		}
-		if resp.StatusCode >= 500 {
-			s.passiveFail(u)
-			if safe && s.retryOn[strconv.Itoa(resp.StatusCode)] && attempt+1 < attempts && s.budget.spend() {
-				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-				resp.Body.Close()
-				u.Release()
-				pick.Tried = append(pick.Tried, u)
-				rec.retries++
-				continue
-			}
-		} else {
-			u.Succeed()
+		if s.answered(u, resp.StatusCode, safe) && attempt+1 < attempts && s.budget.spend() {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			u.Release()
+			pick.Tried = append(pick.Tried, u)
+			rec.retries++
+			continue
 		}
 		u.ObserveLatency(time.Since(sent), time.Now())
 		rec.status = resp.StatusCode
@@ -288,6 +283,17 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouche
 		status = http.StatusGatewayTimeout
 	}
 	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
+}
+
+// answered counts a backend's answer for passive health (a 5xx is a
+// failure) and reports whether the config wants a 5xx retried elsewhere.
+func (s *service) answered(u *balance.Upstream, status int, safe bool) (retry bool) {
+	if status < 500 {
+		u.Succeed()
+		return false
+	}
+	s.passiveFail(u)
+	return safe && s.retryOn[strconv.Itoa(status)]
 }
 
 func (s *service) passiveFail(u *balance.Upstream) {
