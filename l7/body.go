@@ -1,9 +1,11 @@
 package l7
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"strconv"
 	"syscall"
@@ -194,4 +196,135 @@ func validTrailer(ln []byte) bool {
 	b = append(b, ln...)
 	b = append(b, "\r\n\r\n"...)
 	return h1.ParseResponse(b, &h) == nil && len(h.Fields) == 1 && !h.Fields[0].Kind.Hop()
+}
+
+// bodyReader decodes a backend's response body, for a transport that
+// writes the bytes itself (net/http) rather than re-framing them.
+type bodyReader struct {
+	pc        *upConn
+	left      int64 // of the body; -1: chunked, or until the backend closes
+	chunked   bool
+	chunkLeft int64
+	started   bool // a chunk was read: its data ends in a line end
+	done      bool
+	trailers  [][2]string
+}
+
+// untilClose reports whether the body ends when the backend closes.
+func (b *bodyReader) untilClose() bool { return !b.chunked && b.left < 0 }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	switch {
+	case b.chunked:
+		if b.chunkLeft == 0 {
+			if err := b.nextChunk(); err != nil {
+				return 0, err
+			}
+			if b.done {
+				return 0, io.EOF
+			}
+		}
+		return b.data(p, &b.chunkLeft)
+	case b.left >= 0:
+		if b.left == 0 {
+			b.done = true
+			return 0, io.EOF
+		}
+		return b.data(p, &b.left)
+	}
+	src := b.pc.in
+	if len(src.Buffered()) == 0 {
+		if err := b.pc.bodyFill(); err != nil {
+			b.done = err == io.EOF
+			return 0, err
+		}
+	}
+	n := copy(p, src.Buffered())
+	src.Discard(n)
+	return n, nil
+}
+
+// data reads at most *left bytes of body data.
+func (b *bodyReader) data(p []byte, left *int64) (int, error) {
+	src := b.pc.in
+	if len(src.Buffered()) == 0 {
+		if err := b.pc.bodyFill(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, src.Buffered())
+	n = int(min(int64(n), *left))
+	src.Discard(n)
+	*left -= int64(n)
+	return n, nil
+}
+
+// nextChunk reads up to the next chunk's data, or the trailer section
+// after the last chunk.
+func (b *bodyReader) nextChunk() error {
+	if b.started {
+		ln, err := b.line()
+		if err != nil {
+			return err
+		}
+		if len(ln) != 0 {
+			return errors.New("malformed chunk: no line end after its data")
+		}
+	}
+	b.started = true
+	ln, err := b.line()
+	if err != nil {
+		return err
+	}
+	size, err := h1.ChunkSize(ln)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		b.chunkLeft = size
+		return nil
+	}
+	for {
+		ln, err := b.line()
+		if err != nil {
+			return err
+		}
+		if len(ln) == 0 {
+			b.done = true
+			return nil
+		}
+		if validTrailer(ln) {
+			name, value, _ := bytes.Cut(ln, []byte{':'})
+			b.trailers = append(b.trailers, [2]string{textproto.CanonicalMIMEHeaderKey(string(name)), string(bytes.TrimSpace(value))})
+		}
+	}
+}
+
+// line reads the next line; it is valid until the next read.
+func (b *bodyReader) line() ([]byte, error) {
+	src := b.pc.in
+	for {
+		ln, n, err := h1.Line(src.Buffered())
+		switch {
+		case err == nil:
+			src.Discard(n)
+			return ln, nil
+		case err != h1.ErrIncomplete:
+			return nil, err
+		case len(src.Buffered()) > maxChunkLine:
+			return nil, errors.New("chunk line too long")
+		}
+		if err := b.pc.bodyFill(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
 }

@@ -54,6 +54,7 @@ func (h *handoffListener) Addr() net.Addr { return h.addr }
 type prefixConn struct {
 	net.Conn
 	pending []byte
+	tls     bool // Conn is a *tls.Conn: the request came over TLS
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -19,9 +18,9 @@ type pool struct {
 	// byToken finds the backend a sticky cookie names.
 	byToken map[string]*balance.Upstream
 	tokenOf map[*balance.Upstream]string
-	// setCookie is the Set-Cookie field line that pins a client to a
-	// backend, for the HTTP/1.1 engine (plain HTTP: never Secure).
-	setCookie map[*balance.Upstream][]byte
+	// cookies are the Set-Cookie values that pin a client to a backend:
+	// [0] for cleartext clients, [1] (Secure) for TLS ones.
+	cookies map[*balance.Upstream][2]string
 }
 
 func newPool(name, scheduler string, ups []*balance.Upstream, c config.Service, secret []byte) (*pool, error) {
@@ -30,16 +29,24 @@ func newPool(name, scheduler string, ups []*balance.Upstream, c config.Service, 
 		return nil, err
 	}
 	p := &pool{name: name, ups: ups, sel: sel, byToken: map[string]*balance.Upstream{},
-		tokenOf: map[*balance.Upstream]string{}, setCookie: map[*balance.Upstream][]byte{}}
+		tokenOf: map[*balance.Upstream]string{}, cookies: map[*balance.Upstream][2]string{}}
 	for _, u := range ups {
 		tok := stickyToken(secret, c.Name, u.Addr)
 		p.byToken[tok] = u
 		p.tokenOf[u] = tok
 		if st := c.Sticky; st != nil {
-			p.setCookie[u] = []byte("Set-Cookie: " + stickyCookie(st, tok, false).String() + "\r\n")
+			p.cookies[u] = [2]string{stickyCookie(st, tok, false).String(), stickyCookie(st, tok, true).String()}
 		}
 	}
 	return p, nil
+}
+
+// cookieFor is the Set-Cookie value that pins a client to u.
+func (p *pool) cookieFor(u *balance.Upstream, tls bool) string {
+	if tls {
+		return p.cookies[u][1]
+	}
+	return p.cookies[u][0]
 }
 
 // stickyCookie is the cookie that pins a client to the backend tok names.
@@ -49,35 +56,6 @@ func stickyCookie(st *config.Sticky, tok string, secure bool) *http.Cookie {
 		ck.MaxAge = int(st.TTL.Seconds())
 	}
 	return ck
-}
-
-// newTransport is the connection pool to a service's backends: HTTP/1.1
-// with keep-alive, sized so that a busy backend keeps its connections
-// instead of reopening them, with the service's timeouts.
-func newTransport(c config.Service) *http.Transport {
-	connect := c.Timeouts.Connect
-	if connect <= 0 {
-		connect = config.DefaultConnectTimeout
-	}
-	idle := 256
-	for _, b := range c.Backends {
-		if b.MaxConns > idle {
-			idle = b.MaxConns
-		}
-	}
-	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		DialContext:           d.DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   idle,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: c.Timeouts.ResponseHeader,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // pass the backend's encoding through untouched
-		ForceAttemptHTTP2:     false,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
-	}
 }
 
 // retryBudget caps retries at a fraction of requests (plus a small floor),

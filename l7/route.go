@@ -27,17 +27,18 @@ func newRoute(m config.Match, p *pool) route {
 	return rt
 }
 
-// matches applies a route's match to a request's Host, decoded path and
-// method; get returns a header's first value. An empty match takes every
-// request.
-func (rt *route) matches(host, path, method string, get func(lower, canon string) string) bool {
+// matches applies a route's match to a request's Host, decoded path,
+// method and fields. An empty match takes every request.
+func (rt *route) matches(x exchange) bool {
 	m := &rt.m
-	if m.Host != "" && !hostMatches(m.Host, host) {
+	r := x.req()
+	if m.Host != "" && !hostMatches(m.Host, r.host) {
 		return false
 	}
-	if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
+	if m.PathPrefix != "" && !strings.HasPrefix(x.path(), m.PathPrefix) {
 		return false
 	}
+	method := r.method
 	if len(m.Methods) > 0 {
 		ok := false
 		for _, meth := range m.Methods {
@@ -51,7 +52,7 @@ func (rt *route) matches(host, path, method string, get func(lower, canon string
 		}
 	}
 	for _, h := range rt.headers {
-		if get(h.lower, h.canon) != h.value {
+		if x.header(h.lower, h.canon) != h.value {
 			return false
 		}
 	}

@@ -1,8 +1,9 @@
 package l7
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,7 +27,8 @@ const (
 
 // upConn is one connection to a backend, kept alive between requests.
 type upConn struct {
-	c      net.Conn
+	c      net.Conn // what the exchange reads and writes: tcp, or TLS over it
+	tcp    net.Conn
 	in     *h1.Reader
 	out    wbuf
 	head   h1.Head
@@ -39,19 +41,21 @@ type upConn struct {
 }
 
 // connPool keeps one backend's idle connections, newest first out: the
-// connections in use stay warm and surplus ones age out.
+// connections in use stay warm and surplus ones age out. It is the only
+// pool of connections to that backend, whatever the clients' transport.
 type connPool struct {
 	addr    string
 	connect time.Duration
-	max     int // idle connections kept
+	tls     *tls.Config // nil: cleartext
+	max     int         // idle connections kept
 
 	mu     sync.Mutex
 	idle   []*upConn
 	closed bool
 }
 
-func newConnPool(addr string, connect time.Duration, max int) *connPool {
-	return &connPool{addr: addr, connect: connect, max: max}
+func newConnPool(addr string, connect time.Duration, tc *tls.Config, max int) *connPool {
+	return &connPool{addr: addr, connect: connect, tls: tc, max: max}
 }
 
 // get returns an idle connection that is still open, or nil.
@@ -68,24 +72,39 @@ func (p *connPool) get(now time.Time) *upConn {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleAt)
-		if idle < upstreamProbeAfter || (idle < upstreamIdleTimeout && open(c.c)) {
+		if idle < upstreamProbeAfter || (idle < upstreamIdleTimeout && open(c.tcp)) {
 			return c
 		}
 		c.c.Close()
 	}
 }
 
-// dial opens a new connection within the connect timeout.
-func (p *connPool) dial(ctx context.Context) (*upConn, error) {
+// dial opens a new connection within the connect timeout, the TLS
+// handshake included.
+func (p *connPool) dial() (*upConn, error) {
 	d := net.Dialer{Timeout: p.connect, KeepAlive: 30 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", p.addr)
+	start := time.Now()
+	c, err := d.Dial("tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	pc := &upConn{c: c, in: h1.NewReader(c, 4<<10, maxResponseHead), out: wbuf{w: c, fd: -1}, pool: p}
-	if sc, ok := c.(syscall.Conn); ok {
+	pc := &upConn{c: c, tcp: c, pool: p}
+	if p.tls != nil {
+		tc := tls.Client(c, p.tls)
+		c.SetDeadline(start.Add(p.connect))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			// A failed handshake is the backend's fault, as a refused
+			// connection is: retried and counted the same way.
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("tls handshake: %w", err)}
+		}
+		c.SetDeadline(time.Time{})
+		pc.c = tc
+	} else if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
+	pc.in = h1.NewReader(pc.c, 4<<10, maxResponseHead)
+	pc.out = wbuf{w: pc.c, fd: -1}
 	return pc, nil
 }
 
@@ -154,44 +173,80 @@ func open(c net.Conn) bool {
 	return err == nil && alive
 }
 
+// clientCheck is how often a wait for a response head looks at the
+// client: one that went away cancels the backend request, as NGINX does.
+// The wait is cut into such slices by the read deadline, which a response
+// that comes sooner never sees.
+const clientCheck = 100 * time.Millisecond
+
 // roundTrip sends what pc.out holds and reads the response head, within
 // the response_header timeout from when the request was sent; interim 1xx
-// answers are skipped.
+// answers are skipped. upgrade allows a 101 answer. It returns
+// errClientGone when x's client went away first.
 //
-// Both happen in one RawConn.Read session, so that the read which would
-// only say EAGAIN is skipped, as NGINX does: the poller records readiness
-// edges from the session's start, and the request is written after it, so
-// the answer's edge cannot be missed. A plain Read tries the system call
-// first each time, one wasted call per request.
-func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq bool) (wrote bool, err error) {
+// On a plain TCP connection both happen in one RawConn.Read session, so
+// that the read which would only say EAGAIN is skipped, as NGINX does: the
+// poller records readiness edges from the session's start, and the request
+// is written after it, so the answer's edge cannot be missed. A plain Read
+// tries the system call first each time, one wasted call per request.
+func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq, upgrade bool, x exchange) (wrote bool, err error) {
+	var limit time.Time
 	if timeout > 0 {
-		pc.c.SetReadDeadline(sent.Add(timeout))
-		pc.dl = true
-	} else if pc.dl {
-		pc.c.SetReadDeadline(time.Time{})
-		pc.dl = false
+		limit = sent.Add(timeout)
 	}
-	if pc.raw == nil {
-		if err := pc.out.flush(); err != nil {
-			return false, err
-		}
-		return true, pc.readHead(headReq)
+	next := sent.Add(clientCheck)
+	if !limit.IsZero() && limit.Before(next) {
+		next = limit
 	}
+	pc.c.SetReadDeadline(next)
+	pc.dl = true
 	rt := &pc.rt
-	*rt = roundTrip{pending: len(pc.out.b) > 0, headReq: headReq}
-	rerr := pc.raw.Read(pc.readable)
-	wrote = rt.wrote || !rt.pending
-	if rerr != nil {
-		return wrote, rerr
+	*rt = roundTrip{pending: len(pc.out.b) > 0, headReq: headReq, upgrade: upgrade}
+	wroteBefore := !rt.pending // the head went out with a streamed body
+	for {
+		var rerr error
+		if pc.raw == nil {
+			if rt.pending {
+				rt.pending = false
+				if err := pc.out.flush(); err != nil {
+					return false, err
+				}
+				rt.wrote = true
+			}
+			rt.err = pc.readHead(rt)
+			rerr = rt.err
+			if rerr == nil {
+				return true, nil
+			}
+		} else {
+			if rerr = pc.raw.Read(pc.readable); rerr == nil {
+				return rt.wrote || wroteBefore, rt.err
+			}
+		}
+		wrote = rt.wrote || wroteBefore
+		if !errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return wrote, rerr
+		}
+		if x.gone() {
+			return wrote, errClientGone
+		}
+		now := time.Now()
+		if !limit.IsZero() && !now.Before(limit) {
+			return wrote, rerr // the response_header timeout
+		}
+		next = now.Add(clientCheck)
+		if !limit.IsZero() && limit.Before(next) {
+			next = limit
+		}
+		pc.c.SetReadDeadline(next)
 	}
-	return wrote, rt.err
 }
 
 // roundTrip is the state of one exchange on an upConn, kept in it so that
 // the session's callback is made once per connection, not per request.
 type roundTrip struct {
-	pending, wrote, headReq bool
-	err                     error
+	pending, wrote, headReq, upgrade bool
+	err                              error
 }
 
 // readable is the roundTrip session's callback: first it sends, then it
@@ -210,7 +265,7 @@ func (pc *upConn) readable(fd uintptr) bool {
 		return false // wait for the answer
 	}
 	for {
-		if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+		if rt.err = pc.parse(rt); rt.err != h1.ErrIncomplete {
 			return true
 		}
 		n, full, err := pc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
@@ -228,7 +283,7 @@ func (pc *upConn) readable(fd uintptr) bool {
 			return true
 		case !full:
 			// The socket is drained: parse, then wait for the rest.
-			if rt.err = pc.parse(rt.headReq); rt.err != h1.ErrIncomplete {
+			if rt.err = pc.parse(rt); rt.err != h1.ErrIncomplete {
 				return true
 			}
 			return false
@@ -256,11 +311,11 @@ func readFD(fd uintptr, p []byte) (int, error) {
 	}
 }
 
-// readHead reads the response head with plain reads (connections that
-// offer no raw access).
-func (pc *upConn) readHead(headReq bool) error {
+// readHead reads the response head with plain reads (TLS, or connections
+// that offer no raw access).
+func (pc *upConn) readHead(rt *roundTrip) error {
 	for {
-		err := pc.parse(headReq)
+		err := pc.parse(rt)
 		if err != h1.ErrIncomplete {
 			return err
 		}
@@ -275,7 +330,7 @@ func (pc *upConn) readHead(headReq bool) error {
 
 // parse parses the buffered response head, skipping 1xx answers; it
 // returns h1.ErrIncomplete until the head is whole.
-func (pc *upConn) parse(headReq bool) error {
+func (pc *upConn) parse(rt *roundTrip) error {
 	for {
 		b := pc.in.Buffered()
 		if len(b) == 0 {
@@ -293,12 +348,15 @@ func (pc *upConn) parse(headReq bool) error {
 		}
 		pc.in.Discard(pc.head.Len)
 		switch st := pc.head.Status; {
+		case st == http.StatusSwitchingProtocols && rt.upgrade:
+			pc.noBody = true
+			return nil
 		case st == http.StatusSwitchingProtocols:
 			return errors.New("backend switched protocols unasked")
 		case st < 200:
 			continue
 		}
-		pc.noBody = headReq || pc.head.Status == http.StatusNoContent || pc.head.Status == http.StatusNotModified
+		pc.noBody = rt.headReq || pc.head.Status == http.StatusNoContent || pc.head.Status == http.StatusNotModified
 		return nil
 	}
 }
@@ -328,4 +386,14 @@ func (pc *upConn) discard() {
 		}
 	}
 	pc.c.Close()
+}
+
+// release returns a connection whose exchange ended cleanly to its pool,
+// or closes it when it cannot carry another request.
+func (pc *upConn) release(reusable bool, now time.Time) {
+	if reusable {
+		pc.pool.put(pc, now)
+	} else {
+		pc.c.Close()
+	}
 }

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,22 +11,21 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xlbproject/xlb/l7/balance"
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
-// The plain-HTTP listeners are served by xlb's own HTTP/1.1 engine: one
+// xlb's own HTTP/1.1 engine serves every listener, cleartext and TLS: one
 // goroutine per client connection reads a request in place, writes it to a
 // pooled backend connection and copies the answer back, with no goroutine
 // hand-offs and no allocation per request. net/http's server costs about as
 // much CPU per request as NGINX spends proxying one, so it only takes the
-// connections this engine hands it: protocol upgrades (WebSocket),
-// Expect: 100-continue, HTTP/1.0, and absolute-form or asterisk targets.
-// TLS listeners (and so HTTP/2) are net/http's.
+// connections this engine hands it: HTTP/2 (by ALPN), protocol upgrades
+// (WebSocket), Expect: 100-continue, HTTP/1.0, and absolute-form or
+// asterisk targets.
 //
-// fast.go: the client connection and its read sessions; fastproxy.go: one
-// request through to a backend and back; upconn.go: backend connections;
-// body.go: body copying; handoff.go: the way to net/http.
+// h1conn.go: the client connection and its read sessions; h1exchange.go:
+// the connection as the pipeline's exchange; handoff.go: the way to
+// net/http.
 
 // Client connection states, for drain: an idle connection waits for a
 // request with nothing buffered and may be closed at once.
@@ -34,27 +34,22 @@ const (
 	connActive
 )
 
-// fastConn is one client connection of a plain-HTTP listener.
+// fastConn is one client connection of a listener.
 type fastConn struct {
-	l      *listener
-	c      net.Conn
-	in     *h1.Reader
-	req    h1.Head
-	out    wbuf
-	ip     string // client address without port
-	addr   netip.Addr
-	state  atomic.Int32
-	dl     time.Time // read deadline last set; zero: none
-	pick   balance.Pick
-	idBuf  [32]byte
-	body   []byte // a request body that arrived whole with its head
-	stream bool   // the body is still on the wire: streamed to the backend
-	read   bool   // bytes of a streamed body were consumed: no replay
-	path   string // decoded path, when something needed it
+	l     *listener
+	c     net.Conn // what requests are read from: tcp, or TLS over it
+	in    *h1.Reader
+	head  h1.Head
+	r     request
+	out   wbuf
+	state atomic.Int32
+	dl    time.Time // read deadline last set; zero: none
+	pathS string    // decoded path, when something needed it
+	tls   bool
 
-	raw     syscall.RawConn // nil: plain reads only
+	raw     syscall.RawConn // cleartext: read sessions on the socket; nil: plain reads
+	sock    syscall.RawConn // the TCP socket, to see whether the client left
 	drained bool            // the last read left the socket empty
-	now     time.Time       // when the last request ended; zero before one
 	linger  bool            // an answer went out with input left unread
 }
 
@@ -78,17 +73,23 @@ func (fc *fastConn) lingerClose() {
 	io.CopyN(io.Discard, fc.c, lingerBytes)
 }
 
-func newFastConn(l *listener, c net.Conn) *fastConn {
+func newFastConn(l *listener, c net.Conn, tcp net.Conn) *fastConn {
 	fc := &fastConn{l: l, c: c, in: h1.NewReader(c, 4<<10, l.maxHeader)}
 	fc.out.w, fc.out.fd = c, -1
-	if sc, ok := c.(syscall.Conn); ok {
-		fc.raw, _ = sc.SyscallConn()
+	if sc, ok := tcp.(syscall.Conn); ok {
+		fc.sock, _ = sc.SyscallConn()
 	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		fc.addr = ap.Addr().Unmap()
-		fc.ip = fc.addr.String()
+	if c == tcp {
+		fc.raw = fc.sock
 	} else {
-		fc.ip = c.RemoteAddr().String()
+		fc.tls, fc.r.tls = true, true
+	}
+	r := &fc.r
+	if ap, err := netip.ParseAddrPort(tcp.RemoteAddr().String()); err == nil {
+		r.addr = ap.Addr().Unmap()
+		r.ip = r.addr.String()
+	} else {
+		r.ip = tcp.RemoteAddr().String()
 	}
 	return fc
 }
@@ -109,13 +110,36 @@ func (l *listener) serveFast(s *Server) {
 			continue
 		}
 		delay = 0
-		fc := newFastConn(l, c)
-		if !l.add(fc) {
-			c.Close()
-			continue
-		}
-		go fc.serve()
+		go l.serveConn(c)
 	}
+}
+
+// serveConn serves one accepted connection: after the TLS handshake, if
+// the listener has TLS, on this engine, or on net/http for HTTP/2.
+func (l *listener) serveConn(c net.Conn) {
+	conn := c
+	if tc := l.tlsConf.Load(); tc != nil {
+		t := tls.Server(c, tc)
+		c.SetDeadline(time.Now().Add(l.readHeader))
+		if err := t.Handshake(); err != nil {
+			c.Close()
+			return
+		}
+		c.SetDeadline(time.Time{})
+		if t.ConnectionState().NegotiatedProtocol == "h2" {
+			if !l.handoff.push(t) {
+				c.Close()
+			}
+			return
+		}
+		conn = t
+	}
+	fc := newFastConn(l, conn, c)
+	if !l.add(fc) {
+		c.Close()
+		return
+	}
+	fc.serve()
 }
 
 // What the connection does after a read session.
@@ -147,7 +171,7 @@ func (fc *fastConn) serve() {
 			handedOff = fc.handOff()
 			return
 		case stepStream:
-			if !fc.l.handler.Load().serveFast(fc) {
+			if !fc.serveOne() {
 				return
 			}
 		}
@@ -156,13 +180,13 @@ func (fc *fastConn) serve() {
 
 // handedOff reports whether the request just read is one for net/http.
 func (fc *fastConn) handedOff() bool {
-	return fc.req.Minor == 0 || fc.req.Upgrade || fc.req.Expect || fc.req.Target[0] != '/'
+	return fc.head.Minor == 0 || fc.head.Upgrade || fc.head.Expect || fc.head.Target[0] != '/'
 }
 
 // streamed reports whether the request just read has a body that did not
 // come whole with its head.
 func (fc *fastConn) streamed() bool {
-	r := &fc.req
+	r := &fc.head
 	return r.Chunked || r.ContentLength > int64(len(fc.in.Buffered())-r.Len)
 }
 
@@ -190,7 +214,7 @@ func (fc *fastConn) session() step {
 		skipRead := false
 		for {
 			if b := fc.in.Buffered(); len(b) > 0 {
-				err := h1.ParseRequest(b, &fc.req)
+				err := h1.ParseRequest(b, &fc.head)
 				if err == nil {
 					headStart = time.Time{}
 					fc.state.Store(connActive)
@@ -202,7 +226,7 @@ func (fc *fastConn) session() step {
 						next = stepStream
 						return true
 					}
-					if !fc.l.handler.Load().serveFast(fc) {
+					if !fc.serveOne() {
 						return true
 					}
 					skipRead = fc.drained
@@ -260,7 +284,7 @@ func (fc *fastConn) waitIdle() bool {
 		// Moving a deadline costs a timer update; a deadline up to a
 		// second short of idle_timeout is good enough to keep. The end
 		// of the last request is "now" enough.
-		now := fc.now
+		now := fc.r.end
 		if now.IsZero() {
 			now = time.Now()
 		}
@@ -289,7 +313,7 @@ func (fc *fastConn) plainSession() step {
 		case fc.streamed():
 			return stepStream
 		}
-		if !fc.l.handler.Load().serveFast(fc) {
+		if !fc.serveOne() {
 			return stepClose
 		}
 	}
@@ -302,7 +326,7 @@ func (fc *fastConn) readHead() error {
 	for {
 		b := fc.in.Buffered()
 		if len(b) > 0 {
-			err := h1.ParseRequest(b, &fc.req)
+			err := h1.ParseRequest(b, &fc.head)
 			if err == nil {
 				return nil
 			}
@@ -348,7 +372,7 @@ func (fc *fastConn) refuse(err error) {
 }
 
 func (fc *fastConn) replyClose(status int, msg string) {
-	fc.out.b = appendReply(fc.out.b[:0], status, msg, nil, "", true)
+	fc.out.b = appendReply(fc.out.b[:0], status, msg, nil, 0, true)
 	fc.out.flush()
 	fc.linger = true
 }
@@ -357,5 +381,5 @@ func (fc *fastConn) replyClose(status int, msg string) {
 func (fc *fastConn) handOff() bool {
 	pending := append([]byte(nil), fc.in.Buffered()...)
 	fc.setDeadline(time.Time{})
-	return fc.l.handoff.push(&prefixConn{Conn: fc.c, pending: pending})
+	return fc.l.handoff.push(&prefixConn{Conn: fc.c, pending: pending, tls: fc.tls})
 }

@@ -1,0 +1,99 @@
+package l7
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/xlbproject/xlb/l7/balance"
+)
+
+// The L7 tier is one request pipeline (pipeline.go: rate limit, route,
+// sticky, select, retry, passive health, forwarding headers, request id,
+// metrics, access log) over transports that only turn bytes into requests
+// and answers back into bytes, as Envoy's codecs do:
+//
+//   - h1conn.go: xlb's own HTTP/1.1 engine, for cleartext and TLS clients;
+//   - stdconn.go: Go's net/http server, for HTTP/2 clients and the few
+//     HTTP/1.x requests the engine hands it (protocol upgrades,
+//     Expect: 100-continue, HTTP/1.0, absolute-form targets).
+//
+// Every transport reaches backends the same way: HTTP/1.1 on one
+// connection pool per backend (upconn.go), the request head written once
+// (outgoing.go).
+
+// request is what the pipeline knows of a request, whatever its transport.
+// Its strings may be views of the transport's read buffer (see bstr): they
+// are valid until the exchange ends and must not be kept.
+type request struct {
+	method, target, host string
+	start                time.Time
+	ip                   string     // client address without port
+	addr                 netip.Addr // the same, parsed; invalid if it is not an IP
+	tls                  bool       // the client connection is TLS
+	id                   []byte     // the X-Request-Id the client sent, if any
+	close                bool       // the client closes after this answer
+	upgrade              string     // the protocol the client asks to switch to (net/http transport only)
+
+	// The body: whole (it came with the head, so it can be sent again), or
+	// still on the wire (stream), framed chunked when length is -1.
+	body   []byte
+	length int64
+	stream bool
+	read   bool // bytes of a streamed body were consumed: it cannot be replayed
+
+	end time.Time // when the last request on the connection ended
+
+	// Per-request scratch space kept with the connection, so that a
+	// request allocates nothing.
+	pick  balance.Pick
+	idBuf [32]byte
+	ans   answer
+}
+
+// exchange is one request on a transport and the way to answer it.
+type exchange interface {
+	req() *request
+	// path is the request's decoded path (net/http's URL.Path).
+	path() string
+	// header returns the first value of a request field, by its lower-case
+	// and its canonical name.
+	header(lower, canon string) string
+	cookie(name string) string
+	// remote is the client's address and port, for the access log.
+	remote() string
+
+	// appendFields appends the end-to-end request fields in HTTP/1.1 form:
+	// no hop-by-hop or framing fields, and none of those the pipeline
+	// writes itself (X-Request-Id, X-Forwarded-*, Forwarded).
+	appendFields(b []byte) []byte
+	// appendPrior appends the values of prior proxies' X-Forwarded-For
+	// (forwarded false) or Forwarded (true) fields, each followed by ", ".
+	appendPrior(b []byte, forwarded bool) []byte
+	// sendBody writes a streamed body to the backend in the framing the
+	// request head announced; cerr is a failure of the client, werr one of
+	// the backend.
+	sendBody(w *wbuf) (werr, cerr error)
+
+	// reply answers without a backend (429, 502, 503, 504, and later cached
+	// answers). It reports whether the connection may carry another request.
+	reply(status int, msg string, id []byte, retryAfter int) bool
+	// respond writes a backend's answer: its head (with the pipeline's
+	// additions in a) and its body, streamed from a.pc as it comes.
+	respond(a *answer) bool
+	// gone reports whether the client has gone away (closed, reset, or
+	// cancelled the request): then nobody waits for the answer.
+	gone() bool
+}
+
+// answer is a backend's answer on its way to the client.
+type answer struct {
+	pc        *upConn // the head is pc.head; the body is read from pc
+	id        []byte
+	setCookie string // a Set-Cookie value to add, or ""
+	headReq   bool
+	now       time.Time
+
+	// Set by respond.
+	bytes int64
+	err   string
+}

@@ -1,0 +1,99 @@
+package l7
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener is one listen address and the service it serves; the service
+// and its TLS configuration are swapped on reload without closing the
+// socket.
+type listener struct {
+	addr    string
+	ln      net.Listener
+	owner   *Server
+	srv     *http.Server // net/http, for what the engine hands it
+	handler atomic.Pointer[service]
+	tlsConf atomic.Pointer[tls.Config] // nil: cleartext
+
+	handoff    *handoffListener
+	maxHeader  int
+	readHeader time.Duration
+	idle       time.Duration
+	draining   atomic.Bool
+	mu         sync.Mutex
+	fconns     map[*fastConn]struct{}
+}
+
+// add registers a new client connection; false once draining.
+func (l *listener) add(fc *fastConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining.Load() {
+		return false
+	}
+	l.fconns[fc] = struct{}{}
+	return true
+}
+
+func (l *listener) remove(fc *fastConn) {
+	l.mu.Lock()
+	delete(l.fconns, fc)
+	l.mu.Unlock()
+}
+
+// drainFast stops the HTTP/1.1 engine: no new connections, idle ones
+// closed now, busy ones after their current response (which says
+// Connection: close), all of them closed when ctx ends.
+func (l *listener) drainFast(ctx context.Context) error {
+	l.ln.Close()
+	l.mu.Lock()
+	l.draining.Store(true)
+	l.mu.Unlock()
+	kicked := map[*fastConn]bool{}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		n := len(l.fconns)
+		for fc := range l.fconns {
+			// A connection waiting for a request is woken by a deadline
+			// in the past; it sees the drain and closes.
+			if !kicked[fc] && fc.state.Load() == connIdle {
+				kicked[fc] = true
+				fc.c.SetReadDeadline(time.Unix(1, 0))
+			}
+		}
+		l.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			l.mu.Lock()
+			for fc := range l.fconns {
+				fc.c.Close()
+			}
+			l.mu.Unlock()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// shutdown drains the listener: the engine's connections and net/http's.
+func (l *listener) shutdown(ctx context.Context) error {
+	ferr := l.drainFast(ctx)
+	l.handoff.Close()
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	return errors.Join(ferr, err)
+}

@@ -1,0 +1,332 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/xlbproject/xlb/l7/balance"
+)
+
+// statusClientClosed is what the access log and metrics say of a request
+// whose client went away before its answer (NGINX's 499).
+const statusClientClosed = 499
+
+// errClientGone ends a backend exchange whose client went away while it
+// waited for the answer: the backend request is cancelled (its connection
+// closed) and the backend is not blamed.
+var errClientGone = errors.New("the client went away before the answer")
+
+// clientError is a failure reading the client's request body.
+type clientError struct{ error }
+
+// serve takes one request through the pipeline. It reports whether the
+// client connection may carry another request.
+func (s *service) serve(x exchange) bool {
+	r := x.req()
+	s.active.Add(1)
+	s.mActive.Inc()
+	defer func() {
+		s.active.Add(-1)
+		s.mActive.Dec()
+	}()
+	id := r.id
+	if !saneID(id) {
+		id = appendRequestID(r.idBuf[:0])
+	}
+	rec := logRecord{start: r.start}
+	defer s.finish(x, &rec, id)
+
+	if s.limiter != nil {
+		key := r.ip
+		if s.limitHeader != "" {
+			key = "h:" + x.header(s.limitHeader, s.limitCanon)
+		}
+		if ok, wait := s.limiter.allow(key, r.start); !ok {
+			rec.status = http.StatusTooManyRequests
+			return x.reply(http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
+		}
+	}
+	p := s.pool
+	for i := range s.routes {
+		if s.routes[i].matches(x) {
+			p = s.routes[i].pool
+			break
+		}
+	}
+	s.budget.earn()
+	return s.forward(x, p, id, &rec)
+}
+
+// forward sends the request to a backend, retrying elsewhere where the
+// config and the method allow, and hands the answer to the transport.
+func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
+	r := x.req()
+	pick := &r.pick
+	pick.Tried = pick.Tried[:0]
+	pick.ClientIP = r.addr
+	pick.Key = s.hashKey(x)
+	// Only a request without a body may be sent again after a backend saw
+	// it; one whose body is still whole may be sent again if it never
+	// reached a backend (a connect error).
+	safe := idempotent(r.method) && !r.stream && r.body == nil
+	headReq := r.method == http.MethodHead
+	var cookie string
+	if st := s.cfg.Sticky; st != nil {
+		cookie = x.cookie(st.Cookie)
+	}
+	attempts := 1 + s.cfg.Retries.Attempts
+	for attempt := 0; ; attempt++ {
+		sent := rec.start
+		if attempt > 0 {
+			sent = time.Now()
+		}
+		u := s.choose(x, p, pick, cookie, sent)
+		if u == nil {
+			if x.gone() {
+				rec.status = statusClientClosed
+				return false
+			}
+			rec.status = http.StatusServiceUnavailable
+			return x.reply(http.StatusServiceUnavailable, s.noBackend, id, 0)
+		}
+		rec.backend = u.Addr
+		pc, err := s.roundTrip(x, u, id, sent, headReq, safe)
+		if err != nil {
+			u.Release()
+			var cerr clientError
+			if errors.Is(err, errClientGone) || errors.As(err, &cerr) || x.gone() {
+				// Nobody waits for an answer, and the backend did nothing
+				// wrong: no passive-health failure, no retry.
+				rec.status, rec.err = statusClientClosed, err.Error()
+				return false
+			}
+			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
+			if retryable && attempt+1 < attempts && s.budget.spend() {
+				pick.Tried = append(pick.Tried, u)
+				rec.retries++
+				continue
+			}
+			rec.status, rec.err = status, err.Error()
+			return x.reply(status, http.StatusText(status), id, 0)
+		}
+		if s.answered(u, pc.head.Status, safe) && attempt+1 < attempts && s.budget.spend() {
+			pc.discard()
+			u.Release()
+			pick.Tried = append(pick.Tried, u)
+			rec.retries++
+			continue
+		}
+		now := time.Now()
+		u.ObserveLatency(now.Sub(sent), now)
+		rec.status = pc.head.Status
+		a := &r.ans
+		*a = answer{pc: pc, id: id, headReq: headReq, now: now}
+		if s.cfg.Sticky != nil {
+			if tok := p.tokenOf[u]; cookie != tok {
+				a.setCookie = p.cookieFor(u, r.tls)
+			}
+		}
+		keep := x.respond(a)
+		rec.bytes, rec.err = a.bytes, a.err
+		u.Release()
+		return keep
+	}
+}
+
+// choose picks a backend: the one the sticky cookie names if it is
+// usable, else the scheduler's; when every usable backend is at max_conns,
+// it waits briefly for a slot.
+func (s *service) choose(x exchange, p *pool, pick *balance.Pick, cookie string, now time.Time) *balance.Upstream {
+	if u := s.tryPick(p, pick, cookie, now); u != nil {
+		return u
+	}
+	if !p.anyFull(time.Now()) {
+		return nil
+	}
+	// max_conns is an overload guard: polling only costs when a service
+	// is saturated.
+	deadline := time.Now().Add(queueWait)
+	for time.Now().Before(deadline) && !x.gone() {
+		time.Sleep(2 * time.Millisecond)
+		if u := s.tryPick(p, pick, cookie, time.Now()); u != nil {
+			return u
+		}
+	}
+	return nil
+}
+
+func (s *service) tryPick(p *pool, pick *balance.Pick, cookie string, now time.Time) *balance.Upstream {
+	if cookie != "" {
+		if u := p.byToken[cookie]; u != nil && u.Available(now) && !tried(pick, u) && u.TryAcquire() {
+			return u
+		}
+	}
+	for range 4 {
+		u := p.sel.Select(p.ups, pick, now)
+		if u == nil {
+			return nil
+		}
+		if u.TryAcquire() {
+			return u
+		}
+		// Lost a race for its last slot: pick again.
+	}
+	return nil
+}
+
+func tried(p *balance.Pick, u *balance.Upstream) bool {
+	for _, t := range p.Tried {
+		if t == u {
+			return true
+		}
+	}
+	return false
+}
+
+// failure kinds, as retries.on names them.
+const (
+	failConnect = "connect_error"
+	failTimeout = "timeout"
+)
+
+func classify(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Timeout() {
+			return failTimeout
+		}
+		return failConnect
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return failTimeout
+	}
+	return "error"
+}
+
+// upstreamFailure handles an exchange with u that failed before any answer,
+// through the backend's fault (the client's were handled before): it counts
+// for passive health, and the request may go to another backend if
+// retries.on names the kind of failure and the request can be sent again.
+// status is the answer if it is not retried: 504 for a response-header
+// timeout, else 502.
+func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouched bool) (status int, retryable bool) {
+	kind := classify(err)
+	if kind == "error" && safe {
+		// A reset or close before any response: an idempotent request may
+		// go elsewhere as if it never connected.
+		kind = failConnect
+	}
+	s.passiveFail(u)
+	status = http.StatusBadGateway
+	if kind == failTimeout {
+		status = http.StatusGatewayTimeout
+	}
+	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
+}
+
+// answered counts a backend's answer for passive health (a 5xx is a
+// failure) and reports whether the config wants a 5xx retried elsewhere.
+func (s *service) answered(u *balance.Upstream, status int, safe bool) (retry bool) {
+	if status < 500 {
+		u.Succeed()
+		return false
+	}
+	s.passiveFail(u)
+	return safe && s.retryOn[strconv.Itoa(status)]
+}
+
+func (s *service) passiveFail(u *balance.Upstream) {
+	ph := s.cfg.PassiveHealth
+	if ph.MaxFails > 0 && u.Fail(time.Now(), ph.MaxFails, ph.FailTimeout) {
+		s.srv.log.Warn("backend ejected by passive health", "service", s.name, "backend", u.Addr,
+			"max_fails", ph.MaxFails, "fail_timeout", ph.FailTimeout)
+	}
+}
+
+// hashKey is the consistent_hash key of the request.
+func (s *service) hashKey(x exchange) string {
+	switch s.hashKind {
+	case "header":
+		return x.header(s.hashLower, s.hashName)
+	case "cookie":
+		return x.cookie(s.hashName)
+	case "path":
+		return x.path()
+	}
+	return x.req().ip
+}
+
+// idempotent methods may be sent twice (RFC 9110 9.2.2).
+func idempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// logRecord is what the access log and metrics say of one request.
+type logRecord struct {
+	start   time.Time
+	backend string
+	status  int
+	retries int
+	bytes   int64
+	err     string
+}
+
+type codeKey struct {
+	backend string
+	code    int
+}
+
+// requestsCounter is xlb_l7_requests_total's child for a backend and status.
+func (s *service) requestsCounter(backend string, code int) counter {
+	k := codeKey{backend, code}
+	if c, ok := s.codes.Load(k); ok {
+		return c.(counter)
+	}
+	c := s.srv.met.requests.WithLabelValues(s.name, backend, strconv.Itoa(code))
+	s.codes.Store(k, c)
+	return c
+}
+
+type counter interface{ Inc() }
+
+// finish records a request in metrics and the access log.
+func (s *service) finish(x exchange, rec *logRecord, id []byte) {
+	end := time.Now()
+	d := end.Sub(rec.start)
+	backend := rec.backend
+	if backend == "" {
+		backend = "none"
+	}
+	s.requestsCounter(backend, rec.status).Inc()
+	s.mDuration.Observe(d.Seconds())
+	if rec.retries > 0 {
+		s.mRetries.Add(float64(rec.retries))
+	}
+	r := x.req()
+	if al := s.srv.access; al != nil {
+		attrs := []slog.Attr{
+			slog.String("request_id", string(id)), slog.String("service", s.name), slog.String("client", x.remote()),
+			slog.String("method", r.method), slog.String("host", r.host), slog.String("path", x.path()),
+			slog.Int("status", rec.status), slog.String("backend", backend), slog.Int("retries", rec.retries),
+			slog.Int64("bytes", rec.bytes), slog.Duration("duration", d),
+		}
+		if rec.err != "" {
+			attrs = append(attrs, slog.String("error", rec.err))
+		}
+		al.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	}
+	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.srv.log.Debug("request", "service", s.name, "backend", backend, "status", rec.status, "duration", d)
+	}
+	r.end = end
+}
