@@ -35,6 +35,7 @@ type upConn struct {
 	noBody bool // the response to this request has no body
 	dl     bool // a read deadline is set
 	raw    syscall.RawConn
+	onRead func(fd uintptr) bool // pc.readable, made once: a method value allocates
 	rt     roundTrip
 	idleAt time.Time
 	pool   *connPool
@@ -102,6 +103,7 @@ func (p *connPool) dial() (*upConn, error) {
 		pc.c = tc
 	} else if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
+		pc.onRead = pc.readable
 	}
 	pc.in = h1.NewReader(pc.c, 4<<10, maxResponseHead)
 	pc.out = wbuf{w: pc.c, fd: -1}
@@ -219,7 +221,7 @@ func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq, upgr
 				return true, nil
 			}
 		} else {
-			if rerr = pc.raw.Read(pc.readable); rerr == nil {
+			if rerr = pc.raw.Read(pc.onRead); rerr == nil {
 				return rt.wrote || wroteBefore, rt.err
 			}
 		}
