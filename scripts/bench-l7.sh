@@ -1,18 +1,56 @@
 #!/usr/bin/env bash
 # bench-l7.sh (`make bench-l7`): xlb's L7 tier against NGINX and HAProxy, all
-# three in front of the same three local backends, measured with wrk in one
-# run, taking turns, and reported as ratios to NGINX.
+# three in front of the same three local backends, measured in one run,
+# taking turns, and reported as ratios to NGINX.
+#
+# Scenarios (SCENARIOS, default "http https https-new"; each prints its own table):
+#   http       plain HTTP/1.1 keep-alive: `wrk -t THREADS -c CONNS`, and wrk
+#              straight against one backend as the ceiling of the machine.
+#   https      HTTP/1.1 keep-alive over TLS 1.3: the same wrk run against each
+#              proxy's TLS port; CONNS handshakes per run, then requests: the
+#              cost of TLS records on a busy connection.
+#   https-new  a new TLS connection per request, a full handshake each (the
+#              handshakes/s an edge can take): test/benchl7/tlsnew with CONNS
+#              connections at a time (GOMAXPROCS=THREADS), each dial, TLS 1.3
+#              handshake, one GET with "Connection: close", close. Not wrk:
+#              with -H 'Connection: close' wrk reconnects but resumes the TLS
+#              session. tlsnew keeps no session cache, so no handshake can
+#              resume (the servers still issue tickets, as their defaults do);
+#              it counts full and resumed handshakes, and the kernel's count
+#              of accepted TCP connections is printed beside them.
+# TLS is the same for all three proxies: one certificate and key made per run
+# with openssl (ECDSA P-256, self-signed, SAN DNS:bench.xlb.test and
+# IP:127.0.0.1; clients do not verify it), TLS 1.3 only on nginx and haproxy
+# (xlb accepts 1.2 too until it has tls.min_version: see XLB_TLS_EXTRA; every
+# client here offers 1.3), HTTP/1.1 only (ALPN http/1.1 where the client
+# offers ALPN; wrk offers none), key exchange X25519 (what wrk's OpenSSL 3.0
+# offers first; tlsnew offers only X25519), and TLS_AES_128_GCM_SHA256 first
+# on nginx and haproxy with server preference, because that is the suite Go
+# (xlb) picks (OpenSSL would pick AES-256-GCM), so that all three encrypt the
+# same way. nginx: `listen ... ssl`, ssl_protocols TLSv1.3, session tickets
+# and cache at nginx's defaults; haproxy: `bind ... ssl crt ... ssl-min-ver
+# TLSv1.3 alpn http/1.1`, its default cache; xlb: a second layer 7 service
+# with tls {cert_file, key_file} (Go's defaults: tickets on, keys rotated).
+# Backends stay plain HTTP/1.1 keep-alive for every scenario. Before anything
+# is timed, each TLS port is checked with openssl s_client (as wrk does the
+# handshake) and, for https-new, with tlsnew -check; the negotiated version,
+# suite, group, ALPN and certificate fingerprint are printed.
 #
 # What it does:
-#   - installs what is missing (nginx, haproxy, wrk, curl, procps) with apt-get,
+#   - installs what is missing (nginx, haproxy, wrk, curl, procps, and openssl
+#     when a TLS scenario is selected) with apt-get,
 #     as root only, without starting any system service (no systemd unit is
 #     used; services the packages would start are denied by a policy-rc.d for
 #     the duration of the install, if the machine has none);
-#   - builds bin/xlbd and the backend (test/benchl7/backend) and starts the
-#     backends on 127.0.0.1:19001-19003 (GET / answers 64 bytes, GET /health 200);
+#   - builds bin/xlbd, the backend (test/benchl7/backend) and, for https-new,
+#     test/benchl7/tlsnew; starts the backends on 127.0.0.1:19001-19003
+#     (GET / answers 64 bytes, GET /health 200);
 #   - writes equivalent configs into a temp dir and runs each proxy as a
-#     foreground process of its own on a high port: nginx 127.0.0.1:18081,
-#     haproxy 127.0.0.1:18082, xlbd 127.0.0.1:18083 (admin/metrics 127.0.0.1:19100).
+#     foreground process of its own on high ports: nginx 127.0.0.1:18081
+#     (TLS 18481), haproxy 127.0.0.1:18082 (TLS 18482), xlbd 127.0.0.1:18083
+#     (TLS 18483; admin/metrics 127.0.0.1:19100); the TLS listeners exist only
+#     when a TLS scenario is selected, so SCENARIOS=http runs the configs of
+#     before the TLS scenarios.
 #     Equivalent means: round robin over the same three backends, HTTP/1.1
 #     keep-alive to the backends, no request limit per connection, no access
 #     log anywhere (xlbd runs without -access-log), a status/metrics endpoint on each
@@ -20,22 +58,31 @@
 #     checking on each (xlb and haproxy: active GET /health every 1s, down after
 #     3 failures, up after 2; nginx open source has passive checks only:
 #     max_fails=3 fail_timeout=30s, which xlb also has as passive_health);
-#   - warms up, then runs ROUNDS rounds; in each round every target gets one
-#     `wrk -t THREADS -c CONNS -d DURATION --latency` run, and the order turns
-#     by one each round (round 1: backend, nginx, haproxy, xlb; round 2: nginx,
-#     haproxy, xlb, backend; ...) so that no proxy always follows the same one;
+#   - warms up, then runs ROUNDS rounds; in each round every selected scenario
+#     has its turn, and in it every target one `wrk -t THREADS -c CONNS -d
+#     DURATION --latency` run (tlsnew for https-new); the order of the
+#     targets turns by one each round (round 1: backend, nginx, haproxy, xlb;
+#     round 2: nginx, haproxy, xlb, backend; ...) so that no proxy always
+#     follows the same one;
 #   - reads each proxy's CPU time (utime + stime of its whole process tree from
 #     /proc/PID/stat, all threads included) before and after each run: CPU
 #     microseconds per request is the steadiest figure on a small shared machine;
 #   - reads the backends' /stats before and after each run: the share each
 #     backend got (round robin: about a third each) and how many new upstream
 #     connections the proxy opened (keep-alive: a handful, not one per request);
-#   - prints the median of the rounds per proxy (req/s, p50, p99, CPU us/req),
-#     the ratios to NGINX, and wrk straight against one backend as the ceiling.
+#     in the TLS scenarios also the kernel's PassiveOpens (/proc/net/snmp)
+#     minus those upstream connections: the client connections the proxy
+#     accepted (all of the machine's loopback, so other local traffic adds
+#     to it): about CONNS for https, about one per request for https-new;
+#   - prints, per scenario, the median of the rounds per proxy (req/s, p50,
+#     p99, CPU us/req), the ratios to NGINX, and for http wrk straight against
+#     one backend as the ceiling.
 #
 # The figures are relative. Everything runs on one machine (2 cores here):
-# wrk, the proxy and the backends share the CPUs, so requests/s is bounded by
-# the whole set, and loopback delivery is partly charged to whoever sends.
+# the load client, the proxy and the backends share the CPUs, so requests/s
+# is bounded by the whole set, and loopback delivery is partly charged to
+# whoever sends. In https-new the client does a full handshake per request
+# too, so it takes a large share of the CPUs.
 # Compare ratios taken in the same run, not absolute numbers across machines.
 # Run it in the foreground on an otherwise quiet machine.
 #
@@ -44,11 +91,14 @@
 # exits non-zero if the harness itself cannot run (a port in use, a proxy
 # that does not start, a config xlbd -check rejects).
 #
-# Environment: ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), WARMUP (2s),
+# Environment: SCENARIOS ("http https https-new", any subset, run in that
+# order in each round), ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), WARMUP (2s),
 # WORKERS (auto: each proxy's own default, one worker/thread per CPU; a
 # number N runs every proxy on N: nginx worker_processes N, haproxy nbthread
 # N, xlbd GOMAXPROCS=N),
 # GO (go), XLBD (a prebuilt xlbd to use instead of building bin/xlbd),
+# XLB_TLS_EXTRA (more keys for the xlb service's tls mapping, e.g.
+# XLB_TLS_EXTRA='min_version: "1.3"' once xlb has that key; empty by default),
 # KEEP_TMP=1 keeps the temp dir with the configs, logs and wrk output (it is
 # kept anyway when the harness fails; an interrupted run removes it).
 # Ctrl-C stops everything this script started.
@@ -61,6 +111,8 @@ THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2s}
 WORKERS=${WORKERS:-auto}
 GO=${GO:-go}
+SCENARIOS=${SCENARIOS:-http https https-new}
+XLB_TLS_EXTRA=${XLB_TLS_EXTRA:-}
 
 BACKEND_PORTS=(19001 19002 19003)
 NGINX_PORT=18081
@@ -69,6 +121,10 @@ XLB_PORT=18083
 XLB_ADMIN_PORT=19100
 NGINX_STATUS_PORT=18091
 HAPROXY_STATUS_PORT=18092
+NGINX_TLS_PORT=18481
+HAPROXY_TLS_PORT=18482
+XLB_TLS_PORT=18483
+TLS_NAME=bench.xlb.test # the certificate's name and the SNI tlsnew and openssl s_client send
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -86,6 +142,17 @@ if [[ $WORKERS != auto ]]; then
 	haproxy_threads="nbthread $WORKERS"
 	xlb_env=(GOMAXPROCS="$WORKERS")
 fi
+scenarios=() tls=
+for s in $SCENARIOS; do
+	case $s in
+	http | https | https-new) ;;
+	*) die "SCENARIOS: unknown scenario $s: want some of http https https-new" ;;
+	esac
+	[[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
+	[[ $s == http ]] || tls=1
+done
+((${#scenarios[@]} > 0)) || die "SCENARIOS is empty: want some of http https https-new"
+has_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- tools
 
@@ -97,6 +164,7 @@ have haproxy || need+=(haproxy)
 have wrk || need+=(wrk)
 have curl || need+=(curl)
 have pgrep || need+=(procps)
+[[ -n $tls ]] && ! have openssl && need+=(openssl)
 if ((${#need[@]} > 0)); then
 	have apt-get || die "missing ${need[*]} and no apt-get: install them by hand"
 	[[ $(id -u) -eq 0 ]] || die "missing ${need[*]}: run as root once (or: sudo apt-get install ${need[*]}); the benchmark itself needs no root"
@@ -186,7 +254,9 @@ wait_port() {
 	return 1
 }
 
-for p in "${BACKEND_PORTS[@]}" $NGINX_PORT $HAPROXY_PORT $XLB_PORT $XLB_ADMIN_PORT $NGINX_STATUS_PORT $HAPROXY_STATUS_PORT; do
+tls_ports=()
+[[ -n $tls ]] && tls_ports=($NGINX_TLS_PORT $HAPROXY_TLS_PORT $XLB_TLS_PORT)
+for p in "${BACKEND_PORTS[@]}" $NGINX_PORT $HAPROXY_PORT $XLB_PORT $XLB_ADMIN_PORT $NGINX_STATUS_PORT $HAPROXY_STATUS_PORT "${tls_ports[@]}"; do
 	listening "$p" && die "127.0.0.1:$p is already in use (another benchmark running?)"
 done
 
@@ -194,6 +264,9 @@ done
 
 if [[ -n ${XLBD:-} ]]; then log "building the backend (xlbd: $XLBD)"; else log "building the backend and bin/xlbd"; fi
 "$GO" build -buildvcs=false -o "$tmp/backend" ./test/benchl7/backend || die "go build ./test/benchl7/backend failed"
+if has_scenario https-new; then
+	"$GO" build -buildvcs=false -o "$tmp/tlsnew" ./test/benchl7/tlsnew || die "go build ./test/benchl7/tlsnew failed"
+fi
 xlb_reason=
 if [[ -n ${XLBD:-} ]]; then
 	xlbd=$XLBD
@@ -225,6 +298,57 @@ fd_limit=$(ulimit -Hn)
 maxconn=$(((fd_limit - 200) / 2))
 ((maxconn > 4096)) && maxconn=4096
 ((CONNS + 200 <= maxconn)) || die "CONNS=$CONNS is too many for the open-file limit ($fd_limit): raise ulimit -n or lower CONNS"
+
+# One certificate and key for all three proxies (haproxy wants both in one file).
+# TLS 1.3 suites in the order Go uses with AES hardware, AES-128-GCM first:
+# nginx and haproxy pick by their own order, so they choose what xlb chooses.
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+nginx_tls_server="" haproxy_tls_frontend="" xlb_tls_service=""
+if [[ -n $tls ]]; then
+	mkdir -p "$tmp/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=$TLS_NAME" -addext "subjectAltName=DNS:$TLS_NAME,IP:127.0.0.1" \
+		-keyout "$tmp/tls/key.pem" -out "$tmp/tls/cert.pem" >"$tmp/tls/openssl.log" 2>&1 ||
+		{ cat "$tmp/tls/openssl.log" >&2; die "openssl cannot make the certificate"; }
+	cat "$tmp/tls/cert.pem" "$tmp/tls/key.pem" >"$tmp/tls/haproxy.pem"
+	tls_fingerprint=$(openssl x509 -noout -fingerprint -sha256 -in "$tmp/tls/cert.pem")
+	tls_fingerprint=${tls_fingerprint#*=}
+
+	nginx_tls_server="
+    server {                         # https, https-new
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl;   # no http2: HTTP/1.1 only
+        ssl_certificate $tmp/tls/cert.pem;
+        ssl_certificate_key $tmp/tls/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites $TLS13_SUITES;
+        # ssl_session_tickets (on), ssl_session_cache (none): nginx's defaults
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 30s;
+        }
+    }"
+	haproxy_tls_frontend="
+frontend bench_tls                   # https, https-new; tune.ssl.cachesize and tickets: haproxy's defaults
+    bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $tmp/tls/haproxy.pem ssl-min-ver TLSv1.3 alpn http/1.1 ciphersuites $TLS13_SUITES
+    default_backend bench"
+	xlb_tls_service="
+  - name: bench-tls                  # https, https-new: the same service over TLS
+    layer: 7
+    listen: 127.0.0.1:$XLB_TLS_PORT
+    tls: {cert_file: $tmp/tls/cert.pem, key_file: $tmp/tls/key.pem${XLB_TLS_EXTRA:+, $XLB_TLS_EXTRA}}
+    scheduler: round_robin
+    timeouts: {connect: 2s, response_header: 30s}
+    passive_health: {max_fails: 3, fail_timeout: 30s}
+    health_check: {type: http, path: /health, expect_status: 200, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 3}
+    backends:
+      - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
+      - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
+      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}"
+fi
 
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx.conf" <<EOF
@@ -263,7 +387,7 @@ http {
             proxy_connect_timeout 2s;    # = xlb timeouts.connect
             proxy_read_timeout 30s;      # = xlb timeouts.response_header
         }
-    }
+    }$nginx_tls_server
     server {                         # metrics, as xlb's /metrics
         listen 127.0.0.1:$NGINX_STATUS_PORT;
         location = /status { stub_status; }
@@ -298,7 +422,7 @@ backend bench
     default-server check inter 1s fall 3 rise 2   # = xlb health_check
     server b1 127.0.0.1:${BACKEND_PORTS[0]}
     server b2 127.0.0.1:${BACKEND_PORTS[1]}
-    server b3 127.0.0.1:${BACKEND_PORTS[2]}
+    server b3 127.0.0.1:${BACKEND_PORTS[2]}$haproxy_tls_frontend
 frontend metrics                     # metrics, as xlb's /metrics
     bind 127.0.0.1:$HAPROXY_STATUS_PORT
     http-request use-service prometheus-exporter if { path /metrics }
@@ -325,7 +449,7 @@ services:
     backends:
       - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
       - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
-      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}
+      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}$xlb_tls_service
 EOF
 
 # ---------------------------------------------------------------- proxies
@@ -336,17 +460,19 @@ nginx -p "$tmp/nginx" -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log" -g 'daemon 
 nginx_pid=$!
 started+=("$nginx_pid")
 wait_port $NGINX_PORT "$nginx_pid" 10 || { cat "$tmp/nginx.log" "$tmp/nginx/error.log" >&2; die "nginx did not start"; }
+[[ -z $tls ]] || wait_port $NGINX_TLS_PORT "$nginx_pid" 10 || { cat "$tmp/nginx.log" "$tmp/nginx/error.log" >&2; die "nginx does not listen on 127.0.0.1:$NGINX_TLS_PORT"; }
 
 haproxy -c -q -f "$tmp/haproxy.cfg" >"$tmp/haproxy-c.log" 2>&1 || { cat "$tmp/haproxy-c.log" >&2; die "haproxy rejects its config"; }
 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
 haproxy_pid=$!
 started+=("$haproxy_pid")
 wait_port $HAPROXY_PORT "$haproxy_pid" 10 || { cat "$tmp/haproxy.log" >&2; die "haproxy did not start"; }
+[[ -z $tls ]] || wait_port $HAPROXY_TLS_PORT "$haproxy_pid" 10 || { cat "$tmp/haproxy.log" >&2; die "haproxy does not listen on 127.0.0.1:$HAPROXY_TLS_PORT"; }
 
 xlb_pid=
 if [[ -z $xlb_reason ]]; then
 	"$xlbd" -check -config "$tmp/xlb.yaml" >"$tmp/xlbd-check.log" 2>&1 ||
-		{ cat "$tmp/xlbd-check.log" >&2; die "xlbd -check rejects the benchmark's config: fix scripts/bench-l7.sh"; }
+		{ cat "$tmp/xlbd-check.log" >&2; die "xlbd -check rejects the benchmark's config: fix scripts/bench-l7.sh${XLB_TLS_EXTRA:+ or XLB_TLS_EXTRA ($XLB_TLS_EXTRA)}"; }
 	env "${xlb_env[@]}" "$xlbd" -config "$tmp/xlb.yaml" >"$tmp/xlbd.log" 2>&1 &
 	xlb_pid=$!
 	started+=("$xlb_pid")
@@ -360,6 +486,11 @@ if [[ -z $xlb_reason ]]; then
 			: "${xlb_reason:=xlbd exited without a message}"
 		fi
 		log "xlbd did not start; its output:"
+		sed 's/^/    /' "$tmp/xlbd.log" >&2
+		stop_tree "$xlb_pid"
+		xlb_pid=
+	elif [[ -n $tls ]] && ! wait_port $XLB_TLS_PORT "$xlb_pid" 5; then
+		xlb_reason="xlbd serves HTTP but does not listen for TLS on 127.0.0.1:$XLB_TLS_PORT"
 		sed 's/^/    /' "$tmp/xlbd.log" >&2
 		stop_tree "$xlb_pid"
 		xlb_pid=
@@ -381,6 +512,38 @@ check_proxy backend "${BACKEND_PORTS[0]}"
 check_proxy nginx $NGINX_PORT
 check_proxy haproxy $HAPROXY_PORT
 [[ -n $xlb_pid ]] && check_proxy xlb $XLB_PORT
+
+# check_tls NAME PORT: the TLS port speaks TLS 1.3 with this run's certificate
+# and HTTP/1.1, answers GET / over TLS with a backend's body, and (for
+# https-new) tlsnew gets a full handshake from it. Prints what was negotiated.
+check_tls() {
+	local name=$1 port=$2 out proto cipher group alpn fp body
+	out=$(openssl s_client -connect "127.0.0.1:$port" -servername $TLS_NAME -alpn http/1.1 </dev/null 2>/dev/null) ||
+		die "$name on 127.0.0.1:$port: openssl s_client cannot connect"
+	read -r proto cipher < <(awk '/^New, /{ gsub(",", ""); print $2, $5; exit }' <<<"$out")
+	group=$(awk -F': ' '/^Server Temp Key:/ { sub(",.*", "", $2); print $2; exit }' <<<"$out")
+	alpn=$(awk -F': ' '/^ALPN protocol:/ { print $2; exit } /^No ALPN/ { print "none"; exit }' <<<"$out")
+	fp=$(openssl x509 -noout -fingerprint -sha256 2>/dev/null <<<"$out" || true)
+	[[ $proto == TLSv1.3 ]] || die "$name on 127.0.0.1:$port negotiates ${proto:-no TLS}, want TLSv1.3"
+	[[ ${fp#*=} == "$tls_fingerprint" ]] || die "$name on 127.0.0.1:$port presents another certificate than $tmp/tls/cert.pem"
+	[[ $alpn == http/1.1 || $alpn == none ]] || die "$name on 127.0.0.1:$port selects ALPN $alpn, want http/1.1"
+	body=$(curl -fsSk --http1.1 --max-time 5 --resolve "$TLS_NAME:$port:127.0.0.1" "https://$TLS_NAME:$port/") ||
+		die "$name on 127.0.0.1:$port does not answer GET / over TLS"
+	[[ $body == backend\ 127.0.0.1:* ]] || die "$name on 127.0.0.1:$port answers GET / over TLS with an unexpected body: $body"
+	printf '  tls %-8s 127.0.0.1:%s  openssl (as wrk): %s %s %s, ALPN %s, this run'"'"'s certificate\n' "$name" "$port" "$proto" "$cipher" "$group" "$alpn"
+	if has_scenario https-new; then
+		out=$("$tmp/tlsnew" -check -servername $TLS_NAME "https://127.0.0.1:$port/") || die "$name on 127.0.0.1:$port: tlsnew -check fails: $out"
+		printf '  tls %-8s 127.0.0.1:%s  tlsnew:           %s\n' "$name" "$port" "$(sed -n 's/^TLS: //p' <<<"$out")"
+	fi
+}
+tls_checks=
+if [[ -n $tls ]]; then
+	tls_checks=$(
+		check_tls nginx $NGINX_TLS_PORT
+		check_tls haproxy $HAPROXY_TLS_PORT
+		if [[ -n $xlb_pid ]]; then check_tls xlb $XLB_TLS_PORT; fi
+	) || exit 1
+fi
 
 # ---------------------------------------------------------------- measuring
 
@@ -404,26 +567,53 @@ backend_stats() {
 	curl -fsS --max-time 5 "http://127.0.0.1:${BACKEND_PORTS[0]}/stats" | awk '{printf "%s %s ", $2, $3}'
 }
 
-# target NAME -> "port pid"
+# passive_opens: TCP connections the kernel has accepted so far (all sockets
+# of this network namespace, loopback included).
+passive_opens() {
+	awk '/^Tcp:/ { if (!col) { for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") col = i } else { print $col; exit } }' /proc/net/snmp
+}
+
+# target NAME SCENARIO -> "port pid"
 target() {
-	case $1 in
-	backend) echo "${BACKEND_PORTS[0]} $backend_pid" ;;
-	nginx) echo "$NGINX_PORT $nginx_pid" ;;
-	haproxy) echo "$HAPROXY_PORT $haproxy_pid" ;;
-	xlb) echo "$XLB_PORT $xlb_pid" ;;
+	case $1-$2 in
+	backend-*) echo "${BACKEND_PORTS[0]} $backend_pid" ;;
+	nginx-http) echo "$NGINX_PORT $nginx_pid" ;;
+	nginx-*) echo "$NGINX_TLS_PORT $nginx_pid" ;;
+	haproxy-http) echo "$HAPROXY_PORT $haproxy_pid" ;;
+	haproxy-*) echo "$HAPROXY_TLS_PORT $haproxy_pid" ;;
+	xlb-http) echo "$XLB_PORT $xlb_pid" ;;
+	xlb-*) echo "$XLB_TLS_PORT $xlb_pid" ;;
 	esac
 }
 
-run_wrk() { # DURATION PORT OUTFILE
+# The load client of each scenario, as its banner says.
+load_client() {
+	case $1 in
+	http) echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency http://127.0.0.1:PORT/" ;;
+	https) echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency https://127.0.0.1:PORT/" ;;
+	https-new) echo "GOMAXPROCS=$THREADS tlsnew -c $CONNS -d $(go_duration "$DURATION") -servername $TLS_NAME https://127.0.0.1:PORT/" ;;
+	esac
+}
+
+# go_duration D: a wrk duration (10s, 2m, 1h, or 10 meaning seconds) for Go.
+go_duration() { if [[ $1 =~ [smh]$ ]]; then echo "$1"; else echo "${1}s"; fi; }
+
+run_load() { # SCENARIO DURATION PORT OUTFILE
 	local rc=0
-	wrk -t"$THREADS" -c"$CONNS" -d"$1" --latency "http://127.0.0.1:$2/" >"$3" 2>&1 &
+	local -a cmd
+	case $1 in
+	http) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$3/") ;;
+	https) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "https://127.0.0.1:$3/") ;;
+	https-new) cmd=(env GOMAXPROCS="$THREADS" "$tmp/tlsnew" -c "$CONNS" -d "$(go_duration "$2")" -servername $TLS_NAME "https://127.0.0.1:$3/") ;;
+	esac
+	"${cmd[@]}" >"$4" 2>&1 &
 	wrk_pid=$!
 	wait "$wrk_pid" || rc=$?
 	wrk_pid=
 	return "$rc"
 }
 
-# parse_wrk FILE: "requests rps p50_us p99_us errors"
+# parse_wrk FILE: "requests rps p50_us p99_us errors" (wrk's output or tlsnew's, which has its shape)
 parse_wrk() {
 	awk '
 	function us(v) {
@@ -446,26 +636,27 @@ parse_wrk() {
 	}' "$1"
 }
 
-results=$tmp/results.tsv # name round rps p50_us p99_us cpu_us_per_req errors
+results=$tmp/results.tsv # name round rps p50_us p99_us cpu_us_per_req errors scenario conns_per_req resumed
 : >"$results"
 
-measure() { # NAME ROUND DURATION (ROUND 0: warm-up, not recorded)
-	local name=$1 round=$2 dur=$3 port pid t0 t1 s0 s1 out parsed
-	read -r port pid < <(target "$name")
-	out=$tmp/wrk-$name-$round.txt
+measure() { # NAME SCENARIO ROUND DURATION (ROUND 0: warm-up, not recorded)
+	local name=$1 sc=$2 round=$3 dur=$4 port pid t0 t1 s0 s1 o0 o1 out parsed
+	read -r port pid < <(target "$name" "$sc")
+	out=$tmp/$sc-$name-$round.txt
 	s0=$(backend_stats)
+	o0=$(passive_opens)
 	t0=$(cpu_ticks "$pid")
-	run_wrk "$dur" "$port" "$out" || { cat "$out" >&2; die "wrk against $name failed"; }
+	run_load "$sc" "$dur" "$port" "$out" || { cat "$out" >&2; die "$sc load against $name failed"; }
 	t1=$(cpu_ticks "$pid")
+	o1=$(passive_opens)
 	s1=$(backend_stats)
 	kill -0 "$pid" 2>/dev/null || die "$name died during the run (logs in $tmp)"
 	((round == 0)) && return 0
 	parsed=$(parse_wrk "$out")
-	[[ $parsed != bad ]] || { cat "$out" >&2; die "cannot read wrk's output for $name"; }
+	[[ $parsed != bad ]] || { cat "$out" >&2; die "cannot read the load client's output for $name ($sc)"; }
 	local reqs rps p50 p99 errs cpu
 	read -r reqs rps p50 p99 errs <<<"$parsed"
 	cpu=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v n="$reqs" 'BEGIN { printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0) }')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$cpu" "$errs" >>"$results"
 	# Backend shares and new upstream connections during the run.
 	local -a a b
 	read -r -a a <<<"$s0"
@@ -474,13 +665,34 @@ measure() { # NAME ROUND DURATION (ROUND 0: warm-up, not recorded)
 	share=$(awk -v r1=$((b[0] - a[0])) -v r2=$((b[2] - a[2])) -v r3=$((b[4] - a[4])) \
 		'BEGIN { t = r1 + r2 + r3; if (t == 0) t = 1; printf "%.0f/%.0f/%.0f%%", 100*r1/t, 100*r2/t, 100*r3/t }')
 	conns=$((b[1] - a[1] + b[3] - a[3] + b[5] - a[5]))
-	printf '  round %d %-8s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.2f us CPU/req  errors %d  backend shares %s, %d new backend connections\n' \
+	# Client connections the proxy accepted: the kernel's count minus the
+	# proxy's new backend connections (health checks and other local
+	# traffic still add a little).
+	local accepted=$((o1 - o0 - conns)) per_req full=- resumed=- tls_note=
+	((accepted < 0)) && accepted=0
+	per_req=$(awk -v a="$accepted" -v n="$reqs" 'BEGIN { printf "%.3f", (n > 0 ? a / n : 0) }')
+	if [[ $sc == https-new ]]; then
+		read -r full resumed < <(awk '/^Handshakes:/ { gsub(",", ""); print $3, $5 }' "$out")
+		[[ -n $full && -n $resumed ]] || { cat "$out" >&2; die "tlsnew printed no handshake counts for $name"; }
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$cpu" "$errs" "$sc" "$per_req" "$resumed" >>"$results"
+	case $sc in
+	https) tls_note=$(printf ', %d client connections accepted' "$accepted") ;;
+	https-new) tls_note=$(printf ', handshakes %d full %d resumed, %d client connections accepted (%.3f per request)' "$full" "$resumed" "$accepted" "$per_req") ;;
+	esac
+	printf '  round %d %-8s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.2f us CPU/req  errors %d  backend shares %s, %d new backend connections%s\n' \
 		"$round" "$name" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
-		"$cpu" "$errs" "$share" "$conns"
+		"$cpu" "$errs" "$share" "$conns" "$tls_note"
 }
 
-targets=(backend nginx haproxy)
-[[ -n $xlb_pid ]] && targets+=(xlb)
+# targets SCENARIO: what each scenario measures, in round 1's order. Plain
+# HTTP has wrk against a backend as the ceiling; there is no TLS backend.
+targets() {
+	local -a t=(backend nginx haproxy)
+	[[ $1 == http ]] || t=(nginx haproxy)
+	[[ -n $xlb_pid ]] && t+=(xlb)
+	echo "${t[@]}"
+}
 
 printf 'bench-l7: %s, %s CPUs, kernel %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(uname -r)"
 printf '  %s; %s; %s; xlbd %s\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
@@ -488,14 +700,24 @@ printf '  %s; %s; %s; xlbd %s\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 	"$(if [[ -n $xlb_pid ]]; then "$xlbd" -version | awk '{print $2}'; else echo unavailable; fi)"
 printf '  wrk -t%s -c%s -d%s --latency, %s round(s), warm-up %s per target; backend answers 64 bytes; proxy workers: %s\n' \
 	"$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$WARMUP" "$WORKERS"
+if [[ -n $tls ]]; then
+	printf '  scenarios: %s; TLS: %s, one ECDSA P-256 certificate (%s) for all\n' "${scenarios[*]}" "$(openssl version | awk '{print "openssl " $2}')" "$TLS_NAME"
+	printf '%s\n' "$tls_checks"
+fi
 
 if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
-	for t in "${targets[@]}"; do measure "$t" 0 "$WARMUP"; done
+	for sc in "${scenarios[@]}"; do
+		for t in $(targets "$sc"); do measure "$t" "$sc" 0 "$WARMUP"; done
+	done
 fi
-n=${#targets[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
-	for ((k = 0; k < n; k++)); do
-		measure "${targets[((r - 1 + k) % n)]}" "$r" "$DURATION"
+	for sc in "${scenarios[@]}"; do
+		read -r -a tg <<<"$(targets "$sc")"
+		n=${#tg[@]}
+		((${#scenarios[@]} > 1)) && printf '  %s: %s\n' "$sc" "$(load_client "$sc")"
+		for ((k = 0; k < n; k++)); do
+			measure "${tg[((r - 1 + k) % n)]}" "$sc" "$r" "$DURATION"
+		done
 	done
 done
 
@@ -506,8 +728,14 @@ fi
 
 # ---------------------------------------------------------------- report
 
-echo
-awk -F'\t' -v xlb_reason="$xlb_reason" '
+report() { # SCENARIO
+	echo
+	case $1 in
+	http) echo "http: plain HTTP/1.1 keep-alive ($(load_client http))" ;;
+	https) echo "https: HTTP/1.1 keep-alive over TLS 1.3 ($(load_client https)); backends plain HTTP/1.1" ;;
+	https-new) echo "https-new: a new connection and a full TLS 1.3 handshake per request, no session resumption ($(load_client https-new)); backends plain HTTP/1.1 keep-alive" ;;
+	esac
+	awk -F'\t' -v sc="$1" -v xlb_reason="$xlb_reason" '
 function median(name, col,    n, i, j, t, v) {
 	n = 0
 	for (i = 1; i <= rows; i++) if (nm[i] == name) v[++n] = val[i, col]
@@ -516,9 +744,19 @@ function median(name, col,    n, i, j, t, v) {
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
-{ rows++; nm[rows] = $1; for (c = 3; c <= 7; c++) val[rows, c] = $c; if ($7 > 0) errs[$1] += $7; seen[$1] = 1 }
+$8 == sc {
+	rows++; nm[rows] = $1; for (c = 3; c <= 7; c++) val[rows, c] = $c; val[rows, 9] = $9
+	if ($7 > 0) errs[$1] += $7
+	if ($10 != "-") resumed[$1] += $10
+	seen[$1] = 1
+}
 END {
-	printf "%-9s %10s %9s %9s %11s %9s %9s %9s  %s\n", "proxy", "req/s", "p50 ms", "p99 ms", "CPU us/req", "req/s", "CPU/req", "p99", "errors"
+	tlsx = sc != "http"
+	head = sc == "https-new" ? "hs/s" : "req/s"
+	printf "%-9s %10s %9s %9s %11s %9s %9s %9s", "proxy", head, "p50 ms", "p99 ms", "CPU us/req", head, "CPU/req", "p99"
+	if (tlsx) printf " %9s", "conn/req"
+	if (sc == "https-new") printf " %8s", "resumed"
+	printf "  %s\n", "errors"
 	printf "%-9s %10s %9s %9s %11s %9s %9s %9s\n", "", "(median)", "", "", "", "x nginx", "x nginx", "x nginx"
 	nr = median("nginx", 3); nc = median("nginx", 6); n99 = median("nginx", 5)
 	split("nginx haproxy xlb backend", order, " ")
@@ -531,15 +769,26 @@ END {
 		}
 		r = median(p, 3); c = median(p, 6); q50 = median(p, 4); q99 = median(p, 5)
 		flag = errs[p] > 0 ? sprintf("%d  ! runs with errors", errs[p]) : "0"
-		if (p == "backend")
-			printf "%-9s %10.0f %9.2f %9.2f %11.2f %9s %9s %9s  %s\n", label, r, q50 / 1000, q99 / 1000, c, ratio(r, nr), "-", ratio(q99, n99), flag
-		else
-			printf "%-9s %10.0f %9.2f %9.2f %11.2f %9s %9s %9s  %s\n", label, r, q50 / 1000, q99 / 1000, c, ratio(r, nr), ratio(c, nc), ratio(q99, n99), flag
+		if (resumed[p] > 0) flag = flag "  ! resumed handshakes"
+		printf "%-9s %10.0f %9.2f %9.2f %11.2f %9s %9s %9s", label, r, q50 / 1000, q99 / 1000, c, ratio(r, nr), p == "backend" ? "-" : ratio(c, nc), ratio(q99, n99)
+		if (tlsx) printf " %9.3f", median(p, 9)
+		if (sc == "https-new") printf " %8d", resumed[p]
+		printf "  %s\n", flag
 	}
 	print ""
-	print "backend*: wrk straight against one backend (no proxy): the ceiling of this machine; its CPU us/req is the backend process'"'"'s."
+	if (sc == "http")
+		print "backend*: wrk straight against one backend (no proxy): the ceiling of this machine; its CPU us/req is the backend process'"'"'s."
+	if (sc == "https-new") {
+		print "hs/s: full TLS handshakes per second: every request is a new connection and a full handshake (tlsnew keeps no session cache;"
+		print "resumed counts handshakes that resumed anyway, and must be 0), so requests/s and handshakes/s are the same figure."
+	}
+	if (tlsx)
+		print "conn/req: client connections the proxy accepted per request (kernel PassiveOpens minus new backend connections): ~" (sc == "https" ? "CONNS/requests" : "1.000") "."
 	print "CPU us/req: utime+stime of the proxy'"'"'s process tree (/proc) over the run / requests; lower is better."
-	print "Ratios are medians over medians, all from this run; absolute figures depend on the machine (wrk, proxies and backends share its CPUs)."
+	print "Ratios are medians over medians, all from this run; absolute figures depend on the machine (" (sc == "http" ? "wrk" : "the load client") ", proxies and backends share its CPUs)."
 }' "$results"
+}
+
+for sc in "${scenarios[@]}"; do report "$sc"; done
 [[ -n $xlb_reason ]] && printf '\nxlb: unavailable: %s\n' "$xlb_reason"
 exit 0
