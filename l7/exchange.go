@@ -20,6 +20,13 @@ import (
 // Every transport reaches backends the same way: HTTP/1.1 on one
 // connection pool per backend (upconn.go), the request head written once
 // (outgoing.go).
+//
+// Where later features attach: an answer served without a backend (a cache
+// hit) is a reply made before forward picks a backend, through the same
+// exchange.reply every local answer (429, 503) takes; a response body is
+// tapped where each transport's respond copies it (copyLength, copyChunked
+// and copyUntilClose for the engine, bodyReader for net/http). An HTTP/2
+// transport of xlb's own is one more implementation of exchange.
 
 // request is what the pipeline knows of a request, whatever its transport.
 // Its strings may be views of the transport's read buffer (see bstr): they
