@@ -108,12 +108,14 @@ func TestEngineAllocatesNothingPerRequest(t *testing.T) {
 			}
 			runtime.ReadMemStats(&after)
 			// The test's own client allocates nothing per round either,
-			// except that crypto/tls makes one 24-byte reader per record it
-			// reads, on both ends: 2 per round over TLS that xlb's code
-			// cannot avoid. A little slack for the runtime's own work.
+			// except that crypto/tls makes a 24-byte reader each time it
+			// reads the socket: once in the client, twice in the proxy (the
+			// read that gets the request, and the one that finds the socket
+			// empty, which costs no system call: see sessionConn). A little
+			// slack for the runtime's own work.
 			want := 0.0
 			if withTLS {
-				want = 2
+				want = 3
 			}
 			if per := float64(after.Mallocs-before.Mallocs) / n; per > want+0.2 {
 				t.Errorf("%.2f allocations per request (client included), want %.0f", per, want)

@@ -47,8 +47,10 @@ type fastConn struct {
 	pathS string    // decoded path, when something needed it
 	tls   bool
 
-	raw     syscall.RawConn // cleartext: read sessions on the socket; nil: plain reads
+	raw     syscall.RawConn // read sessions on the socket; nil: plain reads
 	sock    syscall.RawConn // the TCP socket, to see whether the client left
+	tc      *tls.Conn       // TLS: c, and sc under it
+	sc      *sessionConn
 	drained bool            // the last read left the socket empty
 	linger  bool            // an answer went out with input left unread
 }
@@ -73,15 +75,20 @@ func (fc *fastConn) lingerClose() {
 	io.CopyN(io.Discard, fc.c, lingerBytes)
 }
 
-func newFastConn(l *listener, c net.Conn, tcp net.Conn) *fastConn {
-	fc := &fastConn{l: l, c: c, in: h1.NewReader(c, 4<<10, l.maxHeader)}
-	fc.out.w, fc.out.fd = c, -1
-	if sc, ok := tcp.(syscall.Conn); ok {
-		fc.sock, _ = sc.SyscallConn()
+// newFastConn makes a client connection on tcp; tc is the TLS connection
+// over it (through sc), or nil.
+func newFastConn(l *listener, tcp net.Conn, tc *tls.Conn, sc *sessionConn) *fastConn {
+	var c net.Conn = tcp
+	if tc != nil {
+		c = tc
 	}
-	if c == tcp {
-		fc.raw = fc.sock
-	} else {
+	fc := &fastConn{l: l, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, l.maxHeader)}
+	fc.out.w, fc.out.fd = c, -1
+	if rc, ok := tcp.(syscall.Conn); ok {
+		fc.sock, _ = rc.SyscallConn()
+	}
+	fc.raw = fc.sock
+	if tc != nil {
 		fc.tls, fc.r.tls = true, true
 	}
 	r := &fc.r
@@ -117,9 +124,11 @@ func (l *listener) serveFast(s *Server) {
 // serveConn serves one accepted connection: after the TLS handshake, if
 // the listener has TLS, on this engine, or on net/http for HTTP/2.
 func (l *listener) serveConn(c net.Conn) {
-	conn := c
-	if tc := l.tlsConf.Load(); tc != nil {
-		t := tls.Server(c, tc)
+	var t *tls.Conn
+	var sc *sessionConn
+	if conf := l.tlsConf.Load(); conf != nil {
+		sc = newSessionConn(c)
+		t = tls.Server(sc, conf)
 		c.SetDeadline(time.Now().Add(l.readHeader))
 		if err := t.Handshake(); err != nil {
 			c.Close()
@@ -132,9 +141,8 @@ func (l *listener) serveConn(c net.Conn) {
 			}
 			return
 		}
-		conn = t
 	}
-	fc := newFastConn(l, conn, c)
+	fc := newFastConn(l, c, t, sc)
 	if !l.add(fc) {
 		c.Close()
 		return
@@ -209,7 +217,14 @@ func (fc *fastConn) session() step {
 	var headStart time.Time
 	defer func() { fc.out.fd = -1 }()
 	err := fc.raw.Read(func(fd uintptr) bool {
-		fc.out.fd = int(fd)
+		read := func(p []byte) (int, error) { return readFD(fd, p) }
+		if fc.tc != nil {
+			// Writes go through TLS; reads skip EAGAIN in sessionConn.
+			fc.sc.drained = false
+			read = func(p []byte) (int, error) { return fc.tlsRead(fd, p) }
+		} else {
+			fc.out.fd = int(fd)
+		}
 		// Called at the start and after each wake-up: both read first.
 		skipRead := false
 		for {
@@ -229,7 +244,9 @@ func (fc *fastConn) session() step {
 					if !fc.serveOne() {
 						return true
 					}
-					skipRead = fc.drained
+					// Over TLS, crypto/tls may hold the next request:
+					// always ask it (sessionConn skips the futile read).
+					skipRead = fc.drained && fc.tc == nil
 					continue
 				}
 				if err == h1.ErrIncomplete && len(b) > fc.l.maxHeader {
@@ -250,7 +267,7 @@ func (fc *fastConn) session() step {
 			if skipRead {
 				return false // wait for the poller
 			}
-			n, full, err := fc.in.FillWith(func(p []byte) (int, error) { return readFD(fd, p) })
+			n, full, err := fc.in.FillWith(read)
 			switch {
 			case err == syscall.EAGAIN:
 				fc.drained = true
@@ -263,7 +280,7 @@ func (fc *fastConn) session() step {
 			}
 			// After a short read the socket is empty: parse, then wait.
 			fc.drained = !full
-			skipRead = !full
+			skipRead = !full && fc.tc == nil
 		}
 	})
 	if err != nil {
