@@ -51,8 +51,8 @@ type fastConn struct {
 	sock    syscall.RawConn // the TCP socket, to see whether the client left
 	tc      *tls.Conn       // TLS: c, and sc under it
 	sc      *sessionConn
-	drained bool            // the last read left the socket empty
-	linger  bool            // an answer went out with input left unread
+	drained bool // the last read left the socket empty
+	linger  bool // an answer went out with input left unread
 }
 
 // Lingering close: how long, and how much, unread input is drained.
