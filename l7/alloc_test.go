@@ -3,9 +3,11 @@ package l7_test
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
 	"net"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // keepAliveBackend answers every request on a connection with the same
@@ -122,4 +124,86 @@ func TestEngineAllocatesNothingPerRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// batchConn holds a TLS client's records until flush, so that a test can
+// put several records in one TCP write.
+type batchConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *batchConn) flush() error {
+	b := c.buf
+	c.buf, c.hold = nil, false
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+// TestTLSRequestsAcrossRecords: over TLS the engine skips the read that
+// would find the socket empty, so requests that crypto/tls already holds
+// (several records in one segment) or that span records arriving apart
+// must still be served, never left waiting in a buffer.
+func TestTLSRequestsAcrossRecords(t *testing.T) {
+	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	p := startProxy(t, "backends: [{address: \""+keepAliveBackend(t, resp)+"\"}]\ntls: {cert_file: \""+cert+"\", key_file: \""+key+"\"}\n", "")
+	raw, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	bc := &batchConn{Conn: raw}
+	c := tls.Client(bc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	expect := func(n int) {
+		t.Helper()
+		got := 0
+		for bytes.Count(buf[:got], []byte("\r\n\r\nok")) < n {
+			m, err := c.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("waiting for %d answers, got %q: %v", n, buf[:got], err)
+			}
+			got += m
+		}
+	}
+	req := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	// Three requests, each its own record, in one TCP segment.
+	bc.hold = true
+	for range 3 {
+		io.WriteString(c, req)
+	}
+	if err := bc.flush(); err != nil {
+		t.Fatal(err)
+	}
+	expect(3)
+	// One head in two records that arrive 50 ms apart.
+	io.WriteString(c, req[:10])
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, req[10:])
+	expect(1)
+	// A whole request and the start of the next in one segment, the rest
+	// later.
+	bc.hold = true
+	io.WriteString(c, req)
+	io.WriteString(c, req[:5])
+	bc.flush()
+	expect(1)
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, req[5:])
+	expect(1)
 }
