@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -387,4 +388,31 @@ func TestTicketsClone(t *testing.T) {
 	if !resumes(t, copied, cc) {
 		t.Error("a clone made before three rotations did not resume a ticket of the current key")
 	}
+}
+
+// TestTicketKeysForgetCollectedConfigs checks that configurations a reload
+// dropped do not pile up in the keys.
+func TestTicketKeysForgetCollectedConfigs(t *testing.T) {
+	ca := newCA(t, "ca")
+	tc := &config.TLS{Certificates: []config.CertPair{ca.issue(t, "server", leaf{cn: "a", dns: []string{"a"}})}}
+	keys := NewTicketKeys(time.Hour, 3)
+	t.Cleanup(keys.Stop)
+	kept, err := Server(tc, nil, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := Server(tc, nil, keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	keys.Rotate()
+	keys.mu.Lock()
+	n := len(keys.configs)
+	keys.mu.Unlock()
+	if n > 5 { // the collector may keep a few
+		t.Errorf("%d configurations remembered after a collection, want about 1", n)
+	}
+	runtime.KeepAlive(kept)
 }

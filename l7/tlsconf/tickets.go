@@ -74,10 +74,16 @@ func (k *TicketKeys) Rotate() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.keys = append([][32]byte{newKey()}, k.keys[:min(len(k.keys), k.keep-1)]...)
+	k.eachLocked(func(c *tls.Config) { c.SetSessionTicketKeys(k.keys) })
+}
+
+// eachLocked calls f for every configuration still alive and forgets the
+// others.
+func (k *TicketKeys) eachLocked(f func(*tls.Config)) {
 	live := k.configs[:0]
 	for _, w := range k.configs {
 		if c := w.Value(); c != nil {
-			c.SetSessionTicketKeys(k.keys)
+			f(c)
 			live = append(live, w)
 		}
 	}
@@ -99,6 +105,7 @@ func (k *TicketKeys) Stop() {
 func (k *TicketKeys) attach(c *tls.Config) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.eachLocked(func(*tls.Config) {}) // reloads add configurations; drop the collected ones
 	k.configs = append(k.configs, weak.Make(c))
 	c.SetSessionTicketKeys(k.keys)
 }
