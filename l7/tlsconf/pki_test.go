@@ -30,7 +30,7 @@ type testCA struct {
 
 var serial atomic.Int64
 
-func newKeyPair(t *testing.T) *ecdsa.PrivateKey {
+func newKeyPair(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -39,7 +39,7 @@ func newKeyPair(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-func newCA(t *testing.T, name string) *testCA {
+func newCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key := newKeyPair(t)
 	tmpl := &x509.Certificate{
@@ -63,7 +63,7 @@ func newCA(t *testing.T, name string) *testCA {
 	return ca
 }
 
-func writePEM(t *testing.T, file, typ string, der []byte) {
+func writePEM(t testing.TB, file, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ type leaf struct {
 
 // issue signs a certificate and writes it and its key as base.pem and
 // base-key.pem in the CA's folder.
-func (ca *testCA) issue(t *testing.T, base string, l leaf) config.CertPair {
+func (ca *testCA) issue(t testing.TB, base string, l leaf) config.CertPair {
 	t.Helper()
 	key := newKeyPair(t)
 	usage := x509.ExtKeyUsageServerAuth
