@@ -30,6 +30,7 @@ func FuzzParse(f *testing.F) {
 		"a: [1\n",
 		"x: &a [*a]\nservices: *a\n",
 		"--- \n...\n---\nservices: []\n",
+		"services:\n  - name: a\n    layer: 7\n    listen: \":1\"\n    protocols: [h2, h2, x]\n    tls: {certificates: [{cert_file: a}, ~, x], min_version: 1.1, client_ca_file: c}\n    backend_protocol: h2c\n    backend_tls: {ca_file: \"\", server_name: \"a b\", key_file: k}\n    backends: [{address: \"h:1\"}]\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -14,6 +14,7 @@ package health
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -22,7 +23,7 @@ import (
 
 // Check types.
 const (
-	TypeHTTP = "http" // GET http://Addr+Path, success when the status is in [ExpectMin, ExpectMax]
+	TypeHTTP = "http" // GET http://Addr+Path (https with Spec.TLS), success when the status is in [ExpectMin, ExpectMax]
 	TypeTCP  = "tcp"  // success when a TCP connection to Addr opens
 	TypeNone = "none" // never probed, always up
 )
@@ -58,6 +59,13 @@ type Spec struct {
 	// down target up; UnhealthyThreshold the number of consecutive failures
 	// that mark an up target down. Values below 1 take the defaults.
 	HealthyThreshold, UnhealthyThreshold int
+	// TLS, if set, makes an http check speak HTTPS with this client
+	// configuration (a backend_protocol https backend's); its ServerName
+	// defaults to Addr's host. A tcp check only connects either way. Only
+	// whether TLS is set is part of a target's identity: Set takes the
+	// latest configuration, as it does Dial, since a reload rebuilds an
+	// equivalent one.
+	TLS *tls.Config
 }
 
 // Target is one backend to check.
@@ -213,8 +221,9 @@ func (c *Checker) Set(targets []Target, initialUp map[string]bool) {
 		}
 		seen[t.Key] = true
 		old := c.entries[t.Key]
-		if old != nil && old.t.Addr == t.Addr && old.t.Spec == t.Spec {
+		if old != nil && old.t.Addr == t.Addr && sameCheck(old.t.Spec, t.Spec) {
 			old.t = t
+			old.spec.TLS = t.Spec.TLS
 			continue
 		}
 		e := &entry{t: t, spec: normalize(t.Spec), index: -1}
@@ -242,6 +251,14 @@ func (c *Checker) Set(targets []Target, initialUp map[string]bool) {
 		}
 	}
 	c.kick()
+}
+
+// sameCheck reports whether two specs probe alike; a TLS configuration
+// counts by its presence only (see Spec.TLS).
+func sameCheck(a, b Spec) bool {
+	tlsA, tlsB := a.TLS != nil, b.TLS != nil
+	a.TLS, b.TLS = nil, nil
+	return a == b && tlsA == tlsB
 }
 
 // remove detaches e from scheduling and cancels its probe. A queued entry

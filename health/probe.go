@@ -3,6 +3,7 @@ package health
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -49,11 +50,15 @@ func probeTCP(ctx context.Context, t Target) error {
 	return nil
 }
 
-// probeHTTP speaks HTTP/1.1 over one connection of its own rather than
-// through an http.Client: no pooling, no proxy from the environment, no
-// redirects, and the connection comes from t.Dial.
+// probeHTTP speaks HTTP/1.1, over TLS with s.TLS, on one connection of its
+// own rather than through an http.Client: no pooling, no proxy from the
+// environment, no redirects, and the connection comes from t.Dial.
 func probeHTTP(ctx context.Context, t Target, s Spec) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.Addr+s.Path, nil)
+	scheme := "http://"
+	if s.TLS != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+t.Addr+s.Path, nil)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
@@ -75,6 +80,13 @@ func probeHTTP(ctx context.Context, t Target, s Spec) error {
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	if s.TLS != nil {
+		tc := tls.Client(conn, clientConfig(s.TLS, t.Addr))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
+	}
 
 	if err := req.Write(conn); err != nil {
 		return fmt.Errorf("write request: %w", err)
@@ -93,4 +105,18 @@ func probeHTTP(ctx context.Context, t Target, s Spec) error {
 		return fmt.Errorf("read body: %w", err)
 	}
 	return nil
+}
+
+// clientConfig is c with a server name: c's own, else addr's host, which
+// crypto/tls needs to verify the backend.
+func clientConfig(c *tls.Config, addr string) *tls.Config {
+	if c.ServerName != "" || c.InsecureSkipVerify {
+		return c
+	}
+	c = c.Clone()
+	c.ServerName = addr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		c.ServerName = host
+	}
+	return c
 }

@@ -113,16 +113,18 @@ func (c *Checker) work(ctx context.Context) {
 		if e == nil {
 			return
 		}
-		t := e.t
-		pctx, cancel := context.WithTimeout(ctx, e.spec.Timeout)
+		// Copies: Set may update an unchanged target's Dial and TLS
+		// while the probe runs.
+		t, spec := e.t, e.spec
+		pctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 		e.phase, e.cancel = phaseProbing, cancel
 		c.mu.Unlock()
 
 		start := time.Now()
-		err := probe(pctx, t, e.spec)
+		err := probe(pctx, t, spec)
 		d := time.Since(start)
 		if timedOut(pctx, err) {
-			err = fmt.Errorf("timeout after %s: %w", e.spec.Timeout, err)
+			err = fmt.Errorf("timeout after %s: %w", spec.Timeout, err)
 		}
 		cancel()
 
