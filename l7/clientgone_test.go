@@ -170,7 +170,9 @@ func TestApplyWithBadCertificateChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	secure := cfg.Service("secure")
-	secure.TLS.CertFile = dir + "/missing.pem"
+	tlsc := *secure.TLS
+	tlsc.Certificates = []config.CertPair{{CertFile: dir + "/missing.pem", KeyFile: key}}
+	secure.TLS = &tlsc
 	for i := range cfg.Services {
 		if cfg.Services[i].Name == "secure" {
 			cfg.Services[i] = *secure

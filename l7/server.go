@@ -21,6 +21,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7/balance"
+	"github.com/xlbproject/xlb/l7/tlsconf"
 )
 
 // Options configure a Server.
@@ -44,8 +45,11 @@ type Server struct {
 	listeners map[string]*listener                    // by listen address
 	upstreams map[string]map[string]*balance.Upstream // service -> address -> live state
 	conns     map[string]map[string]*connPool         // service -> address -> the backend's connection pool
-	started   bool
-	sweeper   chan struct{}
+	// tickets are each TLS service's session ticket keys, kept across
+	// reloads so that clients resume across them.
+	tickets map[string]*tlsconf.TicketKeys
+	started bool
+	sweeper chan struct{}
 
 	hijacked sync.Map // net.Conn -> struct{}: upgraded connections, closed at the end of a drain
 }
@@ -68,6 +72,7 @@ func New(o Options) (*Server, error) {
 		log: log, access: o.AccessLog, met: met, secret: secret,
 		services: map[string]*service{}, listeners: map[string]*listener{},
 		upstreams: map[string]map[string]*balance.Upstream{}, conns: map[string]map[string]*connPool{},
+		tickets: map[string]*tlsconf.TicketKeys{},
 		sweeper: make(chan struct{}),
 	}
 	go s.sweep()
@@ -117,10 +122,16 @@ func (s *Server) Apply(cfg *config.Config) error {
 	// Prepare: nothing here changes what runs.
 	builds := map[string]*built{}
 	tlsConfs := map[string]*tls.Config{}
+	tickets := map[string]*tlsconf.TicketKeys{}
 	opened := map[string]*listener{}
 	fail := func(err error) error {
 		for _, l := range opened {
 			l.ln.Close()
+		}
+		for name, k := range tickets {
+			if s.tickets[name] != k {
+				k.Stop()
+			}
 		}
 		return err
 	}
@@ -134,7 +145,14 @@ func (s *Server) Apply(cfg *config.Config) error {
 		}
 		builds[c.Name] = b
 		if c.TLS != nil {
-			tc, err := s.serverTLS(c)
+			keys := s.tickets[c.Name]
+			if keys == nil {
+				keys = tlsconf.NewTicketKeys(0, 0)
+			}
+			tickets[c.Name] = keys
+			// Every certificate is read again: a reload is how a renewed
+			// one takes effect, and a broken one fails it.
+			tc, err := tlsconf.Server(c.TLS, c.Protocols, keys)
 			if err != nil {
 				return fail(fmt.Errorf("service %s: %w", c.Name, err))
 			}
@@ -208,23 +226,14 @@ func (s *Server) Apply(cfg *config.Config) error {
 			}
 		}
 	}
-	s.conns, s.upstreams, s.services = conns, upstreams, services
+	for name, k := range s.tickets {
+		if tickets[name] != k {
+			k.Stop()
+		}
+	}
+	s.conns, s.upstreams, s.services, s.tickets = conns, upstreams, services, tickets
 	s.l7 = cfg.L7
 	return nil
-}
-
-// serverTLS loads a TLS service's certificates: an error here fails the
-// whole Apply, so a renewal with a broken file keeps the old certificate.
-func (s *Server) serverTLS(c config.Service) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load certificate: %w", err)
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
-		Certificates: []tls.Certificate{cert},
-	}, nil
 }
 
 func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *listener {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7/balance"
+	"github.com/xlbproject/xlb/l7/tlsconf"
 )
 
 // service is one layer 7 service: its routes, pools and protections. It is
@@ -89,7 +90,15 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 		connect = config.DefaultConnectTimeout
 	}
 	conns := map[*balance.Upstream]*connPool{}
-	var berr error
+	// TLS to the backends: the files are read now, so that a broken CA or
+	// client certificate fails the Apply before anything changes.
+	var client *tlsconf.Client
+	if c.BackendProtocol == "https" {
+		var err error
+		if client, err = tlsconf.Backend(c.BackendTLS); err != nil {
+			return nil, err
+		}
+	}
 	mkPool := func(name, sched string, bs []config.Backend) (*pool, error) {
 		ups := make([]*balance.Upstream, 0, len(bs))
 		for _, cb := range bs {
@@ -98,16 +107,18 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 			if conns[u] != nil {
 				continue
 			}
-			tc, err := backendTLS(c, cb.Address)
-			if err != nil {
-				berr = err
-				continue
+			var tc *tls.Config
+			if client != nil {
+				tc = client.For(cb.Address)
 			}
 			// Kept connections survive a reload that leaves the backend,
-			// its protocol and the connect timeout alone.
+			// whether it speaks TLS, and the connect timeout alone; a new
+			// TLS configuration applies to the connections made after it.
 			cp := s.conns[c.Name][cb.Address]
-			if cp == nil || cp.connect != connect || !sameTLS(cp.tls, tc) {
+			if cp == nil || cp.connect != connect || (cp.tls.Load() == nil) != (tc == nil) {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
+			} else if cp.tls.Load() != tc {
+				b.commit = append(b.commit, func() { cp.tls.Store(tc) })
 			}
 			conns[u] = cp
 		}
@@ -145,9 +156,6 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 		}
 		sv.routes = append(sv.routes, newRoute(r.Match, p))
 	}
-	if berr != nil {
-		return nil, berr
-	}
 	for _, on := range c.Retries.On {
 		sv.retryOn[on] = true
 	}
@@ -165,12 +173,3 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 	b.sv = sv
 	return b, nil
 }
-
-// backendTLS is the TLS client configuration for one backend of c, or nil
-// when c speaks cleartext to its backends.
-func backendTLS(c config.Service, addr string) (*tls.Config, error) {
-	return nil, nil
-}
-
-// sameTLS reports whether two backend TLS configurations are the same one.
-func sameTLS(a, b *tls.Config) bool { return a == b }

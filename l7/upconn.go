@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -47,8 +48,10 @@ type upConn struct {
 type connPool struct {
 	addr    string
 	connect time.Duration
-	tls     *tls.Config // nil: cleartext
-	max     int         // idle connections kept
+	// tls is the backend's TLS client configuration, nil for cleartext; a
+	// reload swaps it (a new CA file), while kept connections stay.
+	tls atomic.Pointer[tls.Config]
+	max int // idle connections kept
 
 	mu     sync.Mutex
 	idle   []*upConn
@@ -56,7 +59,9 @@ type connPool struct {
 }
 
 func newConnPool(addr string, connect time.Duration, tc *tls.Config, max int) *connPool {
-	return &connPool{addr: addr, connect: connect, tls: tc, max: max}
+	p := &connPool{addr: addr, connect: connect, max: max}
+	p.tls.Store(tc)
+	return p
 }
 
 // get returns an idle connection that is still open, or nil.
@@ -90,8 +95,8 @@ func (p *connPool) dial() (*upConn, error) {
 		return nil, err
 	}
 	pc := &upConn{c: c, tcp: c, pool: p}
-	if p.tls != nil {
-		tc := tls.Client(c, p.tls)
+	if conf := p.tls.Load(); conf != nil {
+		tc := tls.Client(c, conf)
 		c.SetDeadline(start.Add(p.connect))
 		if err := tc.Handshake(); err != nil {
 			c.Close()
