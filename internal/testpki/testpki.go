@@ -66,7 +66,9 @@ func (ca *CA) Issue(t testing.TB, names ...string) (certFile, keyFile string) {
 			tmpl.DNSNames = append(tmpl.DNSNames, name)
 		}
 	}
-	der := must(t, func() ([]byte, error) { return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key) })
+	der := must(t, func() ([]byte, error) {
+		return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	})
 	kb := must(t, func() ([]byte, error) { return x509.MarshalECPrivateKey(key) })
 	base := filepath.Join(ca.dir, big.NewInt(n).String())
 	certFile, keyFile = base+".crt", base+".key"
