@@ -378,3 +378,15 @@ func (s *Server) Addr(listen string) net.Addr {
 	}
 	return nil
 }
+
+// BackendTLS is the TLS configuration the proxy uses to reach a backend,
+// or nil for cleartext: health checks use the same one, so that they test
+// what requests meet and share its session cache.
+func (s *Server) BackendTLS(service, addr string) *tls.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cp := s.conns[service][addr]; cp != nil {
+		return cp.tls.Load()
+	}
+	return nil
+}
