@@ -3,6 +3,8 @@ package l7_test
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +34,9 @@ func TestSetBackendsKeepsLiveStateAndAppliesWeights(t *testing.T) {
 	if before == 0 {
 		t.Fatal("a got no requests before the change")
 	}
+	ub := p.srv.Upstream("web", b.addr())
+	start := time.Now()
+	ub.Fail(start, 1, 300*time.Millisecond) // passive health ejects b
 
 	err := p.srv.SetBackends("web", []l7.BackendSpec{
 		{Address: a.addr(), Weight: 3}, {Address: b.addr(), Weight: 1}, {Address: c.addr(), Weight: 0},
@@ -45,6 +50,13 @@ func TestSetBackendsKeepsLiveStateAndAppliesWeights(t *testing.T) {
 	if ua.Requests() != before {
 		t.Errorf("a's request counter went from %d to %d across SetBackends", before, ua.Requests())
 	}
+	if !ub.Ejected(time.Now()) {
+		t.Error("b's passive-health ejection was lost")
+	}
+	if counts := spread(t, p.url+"/", 40); counts["b"] != 0 {
+		t.Errorf("ejected b got requests: %v", counts)
+	}
+	time.Sleep(time.Until(start.Add(350 * time.Millisecond))) // the ejection ends
 	if counts := spread(t, p.url+"/", 400); counts["a"] != 300 || counts["b"] != 100 || counts["c"] != 0 {
 		t.Errorf("weights 3:1:0 over 400 requests gave %v", counts)
 	}
@@ -150,5 +162,30 @@ func TestSetBackendsErrors(t *testing.T) {
 	}
 	if counts := spread(t, p.url+"/", 5); counts["a"] != 5 {
 		t.Errorf("a refused SetBackends changed the service: %v", counts)
+	}
+}
+
+// Kept-alive connections to a backend that stays are reused after the
+// change: its connection pool is not replaced.
+func TestSetBackendsKeepsBackendConnections(t *testing.T) {
+	var mu sync.Mutex
+	remotes := map[string]bool{}
+	a := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		remotes[r.RemoteAddr] = true
+		mu.Unlock()
+		fmt.Fprintln(w, "a")
+	})
+	c := newBackend(t, "c", nil)
+	p := startProxy(t, backendsYAML(a), "")
+	spread(t, p.url+"/", 3)
+	if err := p.srv.SetBackends("web", []l7.BackendSpec{{Address: a.addr(), Weight: 1}, {Address: c.addr(), Weight: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	spread(t, p.url+"/", 3)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(remotes) != 1 {
+		t.Errorf("a saw %d backend connections over 6 sequential requests, want 1 kept across SetBackends: %v", len(remotes), remotes)
 	}
 }
