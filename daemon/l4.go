@@ -58,6 +58,22 @@ func (p *l4Projector) recoveredUp(c *config.Service, addr netip.Addr) (bool, boo
 	return up, ok
 }
 
+// recoveredBackends lists the backends the pinned maps hold for a service.
+func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
+	id, ok := p.ids.services[serviceKey(c).String()]
+	if !ok {
+		return nil
+	}
+	var out []netip.Addr
+	for ref := range p.ids.wasUp {
+		if ref.svc == id {
+			out = append(out, ref.addr)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
 // reconcile makes the kernel hold exactly m's L4 services: those gone or
 // changed into another VIP/port/protocol are removed first, then every
 // service is synced.

@@ -133,17 +133,25 @@ func (m *model) service(name string) (*service, error) {
 	return s, nil
 }
 
-// priorHealth tells what a previous daemon's checks found for an L4 backend
-// (from the pinned maps), so a restart keeps it.
-type priorHealth func(c *config.Service, addr netip.Addr) (up, known bool)
+// prior is what a previous daemon left in the pinned maps.
+type prior interface {
+	// recoveredUp is what its checks found for an L4 backend, so a restart
+	// keeps it.
+	recoveredUp(c *config.Service, addr netip.Addr) (up, known bool)
+	// recoveredBackends are the L4 backends it had for a service, among
+	// them those the API had added, which established flows still use.
+	recoveredBackends(c *config.Service) []netip.Addr
+}
 
 // reloaded returns the model for cfg, leaving m as it is (the caller commits
 // it only once the projections accept it). The file decides: API additions,
 // weights and drains are dropped; backends the file no longer lists (API
 // additions among them) drain and go; health carries over. startUp marks
 // new configured backends up until their checks say otherwise, so a start
-// does not refuse traffic until the first checks pass.
-func (m *model) reloaded(cfg *config.Config, startUp bool, prior priorHealth, now time.Time) *model {
+// does not refuse traffic until the first checks pass; and L4 backends a
+// previous daemon had that the file does not list drain and go, as on a
+// reload.
+func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.Time) *model {
 	next := &model{services: map[string]*service{}, drain: cfg.L7.DrainTimeout}
 	if next.drain <= 0 {
 		next.drain = config.DefaultDrainTimeout
@@ -166,7 +174,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, prior priorHealth, no
 				b.up, b.lastUp, b.lastCheck = old.up, old.lastUp, old.lastCheck
 			default:
 				b.up = startUp || !s.checked()
-				if up, ok := prior(c, b.addr); ok && startUp && s.checked() && c.IsL4() {
+				if up, ok := pre.recoveredUp(c, b.addr); ok && startUp && s.checked() && c.IsL4() {
 					b.up = up
 				}
 				if b.up {
@@ -193,6 +201,16 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, prior priorHealth, no
 				if !seen[canonical(cb.Address)] {
 					s.routeOnly = append(s.routeOnly, fresh(cb, lookup(cb.Address)))
 				}
+			}
+		}
+		if startUp && c.IsL4() {
+			for _, a := range pre.recoveredBackends(c) {
+				if seen[canonical(a.String())] {
+					continue
+				}
+				up, _ := pre.recoveredUp(c, a)
+				s.backends = append(s.backends, &backend{name: a.String(), addr: a, src: fromAPI,
+					conf: config.Backend{Address: a.String(), Addr: a}, removeAt: now.Add(next.drain), up: up})
 			}
 		}
 		if prev != nil {

@@ -10,7 +10,23 @@ import (
 	"github.com/xlbproject/xlb/config"
 )
 
-func noPrior(*config.Service, netip.Addr) (bool, bool) { return false, false }
+// fakePrior is what a previous daemon left: health by address.
+type fakePrior map[netip.Addr]bool
+
+func (f fakePrior) recoveredUp(_ *config.Service, a netip.Addr) (bool, bool) {
+	up, ok := f[a]
+	return up, ok
+}
+
+func (f fakePrior) recoveredBackends(*config.Service) []netip.Addr {
+	var out []netip.Addr
+	for a := range f {
+		out = append(out, a)
+	}
+	return out
+}
+
+var noPrior = fakePrior{}
 
 func testConfig(t *testing.T, backends string) *config.Config {
 	t.Helper()
@@ -129,5 +145,32 @@ func TestModelRouteOnlyBackendsAreChecked(t *testing.T) {
 	}
 	if _, bs := m.health("web/10.0.9.9:80"); len(bs) != 1 {
 		t.Error("health key of the route backend finds nothing")
+	}
+}
+
+func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11}, {address: 10.0.0.12}]
+    health_check: {type: tcp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := fakePrior{netip.MustParseAddr("10.0.0.11"): false, netip.MustParseAddr("10.0.0.12"): true, netip.MustParseAddr("10.0.0.13"): true}
+	now := time.Now()
+	s := newModel().reloaded(cfg, true, pre, now).services["api"]
+	if b := s.find("10.0.0.11"); b.up {
+		t.Error("a restart forgot that the previous daemon saw 10.0.0.11 down")
+	}
+	b := s.find("10.0.0.13")
+	if b == nil || !b.removing() || b.src != fromAPI || b.effWeight() != 0 {
+		t.Fatalf("backend the previous daemon had and the file lacks: %+v, want draining before removal", b)
+	}
+	if !b.removeAt.Equal(now.Add(config.DefaultDrainTimeout)) {
+		t.Errorf("removal at %v, want after the drain timeout", b.removeAt)
 	}
 }

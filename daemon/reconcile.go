@@ -36,7 +36,7 @@ type reconciler struct {
 func (r *reconciler) load(cfg *config.Config, startUp bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	next := r.model.reloaded(cfg, startUp, r.l4.recoveredUp, time.Now())
+	next := r.model.reloaded(cfg, startUp, r.l4, time.Now())
 	if err := r.l7.apply(cfg, next); err != nil {
 		return err
 	}
