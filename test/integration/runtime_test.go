@@ -402,3 +402,43 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
 }
+
+// TestRuntimeRestartDrainsAPIAddedL4Backend: a restart applies the file as a
+// reload does. A backend the API added before the restart is not in the new
+// table, keeps its established flows while it drains, and then goes.
+func TestRuntimeRestartDrainsAPIAddedL4Backend(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	l.writeConfig(t, "ipip", []string{"10.0.0.11: 1", "10.0.0.12: 1"}, "")
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	listed := func() bool {
+		for _, b := range l.services(t).Services[0].Backends {
+			if b.Address == "10.0.0.13" {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "10.0.0.13 gone after the reload", 5*time.Second, func() bool { return !listed() })
+	l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.13", Weight: ptr(8)}, 201, nil)
+	waitFor(t, "added backend healthy", 5*time.Second, func() bool { return l.backend(t, "10.0.0.13").Healthy })
+	var lc *longConn
+	for range 30 {
+		if c := l.openLong(t); c.backend == "b3" {
+			lc = c
+			break
+		}
+	}
+	if lc == nil {
+		t.Fatal("no connection reached the added backend (weight 8 of 10) in 30 tries")
+	}
+	l.stopDaemon(t)
+	l.startDaemon(t)
+	if b := l.backend(t, "10.0.0.13"); b.Source != "api" || !b.Draining || b.Weight != 0 {
+		t.Errorf("API-added backend after a restart: %+v, want listed as api, draining", b)
+	}
+	lc.echo(t, "draining after the restart")
+	if c := l.shares(t, 300); c["b3"] != 0 {
+		t.Errorf("API-added backend got new connections after a restart: %v", c)
+	}
+	waitFor(t, "API-added backend gone after its drain (2s)", 5*time.Second, func() bool { return !listed() })
+}
