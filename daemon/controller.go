@@ -4,104 +4,121 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/maps"
 )
 
-var _ admin.Controller = (*Daemon)(nil)
+// controller is the admin API's view of the daemon: it checks requests,
+// turns them into changes of the model and reports the model with the
+// data plane's counters.
+type controller struct {
+	log    *slog.Logger
+	r      *reconciler
+	maps   *maps.Maps // nil: L4 off
+	reload func() error
+}
 
-const notPersisted = "runtime change: a reload or restart undoes it unless the config file says the same"
+var _ admin.Controller = (*controller)(nil)
+
+const (
+	notPersisted = "runtime change: a reload or restart undoes it unless the config file says the same"
+	// removedNote answers the removal of a backend the file lists: only
+	// the runtime state loses it.
+	removedNote = "removed until the next reload; the config file still lists it"
+)
 
 // Services reports every service with its backends' live state.
-func (d *Daemon) Services() []api.Service {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var flows map[uint32]int
-	if d.maps != nil {
-		flows, _ = d.maps.CountFlows()
-	}
+func (c *controller) Services() []api.Service {
 	var out []api.Service
-	for _, name := range d.l4Order {
-		s := d.l4[name]
-		as := api.Service{
-			Name: name, Layer: 4,
-			Address:   netip.AddrPortFrom(s.cfg.VIP, uint16(s.cfg.Port)).String(),
-			Protocol:  s.cfg.Protocol,
-			Scheduler: s.cfg.Scheduler,
-			Forward:   s.cfg.Forwarding,
-			FailOpen:  s.failOpen,
+	c.r.read(func(_ *config.Config, m *model) {
+		var flows map[uint32]int
+		if c.maps != nil {
+			flows, _ = c.maps.CountFlows()
 		}
-		if c, err := d.maps.ServiceCounters(s.id); err == nil {
-			as.Counters = api.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows}
-		}
-		for _, b := range s.backends {
-			ab := api.Backend{
-				Address:      b.addr.String(),
-				Weight:       b.effWeight(),
-				ConfigWeight: b.cfgWeight,
-				Healthy:      b.up,
-				Draining:     b.drain || !b.removeAt.IsZero(),
-				Source:       "config",
-				Persisted:    !b.fromAPI && b.weight == nil && !b.drain && b.removeAt.IsZero(),
-				LastCheck:    b.lastCheck,
-				Active:       int64(flows[b.id]),
+		for _, name := range m.order {
+			s := m.services[name]
+			if s.cfg.IsL4() {
+				if as, ok := c.l4Status(s, flows); ok {
+					out = append(out, as)
+				}
+				continue
 			}
-			if b.fromAPI {
-				ab.Source = "api"
-			}
-			if c, err := d.maps.BackendCounters(b.id); err == nil {
-				ab.Counters = api.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows}
-			}
-			as.Backends = append(as.Backends, ab)
+			out = append(out, c.l7Status(s))
 		}
-		out = append(out, as)
-	}
-	for i := range d.cfg.Services {
-		if c := &d.cfg.Services[i]; !c.IsL4() {
-			out = append(out, d.l7Status(c))
-		}
-	}
+	})
 	return out
 }
 
-func (d *Daemon) findL4(service string) (*l4Service, error) {
-	s, ok := d.l4[service]
-	if !ok {
-		return nil, fmt.Errorf("service %q: %w", service, api.ErrNotFound)
+func modelBackend(b *backend) api.Backend {
+	return api.Backend{
+		Address: b.name, Weight: b.effWeight(), ConfigWeight: b.conf.Weight,
+		Healthy: b.up, Draining: b.drained(), Source: string(b.src),
+		Persisted: b.persisted(), LastCheck: b.lastCheck,
 	}
-	return s, nil
 }
 
-// findBackend resolves an API call's service name and backend address.
-func (d *Daemon) findBackend(service, address string) (*l4Service, *l4Backend, error) {
-	s, err := d.findL4(service)
-	if err != nil {
-		return nil, nil, err
+// l4Status reports an L4 service; none when L4 is off.
+func (c *controller) l4Status(s *service, flows map[uint32]int) (api.Service, bool) {
+	id, ok := c.r.l4.serviceID(s.cfg.Name)
+	if c.maps == nil || !ok {
+		return api.Service{}, false
 	}
-	addr, err := parseBackendAddr(s, address)
-	if err != nil {
-		return nil, nil, err
+	as := api.Service{
+		Name: s.cfg.Name, Layer: 4,
+		Address:   netip.AddrPortFrom(s.cfg.VIP, uint16(s.cfg.Port)).String(),
+		Protocol:  s.cfg.Protocol,
+		Scheduler: s.cfg.Scheduler,
+		Forward:   s.cfg.Forwarding,
+		FailOpen:  c.r.l4.failingOpen(s.cfg.Name),
 	}
-	b := s.backend(addr)
-	if b == nil {
-		return nil, nil, fmt.Errorf("service %s has no backend %s: %w", service, addr, api.ErrNotFound)
+	if k, err := c.maps.ServiceCounters(id); err == nil {
+		as.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}
 	}
-	return s, b, nil
+	for _, b := range s.backends {
+		ab := modelBackend(b)
+		if bid := c.r.l4.backendID(s.cfg.Name, b.addr); bid != 0 {
+			ab.Active = int64(flows[bid])
+			if k, err := c.maps.BackendCounters(bid); err == nil {
+				ab.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}
+			}
+		}
+		as.Backends = append(as.Backends, ab)
+	}
+	return as, true
 }
 
-func parseBackendAddr(s *l4Service, address string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(address)
-	if err != nil {
-		return a, fmt.Errorf("backend address %q: L4 backends are IP addresses (they serve on the VIP's port): %w", address, api.ErrInvalid)
+// l7Status reports a layer 7 service: its own backends, then those only its
+// routes name.
+func (c *controller) l7Status(s *service) api.Service {
+	proto := "http"
+	if s.cfg.TLS != nil {
+		proto = "https"
 	}
-	a = a.Unmap()
-	if a.Is4() != s.cfg.VIP.Is4() {
-		return a, fmt.Errorf("backend %s: address family differs from VIP %s: %w", a, s.cfg.VIP, api.ErrInvalid)
+	as := api.Service{Name: s.cfg.Name, Layer: 7, Address: s.cfg.Listen, Protocol: proto, Scheduler: s.cfg.Scheduler}
+	live := c.r.l7.status(s.cfg.Name)
+	for _, b := range s.checkedBackends() {
+		ab := modelBackend(b)
+		if u, ok := live[b.name]; ok {
+			ab.Active = u.Inflight
+			ab.Counters = api.Counters{Requests: u.Requests, Errors: u.Failures}
+			if u.Ejected {
+				ab.Healthy, ab.LastCheck = false, "ejected by passive health"
+			}
+		}
+		as.Counters.Requests += ab.Counters.Requests
+		as.Counters.Errors += ab.Counters.Errors
+		as.Backends = append(as.Backends, ab)
 	}
-	return a, nil
+	return as
 }
 
 func checkWeight(w int) error {
@@ -111,144 +128,166 @@ func checkWeight(w int) error {
 	return nil
 }
 
+// parseBackend checks an API-given backend address for a service: an IP of
+// the VIP's family (layer 4), or host:port as in the config file (layer 7).
+func parseBackend(s *service, address string) (config.Backend, error) {
+	if s.cfg.IsL4() {
+		a, err := netip.ParseAddr(address)
+		if err != nil {
+			return config.Backend{}, fmt.Errorf("backend address %q: L4 backends are IP addresses (they serve on the VIP's port): %w", address, api.ErrInvalid)
+		}
+		a = a.Unmap()
+		if a.Is4() != s.cfg.VIP.Is4() {
+			return config.Backend{}, fmt.Errorf("backend %s: address family differs from VIP %s: %w", a, s.cfg.VIP, api.ErrInvalid)
+		}
+		return config.Backend{Address: a.String(), Addr: a}, nil
+	}
+	host, port, err := net.SplitHostPort(address)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, "/ @") {
+		return config.Backend{}, fmt.Errorf("backend address %q: layer 7 backends are host:port, e.g. 10.0.2.1:8080: %w", address, api.ErrInvalid)
+	}
+	b := config.Backend{Address: address}
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		b.AddrPort = ap
+	}
+	return b, nil
+}
+
+// target finds the backend an API call names in the service's own pool.
+func target(s *service, address string) (*backend, error) {
+	if s.cfg.IsL4() {
+		cb, err := parseBackend(s, address)
+		if err != nil {
+			return nil, err
+		}
+		address = cb.Address
+	}
+	if b := s.find(address); b != nil {
+		return b, nil
+	}
+	if s.findRouteOnly(address) != nil {
+		return nil, fmt.Errorf("backend %s serves only routes of service %s, and routes keep their configured backends: change it in the config file: %w", address, s.cfg.Name, api.ErrInvalid)
+	}
+	return nil, fmt.Errorf("service %s has no backend %s: %w", s.cfg.Name, address, api.ErrNotFound)
+}
+
 // AddBackend adds a backend at runtime (autoscalers). With health checks it
 // takes traffic once its first check passes.
-func (d *Daemon) AddBackend(service string, req api.AddBackend) (api.Change, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.l7Service(service); ok {
-		return d.addL7(c, req)
-	}
-	s, err := d.findL4(service)
-	if err != nil {
-		return api.Change{}, err
-	}
-	addr, err := parseBackendAddr(s, req.Address)
-	if err != nil {
-		return api.Change{}, err
-	}
-	w := 1
-	if req.Weight != nil {
-		w = *req.Weight
-	}
-	if err := checkWeight(w); err != nil {
-		return api.Change{}, err
-	}
-	if b := s.backend(addr); b != nil {
-		if b.removeAt.IsZero() {
-			return api.Change{}, fmt.Errorf("service %s already has backend %s: %w", service, addr, api.ErrConflict)
+func (c *controller) AddBackend(name string, req api.AddBackend) (api.Change, error) {
+	var ch api.Change
+	err := c.r.change(name, func(m *model, s *service) error {
+		w := 1
+		if req.Weight != nil {
+			w = *req.Weight
 		}
-		b.removeAt = time.Time{} // revived before its drain ended
-		b.weight = &w
-		b.fromAPI = s.cfg.Backend(addr.String()) == nil
-	} else {
-		id, err := d.ids.backend(s.id, addr)
+		if err := checkWeight(w); err != nil {
+			return err
+		}
+		cb, err := parseBackend(s, req.Address)
 		if err != nil {
-			return api.Change{}, err
+			return err
 		}
-		s.backends = append(s.backends, &l4Backend{addr: addr, id: id, cfgWeight: w, fromAPI: true, up: !hasChecks(s.cfg)})
-		if !hasChecks(s.cfg) {
-			s.backends[len(s.backends)-1].lastUp = time.Now()
+		cb.Weight = w
+		b := &backend{name: cb.Address, addr: cb.Addr, conf: cb, src: fromAPI, up: !s.checked()}
+		if fc := s.cfg.Backend(cb.Address); fc != nil {
+			// Back through the API after its removal: the file lists it,
+			// so it is the file's backend, with the weight asked for.
+			b.conf, b.src = *fc, fromConfig
+			if s.cfg.IsL4() {
+				b.name = fc.Addr.String()
+			}
+			setWeight(b, w)
 		}
-	}
-	if err := d.syncL4(s); err != nil {
-		return api.Change{}, err
-	}
-	d.retargetChecksLocked(false)
-	d.log.Info("backend added through the API", "service", service, "backend", addr, "weight", w)
-	return api.Change{Service: service, Backend: addr.String(), Result: "added", Persisted: false, Note: notPersisted}, nil
+		if b.up {
+			b.lastUp = time.Now()
+		}
+		revived, err := m.add(s, b, req.Weight)
+		if err != nil {
+			return err
+		}
+		ch = api.Change{Service: name, Backend: b.name, Result: "added", Note: notPersisted}
+		if revived {
+			ch.Result = "removal cancelled"
+		}
+		c.log.Info("backend added through the API", "service", name, "backend", b.name, "weight", w, "result", ch.Result)
+		return nil
+	})
+	return ch, err
 }
 
 // RemoveBackend drains a backend, then removes it once the drain period
-// (l7.drain_timeout) is over; established flows keep it until then.
-func (d *Daemon) RemoveBackend(service, address string) (api.Change, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.l7Service(service); ok {
-		return d.removeL7(c, address)
-	}
-	s, b, err := d.findBackend(service, address)
-	if err != nil {
-		return api.Change{}, err
-	}
-	addr := b.addr
-	if b.removeAt.IsZero() {
-		b.removeAt = time.Now().Add(d.drainTimeout())
-	}
-	if err := d.syncL4(s); err != nil {
-		return api.Change{}, err
-	}
-	d.retargetChecksLocked(false)
-	d.log.Info("backend draining before removal", "service", service, "backend", addr, "remove_at", b.removeAt)
-	return api.Change{Service: service, Backend: addr.String(), Result: fmt.Sprintf("draining; removed at %s", b.removeAt.Format(time.RFC3339)),
-		Persisted: false, Note: notPersisted}, nil
+// (l7.drain_timeout) is over; established flows and in-flight requests keep
+// it until then. A backend the file lists stays removed until the next
+// reload or restart.
+func (c *controller) RemoveBackend(name, address string) (api.Change, error) {
+	var ch api.Change
+	err := c.r.change(name, func(m *model, s *service) error {
+		b, err := target(s, address)
+		if err != nil {
+			return err
+		}
+		m.remove(b, time.Now())
+		ch = api.Change{Service: name, Backend: b.name, Result: fmt.Sprintf("draining; removed at %s", b.removeAt.Format(time.RFC3339)), Note: notPersisted}
+		if b.src == fromConfig {
+			ch.Note = removedNote
+		}
+		c.log.Info("backend draining before removal", "service", name, "backend", b.name, "remove_at", b.removeAt)
+		return nil
+	})
+	return ch, err
 }
 
 // PatchBackend changes a backend's weight or drain state at runtime.
-func (d *Daemon) PatchBackend(service, address string, p api.PatchBackend) (api.Change, error) {
+func (c *controller) PatchBackend(name, address string, p api.PatchBackend) (api.Change, error) {
 	if p.Weight == nil && p.Drain == nil {
 		return api.Change{}, fmt.Errorf(`nothing to change: give "weight" or "drain": %w`, api.ErrInvalid)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.l7Service(service); ok {
-		return d.patchL7(c, address, p)
-	}
-	s, b, err := d.findBackend(service, address)
-	if err != nil {
-		return api.Change{}, err
-	}
-	addr := b.addr
-	var result []string
-	if p.Weight != nil {
-		if err := checkWeight(*p.Weight); err != nil {
-			return api.Change{}, err
+	var ch api.Change
+	err := c.r.change(name, func(m *model, s *service) error {
+		b, err := target(s, address)
+		if err != nil {
+			return err
 		}
-		w := *p.Weight
-		b.weight = &w
-		if w == b.cfgWeight && !b.fromAPI {
-			b.weight = nil
+		if p.Weight != nil {
+			if err := checkWeight(*p.Weight); err != nil {
+				return err
+			}
 		}
-		result = append(result, fmt.Sprintf("weight %d", w))
-	}
-	if p.Drain != nil {
-		b.drain = *p.Drain
-		if b.drain {
-			result = append(result, "draining")
-		} else {
-			result = append(result, "not draining")
+		var result []string
+		if p.Weight != nil {
+			setWeight(b, *p.Weight)
+			result = append(result, fmt.Sprintf("weight %d", *p.Weight))
 		}
-	}
-	if err := d.syncL4(s); err != nil {
-		return api.Change{}, err
-	}
-	persisted := !b.fromAPI && b.weight == nil && !b.drain
-	d.log.Info("backend changed through the API", "service", service, "backend", addr, "change", result)
-	c := api.Change{Service: service, Backend: addr.String(), Result: fmt.Sprint(result), Persisted: persisted}
-	if !persisted {
-		c.Note = notPersisted
-	}
-	return c, nil
+		if p.Drain != nil {
+			b.drain = *p.Drain
+			result = append(result, map[bool]string{true: "draining", false: "not draining"}[*p.Drain])
+		}
+		ch = api.Change{Service: name, Backend: b.name, Result: fmt.Sprint(result), Persisted: b.persisted()}
+		if !ch.Persisted {
+			ch.Note = notPersisted
+		}
+		c.log.Info("backend changed through the API", "service", name, "backend", b.name, "change", result)
+		return nil
+	})
+	return ch, err
 }
 
 // Reload is the admin API's reload: the same as SIGHUP. A config error
 // carries every validation error as details.
-func (d *Daemon) Reload() (api.Reload, error) {
-	if err := d.ReloadConfig(); err != nil {
+func (c *controller) Reload() (api.Reload, error) {
+	if err := c.reload(); err != nil {
 		return api.Reload{}, err
 	}
-	return api.Reload{Result: "ok", Services: len(d.Config().Services), At: time.Now()}, nil
+	return api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now()}, nil
 }
 
 // Stats reports the data plane's verdict and event counters.
-func (d *Daemon) Stats() (api.Stats, error) {
-	d.mu.Lock()
-	m := d.maps
-	d.mu.Unlock()
-	if m == nil {
+func (c *controller) Stats() (api.Stats, error) {
+	if c.maps == nil {
 		return api.Stats{}, nil
 	}
-	st, err := m.ReadStats()
+	st, err := c.maps.ReadStats()
 	if err != nil {
 		return api.Stats{}, err
 	}

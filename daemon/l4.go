@@ -5,6 +5,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
@@ -13,13 +14,21 @@ import (
 	"github.com/xlbproject/xlb/maps"
 )
 
-// l4Service is one L4 service's live state: its config plus what the API and
-// the health checks changed.
-type l4Service struct {
-	cfg      config.Service
+// l4Projector writes the model's layer 4 services into the kernel maps:
+// backend records, Maglev tables and service records. It owns the kernel
+// ids and what it last wrote, so a sync writes only what changed.
+type l4Projector struct {
+	log      *slog.Logger
+	maps     *maps.Maps // nil: L4 data plane off
+	ids      *ids
+	services map[string]*l4State
+}
+
+// l4State is what the kernel holds for one service.
+type l4State struct {
 	key      maps.ServiceKey
 	id       uint32
-	backends []*l4Backend
+	backends map[netip.Addr]uint32 // backend records written, by address
 	failOpen bool
 	// lastHealthy is the set xlb fails open to when every backend is down.
 	lastHealthy map[netip.Addr]bool
@@ -27,40 +36,11 @@ type l4Service struct {
 	ringSize    uint32
 }
 
-type l4Backend struct {
-	addr      netip.Addr
-	id        uint32
-	cfgWeight int
-	weight    *int // API override
-	drain     bool // API drain
-	fromAPI   bool
-	removeAt  time.Time // removal pending: drained until then, then deleted
-	up        bool
-	lastUp    time.Time // when the backend was last known healthy
-	lastCheck string
+func newL4Projector(log *slog.Logger, m *maps.Maps, x *ids) *l4Projector {
+	return &l4Projector{log: log, maps: m, ids: x, services: map[string]*l4State{}}
 }
 
-// effWeight is the weight the Maglev table gets when the backend is healthy.
-func (b *l4Backend) effWeight() int {
-	if b.drain || !b.removeAt.IsZero() {
-		return 0
-	}
-	if b.weight != nil {
-		return *b.weight
-	}
-	return b.cfgWeight
-}
-
-func (s *l4Service) backend(addr netip.Addr) *l4Backend {
-	for _, b := range s.backends {
-		if b.addr == addr {
-			return b
-		}
-	}
-	return nil
-}
-
-func serviceKey(c config.Service) maps.ServiceKey {
+func serviceKey(c *config.Service) maps.ServiceKey {
 	proto := maps.ProtoTCP
 	if c.Protocol == "udp" {
 		proto = maps.ProtoUDP
@@ -68,174 +48,234 @@ func serviceKey(c config.Service) maps.ServiceKey {
 	return maps.ServiceKey{VIP: c.VIP, Port: uint16(c.Port), Proto: proto}
 }
 
-func (s *l4Service) record() maps.Service {
-	r := maps.Service{
-		ServiceKey: s.key,
-		ID:         s.id,
-		RingSize:   s.ringSize,
-		IPHash:     s.cfg.Scheduler == "ip_hash",
-		DSR:        s.cfg.Forwarding == "dsr",
+// recoveredUp is the health a previous daemon left in the backends map.
+func (p *l4Projector) recoveredUp(c *config.Service, addr netip.Addr) (bool, bool) {
+	id, ok := p.ids.services[serviceKey(c).String()]
+	if !ok {
+		return false, false
 	}
-	if rl := s.cfg.RateLimit; rl != nil {
-		r.Rate, r.Per, r.Burst = rl.Rate, rl.Per, rl.Burst
+	up, ok := p.ids.wasUp[backendRef{id, addr}]
+	return up, ok
+}
+
+// recoveredBackends lists the backends the pinned maps hold for a service.
+func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
+	id, ok := p.ids.services[serviceKey(c).String()]
+	if !ok {
+		return nil
 	}
-	return r
+	var out []netip.Addr
+	for ref := range p.ids.wasUp {
+		if ref.svc == id {
+			out = append(out, ref.addr)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// reconcile makes the kernel hold exactly m's L4 services: those gone or
+// changed into another VIP/port/protocol are removed first, then every
+// service is synced.
+func (p *l4Projector) reconcile(m *model) error {
+	if p.maps == nil {
+		return nil
+	}
+	var errs []error
+	for name, st := range p.services {
+		s := m.services[name]
+		if s == nil || !s.cfg.IsL4() || serviceKey(&s.cfg) != st.key {
+			if s == nil {
+				p.log.Info("service removed", "service", name)
+			}
+			errs = append(errs, p.remove(st))
+			delete(p.services, name)
+		}
+	}
+	for _, name := range m.order {
+		if s := m.services[name]; s.cfg.IsL4() {
+			errs = append(errs, p.sync(s))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // sync writes one service's state to the kernel: backend records first, then
 // its table (swapped whole), then the service record, so a new service becomes
-// visible only once it can be served. It reports what changed for the log.
-func (d *Daemon) syncL4(s *l4Service) error {
+// visible only once it can be served. Backends the model no longer has are
+// deleted last, once the table no longer names them.
+func (p *l4Projector) sync(s *service) error {
+	if p.maps == nil {
+		return nil
+	}
+	c := &s.cfg
+	st := p.services[c.Name]
+	if st == nil {
+		key := serviceKey(c)
+		id, err := p.ids.service(key.String())
+		if err != nil {
+			return err
+		}
+		st = &l4State{key: key, id: id, backends: map[netip.Addr]uint32{}}
+		p.services[c.Name] = st
+	}
+	var errs []error
+	ids := map[netip.Addr]uint32{}
+	for _, b := range s.backends {
+		id, err := p.ids.backend(st.id, b.addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids[b.addr] = id
+	}
+
 	var (
 		mb      []maps.MaglevBackend
 		weighed int
 	)
 	for _, b := range s.backends {
-		if b.effWeight() > 0 {
+		if b.effWeight() > 0 && ids[b.addr] != 0 {
 			weighed++
 			if b.up {
-				mb = append(mb, maps.MaglevBackend{Key: b.addr.String(), ID: b.id, Weight: uint32(b.effWeight())})
+				mb = append(mb, maps.MaglevBackend{Key: b.name, ID: ids[b.addr], Weight: uint32(b.effWeight())})
 			}
 		}
 	}
-	wasFailOpen := s.failOpen
-	s.failOpen = false
+	wasFailOpen := st.failOpen
+	st.failOpen = false
 	if len(mb) == 0 && weighed > 0 {
 		// Every backend is down. Dropping the service would turn a health
 		// checker that lost its own path to the backends into an outage, so
 		// xlb fails open to the backends that were healthy recently: those
 		// that went down together, not one that has been dead for long (and
 		// not just the one that happened to fail last).
-		s.failOpen = true
+		st.failOpen = true
 		if !wasFailOpen {
-			s.lastHealthy = recentlyHealthy(s, time.Now().Add(-failOpenWindow(s.cfg)))
+			st.lastHealthy = recentlyHealthy(s, time.Now().Add(-failOpenWindow(s)))
 		}
 		for _, b := range s.backends {
-			if s.lastHealthy[b.addr] && b.effWeight() > 0 {
-				mb = append(mb, maps.MaglevBackend{Key: b.addr.String(), ID: b.id, Weight: uint32(b.effWeight())})
+			if st.lastHealthy[b.addr] && b.effWeight() > 0 && ids[b.addr] != 0 {
+				mb = append(mb, maps.MaglevBackend{Key: b.name, ID: ids[b.addr], Weight: uint32(b.effWeight())})
 			}
 		}
 	}
-	if s.failOpen != wasFailOpen {
-		if s.failOpen {
-			d.log.Warn("every backend is down: failing open to the last healthy set", "service", s.cfg.Name, "backends", len(mb))
+	if st.failOpen != wasFailOpen {
+		if st.failOpen {
+			p.log.Warn("every backend is down: failing open to the last healthy set", "service", c.Name, "backends", len(mb))
 		} else {
-			d.log.Info("service has healthy backends again", "service", s.cfg.Name)
+			p.log.Info("service has healthy backends again", "service", c.Name)
 		}
 	}
 
-	var errs []error
 	for _, b := range s.backends {
-		up := b.up || (s.failOpen && s.lastHealthy[b.addr])
-		if err := d.maps.PutBackend(maps.Backend{ID: b.id, ServiceID: s.id, Addr: b.addr, Up: up}); err != nil {
+		if ids[b.addr] == 0 {
+			continue
+		}
+		up := b.up || (st.failOpen && st.lastHealthy[b.addr])
+		if err := p.maps.PutBackend(maps.Backend{ID: ids[b.addr], ServiceID: st.id, Addr: b.addr, Up: up}); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	size := maps.RingSizeFor(len(s.backends))
 	if len(mb) == 0 {
-		if s.table != nil || s.ringSize != size {
-			if err := d.maps.DeleteRing(s.id); err != nil {
+		if st.table != nil || st.ringSize != size {
+			if err := p.maps.DeleteRing(st.id); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		s.table = nil
+		st.table = nil
 	} else {
 		table, err := maps.BuildMaglev(mb, size)
 		if err != nil {
-			return fmt.Errorf("service %s: %w", s.cfg.Name, err)
+			return fmt.Errorf("service %s: %w", c.Name, err)
 		}
-		if !slices.Equal(table, s.table) {
-			if err := d.maps.PutRing(s.id, table); err != nil {
+		if !slices.Equal(table, st.table) {
+			if err := p.maps.PutRing(st.id, table); err != nil {
 				errs = append(errs, err)
 			} else {
-				s.table = table
+				st.table = table
 			}
 		}
 	}
-	s.ringSize = size
-	if err := d.maps.PutService(s.record()); err != nil {
+	st.ringSize = size
+	if err := p.maps.PutService(p.record(c, st)); err != nil {
 		errs = append(errs, err)
 	}
+	for addr, id := range st.backends {
+		if _, ok := ids[addr]; ok {
+			continue
+		}
+		if err := p.maps.DeleteBackend(id); err != nil {
+			errs = append(errs, err)
+		}
+		p.ids.releaseBackend(st.id, addr)
+	}
+	st.backends = ids
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("sync service %s: %w", s.cfg.Name, err)
+		return fmt.Errorf("sync service %s: %w", c.Name, err)
 	}
 	return nil
 }
 
-// removeL4 takes a service out of the kernel: the record first, so packets
-// stop matching, then its table and backends.
-func (d *Daemon) removeL4(s *l4Service) error {
-	errs := []error{d.maps.DeleteService(s.key), d.maps.DeleteRing(s.id)}
-	for _, b := range s.backends {
-		errs = append(errs, d.maps.DeleteBackend(b.id))
-		d.ids.releaseBackend(s.id, b.addr)
+func (p *l4Projector) record(c *config.Service, st *l4State) maps.Service {
+	r := maps.Service{
+		ServiceKey: st.key,
+		ID:         st.id,
+		RingSize:   st.ringSize,
+		IPHash:     c.Scheduler == "ip_hash",
+		DSR:        c.Forwarding == "dsr",
 	}
-	d.ids.releaseService(s.key.String())
+	if rl := c.RateLimit; rl != nil {
+		r.Rate, r.Per, r.Burst = rl.Rate, rl.Per, rl.Burst
+	}
+	return r
+}
+
+// remove takes a service out of the kernel: the record first, so packets
+// stop matching, then its table and backends.
+func (p *l4Projector) remove(st *l4State) error {
+	errs := []error{p.maps.DeleteService(st.key), p.maps.DeleteRing(st.id)}
+	for addr, id := range st.backends {
+		errs = append(errs, p.maps.DeleteBackend(id))
+		p.ids.releaseBackend(st.id, addr)
+	}
+	p.ids.releaseService(st.key.String())
 	return errors.Join(errs...)
 }
 
-// newL4 builds the state of a configured service, keeping what the previous
-// state knew (health, ids, pending removals) for backends that stay.
-func (d *Daemon) newL4(c config.Service, prev *l4Service, startUp bool) (*l4Service, error) {
-	key := serviceKey(c)
-	id, err := d.ids.service(key.String())
-	if err != nil {
-		return nil, err
+// backendID is the kernel id of a backend, 0 when it has none.
+func (p *l4Projector) backendID(service string, addr netip.Addr) uint32 {
+	if st := p.services[service]; st != nil {
+		return st.backends[addr]
 	}
-	s := &l4Service{cfg: c, key: key, id: id}
-	if prev != nil && prev.key == key {
-		s.lastHealthy, s.table, s.ringSize, s.failOpen = prev.lastHealthy, prev.table, prev.ringSize, prev.failOpen
-	}
+	return 0
+}
 
-	seen := map[netip.Addr]bool{}
-	for _, cb := range c.Backends {
-		bid, err := d.ids.backend(id, cb.Addr)
-		if err != nil {
-			return nil, err
-		}
-		b := &l4Backend{addr: cb.Addr, id: bid, cfgWeight: cb.Weight, up: startUp || !hasChecks(c)}
-		if up, ok := d.ids.wasUp[backendRef{id, cb.Addr}]; ok && startUp && hasChecks(c) {
-			b.up = up // a restart keeps what the previous daemon's checks found
-		}
-		if b.up {
-			b.lastUp = time.Now()
-		}
-		if prev != nil {
-			if old := prev.backend(cb.Addr); old != nil {
-				b.up, b.lastCheck, b.lastUp = old.up, old.lastCheck, old.lastUp
-			}
-		}
-		s.backends = append(s.backends, b)
-		seen[cb.Addr] = true
+func (p *l4Projector) serviceID(service string) (uint32, bool) {
+	if st := p.services[service]; st != nil {
+		return st.id, true
 	}
-	if prev != nil {
-		// Backends gone from the config drain before they go: established
-		// flows keep them until removeAt.
-		for _, old := range prev.backends {
-			if seen[old.addr] {
-				continue
-			}
-			if old.removeAt.IsZero() {
-				old.removeAt = time.Now().Add(d.drainTimeout())
-			}
-			s.backends = append(s.backends, old)
-		}
-	}
-	return s, nil
+	return 0, false
+}
+
+func (p *l4Projector) failingOpen(service string) bool {
+	st := p.services[service]
+	return st != nil && st.failOpen
 }
 
 // failOpenWindow is how recently a backend must have been healthy to be
 // failed open to: ten detection periods.
-func failOpenWindow(c config.Service) time.Duration {
-	if !hasChecks(c) {
+func failOpenWindow(s *service) time.Duration {
+	if !s.checked() {
 		return time.Hour
 	}
-	return 10 * c.HealthCheck.Interval * time.Duration(c.HealthCheck.UnhealthyThreshold)
+	return 10 * s.cfg.HealthCheck.Interval * time.Duration(s.cfg.HealthCheck.UnhealthyThreshold)
 }
 
 // recentlyHealthy returns the weighted backends healthy since `since`, or
 // every weighted backend when none was.
-func recentlyHealthy(s *l4Service, since time.Time) map[netip.Addr]bool {
+func recentlyHealthy(s *service, since time.Time) map[netip.Addr]bool {
 	set := map[netip.Addr]bool{}
 	for _, b := range s.backends {
 		if b.effWeight() > 0 && b.lastUp.After(since) {
@@ -250,8 +290,4 @@ func recentlyHealthy(s *l4Service, since time.Time) map[netip.Addr]bool {
 		}
 	}
 	return set
-}
-
-func hasChecks(c config.Service) bool {
-	return c.HealthCheck != nil && c.HealthCheck.Type != "" && c.HealthCheck.Type != "none"
 }

@@ -4,18 +4,18 @@ package daemon
 
 import (
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/xlbproject/xlb/health"
+	"github.com/xlbproject/xlb/config"
 )
 
 // metrics holds the daemon's own metrics and collects the kernel's counters
 // at scrape time (summed over CPUs), so nothing polls the maps in between.
 type metrics struct {
-	d           *Daemon
+	version     string
+	r           *reconciler
 	reloads     *prometheus.CounterVec
 	checkTime   *prometheus.HistogramVec
 	checks      *prometheus.CounterVec
@@ -24,10 +24,10 @@ type metrics struct {
 	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info *prometheus.Desc
 }
 
-func newMetrics(d *Daemon) *metrics {
+func newMetrics(version string, r *reconciler) *metrics {
 	sb := []string{"service", "backend"}
 	return &metrics{
-		d: d,
+		version: version, r: r,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xlb_config_reloads_total", Help: "Config reloads by result (ok, error).",
 		}, []string{"result"}),
@@ -76,7 +76,7 @@ var eventNames = map[string]bool{
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, m.d.opts.Version)
+	ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, m.version)
 	type row struct {
 		svc, addr string
 		id        uint32
@@ -84,25 +84,26 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	var rows []row
 	failOpen := map[string]bool{}
-	m.d.mu.Lock()
-	mp := m.d.maps
-	for _, name := range m.d.l4Order {
-		s := m.d.l4[name]
-		failOpen[name] = s.failOpen
-		for _, b := range s.backends {
-			rows = append(rows, row{name, b.addr.String(), b.id, b.up})
-		}
-	}
 	var l7names []string
-	for _, c := range m.d.cfg.Services {
-		if !c.IsL4() {
-			l7names = append(l7names, c.Name)
+	mp := m.r.l4.maps
+	m.r.read(func(_ *config.Config, md *model) {
+		for _, name := range md.order {
+			s := md.services[name]
+			if !s.cfg.IsL4() {
+				l7names = append(l7names, name)
+				continue
+			}
+			if _, ok := m.r.l4.serviceID(name); !ok {
+				continue
+			}
+			failOpen[name] = m.r.l4.failingOpen(name)
+			for _, b := range s.backends {
+				rows = append(rows, row{name, b.name, m.r.l4.backendID(name, b.addr), b.up})
+			}
 		}
-	}
-	m.d.mu.Unlock()
+	})
 	for _, name := range l7names {
-		st, _ := m.d.web.Status(name)
-		for _, b := range st {
+		for _, b := range m.r.l7.status(name) {
 			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(b.Healthy && !b.Ejected), name, b.Address)
 		}
 	}
@@ -112,7 +113,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range rows {
 		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(r.up), r.svc, r.addr)
-		if mp == nil {
+		if mp == nil || r.id == 0 {
 			continue
 		}
 		c, err := mp.BackendCounters(r.id)
@@ -149,27 +150,3 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
-
-// Observed and Changed make metrics the health checker's observer; Changed
-// also hands the transition to the daemon.
-func (m *metrics) Observed(t health.Target, d time.Duration, err error) {
-	svc, be, _ := strings.Cut(t.Key, "/")
-	m.checkTime.WithLabelValues(svc).Observe(d.Seconds())
-	res := "ok"
-	if err != nil {
-		res = "fail"
-	}
-	m.checks.WithLabelValues(svc, be, res).Inc()
-}
-
-func (m *metrics) Changed(t health.Target, up bool, reason string) {
-	svc, be, _ := strings.Cut(t.Key, "/")
-	state := "down"
-	if up {
-		state = "up"
-	}
-	m.transitions.WithLabelValues(svc, be, state).Inc()
-	m.d.healthChanged(t.Key, up, reason)
-}
-
-var _ health.Observer = (*metrics)(nil)

@@ -107,10 +107,10 @@ func nudgeNeighbour(addr netip.Addr) {
 	c.Close()
 }
 
-// warmNeighbours resolves the next hops of backends before the first packet
+// awaitNeighbours resolves the next hops of backends before the first packet
 // needs them: until a neighbour entry exists, the XDP program hands packets
 // to the kernel instead of forwarding them. It waits at most timeout.
-func warmNeighbours(addrs []netip.Addr, timeout time.Duration) (missing []netip.Addr) {
+func awaitNeighbours(addrs []netip.Addr, timeout time.Duration) (missing []netip.Addr) {
 	for _, a := range addrs {
 		nudgeNeighbour(a)
 	}

@@ -149,7 +149,7 @@ func serve(configPath string, log, access *slog.Logger) error {
 	}
 	defer d.Close()
 	cfg := d.Config()
-	srv, err := admin.New(d, admin.Options{
+	srv, err := admin.New(d.Controller(), admin.Options{
 		Listen: cfg.Admin.Listen, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Logger: log, Ready: d.Ready,
 	})
 	if err != nil {

@@ -1,0 +1,139 @@
+//go:build linux
+
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/loader"
+	"github.com/xlbproject/xlb/maps"
+)
+
+// dataplane is the XDP program's lifecycle: load or adopt, attach to the
+// configured interfaces, follow interface changes on reload, release.
+type dataplane struct {
+	log    *slog.Logger
+	dp     *loader.Dataplane // nil: L4 off
+	maps   *maps.Maps
+	ids    *ids
+	unlock func()
+}
+
+// startDataplane loads or adopts the XDP program and maps and attaches it,
+// unless no interface is configured (L4 off). On error the caller closes
+// what was started.
+func startDataplane(log *slog.Logger, cfg *config.Config) (*dataplane, error) {
+	p := &dataplane{log: log, ids: newIDs()}
+	x := cfg.XDP
+	if len(x.Interfaces) == 0 {
+		log.Info("no xdp.interfaces: L4 data plane off")
+		return p, nil
+	}
+	unlock, err := lockPinPath(x.PinPath)
+	if err != nil {
+		return p, err
+	}
+	p.unlock = unlock
+	dp, err := loader.Load(loader.Options{PinPath: x.PinPath, FlowTableSize: x.FlowTableSize, Logger: log})
+	if err != nil {
+		return p, err
+	}
+	p.dp = dp
+	p.maps = maps.FromObjects(&dp.Objs.LbMaps)
+	if dp.Adopted {
+		if err := p.ids.recover(p.maps); err != nil {
+			return p, err
+		}
+		log.Info("adopted the pinned data plane; flow table kept", "pin_path", x.PinPath)
+	}
+	if err := p.putSettings(x.Interfaces[0]); err != nil {
+		return p, err
+	}
+	mode, err := loader.ParseMode(x.Mode)
+	if err != nil {
+		return p, err
+	}
+	for _, ifname := range x.Interfaces {
+		if err := enableForwarding(ifname, hasIPv6(cfg)); err != nil {
+			return p, err
+		}
+		a, err := dp.Attach(ifname, mode)
+		if err != nil {
+			return p, err
+		}
+		log.Info("xdp attached", "interface", ifname, "mode", a.Mode, "program_id", a.ProgramID, "replaced", a.Replaced)
+	}
+	return p, nil
+}
+
+func hasIPv6(cfg *config.Config) bool {
+	for _, s := range cfg.Services {
+		if s.IsL4() && s.VIP.Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+// putSettings sets the outer source addresses from the first interface.
+func (p *dataplane) putSettings(ifname string) error {
+	src4, src6, err := interfaceAddrs(ifname)
+	if err != nil {
+		return err
+	}
+	if !src4.IsValid() && !src6.IsValid() {
+		return fmt.Errorf("interface %s has no global address to use as the IPIP outer source", ifname)
+	}
+	p.log.Info("outer source addresses", "ipv4", src4, "ipv6", src6)
+	return p.maps.PutSettings(maps.Settings{Src4: src4, Src6: src6})
+}
+
+// reattach follows a change of xdp.interfaces or xdp.mode.
+func (p *dataplane) reattach(cfg *config.Config) error {
+	if p.dp == nil {
+		if len(cfg.XDP.Interfaces) > 0 {
+			return errors.New("xdp.interfaces set on a daemon started without them: restart xlbd")
+		}
+		return nil
+	}
+	if len(cfg.XDP.Interfaces) == 0 {
+		return errors.New("xdp.interfaces emptied: run `xlbctl detach` or restart xlbd to turn L4 off")
+	}
+	mode, err := loader.ParseMode(cfg.XDP.Mode)
+	if err != nil {
+		return err
+	}
+	for _, a := range p.dp.Attachments() {
+		if !slices.Contains(cfg.XDP.Interfaces, a.Interface) || (mode != loader.ModeAuto && a.Mode != mode) {
+			if err := p.dp.Detach(a.Interface); err != nil {
+				return err
+			}
+			p.log.Info("xdp detached", "interface", a.Interface)
+		}
+	}
+	for _, ifname := range cfg.XDP.Interfaces {
+		if _, err := p.dp.Attach(ifname, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// close releases file descriptors and the pin-path lock; the program and
+// its pins stay.
+func (p *dataplane) close() error {
+	var err error
+	if p.dp != nil {
+		err = p.dp.Close()
+		p.dp = nil
+	}
+	if p.unlock != nil {
+		p.unlock()
+		p.unlock = nil
+	}
+	return err
+}

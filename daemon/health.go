@@ -1,0 +1,69 @@
+//go:build linux
+
+package daemon
+
+import (
+	"strings"
+	"time"
+
+	"github.com/xlbproject/xlb/health"
+)
+
+// healthSink is the health checker's observer: it counts checks and
+// transitions and hands each transition to the reconciler.
+type healthSink struct {
+	met *metrics
+	r   *reconciler
+}
+
+var _ health.Observer = (*healthSink)(nil)
+
+func (h *healthSink) Observed(t health.Target, d time.Duration, err error) {
+	svc, be, _ := strings.Cut(t.Key, "/")
+	h.met.checkTime.WithLabelValues(svc).Observe(d.Seconds())
+	res := "ok"
+	if err != nil {
+		res = "fail"
+	}
+	h.met.checks.WithLabelValues(svc, be, res).Inc()
+}
+
+func (h *healthSink) Changed(t health.Target, up bool, reason string) {
+	svc, be, _ := strings.Cut(t.Key, "/")
+	state := "down"
+	if up {
+		state = "up"
+	}
+	h.met.transitions.WithLabelValues(svc, be, state).Inc()
+	h.r.healthChanged(t.Key, up, reason)
+}
+
+// checkTargets lists what the checker probes: every backend of a checked
+// service except those draining before removal, each starting from the
+// model's view of its health.
+func checkTargets(m *model) ([]health.Target, map[string]bool) {
+	var targets []health.Target
+	initial := map[string]bool{}
+	for _, name := range m.order {
+		s := m.services[name]
+		if !s.checked() {
+			continue
+		}
+		hc := s.cfg.HealthCheck
+		spec := health.Spec{
+			Type: hc.Type, Path: hc.Path, Host: hc.Host,
+			ExpectMin: hc.ExpectMin, ExpectMax: hc.ExpectMax,
+			Interval: hc.Interval, Timeout: hc.Timeout,
+			HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+		}
+		for _, b := range s.checkedBackends() {
+			if b.removing() {
+				continue
+			}
+			key := checkKey(name, b.name)
+			targets = append(targets, health.Target{Key: key, Addr: s.cfg.CheckAddress(&b.conf), Spec: spec})
+			initial[key] = b.up
+		}
+	}
+	return targets, initial
+}

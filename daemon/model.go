@@ -1,0 +1,339 @@
+//go:build linux
+
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/config"
+)
+
+// source says where a backend came from. Discovery will add "dns".
+type source string
+
+const (
+	fromConfig source = "config"
+	fromAPI    source = "api"
+)
+
+// backend is one backend of a service with everything the daemon knows of
+// it: what the file (or the API add) said, what the API changed since, and
+// what the health checks found. The kernel maps and the L7 pools are
+// projections of it.
+type backend struct {
+	// name is how the API, the health checker and the l7 server name it:
+	// the IP (layer 4) or host:port as written (layer 7).
+	name string
+	addr netip.Addr     // layer 4
+	conf config.Backend // weight, max_conns, slow start as configured or added
+	src  source
+
+	// Runtime changes; a reload drops them.
+	apiWeight *int
+	drain     bool
+	removeAt  time.Time // removal pending: drained until then, then gone
+
+	up        bool
+	lastUp    time.Time // when last known healthy: the fail-open set
+	lastCheck string
+}
+
+func (b *backend) removing() bool { return !b.removeAt.IsZero() }
+
+func (b *backend) drained() bool { return b.drain || b.removing() }
+
+// weight is the share the backend has when it is not drained.
+func (b *backend) weight() int {
+	if b.apiWeight != nil {
+		return *b.apiWeight
+	}
+	return b.conf.Weight
+}
+
+// effWeight is the share it gets now: 0 while drained or being removed.
+func (b *backend) effWeight() int {
+	if b.drained() {
+		return 0
+	}
+	return b.weight()
+}
+
+// persisted: nothing the API did to this backend needs the file to say it.
+func (b *backend) persisted() bool {
+	return b.src == fromConfig && b.apiWeight == nil && !b.drain && !b.removing()
+}
+
+// service is one service of the running config and its backends: its own
+// pool (config order, then API additions, then those draining before they
+// go) and, for layer 7, the backends only its routes name, which are
+// checked and reported but not changed at runtime.
+type service struct {
+	cfg       config.Service
+	backends  []*backend
+	routeOnly []*backend
+}
+
+func (s *service) checked() bool {
+	hc := s.cfg.HealthCheck
+	return hc != nil && hc.Type != "" && hc.Type != "none"
+}
+
+// find returns the backend of the service's own pool the API names.
+func (s *service) find(name string) *backend {
+	k := canonical(name)
+	for _, b := range s.backends {
+		if canonical(b.name) == k {
+			return b
+		}
+	}
+	return nil
+}
+
+func (s *service) findRouteOnly(name string) *backend {
+	k := canonical(name)
+	for _, b := range s.routeOnly {
+		if canonical(b.name) == k {
+			return b
+		}
+	}
+	return nil
+}
+
+// canonical compares addresses as config.Service.Backend does: IPs in
+// canonical form, names without case.
+func canonical(a string) string {
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	}
+	if ip, err := netip.ParseAddr(a); err == nil {
+		return ip.Unmap().String()
+	}
+	return strings.ToLower(a)
+}
+
+// model holds every service's backends: the one place runtime changes,
+// health results and reloads meet.
+type model struct {
+	order    []string
+	services map[string]*service
+	drain    time.Duration // how long a removed backend drains
+}
+
+func newModel() *model { return &model{services: map[string]*service{}} }
+
+func (m *model) service(name string) (*service, error) {
+	s := m.services[name]
+	if s == nil {
+		return nil, fmt.Errorf("service %q: %w", name, api.ErrNotFound)
+	}
+	return s, nil
+}
+
+// prior is what a previous daemon left in the pinned maps.
+type prior interface {
+	// recoveredUp is what its checks found for an L4 backend, so a restart
+	// keeps it.
+	recoveredUp(c *config.Service, addr netip.Addr) (up, known bool)
+	// recoveredBackends are the L4 backends it had for a service, among
+	// them those the API had added, which established flows still use.
+	recoveredBackends(c *config.Service) []netip.Addr
+}
+
+// reloaded returns the model for cfg, leaving m as it is (the caller commits
+// it only once the projections accept it). The file decides: API additions,
+// weights and drains are dropped; backends the file no longer lists (API
+// additions among them) drain and go; health carries over. startUp marks
+// new configured backends up until their checks say otherwise, so a start
+// does not refuse traffic until the first checks pass; and L4 backends a
+// previous daemon had that the file does not list drain and go, as on a
+// reload.
+func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.Time) *model {
+	next := &model{services: map[string]*service{}, drain: cfg.L7.DrainTimeout}
+	if next.drain <= 0 {
+		next.drain = config.DefaultDrainTimeout
+	}
+	for i := range cfg.Services {
+		c := &cfg.Services[i]
+		prev := m.services[c.Name]
+		if prev != nil && !sameIdentity(&prev.cfg, c) {
+			prev = nil // same name, another service: nothing carries over
+		}
+		s := &service{cfg: *c}
+		seen := map[string]bool{}
+		fresh := func(cb config.Backend, old *backend) *backend {
+			b := &backend{name: cb.Address, conf: cb, src: fromConfig}
+			if c.IsL4() {
+				b.addr, b.name = cb.Addr, cb.Addr.String()
+			}
+			switch {
+			case old != nil:
+				b.up, b.lastUp, b.lastCheck = old.up, old.lastUp, old.lastCheck
+			default:
+				b.up = startUp || !s.checked()
+				if up, ok := pre.recoveredUp(c, b.addr); ok && startUp && s.checked() && c.IsL4() {
+					b.up = up
+				}
+				if b.up {
+					b.lastUp = now
+				}
+			}
+			seen[canonical(b.name)] = true
+			return b
+		}
+		lookup := func(name string) *backend {
+			if prev == nil {
+				return nil
+			}
+			if b := prev.find(name); b != nil {
+				return b
+			}
+			return prev.findRouteOnly(name)
+		}
+		for _, cb := range c.Backends {
+			s.backends = append(s.backends, fresh(cb, lookup(cb.Address)))
+		}
+		for _, r := range c.Routes {
+			for _, cb := range r.Backends {
+				if !seen[canonical(cb.Address)] {
+					s.routeOnly = append(s.routeOnly, fresh(cb, lookup(cb.Address)))
+				}
+			}
+		}
+		if startUp && c.IsL4() {
+			for _, a := range pre.recoveredBackends(c) {
+				if seen[canonical(a.String())] {
+					continue
+				}
+				up, _ := pre.recoveredUp(c, a)
+				s.backends = append(s.backends, &backend{name: a.String(), addr: a, src: fromAPI,
+					conf: config.Backend{Address: a.String(), Addr: a}, removeAt: now.Add(next.drain), up: up})
+			}
+		}
+		if prev != nil {
+			for _, old := range prev.backends {
+				if seen[canonical(old.name)] {
+					continue
+				}
+				b := *old
+				if !b.removing() {
+					b.removeAt = now.Add(next.drain)
+				}
+				s.backends = append(s.backends, &b)
+			}
+		}
+		next.order = append(next.order, c.Name)
+		next.services[c.Name] = s
+	}
+	return next
+}
+
+// sameIdentity: a service renamed onto another's name, or whose VIP, port,
+// protocol or layer changed, is a different service.
+func sameIdentity(a, b *config.Service) bool {
+	if a.Layer != b.Layer {
+		return false
+	}
+	if a.IsL4() {
+		return serviceKey(a) == serviceKey(b)
+	}
+	return true
+}
+
+// add puts a backend into a service's pool. One being removed is revived
+// instead, keeping its weight unless the add gives one.
+func (m *model) add(s *service, b *backend, weight *int) (revived bool, err error) {
+	if old := s.find(b.name); old != nil {
+		if !old.removing() {
+			return false, fmt.Errorf("service %s already has backend %s: %w", s.cfg.Name, old.name, api.ErrConflict)
+		}
+		old.removeAt = time.Time{}
+		if s.cfg.Backend(old.conf.Address) == nil {
+			// Draining because a reload dropped it from the file: it
+			// stays now only because the API asked.
+			old.src = fromAPI
+		}
+		if weight != nil {
+			setWeight(old, *weight)
+		}
+		return true, nil
+	}
+	s.backends = append(s.backends, b)
+	return false, nil
+}
+
+// setWeight records an API weight; the configured weight given back
+// through the API is no override.
+func setWeight(b *backend, w int) {
+	b.apiWeight = &w
+	if b.src == fromConfig && w == b.conf.Weight {
+		b.apiWeight = nil
+	}
+}
+
+// remove starts a backend's drain before removal; its API weight and drain
+// stay, should an add revive it.
+func (m *model) remove(b *backend, now time.Time) {
+	if !b.removing() {
+		b.removeAt = now.Add(m.drain)
+	}
+}
+
+// expire removes the backends whose drain ended and returns the services
+// that lost one, with what they lost.
+func (m *model) expire(now time.Time) map[string][]*backend {
+	gone := map[string][]*backend{}
+	for _, name := range m.order {
+		s := m.services[name]
+		kept := s.backends[:0]
+		for _, b := range s.backends {
+			if b.removing() && !now.Before(b.removeAt) {
+				gone[name] = append(gone[name], b)
+				continue
+			}
+			kept = append(kept, b)
+		}
+		clear(s.backends[len(kept):])
+		s.backends = kept
+	}
+	return gone
+}
+
+// health finds the backends a health-check key ("service/backend") names:
+// one, or two when the API added a backend that a route also names.
+func (m *model) health(key string) (*service, []*backend) {
+	name, addr, ok := strings.Cut(key, "/")
+	if !ok {
+		return nil, nil
+	}
+	s := m.services[name]
+	if s == nil {
+		return nil, nil
+	}
+	var found []*backend
+	for _, list := range [][]*backend{s.backends, s.routeOnly} {
+		for _, b := range list {
+			if b.name == addr {
+				found = append(found, b)
+			}
+		}
+	}
+	return s, found
+}
+
+// checkedBackends are the backends of a service to probe and report: its
+// own, then the route-only ones it does not also have in its own pool.
+func (s *service) checkedBackends() []*backend {
+	out := append([]*backend(nil), s.backends...)
+	for _, b := range s.routeOnly {
+		if s.find(b.name) == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func checkKey(service, backend string) string { return service + "/" + backend }

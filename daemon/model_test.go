@@ -1,0 +1,176 @@
+//go:build linux
+
+package daemon
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+)
+
+// fakePrior is what a previous daemon left: health by address.
+type fakePrior map[netip.Addr]bool
+
+func (f fakePrior) recoveredUp(_ *config.Service, a netip.Addr) (bool, bool) {
+	up, ok := f[a]
+	return up, ok
+}
+
+func (f fakePrior) recoveredBackends(*config.Service) []netip.Addr {
+	var out []netip.Addr
+	for a := range f {
+		out = append(out, a)
+	}
+	return out
+}
+
+var noPrior = fakePrior{}
+
+func testConfig(t *testing.T, backends string) *config.Config {
+	t.Helper()
+	yaml := `l7: {drain_timeout: 10s}
+services:
+  - name: web
+    layer: 7
+    listen: 127.0.0.1:8080
+    health_check: {type: http, path: /health}
+    backends:
+` + backends + `    routes:
+      - match: {path_prefix: /r/}
+        backends: [{address: 10.0.9.9:80}]
+`
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+const twoBackends = "      - {address: 10.0.0.1:80, weight: 2}\n      - {address: 10.0.0.2:80}\n"
+
+func loaded(t *testing.T, backends string) (*model, *service) {
+	t.Helper()
+	m := newModel().reloaded(testConfig(t, backends), true, noPrior, time.Now())
+	return m, m.services["web"]
+}
+
+func apiBackend(addr string, w int) *backend {
+	return &backend{name: addr, conf: config.Backend{Address: addr, Weight: w}, src: fromAPI}
+}
+
+func TestModelAPIWeightSurvivesAddDrainAndExpiry(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	b := s.find("10.0.0.1:80")
+	setWeight(b, 7)
+	if _, err := m.add(s, apiBackend("10.0.0.3:80", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if b.weight() != 7 {
+		t.Errorf("after an add: weight %d, want the API's 7", b.weight())
+	}
+	s.find("10.0.0.3:80").drain = true
+	now := time.Now()
+	m.remove(s.find("10.0.0.2:80"), now)
+	if gone := m.expire(now.Add(11 * time.Second)); len(gone["web"]) != 1 || gone["web"][0].name != "10.0.0.2:80" {
+		t.Fatalf("expire removed %v, want 10.0.0.2:80", gone)
+	}
+	if b.weight() != 7 || b.effWeight() != 7 || b.persisted() {
+		t.Errorf("after a drain and an expiry: weight %d eff %d persisted %v, want 7 7 false", b.weight(), b.effWeight(), b.persisted())
+	}
+	if s.find("10.0.0.2:80") != nil {
+		t.Error("expired backend still in the pool")
+	}
+}
+
+func TestModelReloadDropsRuntimeChanges(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	now := time.Now()
+	b1 := s.find("10.0.0.1:80")
+	setWeight(b1, 9)
+	b1.up, b1.lastCheck = false, "connection refused"
+	m.remove(s.find("10.0.0.2:80"), now)
+	m.expire(now.Add(time.Minute)) // the config backend is gone until reload
+	if _, err := m.add(s, apiBackend("10.0.0.3:80", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	next := m.reloaded(testConfig(t, twoBackends), false, noPrior, now)
+	ns := next.services["web"]
+	if got := ns.find("10.0.0.1:80"); got.weight() != 2 || !got.persisted() || got.up || got.lastCheck != "connection refused" {
+		t.Errorf("config backend after reload: weight %d persisted %v up %v check %q; want its file weight 2, persisted, and its health kept",
+			got.weight(), got.persisted(), got.up, got.lastCheck)
+	}
+	if got := ns.find("10.0.0.2:80"); got == nil || got.removing() || got.effWeight() != 1 {
+		t.Errorf("config backend removed through the API is not back after reload: %+v", got)
+	}
+	if got := ns.find("10.0.0.3:80"); got == nil || !got.removing() || got.effWeight() != 0 {
+		t.Errorf("API-added backend after reload should drain before it goes: %+v", got)
+	}
+	if gone := next.expire(now.Add(11 * time.Second)); len(gone["web"]) != 1 {
+		t.Errorf("API-added backend not gone after its drain: %v", gone)
+	}
+	// The running model is untouched until the caller commits.
+	if s.find("10.0.0.2:80") != nil || s.find("10.0.0.3:80").removing() || b1.weight() != 9 {
+		t.Error("reloaded changed the running model")
+	}
+}
+
+func TestModelAddRevivesAndConflicts(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	if _, err := m.add(s, apiBackend("10.0.0.1:80", 1), nil); err == nil {
+		t.Error("adding a backend the service has: no conflict")
+	}
+	b := s.find("10.0.0.1:80")
+	setWeight(b, 5)
+	m.remove(b, time.Now())
+	revived, err := m.add(s, apiBackend("10.0.0.1:80", 1), nil)
+	if err != nil || !revived || b.removing() || b.weight() != 5 {
+		t.Errorf("add of a backend being removed: revived %v err %v removing %v weight %d; want revived with its API weight 5", revived, err, b.removing(), b.weight())
+	}
+	if len(s.backends) != 2 {
+		t.Errorf("revival added a second entry: %d backends", len(s.backends))
+	}
+}
+
+func TestModelRouteOnlyBackendsAreChecked(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	if len(s.routeOnly) != 1 || s.find("10.0.9.9:80") != nil {
+		t.Fatalf("route backend should be route-only: own %d, route-only %d", len(s.backends), len(s.routeOnly))
+	}
+	targets, initial := checkTargets(m)
+	if len(targets) != 3 || !initial["web/10.0.9.9:80"] {
+		t.Errorf("targets %v initial %v: want both own backends and the route's, up at start", targets, initial)
+	}
+	if _, bs := m.health("web/10.0.9.9:80"); len(bs) != 1 {
+		t.Error("health key of the route backend finds nothing")
+	}
+}
+
+func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11}, {address: 10.0.0.12}]
+    health_check: {type: tcp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := fakePrior{netip.MustParseAddr("10.0.0.11"): false, netip.MustParseAddr("10.0.0.12"): true, netip.MustParseAddr("10.0.0.13"): true}
+	now := time.Now()
+	s := newModel().reloaded(cfg, true, pre, now).services["api"]
+	if b := s.find("10.0.0.11"); b.up {
+		t.Error("a restart forgot that the previous daemon saw 10.0.0.11 down")
+	}
+	b := s.find("10.0.0.13")
+	if b == nil || !b.removing() || b.src != fromAPI || b.effWeight() != 0 {
+		t.Fatalf("backend the previous daemon had and the file lacks: %+v, want draining before removal", b)
+	}
+	if !b.removeAt.Equal(now.Add(config.DefaultDrainTimeout)) {
+		t.Errorf("removal at %v, want after the drain timeout", b.removeAt)
+	}
+}

@@ -1,0 +1,140 @@
+//go:build linux
+
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/config"
+)
+
+// reconciler keeps the model and its projections (kernel maps, l7 pools,
+// health-check targets) in step: every change to the model happens under
+// its lock and is projected before the lock is released, so two changes
+// never interleave their writes.
+type reconciler struct {
+	log *slog.Logger
+
+	mu    sync.Mutex
+	cfg   *config.Config
+	model *model
+	l4    *l4Projector
+	l7    *l7Projector
+	// retarget gives the health checker the model's targets.
+	retarget func(*model)
+	// changed wakes the housekeeper after a change.
+	changed func()
+}
+
+// load makes cfg the running config. The l7 server goes first: it can fail
+// (a listen address in use), and then nothing has changed.
+func (r *reconciler) load(cfg *config.Config, startUp bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.model.reloaded(cfg, startUp, r.l4, time.Now())
+	if err := r.l7.apply(cfg, next); err != nil {
+		return err
+	}
+	r.cfg, r.model = cfg, next
+	err := r.l4.reconcile(next)
+	r.retarget(next)
+	r.changed()
+	return err
+}
+
+// project writes one service's state after a change to its backends.
+func (r *reconciler) project(s *service) error {
+	if s.cfg.IsL4() {
+		return r.l4.sync(s)
+	}
+	return r.l7.sync(s)
+}
+
+// change runs fn on a service of the model and projects that service only;
+// fn's error leaves the projections alone.
+func (r *reconciler) change(name string, fn func(m *model, s *service) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := r.model.service(name)
+	if err != nil {
+		return err
+	}
+	if s.cfg.IsL4() && r.l4.maps == nil {
+		return fmt.Errorf("service %q: L4 data plane off: %w", name, api.ErrNotFound)
+	}
+	if err := fn(r.model, s); err != nil {
+		return err
+	}
+	err = r.project(s)
+	r.retarget(r.model)
+	r.changed()
+	return err
+}
+
+// healthChanged records a check's verdict and projects it: L4 rebuilds the
+// service's table, L7 flips the upstream's health.
+func (r *reconciler) healthChanged(key string, up bool, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, bs := r.model.health(key)
+	if len(bs) == 0 {
+		return
+	}
+	changed := false
+	now := time.Now()
+	for _, b := range bs {
+		b.lastCheck = reason
+		if b.up != up {
+			b.up, changed = up, true
+			// Healthy until this very moment, for the fail-open set.
+			b.lastUp = now
+		}
+	}
+	if !changed {
+		return
+	}
+	if s.cfg.IsL4() {
+		if err := r.l4.sync(s); err != nil {
+			r.log.Error("apply health change", "service", s.cfg.Name, "backend", bs[0].name, "err", err)
+		}
+		return
+	}
+	r.l7.setHealth(s, bs[0], now)
+}
+
+// expire removes the backends whose drain ended.
+func (r *reconciler) expire(now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	gone := r.model.expire(now)
+	if len(gone) == 0 {
+		return nil
+	}
+	var errs []error
+	for name, bs := range gone {
+		for _, b := range bs {
+			r.log.Info("backend removed after draining", "service", name, "backend", b.name)
+		}
+		errs = append(errs, r.project(r.model.services[name]))
+	}
+	r.retarget(r.model)
+	return errors.Join(errs...)
+}
+
+// read runs fn with the running config and model, which it must not change.
+func (r *reconciler) read(fn func(cfg *config.Config, m *model)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn(r.cfg, r.model)
+}
+
+func (r *reconciler) config() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg
+}
