@@ -89,7 +89,7 @@ func New(opts Options) (*Daemon, error) {
 	d.hk = newHousekeeper(log, d.r, d.dp.maps != nil)
 	d.r.l4 = newL4Projector(log, d.dp.maps, d.dp.ids)
 	d.r.l7 = &l7Projector{web: d.web}
-	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m)) }
+	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m, d.web.BackendTLS)) }
 	d.r.changed = d.hk.poke
 	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig}
 	if d.dp.maps != nil {

@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"strings"
 	"time"
 
@@ -41,7 +42,9 @@ func (h *healthSink) Changed(t health.Target, up bool, reason string) {
 // checkTargets lists what the checker probes: every backend of a checked
 // service except those draining before removal, each starting from the
 // model's view of its health.
-func checkTargets(m *model) ([]health.Target, map[string]bool) {
+// backendTLS, when set, gives the TLS configuration an L7 backend is
+// reached with (nil: cleartext), so that its checks speak the same protocol.
+func checkTargets(m *model, backendTLS func(service, addr string) *tls.Config) ([]health.Target, map[string]bool) {
 	var targets []health.Target
 	initial := map[string]bool{}
 	for _, name := range m.order {
@@ -61,7 +64,11 @@ func checkTargets(m *model) ([]health.Target, map[string]bool) {
 				continue
 			}
 			key := checkKey(name, b.name)
-			targets = append(targets, health.Target{Key: key, Addr: s.cfg.CheckAddress(&b.conf), Spec: spec})
+			t := health.Target{Key: key, Addr: s.cfg.CheckAddress(&b.conf), Spec: spec}
+			if !s.cfg.IsL4() && backendTLS != nil {
+				t.Spec.TLS = backendTLS(name, b.conf.Address)
+			}
+			targets = append(targets, t)
 			initial[key] = b.up
 		}
 	}
