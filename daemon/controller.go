@@ -52,6 +52,9 @@ func (d *Daemon) Services() []api.Service {
 			if b.fromAPI {
 				ab.Source = "api"
 			}
+			if b.fromDNS {
+				ab.Source = dnsSource
+			}
 			if c, err := d.maps.BackendCounters(b.id); err == nil {
 				ab.Counters = api.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows}
 			}

@@ -63,6 +63,7 @@ type Daemon struct {
 	ready   bool
 	// changed wakes the housekeeping loop (pending removals, neighbours).
 	changed chan struct{}
+	disc    *discoveryState
 }
 
 // New loads the config and the data plane (adopting pinned maps left by a
@@ -97,6 +98,9 @@ func New(opts Options) (*Daemon, error) {
 	if err := d.met.register(reg); err != nil {
 		return nil, err
 	}
+	if d.disc, err = newDiscovery(log, reg); err != nil {
+		return nil, err
+	}
 	d.checker = health.NewChecker(health.Options{Logger: log, Observer: d.met})
 	d.l7Extra, d.l7Gone, d.l7Checks = map[string][]config.Backend{}, map[string]map[string]time.Time{}, map[string]string{}
 	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret}); err != nil {
@@ -121,6 +125,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.mu.Lock()
 	err = d.applyLocked(cfg, true)
+	if err == nil {
+		d.setDiscoveryLocked()
+	}
 	d.mu.Unlock()
 	if err != nil {
 		d.closeDataplane()
@@ -251,6 +258,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, startUp bool) error {
 		}
 	}
 	d.cfg, d.l4, d.l4Order = cfg, next, order
+	d.reviveDiscoveredL4Locked()
 	for _, name := range order {
 		if err := d.syncL4(next[name]); err != nil {
 			errs = append(errs, err)
@@ -387,6 +395,7 @@ func (d *Daemon) ReloadConfig() error {
 		d.met.reloads.WithLabelValues("error").Inc()
 		return err
 	}
+	d.setDiscoveryLocked()
 	d.met.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("config reloaded", "services", len(cfg.Services))
 	return nil
@@ -427,6 +436,7 @@ func (d *Daemon) reattachLocked(cfg *config.Config) error {
 // stays attached after Run returns; Close releases the daemon's handles.
 func (d *Daemon) Run(ctx context.Context) error {
 	go d.checker.Run(ctx)
+	go d.runDiscovery(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -505,6 +515,7 @@ func (d *Daemon) Close() error {
 	d.mu.Lock()
 	d.ready = false
 	d.mu.Unlock()
+	d.disc.close()
 	return d.closeDataplane()
 }
 

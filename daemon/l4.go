@@ -34,6 +34,7 @@ type l4Backend struct {
 	weight    *int // API override
 	drain     bool // API drain
 	fromAPI   bool
+	fromDNS   bool
 	removeAt  time.Time // removal pending: drained until then, then deleted
 	up        bool
 	lastUp    time.Time // when the backend was last known healthy

@@ -90,6 +90,7 @@ func (d *Daemon) l7Status(c *config.Service) api.Service {
 		if b.Ejected {
 			ab.LastCheck = "ejected by passive health"
 		}
+		d.dnsStatusL7(c.Name, &ab, b)
 		as.Counters.Requests += b.Requests
 		as.Counters.Errors += b.Failures
 		as.Backends = append(as.Backends, ab)
