@@ -128,8 +128,10 @@ func (l *loop) apply(a answer) {
 		case l.negatives == 2 && len(l.good) > 0:
 			l.log.Warn("discovery: no backends in two answers in a row; removing the discovered backends", "result", a.result, "removed", len(l.good))
 			l.good = nil
-		case l.negatives == 1 && len(l.good) > 0:
-			l.log.Warn("discovery: no backends in the answer; keeping the set until the next answer says so too", "result", a.result, "kept", len(l.good))
+		case l.negatives == 1:
+			// Also when there is nothing to keep: a name that never
+			// resolved is worth one line.
+			l.log.Warn("discovery: no backends in the answer; keeping the set until the next answer says so too", "result", a.result, "kept", len(l.good), "err", a.err)
 		}
 	default:
 		if !l.failing {
