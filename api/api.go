@@ -47,7 +47,7 @@ type Backend struct {
 	ConfigWeight int      `json:"config_weight"` // weight in the config file
 	Healthy      bool     `json:"healthy"`
 	Draining     bool     `json:"draining"`
-	Source       string   `json:"source"`               // "config" or "api": where it came from
+	Source       string   `json:"source"`               // "config", "api" or "dns": where it came from
 	Persisted    bool     `json:"persisted"`            // false: a runtime change the next reload will undo
 	LastCheck    string   `json:"last_check,omitempty"` // last health check result ("ok" or the error)
 	Active       int64    `json:"active"`               // L4: flow-table entries; L7: in-flight requests

@@ -183,6 +183,9 @@ type Service struct {
 	// Routes are tried in order, first match wins; a request that matches
 	// none goes to the service's backends (layer 7).
 	Routes []Route
+	// Discover, when set, adds the backends a DNS name resolves to (source
+	// dns) beside Backends. Nil: none.
+	Discover *Discover
 }
 
 // IsL4 reports whether s is carried by the XDP program.

@@ -124,6 +124,7 @@ func (d *differ) service(o, s *Service) {
 	d.healthCheck(p, o.HealthCheck, s.HealthCheck)
 	d.backends(p, o.Backends, s.Backends)
 	d.routes(p, o.Routes, s.Routes)
+	d.discover(p, o.Discover, s.Discover)
 }
 
 func (d *differ) healthCheck(p string, o, s *HealthCheck) {

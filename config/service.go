@@ -24,7 +24,7 @@ func (p *parser) services(n *yaml.Node) []Service {
 func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 	m := svcMeta{path: path}
 	r := p.resolve(n)
-	f, ok := p.fields(r, path, "a mapping like {name: web, layer: 7, ...}", serviceKeys)
+	f, ok := p.fields(r, path, "a mapping like {name: web, layer: 7, ...}", serviceKeys, "discover")
 	if !ok {
 		if isNull(r) {
 			p.errorf(n, path, "empty service; give it at least name and layer")
@@ -161,6 +161,9 @@ func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 	if e := get("routes"); e != nil {
 		sp.routes, sp.routeItems = p.routes(e.v, join(path, "routes"), &s)
 	}
+	if e := get("discover"); e != nil {
+		s.Discover = p.discover(e.v, join(path, "discover"), &s)
+	}
 
 	// Defaults that depend on the layer.
 	switch s.Layer {
@@ -216,8 +219,9 @@ type svcParse struct {
 // checkService checks what needs several keys of one service.
 func (p *parser) checkService(s *Service, sp *svcParse) {
 	path, f := sp.path, sp.f
-	// Backends: a layer 7 service may leave them to its routes.
-	if len(s.Backends) == 0 && !sp.backendsWritten {
+	// Backends: a layer 7 service may leave them to its routes, and any
+	// service to its discover section (even an invalid one, already reported).
+	if len(s.Backends) == 0 && !sp.backendsWritten && f.get("discover") == nil {
 		at, key := f.at("backends", sp.node), join(path, "backends")
 		switch {
 		case s.Layer == 4:

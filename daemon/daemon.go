@@ -48,6 +48,7 @@ type Daemon struct {
 	checker *health.Checker
 	hk      *housekeeper
 	ctl     *controller
+	follow  *follower
 	ready   atomic.Bool
 	// reloading keeps a SIGHUP and an API reload from interleaving.
 	reloading sync.Mutex
@@ -92,13 +93,19 @@ func New(opts Options) (*Daemon, error) {
 	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m, d.web.BackendTLS)) }
 	d.r.changed = d.hk.poke
 	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig}
+	if d.follow, err = newFollower(log, d.r, reg); err != nil {
+		d.dp.close()
+		return nil, err
+	}
 	if d.dp.maps != nil {
 		warmNeighbours(log, cfg)
 	}
 	if err := d.r.load(cfg, true); err != nil {
+		d.follow.close()
 		d.dp.close()
 		return nil, err
 	}
+	d.follow.follow(cfg, d.dp.maps != nil)
 	d.ready.Store(true)
 	return d, nil
 }
@@ -151,6 +158,7 @@ func (d *Daemon) ReloadConfig() error {
 		d.met.reloads.WithLabelValues("error").Inc()
 		return fmt.Errorf("reload: %w", err)
 	}
+	d.follow.follow(cfg, d.dp.maps != nil)
 	d.met.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("config reloaded", "services", len(cfg.Services))
 	return nil
@@ -160,6 +168,7 @@ func (d *Daemon) ReloadConfig() error {
 // stays attached after Run returns; Close releases the daemon's handles.
 func (d *Daemon) Run(ctx context.Context) error {
 	go d.checker.Run(ctx)
+	go d.follow.run(ctx)
 	d.hk.run(ctx)
 	return nil
 }
@@ -175,6 +184,7 @@ func (d *Daemon) Config() *config.Config { return d.r.config() }
 // adopts them (or `xlbctl detach`).
 func (d *Daemon) Close() error {
 	d.ready.Store(false)
+	d.follow.close()
 	return d.dp.close()
 }
 

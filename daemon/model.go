@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -10,14 +11,16 @@ import (
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/discovery"
 )
 
-// source says where a backend came from. Discovery will add "dns".
+// source says where a backend came from.
 type source string
 
 const (
 	fromConfig source = "config"
 	fromAPI    source = "api"
+	fromDNS    source = "dns" // the service's discover name
 )
 
 // backend is one backend of a service with everything the daemon knows of
@@ -62,9 +65,10 @@ func (b *backend) effWeight() int {
 	return b.weight()
 }
 
-// persisted: nothing the API did to this backend needs the file to say it.
+// persisted: nothing the API did to this backend needs the file to say it
+// (a discovered one comes back from its name after a reload).
 func (b *backend) persisted() bool {
-	return b.src == fromConfig && b.apiWeight == nil && !b.drain && !b.removing()
+	return b.src != fromAPI && b.apiWeight == nil && !b.drain && !b.removing()
 }
 
 // service is one service of the running config and its backends: its own
@@ -219,7 +223,10 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 					continue
 				}
 				b := *old
-				if !b.removing() {
+				b.apiWeight, b.drain = nil, false
+				// Discovered backends stay while the service follows a
+				// name: its next answer decides. Others drain and go.
+				if !b.removing() && !(b.src == fromDNS && c.Discover != nil) {
 					b.removeAt = now.Add(next.drain)
 				}
 				s.backends = append(s.backends, &b)
@@ -263,6 +270,55 @@ func (m *model) add(s *service, b *backend, weight *int) (revived bool, err erro
 	}
 	s.backends = append(s.backends, b)
 	return false, nil
+}
+
+// discovered makes the service's source-dns backends the set a lookup of
+// its name gave, and reports whether anything changed. New addresses join
+// down when the service has checks (up after the first passing one);
+// addresses that left the answer drain, then go; one the file or the API
+// already has stays theirs.
+func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (changed bool, err error) {
+	in := map[string]bool{}
+	var errs []error
+	for _, db := range set {
+		cb, err := parseBackend(s, db.Address)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cb.Weight = db.Weight
+		name := cb.Address
+		if s.cfg.IsL4() {
+			name = cb.Addr.String()
+		}
+		in[canonical(name)] = true
+		if b := s.find(name); b != nil {
+			if b.src != fromDNS {
+				if b.removing() && b.src == fromConfig && s.cfg.Backend(b.conf.Address) == nil {
+					// Left by a reload from the file, but the name has it.
+					b.src, b.conf, b.removeAt, changed = fromDNS, cb, time.Time{}, true
+				}
+				continue
+			}
+			if b.removing() || b.conf.Weight != cb.Weight {
+				b.removeAt, b.conf.Weight, changed = time.Time{}, cb.Weight, true
+			}
+			continue
+		}
+		b := &backend{name: name, addr: cb.Addr, conf: cb, src: fromDNS, up: !s.checked()}
+		if b.up {
+			b.lastUp = now
+		}
+		s.backends = append(s.backends, b)
+		changed = true
+	}
+	for _, b := range s.backends {
+		if b.src == fromDNS && !b.removing() && !in[canonical(b.name)] {
+			b.removeAt = now.Add(m.drain)
+			changed = true
+		}
+	}
+	return changed, errors.Join(errs...)
 }
 
 // setWeight records an API weight; the configured weight given back

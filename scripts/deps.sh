@@ -10,6 +10,9 @@ have llvm-strip || need+=(llvm)
 have bpftool || need+=(bpftool)
 have ip || need+=(iproute2)
 have ethtool || need+=(ethtool)
+# dnsmasq for the discovery tests; -base is the binary alone: the dnsmasq
+# package also enables a system service on port 53.
+have dnsmasq || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 
