@@ -23,7 +23,7 @@ type watcher struct {
 	cond    *sync.Cond
 	updates map[string][]Update
 	times   map[string][]time.Time // when each update arrived
-	seen    map[string]int // per service: updates already consumed by wait
+	seen    map[string]int         // per service: updates already consumed by wait
 }
 
 // lockedBuffer is a log destination shared by the loops' goroutines.
