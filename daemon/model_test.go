@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/discovery"
 )
 
 // fakePrior is what a previous daemon left: health by address.
@@ -172,5 +173,65 @@ func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
 	}
 	if !b.removeAt.Equal(now.Add(config.DefaultDrainTimeout)) {
 		t.Errorf("removal at %v, want after the drain timeout", b.removeAt)
+	}
+}
+
+// TestModelDiscovered: a lookup's set becomes the service's source-dns
+// backends: new ones start down (the service has checks), ones that left
+// the answer drain, a returning one is revived, a file or API backend at
+// the same address stays theirs, and a reload keeps the discovered ones
+// while the service still follows a name.
+func TestModelDiscovered(t *testing.T) {
+	cfg := testConfig(t, twoBackends)
+	cfg.Services[0].Discover = &config.Discover{DNS: "web.internal", Type: "a", Port: 80, Weight: 1}
+	now := time.Now()
+	m := newModel().reloaded(cfg, true, noPrior, now)
+	s := m.services["web"]
+	m.add(s, apiBackend("10.0.0.7:80", 5), nil)
+	dns := func(addrs ...string) []discovery.Backend {
+		var out []discovery.Backend
+		for _, a := range addrs {
+			out = append(out, discovery.Backend{Address: a, Weight: 3})
+		}
+		return out
+	}
+	changed, err := m.discovered(s, dns("10.0.0.2:80", "10.0.0.5:80", "10.0.0.6:80", "10.0.0.7:80"), now)
+	if err != nil || !changed {
+		t.Fatalf("first answer: changed %v, %v", changed, err)
+	}
+	want := map[string]source{"10.0.0.1:80": fromConfig, "10.0.0.2:80": fromConfig, "10.0.0.5:80": fromDNS, "10.0.0.6:80": fromDNS, "10.0.0.7:80": fromAPI}
+	if len(s.backends) != len(want) {
+		t.Fatalf("%d backends, want %d", len(s.backends), len(want))
+	}
+	for _, b := range s.backends {
+		if want[b.name] != b.src {
+			t.Errorf("%s: source %s, want %s", b.name, b.src, want[b.name])
+		}
+		if b.src == fromDNS && (b.up || b.weight() != 3) {
+			t.Errorf("discovered %s: up %v weight %d, want down with the answer's weight 3", b.name, b.up, b.weight())
+		}
+	}
+	if changed, _ := m.discovered(s, dns("10.0.0.2:80", "10.0.0.5:80", "10.0.0.6:80", "10.0.0.7:80"), now); changed {
+		t.Error("the same answer again changed the model")
+	}
+	m.discovered(s, dns("10.0.0.5:80"), now)
+	if b := s.find("10.0.0.6:80"); b == nil || !b.removing() {
+		t.Error("a backend that left the answer is not draining")
+	}
+	if b := s.find("10.0.0.7:80"); b.removing() {
+		t.Error("an API backend drained because the answer lacks it")
+	}
+	m.discovered(s, dns("10.0.0.5:80", "10.0.0.6:80"), now)
+	if b := s.find("10.0.0.6:80"); b.removing() {
+		t.Error("a backend back in the answer is still draining")
+	}
+	next := m.reloaded(cfg, false, noPrior, now)
+	if b := next.services["web"].find("10.0.0.5:80"); b == nil || b.removing() || b.src != fromDNS {
+		t.Errorf("after a reload the discovered backend is %+v, want kept", b)
+	}
+	cfg.Services[0].Discover = nil
+	next = m.reloaded(cfg, false, noPrior, now)
+	if b := next.services["web"].find("10.0.0.5:80"); b == nil || !b.removing() {
+		t.Error("a reload that drops discover left its backends serving")
 	}
 }
