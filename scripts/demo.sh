@@ -66,7 +66,7 @@ for b in b1 b2 b3; do
 	host $b 10.0.0.1$i
 	ip -n $P-$b addr add $VIP/32 dev lo
 	ip netns exec $P-$b sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-	ip netns exec $P-$b "$BIN/xlbd" decap -interface eth0 >/dev/null
+	ip netns exec $P-$b "$BIN/xlbd" decap -interface eth0 -allow 10.0.0.2/32 >/dev/null 2>&1
 done
 
 start_backend() {

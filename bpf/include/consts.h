@@ -68,11 +68,16 @@ enum xlb_stat {
 	XLB_STAT_MAX,
 };
 
+#define XLB_DECAP_ALLOW_ENTRIES 256
+
+/* The Go label table in loader/ follows this order (a test checks it). */
 enum xlb_decap_stat {
-	XLB_DECAP_IPIP = 0, /* IPv4-in-IPv4 stripped */
-	XLB_DECAP_IP6IP6,   /* IPv6-in-IPv6 stripped */
-	XLB_DECAP_PASS,     /* not encapsulated: passed untouched */
-	XLB_DECAP_MALFORMED, /* truncated outer or inner header: dropped */
+	XLB_DECAP_IPIP = 0,     /* IPv4-in-IPv4 stripped */
+	XLB_DECAP_IP6IP6,       /* IPv6-in-IPv6 stripped */
+	XLB_DECAP_PASS,         /* not encapsulated: passed untouched */
+	XLB_DECAP_MALFORMED,    /* truncated outer or inner header: dropped */
+	XLB_DECAP_DENIED,       /* outer source outside -allow: passed untouched */
+	XLB_DECAP_FRAG,         /* outer header is a fragment: passed untouched */
 	XLB_DECAP_MAX,
 };
 

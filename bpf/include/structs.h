@@ -109,6 +109,20 @@ struct flood_window {
 	__u64 count;
 };
 
+/* Keys of the decap program's allow lists (LPM tries): prefix length in bits,
+ * then the address in network order. */
+struct lpm4_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct lpm6_key {
+	__u32 prefixlen;
+	__be32 addr[4];
+};
+
+_Static_assert(sizeof(struct lpm4_key) == 8, "lpm4_key size");
+_Static_assert(sizeof(struct lpm6_key) == 20, "lpm6_key size");
 _Static_assert(sizeof(struct svc_key) == 20, "svc_key size");
 _Static_assert(sizeof(struct svc) == 32, "svc size");
 _Static_assert(sizeof(struct backend) == 24, "backend size");

@@ -26,6 +26,9 @@ var (
 	lb6  = netip.MustParseAddr("fd00::2")
 )
 
+// decapAllow is the backends' -allow: the balancer's own addresses.
+var decapAllow = []netip.Prefix{netip.PrefixFrom(lb4, 32), netip.PrefixFrom(lb6, 128)}
+
 // lab is the topology: client, lb and backends b1..b3 on one bridge.
 type lab struct {
 	tp       *netns.Topology
@@ -75,7 +78,7 @@ func newTopo(t *testing.T, decap bool) *lab {
 		l.backends = append(l.backends, h)
 		l.links = append(l.links, link)
 		if decap {
-			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, nil) }); err != nil {
+			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, decapAllow, nil) }); err != nil {
 				t.Fatal(err)
 			}
 		}
