@@ -45,6 +45,8 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		 * ICMP error about an ICMP error is never sent. */
 		if (p->icmp || p->frag || (p->key.family == XLB_AF_INET && !p->df))
 			return XLB_STAT_DROP_TOO_BIG;
+		if (!ratelimit_icmp(cfg, &p->key))
+			return XLB_STAT_DROP_ICMP_LIMITED;
 		if (icmp_too_big(ctx, p, nh->mtu, overhead))
 			return XLB_STAT_DROP_TOO_BIG;
 		return XLB_STAT_ICMP_TOO_BIG_SENT;
@@ -163,6 +165,7 @@ static __always_inline int lb_action(enum xlb_stat s)
 	case XLB_STAT_DROP_NO_BACKEND:
 	case XLB_STAT_DROP_TOO_BIG:
 	case XLB_STAT_DROP_ENCAP:
+	case XLB_STAT_DROP_ICMP_LIMITED:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;

@@ -78,6 +78,15 @@ type LbGlobals struct {
 	Pad            uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
+	IcmpIntervalNs uint64
+	IcmpTauNs      uint64
+}
+
+type LbIcmpRlKey struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Family uint8
+	Pad    [3]uint8
 }
 
 type LbNexthop struct {
@@ -144,7 +153,8 @@ const (
 	LbXlbStatXLB_STAT_EV_FLOW_RESELECT    LbXlbStat = 14
 	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED     LbXlbStat = 15
 	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED LbXlbStat = 16
-	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 17
+	LbXlbStatXLB_STAT_DROP_ICMP_LIMITED   LbXlbStat = 17
+	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 18
 )
 
 // Names of all BPF objects in the ELF.
@@ -156,6 +166,7 @@ const (
 	LbMapFloodGuard   = "flood_guard"
 	LbMapFlows        = "flows"
 	LbMapFrags        = "frags"
+	LbMapIcmpLimits   = "icmp_limits"
 	LbMapMaglevRings  = "maglev_rings"
 	LbMapNexthops     = "nexthops"
 	LbMapRateLimits   = "rate_limits"
@@ -220,6 +231,7 @@ type LbMapSpecs struct {
 	FloodGuard   *ebpf.MapSpec `ebpf:"flood_guard"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
+	IcmpLimits   *ebpf.MapSpec `ebpf:"icmp_limits"`
 	MaglevRings  *ebpf.MapSpec `ebpf:"maglev_rings"`
 	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
 	RateLimits   *ebpf.MapSpec `ebpf:"rate_limits"`
@@ -260,6 +272,7 @@ type LbMaps struct {
 	FloodGuard   *ebpf.Map `ebpf:"flood_guard"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Frags        *ebpf.Map `ebpf:"frags"`
+	IcmpLimits   *ebpf.Map `ebpf:"icmp_limits"`
 	MaglevRings  *ebpf.Map `ebpf:"maglev_rings"`
 	Nexthops     *ebpf.Map `ebpf:"nexthops"`
 	RateLimits   *ebpf.Map `ebpf:"rate_limits"`
@@ -276,6 +289,7 @@ func (m *LbMaps) Close() error {
 		m.FloodGuard,
 		m.Flows,
 		m.Frags,
+		m.IcmpLimits,
 		m.MaglevRings,
 		m.Nexthops,
 		m.RateLimits,

@@ -38,7 +38,8 @@ func TestStructSizes(t *testing.T) {
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},
 		{"counters", unsafe.Sizeof(bpf.LbCounters{}), 24},
 		{"stat", unsafe.Sizeof(bpf.LbStat{}), 16},
-		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 40},
+		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 56},
+		{"icmp_rl_key", unsafe.Sizeof(bpf.LbIcmpRlKey{}), 20},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: Go size %d, C size %d", c.name, c.got, c.want)
@@ -64,6 +65,7 @@ func TestStatNamesFollowEnum(t *testing.T) {
 		"EV_FLOW_RESELECT":    "flow_reselect",
 		"EV_FLOW_SKIPPED":     "flow_insert_skipped",
 		"EV_FLOW_UDP_EXPIRED": "flow_udp_expired",
+		"DROP_ICMP_LIMITED":   "drop_icmp_rate_limit",
 	}
 	var want []string
 	for _, v := range e.Values {

@@ -311,7 +311,18 @@ type Settings struct {
 	Src4, Src6        netip.Addr    // outer source addresses of encapsulated packets
 	UDPTimeout        time.Duration // idle UDP flows re-select after this
 	MaxNewFlowsPerCPU uint64        // flow-table inserts per CPU per second; 0 = no cap
+	// ICMP too-big answers per client address: ICMPRate per second with bursts of
+	// ICMPBurst. 0 takes DefaultICMPRate and DefaultICMPBurst; a negative rate turns
+	// the limit off.
+	ICMPRate  int
+	ICMPBurst int
 }
+
+// Defaults of the ICMP too-big answer limit per client.
+const (
+	DefaultICMPRate  = 10
+	DefaultICMPBurst = 10
+)
 
 // DefaultUDPTimeout is how long an idle UDP flow keeps its backend.
 const DefaultUDPTimeout = 30 * time.Second
@@ -331,6 +342,17 @@ func (m *Maps) PutSettings(s Settings) error {
 			return fmt.Errorf("settings: outer IPv6 source %s is not IPv6", s.Src6)
 		}
 		v.Src6, _ = Addr16(s.Src6)
+	}
+	rate, burst := s.ICMPRate, s.ICMPBurst
+	if rate == 0 {
+		rate = DefaultICMPRate
+	}
+	if burst <= 0 {
+		burst = DefaultICMPBurst
+	}
+	if rate > 0 {
+		v.IcmpIntervalNs = uint64(time.Second) / uint64(rate)
+		v.IcmpTauNs = uint64(burst-1) * v.IcmpIntervalNs
 	}
 	v.UdpTimeoutNs = uint64(s.UDPTimeout)
 	if s.UDPTimeout <= 0 {

@@ -8,6 +8,7 @@
 #define XLB_FLOWS_DEFAULT 1048576
 #define XLB_FRAG_ENTRIES 16384
 #define XLB_RL_ENTRIES 262144
+#define XLB_ICMP_RL_ENTRIES 65536
 
 #define XLB_AF_INET 4
 #define XLB_AF_INET6 6
@@ -65,6 +66,7 @@ enum xlb_stat {
 	XLB_STAT_EV_FLOW_RESELECT,     /* event: flow's backend is down; picked another */
 	XLB_STAT_EV_FLOW_SKIPPED,      /* event: flow not remembered (per-CPU insert cap) */
 	XLB_STAT_EV_FLOW_UDP_EXPIRED,  /* event: UDP flow entry older than the timeout */
+	XLB_STAT_DROP_ICMP_LIMITED,    /* too big; the client's ICMP answers are over their rate */
 	XLB_STAT_MAX,
 };
 

@@ -69,6 +69,15 @@ struct {
 	__type(value, __u64);
 } rate_limits SEC(".maps");
 
+/* ICMP too-big answers per client (GCRA, as rate_limits): xlb must not be
+ * turned into a reflector by a flood of oversized packets with forged sources. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_ICMP_RL_ENTRIES);
+	__type(key, struct icmp_rl_key);
+	__type(value, __u64);
+} icmp_limits SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XLB_STAT_MAX);

@@ -66,6 +66,13 @@ struct frag {
 	__u32 pad;
 };
 
+/* The ICMP answer limiter's key: one client address. */
+struct icmp_rl_key {
+	__be32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
 struct rl_key {
 	__be32 addr[4];
 	__u32 svc_id;
@@ -90,6 +97,8 @@ struct globals {
 	__u32 pad;
 	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
+	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
+	__u64 icmp_tau_ns;        /* their burst tolerance: (burst - 1) * interval */
 };
 
 /* A backend's next hop as bpf_fib_lookup last named it (per CPU). */
@@ -133,6 +142,7 @@ _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
 _Static_assert(sizeof(struct counters) == 24, "counters size");
 _Static_assert(sizeof(struct stat) == 16, "stat size");
-_Static_assert(sizeof(struct globals) == 40, "settings size");
+_Static_assert(sizeof(struct globals) == 56, "settings size");
+_Static_assert(sizeof(struct icmp_rl_key) == 20, "icmp_rl_key size");
 
 #endif
