@@ -17,6 +17,7 @@ type LbBackend struct {
 	_      structs.HostLayout
 	Addr   [4]uint32
 	SvcId  uint32
+	Gen    uint32
 	Family uint8
 	Flags  uint8
 	Pad    uint16
@@ -38,6 +39,8 @@ type LbFloodWindow struct {
 type LbFlow struct {
 	_         structs.HostLayout
 	BackendId uint32
+	SvcId     uint32
+	Gen       uint32
 	Pad       uint32
 	AtimeNs   uint64
 }
@@ -173,6 +176,7 @@ const (
 	LbMapServices     = "services"
 	LbMapSettings     = "settings"
 	LbMapStats        = "stats"
+	LbMapSvcById      = "svc_by_id"
 	LbMapSvcStats     = "svc_stats"
 	LbProgXlbLb       = "xlb_lb"
 )
@@ -238,6 +242,7 @@ type LbMapSpecs struct {
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	SvcById      *ebpf.MapSpec `ebpf:"svc_by_id"`
 	SvcStats     *ebpf.MapSpec `ebpf:"svc_stats"`
 }
 
@@ -279,6 +284,7 @@ type LbMaps struct {
 	Services     *ebpf.Map `ebpf:"services"`
 	Settings     *ebpf.Map `ebpf:"settings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	SvcById      *ebpf.Map `ebpf:"svc_by_id"`
 	SvcStats     *ebpf.Map `ebpf:"svc_stats"`
 }
 
@@ -296,6 +302,7 @@ func (m *LbMaps) Close() error {
 		m.Services,
 		m.Settings,
 		m.Stats,
+		m.SvcById,
 		m.SvcStats,
 	)
 }

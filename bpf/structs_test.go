@@ -30,9 +30,9 @@ func TestStructSizes(t *testing.T) {
 	}{
 		{"svc_key", unsafe.Sizeof(bpf.LbSvcKey{}), 20},
 		{"svc", unsafe.Sizeof(bpf.LbSvc{}), 32},
-		{"backend", unsafe.Sizeof(bpf.LbBackend{}), 24},
+		{"backend", unsafe.Sizeof(bpf.LbBackend{}), 28},
 		{"flow_key", unsafe.Sizeof(bpf.LbFlowKey{}), 40},
-		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 16},
+		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 24},
 		{"frag_key", unsafe.Sizeof(bpf.LbFragKey{}), 40},
 		{"frag", unsafe.Sizeof(bpf.LbFrag{}), 16},
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},

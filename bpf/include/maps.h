@@ -17,6 +17,16 @@ struct {
 	__type(value, struct svc);
 } services SEC(".maps");
 
+/* The service records again, by id: an established flow finds its service
+ * here (an array: no hashing) and re-selects when the slot no longer holds
+ * it (id 0: deleted). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct svc);
+} svc_by_id SEC(".maps");
+
 /* Indexed by backend id; id 0 is never used so that an empty slot means "none". */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -27,6 +27,7 @@ struct svc {
 struct backend {
 	__be32 addr[4];
 	__u32 svc_id;
+	__u32 gen;  /* bumped whenever the slot is given to another (service, address) or cleared */
 	__u8 family;
 	__u8 flags; /* enum xlb_backend_flags */
 	__u16 pad;
@@ -42,8 +43,13 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* A flow names its service and its backend slot's generation: an entry
+ * that outlived its service, or whose backend id now belongs to another
+ * backend, re-selects instead of following the id. */
 struct flow {
 	__u32 backend_id;
+	__u32 svc_id;
+	__u32 gen;      /* backend's gen when the flow was made */
 	__u32 pad;
 	__u64 atime_ns; /* last packet, for UDP expiry */
 };
@@ -134,9 +140,9 @@ _Static_assert(sizeof(struct lpm4_key) == 8, "lpm4_key size");
 _Static_assert(sizeof(struct lpm6_key) == 20, "lpm6_key size");
 _Static_assert(sizeof(struct svc_key) == 20, "svc_key size");
 _Static_assert(sizeof(struct svc) == 32, "svc size");
-_Static_assert(sizeof(struct backend) == 24, "backend size");
+_Static_assert(sizeof(struct backend) == 28, "backend size");
 _Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
-_Static_assert(sizeof(struct flow) == 16, "flow size");
+_Static_assert(sizeof(struct flow) == 24, "flow size");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
