@@ -134,7 +134,7 @@ func (k ServiceKey) kernel() bpf.LbSvcKey {
 type Service struct {
 	ServiceKey
 	ID       uint32 // 1..MaxServices-1: index of its Maglev table and counters
-	RingSize uint32 // prime; length of the table PutRing installs
+	RingSize uint32 // prime; length of the table PutRing installs (informational: the kernel reads the size from the table)
 	IPHash   bool   // hash the source address only
 	DSR      bool   // L2 DSR instead of IPIP
 	// Rate limit on new connections per source address: Rate per Per, with
@@ -300,7 +300,9 @@ func (m *Maps) LookupBackend(id uint32) (Backend, error) {
 
 // PutRing installs a service's Maglev table. It fills a new inner array and
 // swaps it in with one update, so the kernel sees the old table or the new
-// one, never a mix.
+// one, never a mix. The array's entry 0 holds the table's size, so a change
+// of size takes effect with the table itself: no packet indexes a table
+// with another's modulus.
 func (m *Maps) PutRing(serviceID uint32, table []uint32) error {
 	if len(table) == 0 || !IsPrime(uint32(len(table))) {
 		return fmt.Errorf("put ring of service %d: size %d is not prime", serviceID, len(table))
@@ -310,18 +312,21 @@ func (m *Maps) PutRing(serviceID uint32, table []uint32) error {
 		Type:       ebpf.Array,
 		KeySize:    4,
 		ValueSize:  4,
-		MaxEntries: uint32(len(table)),
+		MaxEntries: uint32(len(table)) + 1,
 		Flags:      1 << 12, // BPF_F_INNER_MAP: tables of different sizes share one outer map
 	})
 	if err != nil {
 		return fmt.Errorf("create ring of service %d: %w", serviceID, err)
 	}
 	defer inner.Close()
-	keys := make([]uint32, len(table))
+	keys := make([]uint32, len(table)+1)
+	vals := make([]uint32, len(table)+1)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
-	if _, err := inner.BatchUpdate(keys, table, nil); err != nil {
+	vals[ringSizeSlot] = uint32(len(table))
+	copy(vals[1:], table)
+	if _, err := inner.BatchUpdate(keys, vals, nil); err != nil {
 		return fmt.Errorf("fill ring of service %d: %w", serviceID, err)
 	}
 	if err := m.MaglevRings.Put(serviceID, inner); err != nil {
@@ -356,12 +361,18 @@ func (m *Maps) Ring(serviceID uint32) ([]uint32, error) {
 			return nil, fmt.Errorf("read ring of service %d: %w", serviceID, err)
 		}
 	}
-	out := make([]uint32, n)
+	all := make([]uint32, n)
 	for i := 0; i < got; i++ {
-		out[keys[i]] = vals[i]
+		all[keys[i]] = vals[i]
 	}
-	return out, nil
+	if n == 0 || all[ringSizeSlot] != n-1 {
+		return nil, fmt.Errorf("ring of service %d: size slot says %d, array holds %d entries", serviceID, all[0], n)
+	}
+	return all[1:], nil
 }
+
+// ringSizeSlot is XLB_RING_SIZE_SLOT: the entry of a ring array that holds its size.
+const ringSizeSlot = 0
 
 // DeleteRing removes a service's table.
 func (m *Maps) DeleteRing(serviceID uint32) error {

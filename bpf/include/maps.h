@@ -37,11 +37,15 @@ struct {
 
 /* One Maglev table per service id. Userspace fills a fresh inner array and
  * swaps it in with one update, so the kernel never reads a half-written table.
- * BPF_F_INNER_MAP lets each service's table have its own prime size. */
+ * BPF_F_INNER_MAP lets each service's table have its own prime size. Entry 0
+ * holds that size M, entries 1..M the table: the modulus travels with the
+ * table, so no packet indexes a table with another table's size. */
+#define XLB_RING_SIZE_SLOT 0
+
 struct ring {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_INNER_MAP);
-	__uint(max_entries, XLB_DEFAULT_RING);
+	__uint(max_entries, XLB_DEFAULT_RING + 1);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -9,15 +9,16 @@
 static __always_inline __u32 select_maglev(const struct svc *svc, const struct flow_key *k)
 {
 	__u32 h = (svc->flags & XLB_SVC_F_IP_HASH) ? hash_src(k) : hash_flow(k);
-	__u32 idx, *id;
+	__u32 idx = XLB_RING_SIZE_SLOT, *size, *id;
 	void *ring;
 
-	if (!svc->ring_size)
-		return 0;
 	ring = bpf_map_lookup_elem(&maglev_rings, &svc->id);
 	if (!ring)
 		return 0;
-	idx = h % svc->ring_size;
+	size = bpf_map_lookup_elem(ring, &idx);
+	if (!size || !*size)
+		return 0;
+	idx = h % *size + 1;
 	id = bpf_map_lookup_elem(ring, &idx);
 	return id ? *id : 0;
 }

@@ -17,7 +17,7 @@ struct svc_key {
 
 struct svc {
 	__u32 id;        /* index into maglev_rings and svc_stats */
-	__u32 ring_size; /* prime; entries in this service's Maglev table */
+	__u32 ring_size; /* prime; for people: the kernel takes the size from the table itself */
 	__u32 flags;     /* enum xlb_svc_flags */
 	__u32 pad;
 	__u64 rl_interval_ns; /* rate limit: one new connection per interval; 0 = off */
