@@ -54,7 +54,7 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		int err;
 
 		if (p->key.family == XLB_AF_INET)
-			err = encap_v4(ctx, p, cfg->src4, be->addr[0]);
+			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
 		else
 			err = encap_v6(ctx, p, cfg->src6, be->addr, hash_flow(&p->key));
 		if (err)

@@ -78,7 +78,7 @@ type LbGlobals struct {
 	_              structs.HostLayout
 	Src6           [4]uint32
 	Src4           uint32
-	Pad            uint32
+	Src4Mask       uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
 	IcmpIntervalNs uint64

@@ -191,7 +191,8 @@ func (d *Daemon) hasIPv6() bool {
 	return false
 }
 
-// putSettings sets the outer source addresses from the first interface.
+// putSettings sets the outer source addresses from the first interface, and
+// the xdp keys a reload may change (flow_insert_limit, ipip_source_prefix).
 func (d *Daemon) putSettings() error {
 	src4, src6, err := interfaceAddrs(d.cfg.XDP.Interfaces[0])
 	if err != nil {
@@ -201,7 +202,8 @@ func (d *Daemon) putSettings() error {
 		return fmt.Errorf("interface %s has no global address to use as the IPIP outer source", d.cfg.XDP.Interfaces[0])
 	}
 	d.log.Info("outer source addresses", "ipv4", src4, "ipv6", src6)
-	return d.maps.PutSettings(maps.Settings{Src4: src4, Src6: src6})
+	return d.maps.PutSettings(maps.Settings{Src4: src4, Src6: src6,
+		MaxNewFlowsPerCPU: d.cfg.XDP.FlowInsertLimit, Src4Prefix: d.cfg.XDP.IPIPSourcePrefix})
 }
 
 // applyLocked makes cfg the running config: services added, changed and
@@ -251,6 +253,9 @@ func (d *Daemon) applyLocked(cfg *config.Config, startUp bool) error {
 		}
 	}
 	d.cfg, d.l4, d.l4Order = cfg, next, order
+	if err := d.putSettings(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, name := range order {
 		if err := d.syncL4(next[name]); err != nil {
 			errs = append(errs, err)

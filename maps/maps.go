@@ -384,7 +384,10 @@ func (m *Maps) DeleteRing(serviceID uint32) error {
 
 // Settings are the data plane's global knobs.
 type Settings struct {
-	Src4, Src6        netip.Addr    // outer source addresses of encapsulated packets
+	Src4, Src6 netip.Addr // outer source addresses of encapsulated packets
+	// Src4Prefix, when valid, replaces Src4 as the IPIP outer source: each flow
+	// gets an address of the prefix derived from its client address and ports.
+	Src4Prefix        netip.Prefix
 	UDPTimeout        time.Duration // idle UDP flows re-select after this
 	MaxNewFlowsPerCPU uint64        // flow-table inserts per CPU per second; 0 = no cap
 	// ICMP too-big answers per client address: ICMPRate per second with bursts of
@@ -412,6 +415,17 @@ func (m *Maps) PutSettings(s Settings) error {
 		}
 		w, _ := Addr16(s.Src4)
 		v.Src4 = w[0]
+	}
+	if s.Src4Prefix.IsValid() {
+		p := s.Src4Prefix.Masked()
+		if !p.Addr().Is4() || p.Bits() >= 32 {
+			return fmt.Errorf("settings: IPIP source prefix %s is not an IPv4 prefix shorter than /32", s.Src4Prefix)
+		}
+		w, _ := Addr16(p.Addr())
+		var mask [4]byte
+		binary.BigEndian.PutUint32(mask[:], uint32(1)<<(32-p.Bits())-1)
+		v.Src4 = w[0]
+		v.Src4Mask = binary.NativeEndian.Uint32(mask[:])
 	}
 	if s.Src6.IsValid() {
 		if !s.Src6.Is6() || s.Src6.Is4In6() {

@@ -99,8 +99,8 @@ struct stat {
 
 struct globals {
 	__be32 src6[4];    /* outer source of IP6IP6 packets */
-	__be32 src4;       /* outer source of IPIP packets */
-	__u32 pad;
+	__be32 src4;       /* outer source of IPIP packets (and of FIB lookups) */
+	__be32 src4_mask;  /* nonzero: bits of src4 each flow chooses (xdp.ipip_source_prefix) */
 	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
 	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
