@@ -58,7 +58,15 @@ func timeRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (uint
 		ctxSizeIn:   uint32(unsafe.Sizeof(ctx)),
 		ctxIn:       uint64(uintptr(unsafe.Pointer(&ctx))),
 	}
-	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	// A signal (the Go runtime's own, say) interrupts a long run with EINTR:
+	// run it again whole.
+	var errno unix.Errno
+	for {
+		_, _, errno = unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		if errno != unix.EINTR {
+			break
+		}
+	}
 	runtime.KeepAlive(frame)
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(&ctx)
