@@ -79,6 +79,8 @@ type LbGlobals struct {
 	Src6           [4]uint32
 	Src4           uint32
 	Src4Mask       uint32
+	Src4Prefix     uint32
+	Pad2           uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
 	IcmpIntervalNs uint64

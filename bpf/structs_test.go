@@ -38,7 +38,7 @@ func TestStructSizes(t *testing.T) {
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},
 		{"counters", unsafe.Sizeof(bpf.LbCounters{}), 24},
 		{"stat", unsafe.Sizeof(bpf.LbStat{}), 16},
-		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 56},
+		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 64},
 		{"icmp_rl_key", unsafe.Sizeof(bpf.LbIcmpRlKey{}), 20},
 	} {
 		if c.got != c.want {

@@ -387,6 +387,7 @@ type Settings struct {
 	Src4, Src6 netip.Addr // outer source addresses of encapsulated packets
 	// Src4Prefix, when valid, replaces Src4 as the IPIP outer source: each flow
 	// gets an address of the prefix derived from its client address and ports.
+	// Src4 stays the source of route lookups (and of health probes).
 	Src4Prefix        netip.Prefix
 	UDPTimeout        time.Duration // idle UDP flows re-select after this
 	MaxNewFlowsPerCPU uint64        // flow-table inserts per CPU per second; 0 = no cap
@@ -424,7 +425,7 @@ func (m *Maps) PutSettings(s Settings) error {
 		w, _ := Addr16(p.Addr())
 		var mask [4]byte
 		binary.BigEndian.PutUint32(mask[:], uint32(1)<<(32-p.Bits())-1)
-		v.Src4 = w[0]
+		v.Src4Prefix = w[0]
 		v.Src4Mask = binary.NativeEndian.Uint32(mask[:])
 	}
 	if s.Src6.IsValid() {

@@ -50,7 +50,7 @@ static __always_inline __be32 encap_src4(const struct globals *cfg, const struct
 	x ^= x >> 15;
 	x *= 0x85ebca6bu;
 	x ^= x >> 13;
-	return (cfg->src4 & ~cfg->src4_mask) | (x & cfg->src4_mask);
+	return (cfg->src4_prefix & ~cfg->src4_mask) | (x & cfg->src4_mask);
 }
 
 static __always_inline int encap_v4(struct xdp_md *ctx, const struct packet *p, __be32 src, __be32 dst)

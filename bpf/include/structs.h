@@ -99,8 +99,10 @@ struct stat {
 
 struct globals {
 	__be32 src6[4];    /* outer source of IP6IP6 packets */
-	__be32 src4;       /* outer source of IPIP packets (and of FIB lookups) */
-	__be32 src4_mask;  /* nonzero: bits of src4 each flow chooses (xdp.ipip_source_prefix) */
+	__be32 src4;        /* the balancer's IPv4 address: outer source of IPIP packets, FIB lookups */
+	__be32 src4_mask;   /* nonzero: IPIP outer sources come from src4_prefix; the bits each flow chooses */
+	__be32 src4_prefix; /* xdp.ipip_source_prefix */
+	__u32 pad2;
 	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
 	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
@@ -148,7 +150,7 @@ _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
 _Static_assert(sizeof(struct counters) == 24, "counters size");
 _Static_assert(sizeof(struct stat) == 16, "stat size");
-_Static_assert(sizeof(struct globals) == 56, "settings size");
+_Static_assert(sizeof(struct globals) == 64, "settings size");
 _Static_assert(sizeof(struct icmp_rl_key) == 20, "icmp_rl_key size");
 
 #endif

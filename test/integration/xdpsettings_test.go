@@ -48,7 +48,7 @@ func TestDaemonXDPSettings(t *testing.T) {
 	l.call(t, "POST", api.PathReload, nil, 200, nil)
 	g := l.settingsOf(t)
 	var src, mask [4]byte
-	binary.NativeEndian.PutUint32(src[:], g.Src4)
+	binary.NativeEndian.PutUint32(src[:], g.Src4Prefix)
 	binary.NativeEndian.PutUint32(mask[:], g.Src4Mask)
 	if g.MaxNewFlowsCpu != 5000 || src != [4]byte{172, 16, 0, 0} || mask != [4]byte{0, 0, 255, 255} {
 		t.Errorf("after reload: flow insert cap %d, source %v mask %v; want 5000, 172.16.0.0 and 0.0.255.255", g.MaxNewFlowsCpu, src, mask)
