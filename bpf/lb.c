@@ -16,6 +16,7 @@
 #include "include/nexthop.h"
 #include "include/icmp.h"
 #include "include/stats.h"
+#include "include/hc.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -187,6 +188,13 @@ static __always_inline int lb_action(enum xlb_stat s)
 	default:
 		return XDP_PASS;
 	}
+}
+
+/* xlb_hc runs at the balancer's interfaces' egress (TCX): health probes. */
+SEC("tc")
+int xlb_hc(struct __sk_buff *skb)
+{
+	return hc_process(skb);
 }
 
 SEC("xdp")

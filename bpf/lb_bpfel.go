@@ -180,6 +180,7 @@ const (
 	LbMapStats        = "stats"
 	LbMapSvcById      = "svc_by_id"
 	LbMapSvcStats     = "svc_stats"
+	LbProgXlbHc       = "xlb_hc"
 	LbProgXlbLb       = "xlb_lb"
 )
 
@@ -225,6 +226,7 @@ type LbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbProgramSpecs struct {
+	XlbHc *ebpf.ProgramSpec `ebpf:"xlb_hc"`
 	XlbLb *ebpf.ProgramSpec `ebpf:"xlb_lb"`
 }
 
@@ -319,11 +321,13 @@ type LbVariables struct {
 //
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbPrograms struct {
+	XlbHc *ebpf.Program `ebpf:"xlb_hc"`
 	XlbLb *ebpf.Program `ebpf:"xlb_lb"`
 }
 
 func (p *LbPrograms) Close() error {
 	return _LbClose(
+		p.XlbHc,
 		p.XlbLb,
 	)
 }

@@ -37,6 +37,11 @@
 
 #define XLB_OUTER_TTL 64
 
+/* SO_MARK of health probes sent through the forwarding path: the high bits
+ * say "xlb probe", the low 14 bits name the backend id (< XLB_MAX_BACKENDS). */
+#define XLB_HC_MARK 0x786c0000u
+#define XLB_HC_MARK_MASK 0xffffc000u
+
 enum xlb_svc_flags {
 	XLB_SVC_F_IP_HASH = 1, /* hash the source address only (session persistence) */
 	XLB_SVC_F_DSR = 2,     /* L2 DSR: rewrite the destination MAC; else IPIP */
