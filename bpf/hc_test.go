@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xlbproject/xlb/maps"
 	"github.com/xlbproject/xlb/test/lbtest"
 	"github.com/xlbproject/xlb/test/pkt"
 )
@@ -16,7 +17,6 @@ import (
 const (
 	tcActOK       = 0
 	tcActRedirect = 7
-	hcMark        = 0x786c0000
 )
 
 // runHC runs the egress health-probe program on frame with an skb mark.
@@ -66,7 +66,7 @@ func TestHealthProbeFollowsForwarding(t *testing.T) {
 		{"ipv6-ip6ip6-probe-encapsulated-REDIRECT", probe6, 7},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			act, out := w.runHC(t, c.in, hcMark|c.id)
+			act, out := w.runHC(t, c.in, maps.HealthProbeMark(c.id))
 			if act != tcActRedirect {
 				t.Fatalf("verdict %d, want redirect", act)
 			}
@@ -101,13 +101,13 @@ func TestHealthProbeFollowsForwarding(t *testing.T) {
 		})
 	}
 	t.Run("ipv4-dsr-probe-unchanged-REDIRECT", func(t *testing.T) {
-		act, out := w.runHC(t, dsr4, hcMark|10)
+		act, out := w.runHC(t, dsr4, maps.HealthProbeMark(10))
 		if act != tcActRedirect || !bytes.Equal(out[:len(dsr4)], dsr4) {
 			t.Fatalf("verdict %d, changed %v", act, !bytes.Equal(out[:len(dsr4)], dsr4))
 		}
 	})
 	t.Run("marked-unknown-backend-SHOT", func(t *testing.T) {
-		if act, _ := w.runHC(t, probe4, hcMark|999); act != 2 {
+		if act, _ := w.runHC(t, probe4, maps.HealthProbeMark(999)); act != 2 {
 			t.Fatalf("verdict %d, want TC_ACT_SHOT", act)
 		}
 	})

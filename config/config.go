@@ -47,6 +47,7 @@ const (
 	DefaultCheckTimeout       = 2 * time.Second
 	DefaultHealthyThreshold   = 2
 	DefaultUnhealthyThreshold = 3
+	DefaultCheckVia           = "vip"
 
 	DefaultRetryAttempts   = 1
 	DefaultConnectTimeout  = 5 * time.Second
@@ -283,6 +284,12 @@ type HealthCheck struct {
 	// UnhealthyThreshold is the consecutive failures that mark a backend
 	// down, 1..10. Default 3.
 	UnhealthyThreshold int
+	// Via is, for layer 4, how probes travel: vip (the default: addressed to
+	// the VIP and sent the way client packets are, encapsulated for ipip or
+	// to the backend's MAC for dsr, so a backend without the VIP on lo, with
+	// the wrong ARP/rp_filter settings or without decap fails its check) or
+	// address (to the backend's own address). Empty for layer 7.
+	Via string
 }
 
 // RateLimit allows Rate events per Per, with bursts of Burst: new

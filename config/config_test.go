@@ -618,7 +618,7 @@ func TestParseSpecExample(t *testing.T) {
 		},
 		HealthCheck: &HealthCheck{
 			Type: "http", Port: 8080, Path: "/health", ExpectStatus: "200", ExpectMin: 200, ExpectMax: 200,
-			Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3,
+			Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3, Via: "vip",
 		},
 	}
 	if !reflect.DeepEqual(*api, wantAPI) {
@@ -728,7 +728,7 @@ services:
 		t.Errorf("weights %d %d, want 1 0", dns.Backends[0].Weight, dns.Backends[1].Weight)
 	}
 	wantHC := HealthCheck{Type: "tcp", Port: 5353, Path: "/", ExpectStatus: "200", ExpectMin: 200, ExpectMax: 200,
-		Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3}
+		Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3, Via: "vip"}
 	if *dns.HealthCheck != wantHC {
 		t.Errorf("dns health check %+v, want %+v", *dns.HealthCheck, wantHC)
 	}
@@ -1055,5 +1055,24 @@ func TestXDPFlowInsertLimitAndSourcePrefix(t *testing.T) {
 	}
 	if c.XDP.FlowInsertLimit != DefaultFlowInsertLimit || c.XDP.IPIPSourcePrefix.IsValid() {
 		t.Errorf("defaults: xdp %+v", c.XDP)
+	}
+}
+
+func TestHealthCheckVia(t *testing.T) {
+	base := "services:\n  - {name: a, layer: 4, vip: 10.0.0.10, port: 80, backends: [{address: 10.0.1.1}], health_check: {type: tcp, via: %s}}\n"
+	c, err := Parse("xlb.yaml", []byte(strings.Replace(base, "%s", "address", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Service("a").HealthCheck.Via; got != "address" {
+		t.Errorf("via %q", got)
+	}
+	_, err = Parse("xlb.yaml", []byte(strings.Replace(base, "%s", "vips", 1)))
+	if err == nil || !strings.Contains(err.Error(), "xlb.yaml:2: services[0].health_check.via: must be vip or address") {
+		t.Errorf("typo: %v", err)
+	}
+	_, err = Parse("xlb.yaml", []byte("services:\n  - {name: w, layer: 7, listen: 127.0.0.1:8080, backends: [{address: 127.0.0.1:9001}], health_check: {via: vip}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "health_check.via: applies to layer 4 services only") {
+		t.Errorf("layer 7: %v", err)
 	}
 }

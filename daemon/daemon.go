@@ -178,6 +178,9 @@ func (d *Daemon) startDataplane() error {
 			return err
 		}
 		d.log.Info("xdp attached", "interface", ifname, "mode", a.Mode, "program_id", a.ProgramID, "replaced", a.Replaced)
+		if err := dp.AttachHealthProbes(ifname); err != nil {
+			d.log.Warn("health checks with via: vip fall back to the backends' own addresses", "err", err)
+		}
 	}
 	return nil
 }
@@ -285,7 +288,7 @@ func (d *Daemon) retargetChecksLocked(startUp bool) {
 				continue
 			}
 			key := checkKey(name, b.addr)
-			targets = append(targets, health.Target{
+			t := health.Target{
 				Key:  key,
 				Addr: netip.AddrPortFrom(b.addr, uint16(port)).String(),
 				Spec: health.Spec{
@@ -294,7 +297,9 @@ func (d *Daemon) retargetChecksLocked(startUp bool) {
 					Interval: hc.Interval, Timeout: hc.Timeout,
 					HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
 				},
-			})
+			}
+			d.viaVIP(s, b, uint16(port), &t)
+			targets = append(targets, t)
 			initial[key] = b.up
 		}
 	}

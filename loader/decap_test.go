@@ -11,6 +11,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/bpf"
 )
@@ -130,4 +132,44 @@ func TestDecapStatsOfAttachedProgram(t *testing.T) {
 		}
 	}
 	_ = backend.Do(func() error { return DetachDecap("eth0") })
+}
+
+// TestAttachHealthProbes puts xlb_hc at an interface's egress, once, and
+// Close takes it away.
+func TestAttachHealthProbes(t *testing.T) {
+	lb, _ := pair(t)
+	d := load(t, Options{NoPin: true})
+	query := func() int {
+		t.Helper()
+		var n int
+		if err := lb.Do(func() error {
+			iface, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			res, err := link.QueryPrograms(link.QueryOptions{Target: iface.Attrs().Index, Attach: ebpf.AttachTCXEgress})
+			if err != nil {
+				return err
+			}
+			n = len(res.Programs)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for range 2 {
+		if err := lb.Do(func() error { return d.AttachHealthProbes("eth0") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := query(); n != 1 || !d.HealthProbesAttached() {
+		t.Fatalf("%d programs at eth0 egress, attached %v", n, d.HealthProbesAttached())
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := query(); n != 0 {
+		t.Errorf("%d programs at eth0 egress after Close", n)
+	}
 }

@@ -57,6 +57,9 @@ func newTopo(t *testing.T, decap bool) *lab {
 	// worth of checksums must be in the packet, as from a real NIC.
 	l.client.Run(t, "ethtool", "-K", "eth0", "tx", "off")
 	l.lbLink = l.tp.Connect(l.lb, "eth0", lb4.String()+"/24", lb6.String()+"/64")
+	// The balancer's own health probes through the forwarding path
+	// (health_check.via: vip) need whole checksums too.
+	l.lb.Run(t, "ethtool", "-K", "eth0", "tx", "off")
 	l.client.Route(t, vip4.String()+"/32", "via", lb4.String())
 	l.client.Route(t, "-6", vip6.String()+"/128", "via", lb6.String())
 	// A veth drops XDP_TX frames unless its peer runs XDP too.
