@@ -103,7 +103,7 @@ type LbNexthop struct {
 	Mtu       uint16
 	Family    uint8
 	Pad       uint8
-	ExpiresNs uint64
+	Expires   uint64
 }
 
 type LbRlKey struct {

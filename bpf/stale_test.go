@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/xlbproject/xlb/maps"
 	"github.com/xlbproject/xlb/test/lbtest"
@@ -111,5 +112,25 @@ func TestBackendWriteInvalidatesNexthop(t *testing.T) {
 	// The flow was kept: same backend, same generation.
 	if got := w.backendOf(t, out); got != w.addrOf[id] {
 		t.Errorf("flow moved to %s", got)
+	}
+}
+
+// TestNexthopCacheExpires: without a backend write, a moved MAC is learnt
+// once the per-CPU cache entry expires (100 jiffies: at most a second).
+func TestNexthopCacheExpires(t *testing.T) {
+	w := newWorld(t)
+	id, ack := establish(t, w, 42300)
+	in := pkt.MustBuild(t, ack)
+	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
+		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
+	}
+	moved := lbtest.BackendMAC(0x43)
+	w.Host.Neigh(t, "eth0", w.addrOf[id], moved)
+	time.Sleep(1100 * time.Millisecond)
+	// Each CPU the test thread ran on has its own entry: run on several.
+	for range 8 {
+		if _, out := w.run(t, in); !bytes.Equal(out[0:6], moved) {
+			t.Fatalf("after the TTL: to %x, want the new MAC %s", out[0:6], moved)
+		}
 	}
 }

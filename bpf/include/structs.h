@@ -118,7 +118,7 @@ struct nexthop {
 	__u16 mtu;        /* of the route: bigger packets are not forwarded */
 	__u8 family;
 	__u8 pad;
-	__u64 expires_ns; /* coarse monotonic clock */
+	__u64 expires; /* jiffies */
 };
 
 struct flood_window {
