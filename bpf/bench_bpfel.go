@@ -30,6 +30,7 @@ const (
 	BenchMapBenchInput      = "bench_input"
 	BenchMapBenchTarget     = "bench_target"
 	BenchProgXlbBenchDriver = "xlb_bench_driver"
+	BenchProgXlbFloorDriver = "xlb_floor_driver"
 	BenchProgXlbFloorDsr    = "xlb_floor_dsr"
 	BenchProgXlbFloorIpip   = "xlb_floor_ipip"
 )
@@ -77,6 +78,7 @@ type BenchSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type BenchProgramSpecs struct {
 	XlbBenchDriver *ebpf.ProgramSpec `ebpf:"xlb_bench_driver"`
+	XlbFloorDriver *ebpf.ProgramSpec `ebpf:"xlb_floor_driver"`
 	XlbFloorDsr    *ebpf.ProgramSpec `ebpf:"xlb_floor_dsr"`
 	XlbFloorIpip   *ebpf.ProgramSpec `ebpf:"xlb_floor_ipip"`
 }
@@ -137,6 +139,7 @@ type BenchVariables struct {
 // It can be passed to LoadBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BenchPrograms struct {
 	XlbBenchDriver *ebpf.Program `ebpf:"xlb_bench_driver"`
+	XlbFloorDriver *ebpf.Program `ebpf:"xlb_floor_driver"`
 	XlbFloorDsr    *ebpf.Program `ebpf:"xlb_floor_dsr"`
 	XlbFloorIpip   *ebpf.Program `ebpf:"xlb_floor_ipip"`
 }
@@ -144,6 +147,7 @@ type BenchPrograms struct {
 func (p *BenchPrograms) Close() error {
 	return _BenchClose(
 		p.XlbBenchDriver,
+		p.XlbFloorDriver,
 		p.XlbFloorDsr,
 		p.XlbFloorIpip,
 	)

@@ -2,7 +2,10 @@
 
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* decap.c: runs on a backend. Strips the IPIP or IP6IP6 header xlb added and
- * hands the inner packet to the stack, for hosts without a tunnel device. */
+ * hands the inner packet to the stack, for hosts without a tunnel device.
+ * Only packets from the balancers (outer source inside the allow lists) are
+ * stripped: anything else would let whoever reaches the backend hand it a
+ * packet with any inner source, past its firewall. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -10,6 +13,7 @@
 #include "include/libbpf/bpf_helpers.h"
 #include "include/libbpf/bpf_endian.h"
 #include "include/consts.h"
+#include "include/structs.h"
 #include "include/parse.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -20,6 +24,23 @@ struct {
 	__type(key, enum xlb_decap_stat); /* also carries the enum to Go through BTF */
 	__type(value, struct stat);
 } decap_stats SEC(".maps");
+
+/* Outer sources whose packets are decapsulated; `-allow any` is 0.0.0.0/0 and ::/0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XLB_DECAP_ALLOW_ENTRIES);
+	__type(key, struct lpm4_key);
+	__type(value, __u8);
+} decap_allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XLB_DECAP_ALLOW_ENTRIES);
+	__type(key, struct lpm6_key);
+	__type(value, __u8);
+} decap_allow6 SEC(".maps");
 
 /* decap_strip moves the L2 header `outer` bytes forward over the outer IP
  * header, then drops the bytes in front of it. */
@@ -38,6 +59,46 @@ static __always_inline int decap_strip(struct xdp_md *ctx, int vlan, __u32 outer
 		__builtin_memcpy(data + outer, data, sizeof(struct ethhdr));
 	}
 	return bpf_xdp_adjust_head(ctx, outer) ? -1 : 0;
+}
+
+static __always_inline enum xlb_decap_stat decap_v4(struct xdp_md *ctx, struct iphdr *o, void *data_end, int vlan)
+{
+	struct lpm4_key k = { .prefixlen = 32 };
+	struct iphdr *in;
+
+	if ((void *)(o + 1) > data_end || o->protocol != XLB_IPPROTO_IPIP)
+		return XLB_DECAP_PASS;
+	/* xlb writes no options; an outer header with them is not xlb's. */
+	if (o->version != 4 || o->ihl != 5)
+		return XLB_DECAP_PASS;
+	/* A fragment holds part of an inner packet: stripping each piece would
+	 * hand the stack garbage. The kernel reassembles (or drops) it. */
+	if (o->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFMASK))
+		return XLB_DECAP_FRAG;
+	k.addr = o->saddr;
+	if (!bpf_map_lookup_elem(&decap_allow4, &k))
+		return XLB_DECAP_DENIED;
+	in = (void *)(o + 1);
+	if ((void *)(in + 1) > data_end || in->version != 4)
+		return XLB_DECAP_MALFORMED;
+	return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IPIP;
+}
+
+static __always_inline enum xlb_decap_stat decap_v6(struct xdp_md *ctx, struct ipv6hdr *o, void *data_end, int vlan)
+{
+	struct lpm6_key k = { .prefixlen = 128 };
+	struct ipv6hdr *in;
+
+	/* An outer fragment header (nexthdr 44) is not IP6IP6 here: passed. */
+	if ((void *)(o + 1) > data_end || o->nexthdr != XLB_IPPROTO_IPV6)
+		return XLB_DECAP_PASS;
+	__builtin_memcpy(k.addr, &o->saddr, sizeof(k.addr));
+	if (!bpf_map_lookup_elem(&decap_allow6, &k))
+		return XLB_DECAP_DENIED;
+	in = (void *)(o + 1);
+	if ((void *)(in + 1) > data_end || in->version != 6)
+		return XLB_DECAP_MALFORMED;
+	return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IP6IP6;
 }
 
 static __always_inline enum xlb_decap_stat decap_process(struct xdp_md *ctx)
@@ -61,29 +122,10 @@ static __always_inline enum xlb_decap_stat decap_process(struct xdp_md *ctx)
 		l3 = vh + 1;
 		vlan = 1;
 	}
-	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *o = l3, *in;
-
-		if ((void *)(o + 1) > data_end || o->protocol != XLB_IPPROTO_IPIP)
-			return XLB_DECAP_PASS;
-		/* xlb writes no options; an outer header with them is not xlb's. */
-		if (o->version != 4 || o->ihl != 5)
-			return XLB_DECAP_PASS;
-		in = (void *)(o + 1);
-		if ((void *)(in + 1) > data_end || in->version != 4)
-			return XLB_DECAP_MALFORMED;
-		return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IPIP;
-	}
-	if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *o = l3, *in;
-
-		if ((void *)(o + 1) > data_end || o->nexthdr != XLB_IPPROTO_IPV6)
-			return XLB_DECAP_PASS;
-		in = (void *)(o + 1);
-		if ((void *)(in + 1) > data_end || in->version != 6)
-			return XLB_DECAP_MALFORMED;
-		return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IP6IP6;
-	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return decap_v4(ctx, l3, data_end, vlan);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return decap_v6(ctx, l3, data_end, vlan);
 	return XLB_DECAP_PASS;
 }
 

@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type DecapLpm4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type DecapLpm6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
+}
+
 type DecapStat struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -26,16 +38,20 @@ const (
 	DecapXlbDecapStatXLB_DECAP_IP6IP6    DecapXlbDecapStat = 1
 	DecapXlbDecapStatXLB_DECAP_PASS      DecapXlbDecapStat = 2
 	DecapXlbDecapStatXLB_DECAP_MALFORMED DecapXlbDecapStat = 3
-	DecapXlbDecapStatXLB_DECAP_MAX       DecapXlbDecapStat = 4
+	DecapXlbDecapStatXLB_DECAP_DENIED    DecapXlbDecapStat = 4
+	DecapXlbDecapStatXLB_DECAP_FRAG      DecapXlbDecapStat = 5
+	DecapXlbDecapStatXLB_DECAP_MAX       DecapXlbDecapStat = 6
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	DecapMapDecapStats = "decap_stats"
-	DecapProgXlbDecap  = "xlb_decap"
-	DecapProgXlbPass   = "xlb_pass"
+	DecapMapDecapAllow4 = "decap_allow4"
+	DecapMapDecapAllow6 = "decap_allow6"
+	DecapMapDecapStats  = "decap_stats"
+	DecapProgXlbDecap   = "xlb_decap"
+	DecapProgXlbPass    = "xlb_pass"
 )
 
 // LoadDecap returns the embedded CollectionSpec for Decap.
@@ -88,7 +104,9 @@ type DecapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type DecapMapSpecs struct {
-	DecapStats *ebpf.MapSpec `ebpf:"decap_stats"`
+	DecapAllow4 *ebpf.MapSpec `ebpf:"decap_allow4"`
+	DecapAllow6 *ebpf.MapSpec `ebpf:"decap_allow6"`
+	DecapStats  *ebpf.MapSpec `ebpf:"decap_stats"`
 }
 
 // DecapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,11 +135,15 @@ func (o *DecapObjects) Close() error {
 //
 // It can be passed to LoadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type DecapMaps struct {
-	DecapStats *ebpf.Map `ebpf:"decap_stats"`
+	DecapAllow4 *ebpf.Map `ebpf:"decap_allow4"`
+	DecapAllow6 *ebpf.Map `ebpf:"decap_allow6"`
+	DecapStats  *ebpf.Map `ebpf:"decap_stats"`
 }
 
 func (m *DecapMaps) Close() error {
 	return _DecapClose(
+		m.DecapAllow4,
+		m.DecapAllow6,
 		m.DecapStats,
 	)
 }

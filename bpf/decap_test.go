@@ -4,22 +4,108 @@ package bpf_test
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/loader"
+	"github.com/xlbproject/xlb/test/lbtest"
 	"github.com/xlbproject/xlb/test/pkt"
+	"github.com/xlbproject/xlb/test/privileged"
 )
 
+// loadDecap loads the decap program allowing the balancer's addresses of
+// the program-test world (the outer source of its encapsulated packets).
 func loadDecap(t *testing.T) *bpf.DecapObjects {
 	t.Helper()
+	return loadDecapAllow(t, []netip.Prefix{netip.PrefixFrom(lbtest.LBAddr4, 32), netip.MustParsePrefix("fd00::/64")})
+}
+
+func loadDecapAllow(t *testing.T, allow []netip.Prefix) *bpf.DecapObjects {
+	t.Helper()
+	privileged.Require(t)
 	var o bpf.DecapObjects
 	if err := bpf.LoadDecapObjects(&o, nil); err != nil {
 		t.Fatalf("load decap: %v", err)
 	}
 	t.Cleanup(func() { o.Close() })
+	if err := loader.FillDecapAllow(o.DecapAllow4, o.DecapAllow6, allow); err != nil {
+		t.Fatal(err)
+	}
 	return &o
+}
+
+func decapStat(t *testing.T, o *bpf.DecapObjects, s int) uint64 {
+	t.Helper()
+	var per []bpf.DecapStat
+	if err := o.DecapStats.Lookup(uint32(s), &per); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range per {
+		n += c.Packets
+	}
+	return n
+}
+
+// Indexes of enum xlb_decap_stat.
+const (
+	decapStatDenied = 4
+	decapStatFrag   = 5
+)
+
+// TestDecapOnlyAllowedSources: an IPIP/IP6IP6 packet from an outer source
+// outside -allow reaches the kernel untouched (and is counted), and so does
+// an outer fragment, even from an allowed source.
+func TestDecapOnlyAllowedSources(t *testing.T) {
+	w := newWorld(t)
+	enc4 := func(t *testing.T) []byte {
+		act, out := w.run(t, pkt.MustBuild(t, tcp4(client4, 40100, vip4, 80, "S")))
+		wantAction(t, act, xdpTX)
+		return out[:len(pkt.MustBuild(t, tcp4(client4, 40100, vip4, 80, "S")))+20]
+	}
+	enc6 := func(t *testing.T) []byte {
+		in := pkt.MustBuild(t, tcp4(client6, 40100, vip6, 80, "S"))
+		act, out := w.run(t, in)
+		wantAction(t, act, xdpTX)
+		return out[:len(in)+40]
+	}
+	others := []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("fd09::/64")}
+	for _, c := range []struct {
+		name  string
+		allow []netip.Prefix
+		frame func(t *testing.T) []byte
+		stat  int
+	}{
+		{"ipip-source-not-allowed-PASS", others, enc4, decapStatDenied},
+		{"ip6ip6-source-not-allowed-PASS", others, enc6, decapStatDenied},
+		{"ipip-empty-allow-list-PASS", nil, enc4, decapStatDenied},
+		{"ipip-outer-fragment-MF-PASS", nil, func(t *testing.T) []byte {
+			return pkt.Mutate(enc4(t), func(b []byte) { b[14+6] |= 0x20 })
+		}, decapStatFrag},
+		{"ipip-outer-fragment-offset-PASS", nil, func(t *testing.T) []byte {
+			return pkt.Mutate(enc4(t), func(b []byte) { b[14+7] = 1 })
+		}, decapStatFrag},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			allow := c.allow
+			if c.stat == decapStatFrag {
+				allow = loader.AllowAny
+			}
+			d := loadDecapAllow(t, allow)
+			frame := c.frame(t)
+			act, out := runDecap(t, d, frame)
+			wantAction(t, act, xdpPass)
+			if !bytes.Equal(out[:len(frame)], frame) {
+				t.Errorf("passed packet was modified")
+			}
+			if n := decapStat(t, d, c.stat); n != 1 {
+				t.Errorf("counter %s = %d, want 1", loader.DecapStatNames[c.stat], n)
+			}
+		})
+	}
 }
 
 func runDecap(t *testing.T, o *bpf.DecapObjects, frame []byte) (uint32, []byte) {
@@ -29,7 +115,7 @@ func runDecap(t *testing.T, o *bpf.DecapObjects, frame []byte) (uint32, []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ret, opts.DataOut
+	return ret, opts.DataOut[:len(opts.DataOut)]
 }
 
 // TestDecapRoundTrip feeds the load balancer's own output to the decap

@@ -16,22 +16,21 @@
 #include "include/nexthop.h"
 #include "include/icmp.h"
 #include "include/stats.h"
+#include "include/hc.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* lb_forward sends the packet to one backend: IPIP/IP6IP6 or a MAC rewrite
  * (DSR), to the next hop the kernel's FIB names. */
 static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 svc_flags,
-						__u32 backend_id, const struct globals *cfg)
+						__u32 backend_id, const struct backend *be, const struct globals *cfg)
 {
 	int dsr = svc_flags & XLB_SVC_F_DSR;
-	struct backend *be;
 	struct nexthop *nh;
 	__u32 overhead;
 	long rc;
 
-	be = bpf_map_lookup_elem(&backends, &backend_id);
-	if (!be || be->family != p->key.family)
+	if (be->family != p->key.family)
 		return XLB_STAT_DROP_NO_BACKEND;
 	nh = nexthop_get(ctx, be, backend_id, cfg, &rc);
 	if (!nh)
@@ -45,6 +44,8 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		 * ICMP error about an ICMP error is never sent. */
 		if (p->icmp || p->frag || (p->key.family == XLB_AF_INET && !p->df))
 			return XLB_STAT_DROP_TOO_BIG;
+		if (!ratelimit_icmp(cfg, &p->key))
+			return XLB_STAT_DROP_ICMP_LIMITED;
 		if (icmp_too_big(ctx, p, nh->mtu, overhead))
 			return XLB_STAT_DROP_TOO_BIG;
 		return XLB_STAT_ICMP_TOO_BIG_SENT;
@@ -54,7 +55,7 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		int err;
 
 		if (p->key.family == XLB_AF_INET)
-			err = encap_v4(ctx, p, cfg->src4, be->addr[0]);
+			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
 		else
 			err = encap_v6(ctx, p, cfg->src6, be->addr, hash_flow(&p->key));
 		if (err)
@@ -82,15 +83,19 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 						       const struct globals *cfg, __u64 bytes)
 {
 	struct frag_key fk = {};
+	struct backend *be;
 	struct frag *fr;
 
 	lb_frag_key(p, &fk);
 	fr = bpf_map_lookup_elem(&frags, &fk);
 	if (!fr)
 		return XLB_STAT_PASS_FRAG;
+	be = bpf_map_lookup_elem(&backends, &fr->backend_id);
+	if (!be)
+		return XLB_STAT_DROP_NO_BACKEND;
 	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
 	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
-	return lb_forward(ctx, p, fr->svc_flags, fr->backend_id, cfg);
+	return lb_forward(ctx, p, fr->svc_flags, fr->backend_id, be, cfg);
 }
 
 static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
@@ -98,8 +103,10 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	struct svc_key sk = {};
 	struct globals *cfg;
 	__u32 zero = 0, backend_id;
-	int r, new_flow = 0;
-	struct svc *svc;
+	int r, new_flow = 0, syn;
+	struct backend *be = NULL;
+	struct flow *f = NULL;
+	struct svc *svc = NULL;
 	__u64 now;
 
 	r = parse_packet(ctx, p);
@@ -113,16 +120,26 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	if (p->frag == FRAG_LATER)
 		return lb_later_fragment(ctx, p, cfg, bytes);
 
-	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
-	sk.port = p->key.dport;
-	sk.proto = p->key.proto;
-	sk.family = p->key.family;
-	svc = bpf_map_lookup_elem(&services, &sk);
-	if (!svc)
-		return XLB_STAT_PASS_NOT_VIP;
-
-	backend_id = select_flow(p, cfg);
-	if (!backend_id) {
+	/* Established flows first: their entry names the service and the
+	 * backend, so they need no service lookup. */
+	syn = select_is_syn(p);
+	if (!syn) {
+		f = bpf_map_lookup_elem(&flows, &p->key);
+		if (f)
+			be = select_flow(p, cfg, f, &svc);
+	}
+	if (be) {
+		backend_id = f->backend_id;
+	} else {
+		__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
+		sk.port = p->key.dport;
+		sk.proto = p->key.proto;
+		sk.family = p->key.family;
+		svc = bpf_map_lookup_elem(&services, &sk);
+		if (!svc)
+			return XLB_STAT_PASS_NOT_VIP;
+		if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
+			stats_count(XLB_STAT_EV_FLOW_MISS, 0);
 		now = bpf_ktime_get_ns();
 		/* An ICMP error is no new connection: it follows the table
 		 * without being rate limited or remembered. */
@@ -131,8 +148,11 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		backend_id = select_maglev(svc, &p->key);
 		if (!backend_id)
 			return XLB_STAT_DROP_NO_BACKEND;
+		be = bpf_map_lookup_elem(&backends, &backend_id);
+		if (!be)
+			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, backend_id, now, bpf_ktime_get_coarse_ns(), cfg);
+			select_remember(p, svc->id, backend_id, be, now, bpf_ktime_get_coarse_ns(), cfg);
 			new_flow = 1;
 		}
 	}
@@ -147,7 +167,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
 	stats_flow(&svc_stats, svc->id, bytes, new_flow);
 	stats_flow(&backend_stats, backend_id, bytes, new_flow);
-	return lb_forward(ctx, p, svc->flags, backend_id, cfg);
+	return lb_forward(ctx, p, svc->flags, backend_id, be, cfg);
 }
 
 static __always_inline int lb_action(enum xlb_stat s)
@@ -163,10 +183,18 @@ static __always_inline int lb_action(enum xlb_stat s)
 	case XLB_STAT_DROP_NO_BACKEND:
 	case XLB_STAT_DROP_TOO_BIG:
 	case XLB_STAT_DROP_ENCAP:
+	case XLB_STAT_DROP_ICMP_LIMITED:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;
 	}
+}
+
+/* xlb_hc runs at the balancer's interfaces' egress (TCX): health probes. */
+SEC("tc")
+int xlb_hc(struct __sk_buff *skb)
+{
+	return hc_process(skb);
 }
 
 SEC("xdp")

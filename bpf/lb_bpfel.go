@@ -17,6 +17,7 @@ type LbBackend struct {
 	_      structs.HostLayout
 	Addr   [4]uint32
 	SvcId  uint32
+	Gen    uint32
 	Family uint8
 	Flags  uint8
 	Pad    uint16
@@ -38,6 +39,8 @@ type LbFloodWindow struct {
 type LbFlow struct {
 	_         structs.HostLayout
 	BackendId uint32
+	SvcId     uint32
+	Gen       uint32
 	Pad       uint32
 	AtimeNs   uint64
 }
@@ -75,9 +78,20 @@ type LbGlobals struct {
 	_              structs.HostLayout
 	Src6           [4]uint32
 	Src4           uint32
-	Pad            uint32
+	Src4Mask       uint32
+	Src4Prefix     uint32
+	Pad2           uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
+	IcmpIntervalNs uint64
+	IcmpTauNs      uint64
+}
+
+type LbIcmpRlKey struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Family uint8
+	Pad    [3]uint8
 }
 
 type LbNexthop struct {
@@ -89,7 +103,7 @@ type LbNexthop struct {
 	Mtu       uint16
 	Family    uint8
 	Pad       uint8
-	ExpiresNs uint64
+	Expires   uint64
 }
 
 type LbRlKey struct {
@@ -144,7 +158,8 @@ const (
 	LbXlbStatXLB_STAT_EV_FLOW_RESELECT    LbXlbStat = 14
 	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED     LbXlbStat = 15
 	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED LbXlbStat = 16
-	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 17
+	LbXlbStatXLB_STAT_DROP_ICMP_LIMITED   LbXlbStat = 17
+	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 18
 )
 
 // Names of all BPF objects in the ELF.
@@ -156,13 +171,16 @@ const (
 	LbMapFloodGuard   = "flood_guard"
 	LbMapFlows        = "flows"
 	LbMapFrags        = "frags"
+	LbMapIcmpLimits   = "icmp_limits"
 	LbMapMaglevRings  = "maglev_rings"
 	LbMapNexthops     = "nexthops"
 	LbMapRateLimits   = "rate_limits"
 	LbMapServices     = "services"
 	LbMapSettings     = "settings"
 	LbMapStats        = "stats"
+	LbMapSvcById      = "svc_by_id"
 	LbMapSvcStats     = "svc_stats"
+	LbProgXlbHc       = "xlb_hc"
 	LbProgXlbLb       = "xlb_lb"
 )
 
@@ -208,6 +226,7 @@ type LbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbProgramSpecs struct {
+	XlbHc *ebpf.ProgramSpec `ebpf:"xlb_hc"`
 	XlbLb *ebpf.ProgramSpec `ebpf:"xlb_lb"`
 }
 
@@ -220,12 +239,14 @@ type LbMapSpecs struct {
 	FloodGuard   *ebpf.MapSpec `ebpf:"flood_guard"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
+	IcmpLimits   *ebpf.MapSpec `ebpf:"icmp_limits"`
 	MaglevRings  *ebpf.MapSpec `ebpf:"maglev_rings"`
 	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
 	RateLimits   *ebpf.MapSpec `ebpf:"rate_limits"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	SvcById      *ebpf.MapSpec `ebpf:"svc_by_id"`
 	SvcStats     *ebpf.MapSpec `ebpf:"svc_stats"`
 }
 
@@ -260,12 +281,14 @@ type LbMaps struct {
 	FloodGuard   *ebpf.Map `ebpf:"flood_guard"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Frags        *ebpf.Map `ebpf:"frags"`
+	IcmpLimits   *ebpf.Map `ebpf:"icmp_limits"`
 	MaglevRings  *ebpf.Map `ebpf:"maglev_rings"`
 	Nexthops     *ebpf.Map `ebpf:"nexthops"`
 	RateLimits   *ebpf.Map `ebpf:"rate_limits"`
 	Services     *ebpf.Map `ebpf:"services"`
 	Settings     *ebpf.Map `ebpf:"settings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	SvcById      *ebpf.Map `ebpf:"svc_by_id"`
 	SvcStats     *ebpf.Map `ebpf:"svc_stats"`
 }
 
@@ -276,12 +299,14 @@ func (m *LbMaps) Close() error {
 		m.FloodGuard,
 		m.Flows,
 		m.Frags,
+		m.IcmpLimits,
 		m.MaglevRings,
 		m.Nexthops,
 		m.RateLimits,
 		m.Services,
 		m.Settings,
 		m.Stats,
+		m.SvcById,
 		m.SvcStats,
 	)
 }
@@ -296,11 +321,13 @@ type LbVariables struct {
 //
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbPrograms struct {
+	XlbHc *ebpf.Program `ebpf:"xlb_hc"`
 	XlbLb *ebpf.Program `ebpf:"xlb_lb"`
 }
 
 func (p *LbPrograms) Close() error {
 	return _LbClose(
+		p.XlbHc,
 		p.XlbLb,
 	)
 }

@@ -735,3 +735,37 @@ func TestTooBigAnswersICMP(t *testing.T) {
 		})
 	}
 }
+
+// TestTooBigAnswersRateLimited: a flood of oversized packets from one source
+// gets at most the burst of ICMP answers; the rest are dropped and counted,
+// and another client still gets its answer.
+func TestTooBigAnswersRateLimited(t *testing.T) {
+	w := newWorld(t)
+	if err := w.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6, ICMPRate: 1, ICMPBurst: 3}); err != nil {
+		t.Fatal(err)
+	}
+	big := func(src netip.Addr) []byte {
+		s := tcp4(src, 40000, vip4, 80, "A")
+		s.Payload = make([]byte, 1461-20)
+		return pkt.MustBuild(t, s)
+	}
+	flood := big(client4)
+	var tx int
+	for range 10 {
+		act, _ := w.run(t, flood)
+		switch act {
+		case xdpTX:
+			tx++
+		case xdpDrop:
+		default:
+			t.Fatalf("action %s", actionNames[act])
+		}
+	}
+	if tx != 3 || w.Stat(t, "icmp_too_big_sent") != 3 || w.Stat(t, "drop_icmp_rate_limit") != 7 {
+		t.Errorf("answers %d (sent %d, suppressed %d), want 3 answered and 7 suppressed",
+			tx, w.Stat(t, "icmp_too_big_sent"), w.Stat(t, "drop_icmp_rate_limit"))
+	}
+	if act, _ := w.run(t, big(netip.MustParseAddr("192.0.2.99"))); act != xdpTX {
+		t.Errorf("another client's answer: action %s", actionNames[act])
+	}
+}

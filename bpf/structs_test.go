@@ -30,15 +30,16 @@ func TestStructSizes(t *testing.T) {
 	}{
 		{"svc_key", unsafe.Sizeof(bpf.LbSvcKey{}), 20},
 		{"svc", unsafe.Sizeof(bpf.LbSvc{}), 32},
-		{"backend", unsafe.Sizeof(bpf.LbBackend{}), 24},
+		{"backend", unsafe.Sizeof(bpf.LbBackend{}), 28},
 		{"flow_key", unsafe.Sizeof(bpf.LbFlowKey{}), 40},
-		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 16},
+		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 24},
 		{"frag_key", unsafe.Sizeof(bpf.LbFragKey{}), 40},
 		{"frag", unsafe.Sizeof(bpf.LbFrag{}), 16},
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},
 		{"counters", unsafe.Sizeof(bpf.LbCounters{}), 24},
 		{"stat", unsafe.Sizeof(bpf.LbStat{}), 16},
-		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 40},
+		{"globals", unsafe.Sizeof(bpf.LbGlobals{}), 64},
+		{"icmp_rl_key", unsafe.Sizeof(bpf.LbIcmpRlKey{}), 20},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: Go size %d, C size %d", c.name, c.got, c.want)
@@ -64,6 +65,7 @@ func TestStatNamesFollowEnum(t *testing.T) {
 		"EV_FLOW_RESELECT":    "flow_reselect",
 		"EV_FLOW_SKIPPED":     "flow_insert_skipped",
 		"EV_FLOW_UDP_EXPIRED": "flow_udp_expired",
+		"DROP_ICMP_LIMITED":   "drop_icmp_rate_limit",
 	}
 	var want []string
 	for _, v := range e.Values {

@@ -25,6 +25,9 @@ const (
 	DefaultXDPMode       = "auto"
 	DefaultPinPath       = "/sys/fs/bpf/xlb"
 	DefaultFlowTableSize = 1 << 20
+	// DefaultFlowInsertLimit is xdp.flow_insert_limit: new flow-table entries
+	// per second per CPU.
+	DefaultFlowInsertLimit = 100000
 
 	DefaultDrainTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
@@ -44,6 +47,7 @@ const (
 	DefaultCheckTimeout       = 2 * time.Second
 	DefaultHealthyThreshold   = 2
 	DefaultUnhealthyThreshold = 3
+	DefaultCheckVia           = "vip"
 
 	DefaultRetryAttempts   = 1
 	DefaultConnectTimeout  = 5 * time.Second
@@ -58,9 +62,10 @@ const (
 
 // Limits enforced by validation.
 const (
-	MinFlowTableSize = 1 << 10
-	MaxFlowTableSize = 1 << 26
-	MaxWeight        = 1000
+	MinFlowTableSize   = 1 << 10
+	MaxFlowTableSize   = 1 << 26
+	MaxFlowInsertLimit = 1 << 32
+	MaxWeight          = 1000
 )
 
 // Config is a whole config file.
@@ -100,6 +105,16 @@ type XDP struct {
 	// FlowTableSize is the number of L4 connection-table entries (an LRU),
 	// 1024..67108864. Default 1048576.
 	FlowTableSize uint32
+	// FlowInsertLimit caps new flow-table entries per second per CPU: beyond
+	// it new flows are still forwarded by Maglev but not remembered, so a SYN
+	// flood cannot flush established flows from the table. 0 = no limit.
+	// Default 100000.
+	FlowInsertLimit uint64
+	// IPIPSourcePrefix, when set (an IPv4 prefix shorter than /32), gives
+	// each client flow its own IPIP outer source inside it, so backends'
+	// NIC RSS spreads flows over receive queues. Unset (the default): the
+	// balancer's own address.
+	IPIPSourcePrefix netip.Prefix
 }
 
 // L7 holds the HTTP tier's server settings, shared by every layer 7 service.
@@ -286,6 +301,12 @@ type HealthCheck struct {
 	// UnhealthyThreshold is the consecutive failures that mark a backend
 	// down, 1..10. Default 3.
 	UnhealthyThreshold int
+	// Via is, for layer 4, how probes travel: vip (the default: addressed to
+	// the VIP and sent the way client packets are, encapsulated for ipip or
+	// to the backend's MAC for dsr, so a backend without the VIP on lo, with
+	// the wrong ARP/rp_filter settings or without decap fails its check) or
+	// address (to the backend's own address). Empty for layer 7.
+	Via string
 }
 
 // RateLimit allows Rate events per Per, with bursts of Burst: new

@@ -93,6 +93,16 @@ admin:
 			`xlb.yaml:1: xdp.mode: must be auto, native or generic, got "offload"`}},
 		{"xdp-flow-table-too-small", "xdp: {flow_table_size: 100}\n", []string{
 			`xlb.yaml:1: xdp.flow_table_size: must be between 1024 and 67108864, got 100`}},
+		{"xdp-flow-insert-limit-negative", "xdp: {flow_insert_limit: -1}\n", []string{
+			`xlb.yaml:1: xdp.flow_insert_limit: must be between 0 and 4294967296, got -1`}},
+		{"xdp-ipip-source-prefix-not-a-prefix", "xdp: {ipip_source_prefix: 172.16.0.1}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: expected an IPv4 prefix such as 172.16.0.0/16, got "172.16.0.1"`}},
+		{"xdp-ipip-source-prefix-v6", "xdp: {ipip_source_prefix: \"fd00::/64\"}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: must be an IPv4 prefix (IP6IP6 keeps the balancer's address), got fd00::/64`}},
+		{"xdp-ipip-source-prefix-too-long", "xdp:\n  ipip_source_prefix: 172.16.0.1/32\n", []string{
+			`xlb.yaml:2: xdp.ipip_source_prefix: prefix length must be between /8 and /31, got /32`}},
+		{"xdp-ipip-source-prefix-host-bits", "xdp: {ipip_source_prefix: 172.16.3.0/16}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: 172.16.3.0/16 has host bits set: did you mean 172.16.0.0/16?`}},
 		{"xdp-flow-table-not-a-number", "xdp: {flow_table_size: 1M}\n", []string{
 			`xlb.yaml:1: xdp.flow_table_size: expected an integer, got "1M"`}},
 		{"xdp-interfaces-not-a-list", "xdp: {interfaces: eth0}\n", []string{
@@ -581,7 +591,7 @@ func TestParseSpecExample(t *testing.T) {
 	if c.Admin != (Admin{Listen: "127.0.0.1:9100"}) {
 		t.Errorf("admin %+v", c.Admin)
 	}
-	if want := (XDP{Interfaces: []string{"eth0"}, Mode: "auto", PinPath: "/sys/fs/bpf/xlb", FlowTableSize: 1048576}); !reflect.DeepEqual(c.XDP, want) {
+	if want := (XDP{Interfaces: []string{"eth0"}, Mode: "auto", PinPath: "/sys/fs/bpf/xlb", FlowTableSize: 1048576, FlowInsertLimit: 100000}); !reflect.DeepEqual(c.XDP, want) {
 		t.Errorf("xdp %+v, want %+v", c.XDP, want)
 	}
 	if want := (L7{DrainTimeout: 30 * time.Second, MaxHeaderBytes: 65536, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}); c.L7 != want {
@@ -603,7 +613,7 @@ func TestParseSpecExample(t *testing.T) {
 		},
 		HealthCheck: &HealthCheck{
 			Type: "http", Port: 8080, Path: "/health", ExpectStatus: "200", ExpectMin: 200, ExpectMax: 200,
-			Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3,
+			Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3, Via: "vip",
 		},
 	}
 	if !reflect.DeepEqual(*api, wantAPI) {
@@ -718,7 +728,7 @@ services:
 		t.Errorf("weights %d %d, want 1 0", dns.Backends[0].Weight, dns.Backends[1].Weight)
 	}
 	wantHC := HealthCheck{Type: "tcp", Port: 5353, Path: "/", ExpectStatus: "200", ExpectMin: 200, ExpectMax: 200,
-		Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3}
+		Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3, Via: "vip"}
 	if *dns.HealthCheck != wantHC {
 		t.Errorf("dns health check %+v, want %+v", *dns.HealthCheck, wantHC)
 	}
@@ -1034,5 +1044,43 @@ func TestParseAliasBomb(t *testing.T) {
 	}
 	if len(list) != maxErrors+1 || list[maxErrors].Msg != "more than 200 errors; stopping here" {
 		t.Errorf("%d errors, last %v", len(list), list[len(list)-1])
+	}
+}
+
+// TestXDPFlowInsertLimitAndSourcePrefix: the two data-plane keys of the
+// flood guard and the per-flow IPIP source.
+func TestXDPFlowInsertLimitAndSourcePrefix(t *testing.T) {
+	c, err := Parse("xlb.yaml", []byte("xdp:\n  flow_insert_limit: 0\n  ipip_source_prefix: 172.16.0.0/16\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.XDP.FlowInsertLimit != 0 || c.XDP.IPIPSourcePrefix != netip.MustParsePrefix("172.16.0.0/16") {
+		t.Errorf("xdp %+v", c.XDP)
+	}
+	c, err = Parse("xlb.yaml", []byte("xdp: {ipip_source_prefix: \"\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.XDP.FlowInsertLimit != DefaultFlowInsertLimit || c.XDP.IPIPSourcePrefix.IsValid() {
+		t.Errorf("defaults: xdp %+v", c.XDP)
+	}
+}
+
+func TestHealthCheckVia(t *testing.T) {
+	base := "services:\n  - {name: a, layer: 4, vip: 10.0.0.10, port: 80, backends: [{address: 10.0.1.1}], health_check: {type: tcp, via: %s}}\n"
+	c, err := Parse("xlb.yaml", []byte(strings.Replace(base, "%s", "address", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Service("a").HealthCheck.Via; got != "address" {
+		t.Errorf("via %q", got)
+	}
+	_, err = Parse("xlb.yaml", []byte(strings.Replace(base, "%s", "vips", 1)))
+	if err == nil || !strings.Contains(err.Error(), "xlb.yaml:2: services[0].health_check.via: must be vip or address") {
+		t.Errorf("typo: %v", err)
+	}
+	_, err = Parse("xlb.yaml", []byte("services:\n  - {name: w, layer: 7, listen: 127.0.0.1:8080, backends: [{address: 127.0.0.1:9001}], health_check: {via: vip}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "health_check.via: applies to layer 4 services only") {
+		t.Errorf("layer 7: %v", err)
 	}
 }

@@ -19,14 +19,14 @@ import (
 var (
 	topKeys        = []string{"admin", "xdp", "l7", "services"}
 	adminKeys      = []string{"listen", "token_file"}
-	xdpKeys        = []string{"interfaces", "mode", "pin_path", "flow_table_size"}
+	xdpKeys        = []string{"interfaces", "mode", "pin_path", "flow_table_size", "flow_insert_limit", "ipip_source_prefix"}
 	l7Keys         = []string{"drain_timeout", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	serviceKeys    = []string{"name", "layer", "vip", "port", "protocol", "forwarding", "listen", "tls", "protocols", "backend_protocol", "backend_tls", "scheduler", "hash_key", "sticky", "rate_limit", "retries", "timeouts", "backends", "passive_health", "health_check", "routes"}
 	l4OnlyKeys     = []string{"vip", "port", "protocol", "forwarding"}
 	l7OnlyKeys     = []string{"listen", "tls", "protocols", "backend_protocol", "backend_tls", "hash_key", "sticky", "retries", "timeouts", "passive_health", "routes"}
 	backendKeys    = []string{"address", "weight", "max_conns", "slow_start"}
 	l7BackendKeys  = []string{"max_conns", "slow_start"}
-	checkKeys      = []string{"type", "port", "path", "host", "expect_status", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"}
+	checkKeys      = []string{"type", "port", "path", "host", "expect_status", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "via"}
 	httpCheckKeys  = []string{"path", "host", "expect_status"}
 	rateLimitKeys  = []string{"rate", "burst", "key"}
 	tlsKeys        = []string{"cert_file", "key_file", "certificates", "client_ca_file", "min_version"}
@@ -72,7 +72,7 @@ func defaultConfig(file string) *Config {
 	return &Config{
 		File:  file,
 		Admin: Admin{Listen: DefaultAdminListen},
-		XDP:   XDP{Mode: DefaultXDPMode, PinPath: DefaultPinPath, FlowTableSize: DefaultFlowTableSize},
+		XDP:   XDP{Mode: DefaultXDPMode, PinPath: DefaultPinPath, FlowTableSize: DefaultFlowTableSize, FlowInsertLimit: DefaultFlowInsertLimit},
 		L7: L7{
 			DrainTimeout:      DefaultDrainTimeout,
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
@@ -127,7 +127,7 @@ func (p *parser) admin(n *yaml.Node, a *Admin) (listen *yaml.Node) {
 }
 
 func (p *parser) xdp(n *yaml.Node, x *XDP) {
-	f, _ := p.fields(n, "xdp", "a mapping with keys interfaces, mode, pin_path and flow_table_size", xdpKeys)
+	f, _ := p.fields(n, "xdp", "a mapping with keys interfaces, mode, pin_path, flow_table_size, flow_insert_limit and ipip_source_prefix", xdpKeys)
 	if e := f.get("interfaces"); e != nil {
 		items, _ := p.seq(e.v, "xdp.interfaces", "[eth0, eth1]")
 		seen := map[string]int{}
@@ -168,6 +168,36 @@ func (p *parser) xdp(n *yaml.Node, x *XDP) {
 			x.FlowTableSize = uint32(v)
 		}
 	}
+	if e := f.get("flow_insert_limit"); e != nil {
+		if v, ok := p.integer(e.v, "xdp.flow_insert_limit", 0, MaxFlowInsertLimit); ok {
+			x.FlowInsertLimit = uint64(v)
+		}
+	}
+	if e := f.get("ipip_source_prefix"); e != nil {
+		if v, ok := p.str(e.v, "xdp.ipip_source_prefix"); ok && v != "" {
+			x.IPIPSourcePrefix, _ = ipipSourcePrefix(p, e.v, v)
+		}
+	}
+}
+
+// ipipSourcePrefix validates xdp.ipip_source_prefix: an IPv4 CIDR of /8 to
+// /31 without host bits.
+func ipipSourcePrefix(p *parser, n *yaml.Node, v string) (netip.Prefix, bool) {
+	const path = "xdp.ipip_source_prefix"
+	pf, err := netip.ParsePrefix(strings.TrimSpace(v))
+	switch {
+	case err != nil:
+		p.errorf(n, path, "expected an IPv4 prefix such as 172.16.0.0/16, got %q", v)
+	case !pf.Addr().Is4():
+		p.errorf(n, path, "must be an IPv4 prefix (IP6IP6 keeps the balancer's address), got %s", pf)
+	case pf.Bits() < 8 || pf.Bits() > 31:
+		p.errorf(n, path, "prefix length must be between /8 and /31, got /%d", pf.Bits())
+	case pf.Masked() != pf:
+		p.errorf(n, path, "%s has host bits set: did you mean %s?", pf, pf.Masked())
+	default:
+		return pf, true
+	}
+	return netip.Prefix{}, false
 }
 
 // ifnameProblem says what is wrong with a network interface name, or "".

@@ -19,6 +19,8 @@ func Diff(old, new *Config) []string {
 	// xlbd re-attaches live when these change.
 	d.field("", "xdp.interfaces", old.XDP.Interfaces, new.XDP.Interfaces)
 	d.field("", "xdp.mode", old.XDP.Mode, new.XDP.Mode)
+	d.field("", "xdp.flow_insert_limit", old.XDP.FlowInsertLimit, new.XDP.FlowInsertLimit)
+	d.field("", "xdp.ipip_source_prefix", old.XDP.IPIPSourcePrefix, new.XDP.IPIPSourcePrefix)
 	d.field("", "admin.token_file", old.Admin.TokenFile, new.Admin.TokenFile)
 	d.field("", "l7.drain_timeout", old.L7.DrainTimeout, new.L7.DrainTimeout)
 	d.field("", "l7.max_header_bytes", old.L7.MaxHeaderBytes, new.L7.MaxHeaderBytes)

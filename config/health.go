@@ -26,6 +26,16 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 		HealthyThreshold:   DefaultHealthyThreshold,
 		UnhealthyThreshold: DefaultUnhealthyThreshold,
 	}
+	if layer == 4 {
+		hc.Via = DefaultCheckVia
+	}
+	if e := f.get("via"); e != nil {
+		if layer != 4 {
+			p.errorf(e.k, join(path, "via"), "applies to layer 4 services only (layer 7 checks go to the backend's address)")
+		} else if v, ok := p.oneOf(e.v, join(path, "via"), "vip", "address"); ok {
+			hc.Via = v
+		}
+	}
 	if e := f.get("type"); e != nil {
 		if v, ok := p.oneOf(e.v, join(path, "type"), "http", "tcp", "none"); ok {
 			hc.Type = v

@@ -90,7 +90,12 @@ func New(opts Options) (*Daemon, error) {
 	d.hk = newHousekeeper(log, d.r, d.dp.maps != nil)
 	d.r.l4 = newL4Projector(log, d.dp.maps, d.dp.ids)
 	d.r.l7 = &l7Projector{web: d.web}
-	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m, d.web.BackendTLS)) }
+	paths := checkPaths{backendTLS: d.web.BackendTLS}
+	if d.dp.dp != nil {
+		pp := &probePath{log: log, dp: d.dp.dp, l4: d.r.l4}
+		paths.viaVIP = pp.viaVIP
+	}
+	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m, paths)) }
 	d.r.changed = d.hk.poke
 	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig}
 	if d.follow, err = newFollower(log, d.r, reg); err != nil {

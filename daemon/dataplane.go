@@ -50,7 +50,7 @@ func startDataplane(log *slog.Logger, cfg *config.Config) (*dataplane, error) {
 		}
 		log.Info("adopted the pinned data plane; flow table kept", "pin_path", x.PinPath)
 	}
-	if err := p.putSettings(x.Interfaces[0]); err != nil {
+	if err := p.putSettings(cfg); err != nil {
 		return p, err
 	}
 	mode, err := loader.ParseMode(x.Mode)
@@ -66,6 +66,9 @@ func startDataplane(log *slog.Logger, cfg *config.Config) (*dataplane, error) {
 			return p, err
 		}
 		log.Info("xdp attached", "interface", ifname, "mode", a.Mode, "program_id", a.ProgramID, "replaced", a.Replaced)
+		if err := dp.AttachHealthProbes(ifname); err != nil {
+			log.Warn("health checks with via: vip fall back to the backends' own addresses", "interface", ifname, "err", err)
+		}
 	}
 	return p, nil
 }
@@ -79,8 +82,11 @@ func hasIPv6(cfg *config.Config) bool {
 	return false
 }
 
-// putSettings sets the outer source addresses from the first interface.
-func (p *dataplane) putSettings(ifname string) error {
+// putSettings sets the outer source addresses from the first interface,
+// and the xdp keys a reload may change (flow_insert_limit,
+// ipip_source_prefix).
+func (p *dataplane) putSettings(cfg *config.Config) error {
+	ifname := cfg.XDP.Interfaces[0]
 	src4, src6, err := interfaceAddrs(ifname)
 	if err != nil {
 		return err
@@ -88,8 +94,9 @@ func (p *dataplane) putSettings(ifname string) error {
 	if !src4.IsValid() && !src6.IsValid() {
 		return fmt.Errorf("interface %s has no global address to use as the IPIP outer source", ifname)
 	}
-	p.log.Info("outer source addresses", "ipv4", src4, "ipv6", src6)
-	return p.maps.PutSettings(maps.Settings{Src4: src4, Src6: src6})
+	p.log.Info("outer source addresses", "ipv4", src4, "ipv6", src6, "ipip_source_prefix", cfg.XDP.IPIPSourcePrefix)
+	return p.maps.PutSettings(maps.Settings{Src4: src4, Src6: src6,
+		MaxNewFlowsPerCPU: cfg.XDP.FlowInsertLimit, Src4Prefix: cfg.XDP.IPIPSourcePrefix})
 }
 
 // reattach follows a change of xdp.interfaces or xdp.mode.
@@ -119,8 +126,14 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 		if _, err := p.dp.Attach(ifname, mode); err != nil {
 			return err
 		}
+		// A no-op where attached already; interfaces new to this reload
+		// get the probe path too.
+		if err := p.dp.AttachHealthProbes(ifname); err != nil {
+			p.log.Warn("health checks with via: vip fall back to the backends' own addresses", "interface", ifname, "err", err)
+		}
 	}
-	return nil
+	// Keys a reload may change.
+	return p.putSettings(cfg)
 }
 
 // close releases file descriptors and the pin-path lock; the program and

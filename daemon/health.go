@@ -10,6 +10,17 @@ import (
 	"github.com/xlbproject/xlb/health"
 )
 
+// checkPaths make a check travel the way requests and packets do; either
+// may be nil.
+type checkPaths struct {
+	// backendTLS gives the TLS configuration an L7 backend is reached with
+	// (nil: cleartext), so that its checks speak the same protocol.
+	backendTLS func(service, addr string) *tls.Config
+	// viaVIP rewrites an L4 target to probe through the forwarding path
+	// (health_check.via: vip).
+	viaVIP func(s *service, b *backend, t *health.Target)
+}
+
 // healthSink is the health checker's observer: it counts checks and
 // transitions and hands each transition to the reconciler.
 type healthSink struct {
@@ -42,9 +53,7 @@ func (h *healthSink) Changed(t health.Target, up bool, reason string) {
 // checkTargets lists what the checker probes: every backend of a checked
 // service except those draining before removal, each starting from the
 // model's view of its health.
-// backendTLS, when set, gives the TLS configuration an L7 backend is
-// reached with (nil: cleartext), so that its checks speak the same protocol.
-func checkTargets(m *model, backendTLS func(service, addr string) *tls.Config) ([]health.Target, map[string]bool) {
+func checkTargets(m *model, paths checkPaths) ([]health.Target, map[string]bool) {
 	var targets []health.Target
 	initial := map[string]bool{}
 	for _, name := range m.order {
@@ -65,8 +74,11 @@ func checkTargets(m *model, backendTLS func(service, addr string) *tls.Config) (
 			}
 			key := checkKey(name, b.name)
 			t := health.Target{Key: key, Addr: s.cfg.CheckAddress(&b.conf), Spec: spec}
-			if !s.cfg.IsL4() && backendTLS != nil {
-				t.Spec.TLS = backendTLS(name, b.conf.Address)
+			switch {
+			case !s.cfg.IsL4() && paths.backendTLS != nil:
+				t.Spec.TLS = paths.backendTLS(name, b.conf.Address)
+			case s.cfg.IsL4() && paths.viaVIP != nil:
+				paths.viaVIP(s, b, &t)
 			}
 			targets = append(targets, t)
 			initial[key] = b.up

@@ -140,7 +140,7 @@ func TestModelRouteOnlyBackendsAreChecked(t *testing.T) {
 	if len(s.routeOnly) != 1 || s.find("10.0.9.9:80") != nil {
 		t.Fatalf("route backend should be route-only: own %d, route-only %d", len(s.backends), len(s.routeOnly))
 	}
-	targets, initial := checkTargets(m, nil)
+	targets, initial := checkTargets(m, checkPaths{})
 	if len(targets) != 3 || !initial["web/10.0.9.9:80"] {
 		t.Errorf("targets %v initial %v: want both own backends and the route's, up at start", targets, initial)
 	}

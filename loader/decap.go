@@ -3,11 +3,14 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"runtime"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -23,16 +26,91 @@ import (
 // AttachDecap attaches the decapsulation program (xlb_decap) to the named interface,
 // resolved in the calling thread's network namespace, replacing any program attached
 // there through netlink. Auto mode tries driver mode, then generic (skb) mode.
-func AttachDecap(ifname string, mode Mode, log *slog.Logger) error {
+//
+// Only packets whose outer source lies inside one of allow are decapsulated; others
+// pass to the kernel untouched and are counted (DecapStats). allow must not be empty:
+// AllowAny is the explicit "every source" choice.
+func AttachDecap(ifname string, mode Mode, allow []netip.Prefix, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m, id, err := attachNetlink(ifname, bpf.DecapProgXlbDecap, mode, log)
+	if len(allow) == 0 {
+		return fmt.Errorf("attach decap to %s: no allowed outer sources (use AllowAny to decapsulate from anyone)", ifname)
+	}
+	m, id, err := attachNetlink(ifname, bpf.DecapProgXlbDecap, mode, allow, log)
 	if err != nil {
 		return fmt.Errorf("attach decap to %s: %w", ifname, err)
 	}
-	log.Info("attached decap program", keyInterface, ifname, keyMode, m, keyProgramID, id)
+	log.Info("attached decap program", keyInterface, ifname, keyMode, m, keyProgramID, id, "allow", allow)
 	return nil
+}
+
+// AllowAny is the allow list that decapsulates from every outer source.
+var AllowAny = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// DecapStatNames label the decap program's counters, in the order of enum
+// xlb_decap_stat (bpf/include/consts.h); a test keeps them in step.
+var DecapStatNames = []string{"decap_ipip", "decap_ip6ip6", "pass_not_encapsulated", "drop_malformed", "pass_source_not_allowed", "pass_outer_fragment"}
+
+// DecapStat is one summed counter of the decap program.
+type DecapStat struct {
+	Name    string
+	Packets uint64
+	Bytes   uint64
+}
+
+// DecapStats reads the counters of the decap program attached to the named interface
+// (in the calling thread's network namespace), summed over CPUs.
+func DecapStats(ifname string) ([]DecapStat, error) {
+	runtime.LockOSThread()
+	iface, err := netlink.LinkByName(ifname)
+	runtime.UnlockOSThread()
+	if err != nil {
+		return nil, fmt.Errorf("decap stats of %s: %w", ifname, err)
+	}
+	x := iface.Attrs().Xdp
+	if x == nil || !x.Attached || x.ProgId == 0 {
+		return nil, fmt.Errorf("decap stats of %s: no XDP program attached", ifname)
+	}
+	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId))
+	if err != nil {
+		return nil, fmt.Errorf("decap stats of %s: open program %d: %w", ifname, x.ProgId, err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return nil, fmt.Errorf("decap stats of %s: %w", ifname, err)
+	}
+	if info.Name != bpf.DecapProgXlbDecap[:min(len(bpf.DecapProgXlbDecap), 15)] {
+		return nil, fmt.Errorf("decap stats of %s: the attached program %d is %q, not xlb's decap program", ifname, x.ProgId, info.Name)
+	}
+	ids, _ := info.MapIDs()
+	for _, id := range ids {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			continue
+		}
+		mi, err := m.Info()
+		if err != nil || mi.Name != bpf.DecapMapDecapStats {
+			m.Close()
+			continue
+		}
+		defer m.Close()
+		out := make([]DecapStat, len(DecapStatNames))
+		for i, name := range DecapStatNames {
+			var per []bpf.DecapStat
+			if err := m.Lookup(uint32(i), &per); err != nil {
+				return nil, fmt.Errorf("decap stats of %s: read %s: %w", ifname, name, err)
+			}
+			out[i].Name = name
+			for _, c := range per {
+				out[i].Packets += c.Packets
+				out[i].Bytes += c.Bytes
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("decap stats of %s: program %d has no %s map", ifname, x.ProgId, bpf.DecapMapDecapStats)
 }
 
 // DetachDecap removes any XDP program attached through netlink from the named
@@ -62,18 +140,18 @@ func DetachDecap(ifname string) error {
 // frames the balancer sends with XDP_TX are received instead of dropped.
 func AttachPass(ifname string) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, _, err := attachNetlink(ifname, bpf.DecapProgXlbPass, ModeNative, log); err != nil {
+	if _, _, err := attachNetlink(ifname, bpf.DecapProgXlbPass, ModeNative, nil, log); err != nil {
 		return fmt.Errorf("attach pass program to %s: %w", ifname, err)
 	}
 	return nil
 }
 
 // attachNetlink loads one program of the decap collection and attaches it to ifname.
-func attachNetlink(ifname, progName string, mode Mode, log *slog.Logger) (Mode, ebpf.ProgramID, error) {
+func attachNetlink(ifname, progName string, mode Mode, allow []netip.Prefix, log *slog.Logger) (Mode, ebpf.ProgramID, error) {
 	if !mode.valid() {
 		return "", 0, fmt.Errorf("unknown mode %q", mode)
 	}
-	prog, err := loadDecapProgram(progName)
+	prog, err := loadDecapProgram(progName, allow)
 	if err != nil {
 		return "", 0, err
 	}
@@ -148,21 +226,29 @@ func setXDP(iface netlink.Link, fd int, mode Mode) error {
 }
 
 // loadDecapProgram loads one program of the decap collection, and only the maps it
-// uses (xlb_pass needs none).
-func loadDecapProgram(name string) (*ebpf.Program, error) {
+// uses (xlb_pass needs none); xlb_decap's allow lists are filled from allow.
+func loadDecapProgram(name string, allow []netip.Prefix) (*ebpf.Program, error) {
 	spec, err := bpf.LoadDecap()
 	if err != nil {
 		return nil, err
 	}
 	switch name {
 	case bpf.DecapProgXlbDecap:
-		// LoadAndAssign creates decap_stats for the program and drops our handle on it:
-		// the program holds its own reference.
+		// LoadAndAssign creates the maps for the program; the program holds its own
+		// references once our handles are closed.
 		var objs struct {
-			Prog *ebpf.Program `ebpf:"xlb_decap"`
+			Prog   *ebpf.Program `ebpf:"xlb_decap"`
+			Allow4 *ebpf.Map     `ebpf:"decap_allow4"`
+			Allow6 *ebpf.Map     `ebpf:"decap_allow6"`
 		}
 		if err := spec.LoadAndAssign(&objs, nil); err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, withVerifierLog(err, false))
+		}
+		defer objs.Allow4.Close()
+		defer objs.Allow6.Close()
+		if err := FillDecapAllow(objs.Allow4, objs.Allow6, allow); err != nil {
+			objs.Prog.Close()
+			return nil, err
 		}
 		return objs.Prog, nil
 	case bpf.DecapProgXlbPass:
@@ -175,4 +261,67 @@ func loadDecapProgram(name string) (*ebpf.Program, error) {
 		return objs.Prog, nil
 	}
 	return nil, fmt.Errorf("no program %s in the decap collection", name)
+}
+
+// FillDecapAllow writes allowed outer-source prefixes into the decap program's LPM
+// tries (IPv4 prefixes into allow4, IPv6 into allow6).
+func FillDecapAllow(allow4, allow6 *ebpf.Map, allow []netip.Prefix) error {
+	for _, p := range allow {
+		p = p.Masked()
+		one := uint8(1)
+		if p.Addr().Is4() {
+			b := p.Addr().As4()
+			k := bpf.DecapLpm4Key{Prefixlen: uint32(p.Bits()), Addr: binary.NativeEndian.Uint32(b[:])}
+			if err := allow4.Put(&k, &one); err != nil {
+				return fmt.Errorf("allow %s: %w", p, err)
+			}
+			continue
+		}
+		b := p.Addr().As16()
+		k := bpf.DecapLpm6Key{Prefixlen: uint32(p.Bits())}
+		for i := range k.Addr {
+			k.Addr[i] = binary.NativeEndian.Uint32(b[i*4:])
+		}
+		if err := allow6.Put(&k, &one); err != nil {
+			return fmt.Errorf("allow %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// ParseAllow parses a -allow value: comma-separated CIDRs (a bare address is a
+// single host), or "any".
+func ParseAllow(s string) ([]netip.Prefix, bool, error) {
+	if s == "any" {
+		return AllowAny, true, nil
+	}
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if f == "any" {
+			return nil, false, fmt.Errorf("-allow: \"any\" must stand alone")
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, false, fmt.Errorf("-allow: %q is not a CIDR or an address", f)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return nil, false, fmt.Errorf("-allow: %q mixes IPv4-mapped and IPv6 addresses", f)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) == 0 {
+		return nil, false, fmt.Errorf("-allow: no CIDR given")
+	}
+	return out, false, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -100,6 +101,7 @@ type Dataplane struct {
 
 	mu     sync.Mutex
 	links  map[string]*attachment // by interface name
+	probes map[string]link.Link   // health-probe programs at egress, by interface name
 	closed bool
 }
 
@@ -355,6 +357,12 @@ func (d *Dataplane) Close() error {
 	}
 	d.closed = true
 	var errs []error
+	for _, name := range sortedKeys(d.probes) {
+		if err := d.probes[name].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close health-probe link of %s: %w", name, err))
+		}
+	}
+	d.probes = nil
 	for _, name := range sortedKeys(d.links) {
 		if err := d.links[name].link.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close xdp link of %s: %w", name, err))

@@ -666,7 +666,7 @@ func TestDecapAndPassStayAttached(t *testing.T) {
 	}
 	log, buf := newLogger(t)
 
-	do(func() error { return AttachDecap("eth0", ModeAuto, log) })
+	do(func() error { return AttachDecap("eth0", ModeAuto, AllowAny, log) })
 	id, attr := xdpOf(t, backend, "eth0")
 	if id == 0 || attr != xdpAttachedDrv || progName(t, id) != "xlb_decap" {
 		t.Fatalf("after AttachDecap auto: prog %d mode %d", id, attr)
@@ -676,7 +676,7 @@ func TestDecapAndPassStayAttached(t *testing.T) {
 	}
 
 	// Generic replaces the native program.
-	do(func() error { return AttachDecap("eth0", ModeGeneric, log) })
+	do(func() error { return AttachDecap("eth0", ModeGeneric, AllowAny, log) })
 	id2, attr := xdpOf(t, backend, "eth0")
 	if id2 == 0 || id2 == id || attr != xdpAttachedSKB || progName(t, id2) != "xlb_decap" {
 		t.Fatalf("after AttachDecap generic: prog %d (was %d) mode %d", id2, id, attr)
@@ -701,7 +701,7 @@ func TestDecapAndPassStayAttached(t *testing.T) {
 	// Netlink refuses to touch a balancer's bpf_link.
 	d := load(t, Options{NoPin: true})
 	attach(t, backend, d, "eth0", ModeGeneric)
-	err := backend.Do(func() error { return AttachDecap("eth0", ModeGeneric, nil) })
+	err := backend.Do(func() error { return AttachDecap("eth0", ModeGeneric, AllowAny, nil) })
 	if err == nil || !strings.Contains(err.Error(), "XDP link is attached") {
 		t.Errorf("AttachDecap over a bpf_link: %v", err)
 	}

@@ -39,7 +39,9 @@ const (
 // Maps is the set of load-balancer maps, as loaded or adopted by the loader.
 type Maps struct {
 	Services     *ebpf.Map
+	SvcByID      *ebpf.Map
 	Backends     *ebpf.Map
+	Nexthops     *ebpf.Map
 	MaglevRings  *ebpf.Map
 	Flows        *ebpf.Map
 	Frags        *ebpf.Map
@@ -55,7 +57,9 @@ type Maps struct {
 func FromObjects(o *bpf.LbMaps) *Maps {
 	return &Maps{
 		Services:     o.Services,
+		SvcByID:      o.SvcById,
 		Backends:     o.Backends,
+		Nexthops:     o.Nexthops,
 		MaglevRings:  o.MaglevRings,
 		Flows:        o.Flows,
 		Frags:        o.Frags,
@@ -130,7 +134,7 @@ func (k ServiceKey) kernel() bpf.LbSvcKey {
 type Service struct {
 	ServiceKey
 	ID       uint32 // 1..MaxServices-1: index of its Maglev table and counters
-	RingSize uint32 // prime; length of the table PutRing installs
+	RingSize uint32 // prime; length of the table PutRing installs (informational: the kernel reads the size from the table)
 	IPHash   bool   // hash the source address only
 	DSR      bool   // L2 DSR instead of IPIP
 	// Rate limit on new connections per source address: Rate per Per, with
@@ -173,6 +177,11 @@ func (m *Maps) PutService(s Service) error {
 		return err
 	}
 	k := s.ServiceKey.kernel()
+	// By id first: established flows find their service there, new flows
+	// through the key, and neither must see a service the other lacks.
+	if err := m.SvcByID.Put(s.ID, &v); err != nil {
+		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
+	}
 	if err := m.Services.Put(&k, &v); err != nil {
 		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
 	}
@@ -181,9 +190,19 @@ func (m *Maps) PutService(s Service) error {
 
 // DeleteService removes a service's record; its table and backends stay until
 // they are removed too, so packets stop matching first.
+// Established flows of the service re-select (and find no service) from then on.
 func (m *Maps) DeleteService(k ServiceKey) error {
 	kk := k.kernel()
+	var v bpf.LbSvc
+	if err := m.Services.Lookup(&kk, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("delete service %s: %w", k, err)
+	}
 	if err := m.Services.Delete(&kk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete service %s: %w", k, err)
+	}
+	if err := m.SvcByID.Put(v.Id, &bpf.LbSvc{}); err != nil {
 		return fmt.Errorf("delete service %s: %w", k, err)
 	}
 	return nil
@@ -197,28 +216,74 @@ type Backend struct {
 	Up        bool // healthy: flows to a backend that is not up re-select
 }
 
-// PutBackend creates or updates a backend.
+// PutBackend creates or updates a backend. A slot given to another (service,
+// address) than it held gets a new generation, so flows made for the old
+// backend re-select instead of following the id to the new one; the slot's
+// cached next hop is invalidated on every CPU.
 func (m *Maps) PutBackend(b Backend) error {
 	if b.ID == 0 || b.ID >= MaxBackends {
 		return fmt.Errorf("put backend %s: id %d out of range 1..%d", b.Addr, b.ID, MaxBackends-1)
 	}
 	addr, fam := Addr16(b.Addr)
-	v := bpf.LbBackend{Addr: addr, Family: fam, SvcId: b.ServiceID}
+	var cur bpf.LbBackend
+	if err := m.Backends.Lookup(b.ID, &cur); err != nil {
+		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
+	}
+	v := bpf.LbBackend{Addr: addr, Family: fam, SvcId: b.ServiceID, Gen: cur.Gen}
+	if cur.Family != fam || cur.Addr != addr || cur.SvcId != b.ServiceID {
+		v.Gen++
+	}
 	if b.Up {
 		v.Flags = backendFlagUp
 	}
 	if err := m.Backends.Put(b.ID, &v); err != nil {
 		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
 	}
+	if err := m.InvalidateNexthop(b.ID); err != nil {
+		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
+	}
 	return nil
 }
 
-// DeleteBackend clears a backend slot; flows still pointing at it re-select.
+// DeleteBackend clears a backend slot (a new generation: flows still
+// pointing at it re-select) and its cached next hop.
 func (m *Maps) DeleteBackend(id uint32) error {
-	if err := m.Backends.Put(id, &bpf.LbBackend{}); err != nil {
+	var cur bpf.LbBackend
+	if err := m.Backends.Lookup(id, &cur); err != nil {
+		return fmt.Errorf("delete backend %d: %w", id, err)
+	}
+	if err := m.Backends.Put(id, &bpf.LbBackend{Gen: cur.Gen + 1}); err != nil {
+		return fmt.Errorf("delete backend %d: %w", id, err)
+	}
+	if err := m.InvalidateNexthop(id); err != nil {
 		return fmt.Errorf("delete backend %d: %w", id, err)
 	}
 	return nil
+}
+
+// InvalidateNexthop clears a backend's cached next hop on every CPU, so the
+// next packet to it asks the FIB again (a new address, or a MAC that moved).
+func (m *Maps) InvalidateNexthop(id uint32) error {
+	if m.Nexthops == nil {
+		return nil
+	}
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	if err := m.Nexthops.Put(id, make([]bpf.LbNexthop, n)); err != nil {
+		return fmt.Errorf("invalidate next hop of backend %d: %w", id, err)
+	}
+	return nil
+}
+
+// BackendGen returns a backend slot's generation (tests, and flows made by hand).
+func (m *Maps) BackendGen(id uint32) (uint32, error) {
+	var cur bpf.LbBackend
+	if err := m.Backends.Lookup(id, &cur); err != nil {
+		return 0, fmt.Errorf("lookup backend %d: %w", id, err)
+	}
+	return cur.Gen, nil
 }
 
 // LookupBackend reads a backend slot.
@@ -235,7 +300,9 @@ func (m *Maps) LookupBackend(id uint32) (Backend, error) {
 
 // PutRing installs a service's Maglev table. It fills a new inner array and
 // swaps it in with one update, so the kernel sees the old table or the new
-// one, never a mix.
+// one, never a mix. The array's entry 0 holds the table's size, so a change
+// of size takes effect with the table itself: no packet indexes a table
+// with another's modulus.
 func (m *Maps) PutRing(serviceID uint32, table []uint32) error {
 	if len(table) == 0 || !IsPrime(uint32(len(table))) {
 		return fmt.Errorf("put ring of service %d: size %d is not prime", serviceID, len(table))
@@ -245,18 +312,21 @@ func (m *Maps) PutRing(serviceID uint32, table []uint32) error {
 		Type:       ebpf.Array,
 		KeySize:    4,
 		ValueSize:  4,
-		MaxEntries: uint32(len(table)),
+		MaxEntries: uint32(len(table)) + 1,
 		Flags:      1 << 12, // BPF_F_INNER_MAP: tables of different sizes share one outer map
 	})
 	if err != nil {
 		return fmt.Errorf("create ring of service %d: %w", serviceID, err)
 	}
 	defer inner.Close()
-	keys := make([]uint32, len(table))
+	keys := make([]uint32, len(table)+1)
+	vals := make([]uint32, len(table)+1)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
-	if _, err := inner.BatchUpdate(keys, table, nil); err != nil {
+	vals[ringSizeSlot] = uint32(len(table))
+	copy(vals[1:], table)
+	if _, err := inner.BatchUpdate(keys, vals, nil); err != nil {
 		return fmt.Errorf("fill ring of service %d: %w", serviceID, err)
 	}
 	if err := m.MaglevRings.Put(serviceID, inner); err != nil {
@@ -291,12 +361,18 @@ func (m *Maps) Ring(serviceID uint32) ([]uint32, error) {
 			return nil, fmt.Errorf("read ring of service %d: %w", serviceID, err)
 		}
 	}
-	out := make([]uint32, n)
+	all := make([]uint32, n)
 	for i := 0; i < got; i++ {
-		out[keys[i]] = vals[i]
+		all[keys[i]] = vals[i]
 	}
-	return out, nil
+	if n == 0 || all[ringSizeSlot] != n-1 {
+		return nil, fmt.Errorf("ring of service %d: size slot says %d, array holds %d entries", serviceID, all[0], n)
+	}
+	return all[1:], nil
 }
+
+// ringSizeSlot is XLB_RING_SIZE_SLOT: the entry of a ring array that holds its size.
+const ringSizeSlot = 0
 
 // DeleteRing removes a service's table.
 func (m *Maps) DeleteRing(serviceID uint32) error {
@@ -308,10 +384,25 @@ func (m *Maps) DeleteRing(serviceID uint32) error {
 
 // Settings are the data plane's global knobs.
 type Settings struct {
-	Src4, Src6        netip.Addr    // outer source addresses of encapsulated packets
+	Src4, Src6 netip.Addr // outer source addresses of encapsulated packets
+	// Src4Prefix, when valid, replaces Src4 as the IPIP outer source: each flow
+	// gets an address of the prefix derived from its client address and ports.
+	// Src4 stays the source of route lookups (and of health probes).
+	Src4Prefix        netip.Prefix
 	UDPTimeout        time.Duration // idle UDP flows re-select after this
 	MaxNewFlowsPerCPU uint64        // flow-table inserts per CPU per second; 0 = no cap
+	// ICMP too-big answers per client address: ICMPRate per second with bursts of
+	// ICMPBurst. 0 takes DefaultICMPRate and DefaultICMPBurst; a negative rate turns
+	// the limit off.
+	ICMPRate  int
+	ICMPBurst int
 }
+
+// Defaults of the ICMP too-big answer limit per client.
+const (
+	DefaultICMPRate  = 10
+	DefaultICMPBurst = 10
+)
 
 // DefaultUDPTimeout is how long an idle UDP flow keeps its backend.
 const DefaultUDPTimeout = 30 * time.Second
@@ -326,11 +417,33 @@ func (m *Maps) PutSettings(s Settings) error {
 		w, _ := Addr16(s.Src4)
 		v.Src4 = w[0]
 	}
+	if s.Src4Prefix.IsValid() {
+		p := s.Src4Prefix.Masked()
+		if !p.Addr().Is4() || p.Bits() >= 32 {
+			return fmt.Errorf("settings: IPIP source prefix %s is not an IPv4 prefix shorter than /32", s.Src4Prefix)
+		}
+		w, _ := Addr16(p.Addr())
+		var mask [4]byte
+		binary.BigEndian.PutUint32(mask[:], uint32(1)<<(32-p.Bits())-1)
+		v.Src4Prefix = w[0]
+		v.Src4Mask = binary.NativeEndian.Uint32(mask[:])
+	}
 	if s.Src6.IsValid() {
 		if !s.Src6.Is6() || s.Src6.Is4In6() {
 			return fmt.Errorf("settings: outer IPv6 source %s is not IPv6", s.Src6)
 		}
 		v.Src6, _ = Addr16(s.Src6)
+	}
+	rate, burst := s.ICMPRate, s.ICMPBurst
+	if rate == 0 {
+		rate = DefaultICMPRate
+	}
+	if burst <= 0 {
+		burst = DefaultICMPBurst
+	}
+	if rate > 0 {
+		v.IcmpIntervalNs = uint64(time.Second) / uint64(rate)
+		v.IcmpTauNs = uint64(burst-1) * v.IcmpIntervalNs
 	}
 	v.UdpTimeoutNs = uint64(s.UDPTimeout)
 	if s.UDPTimeout <= 0 {
@@ -367,7 +480,13 @@ func flowKeyFrom(k bpf.LbFlowKey) FlowKey {
 type Flow struct {
 	FlowKey
 	BackendID uint32
+	ServiceID uint32
+	Gen       uint32 // the backend slot's generation when the flow was made
 	LastSeen  uint64 // CLOCK_MONOTONIC ns of the last packet (UDP only; TCP: creation)
+}
+
+func flowFrom(k FlowKey, v bpf.LbFlow) Flow {
+	return Flow{FlowKey: k, BackendID: v.BackendId, ServiceID: v.SvcId, Gen: v.Gen, LastSeen: v.AtimeNs}
 }
 
 // LookupFlow returns the backend a flow is pinned to.
@@ -377,13 +496,14 @@ func (m *Maps) LookupFlow(k FlowKey) (Flow, error) {
 	if err := m.Flows.Lookup(&kk, &v); err != nil {
 		return Flow{}, fmt.Errorf("lookup flow %v: %w", k, err)
 	}
-	return Flow{FlowKey: k, BackendID: v.BackendId, LastSeen: v.AtimeNs}, nil
+	return flowFrom(k, v), nil
 }
 
-// PutFlow pins a flow to a backend (tests, and restoring state).
+// PutFlow pins a flow to a backend (tests, and restoring state). The flow
+// only holds while ServiceID and Gen match the backend's record.
 func (m *Maps) PutFlow(f Flow) error {
 	kk := f.FlowKey.kernel()
-	v := bpf.LbFlow{BackendId: f.BackendID, AtimeNs: f.LastSeen}
+	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: f.ServiceID, Gen: f.Gen, AtimeNs: f.LastSeen}
 	if err := m.Flows.Put(&kk, &v); err != nil {
 		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
 	}
@@ -399,7 +519,7 @@ func (m *Maps) ListFlows(limit int) ([]Flow, error) {
 	)
 	it := m.Flows.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, Flow{FlowKey: flowKeyFrom(k), BackendID: v.BackendId, LastSeen: v.AtimeNs})
+		out = append(out, flowFrom(flowKeyFrom(k), v))
 		if limit > 0 && len(out) >= limit {
 			return out, nil
 		}
@@ -474,7 +594,7 @@ func (m *Maps) ListBackends() ([]Backend, error) {
 func OpenPinned(pinPath string) (*Maps, error) {
 	m := &Maps{}
 	for name, dst := range map[string]**ebpf.Map{
-		bpf.LbMapServices: &m.Services, bpf.LbMapBackends: &m.Backends, bpf.LbMapMaglevRings: &m.MaglevRings,
+		bpf.LbMapServices: &m.Services, bpf.LbMapSvcById: &m.SvcByID, bpf.LbMapBackends: &m.Backends, bpf.LbMapNexthops: &m.Nexthops, bpf.LbMapMaglevRings: &m.MaglevRings,
 		bpf.LbMapFlows: &m.Flows, bpf.LbMapFrags: &m.Frags, bpf.LbMapRateLimits: &m.RateLimits,
 		bpf.LbMapStats: &m.Stats, bpf.LbMapSvcStats: &m.SvcStats, bpf.LbMapBackendStats: &m.BackendStats,
 		bpf.LbMapSettings: &m.Settings,
@@ -492,7 +612,7 @@ func OpenPinned(pinPath string) (*Maps, error) {
 // Close closes every map; only for Maps from OpenPinned.
 func (m *Maps) Close() error {
 	var errs []error
-	for _, mp := range []*ebpf.Map{m.Services, m.Backends, m.MaglevRings, m.Flows, m.Frags, m.RateLimits, m.Stats, m.SvcStats, m.BackendStats, m.Settings} {
+	for _, mp := range []*ebpf.Map{m.Services, m.SvcByID, m.Nexthops, m.Backends, m.MaglevRings, m.Flows, m.Frags, m.RateLimits, m.Stats, m.SvcStats, m.BackendStats, m.Settings} {
 		if mp != nil {
 			errs = append(errs, mp.Close())
 		}

@@ -31,6 +31,7 @@ var StatNames = []string{
 	"flow_reselect",
 	"flow_insert_skipped",
 	"flow_udp_expired",
+	"drop_icmp_rate_limit",
 }
 
 // Stat is a summed counter of one verdict or event.

@@ -59,6 +59,9 @@ host() { # name ipv4
 }
 host client 10.0.0.1
 host lb 10.0.0.2
+# xlbd's health probes travel encapsulated (health_check.via: vip); a veth
+# leaves checksums to an offload the backends' native XDP decap never does.
+ip netns exec $P-lb ethtool -K eth0 tx off >/dev/null
 ip -n $P-client route add $VIP/32 via 10.0.0.2
 i=0
 for b in b1 b2 b3; do
@@ -66,11 +69,11 @@ for b in b1 b2 b3; do
 	host $b 10.0.0.1$i
 	ip -n $P-$b addr add $VIP/32 dev lo
 	ip netns exec $P-$b sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-	ip netns exec $P-$b "$BIN/xlbd" decap -interface eth0 >/dev/null
+	ip netns exec $P-$b "$BIN/xlbd" decap -interface eth0 -allow 10.0.0.2/32 >/dev/null 2>&1
 done
 
 start_backend() {
-	ip netns exec $P-$1 "$BIN/xlb-demo" backend -name "$1" -listen "$VIP:80,$2:8080" &
+	ip netns exec $P-$1 "$BIN/xlb-demo" backend -name "$1" -listen "$VIP:80,$2:8080,$VIP:8080" &
 	eval "pid_$1=$!"
 	pids+=($!)
 }

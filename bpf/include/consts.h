@@ -8,6 +8,7 @@
 #define XLB_FLOWS_DEFAULT 1048576
 #define XLB_FRAG_ENTRIES 16384
 #define XLB_RL_ENTRIES 262144
+#define XLB_ICMP_RL_ENTRIES 65536
 
 #define XLB_AF_INET 4
 #define XLB_AF_INET6 6
@@ -35,6 +36,11 @@
 #define XLB_HASH_SEED 0x786c6221u
 
 #define XLB_OUTER_TTL 64
+
+/* SO_MARK of health probes sent through the forwarding path: the high bits
+ * say "xlb probe", the low 14 bits name the backend id (< XLB_MAX_BACKENDS). */
+#define XLB_HC_MARK 0x786c0000u
+#define XLB_HC_MARK_MASK 0xffffc000u
 
 enum xlb_svc_flags {
 	XLB_SVC_F_IP_HASH = 1, /* hash the source address only (session persistence) */
@@ -65,14 +71,20 @@ enum xlb_stat {
 	XLB_STAT_EV_FLOW_RESELECT,     /* event: flow's backend is down; picked another */
 	XLB_STAT_EV_FLOW_SKIPPED,      /* event: flow not remembered (per-CPU insert cap) */
 	XLB_STAT_EV_FLOW_UDP_EXPIRED,  /* event: UDP flow entry older than the timeout */
+	XLB_STAT_DROP_ICMP_LIMITED,    /* too big; the client's ICMP answers are over their rate */
 	XLB_STAT_MAX,
 };
 
+#define XLB_DECAP_ALLOW_ENTRIES 256
+
+/* The Go label table in loader/ follows this order (a test checks it). */
 enum xlb_decap_stat {
-	XLB_DECAP_IPIP = 0, /* IPv4-in-IPv4 stripped */
-	XLB_DECAP_IP6IP6,   /* IPv6-in-IPv6 stripped */
-	XLB_DECAP_PASS,     /* not encapsulated: passed untouched */
-	XLB_DECAP_MALFORMED, /* truncated outer or inner header: dropped */
+	XLB_DECAP_IPIP = 0,     /* IPv4-in-IPv4 stripped */
+	XLB_DECAP_IP6IP6,       /* IPv6-in-IPv6 stripped */
+	XLB_DECAP_PASS,         /* not encapsulated: passed untouched */
+	XLB_DECAP_MALFORMED,    /* truncated outer or inner header: dropped */
+	XLB_DECAP_DENIED,       /* outer source outside -allow: passed untouched */
+	XLB_DECAP_FRAG,         /* outer header is a fragment: passed untouched */
 	XLB_DECAP_MAX,
 };
 

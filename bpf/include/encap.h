@@ -35,6 +35,24 @@ static __always_inline void *encap_move_l2(struct xdp_md *ctx, int vlan, __u32 g
 	return data;
 }
 
+/* encap_src4 is the outer source of a flow: the balancer's address, or with
+ * xdp.ipip_source_prefix an address of that prefix derived from the client's
+ * address and ports (as Katran does), so that a backend's NIC spreads the
+ * flows over its receive queues by the outer header. */
+static __always_inline __be32 encap_src4(const struct globals *cfg, const struct flow_key *k)
+{
+	__u32 x;
+
+	if (!cfg->src4_mask)
+		return cfg->src4;
+	x = k->src[0] ^ (((__u32)k->sport << 16) | k->dport);
+	x *= 0x9e3779b1u;
+	x ^= x >> 15;
+	x *= 0x85ebca6bu;
+	x ^= x >> 13;
+	return (cfg->src4_prefix & ~cfg->src4_mask) | (x & cfg->src4_mask);
+}
+
 static __always_inline int encap_v4(struct xdp_md *ctx, const struct packet *p, __be32 src, __be32 dst)
 {
 	struct iphdr *o;
@@ -48,8 +66,9 @@ static __always_inline int encap_v4(struct xdp_md *ctx, const struct packet *p, 
 	o->ihl = 5;
 	o->tos = p->tos;
 	o->tot_len = bpf_htons(p->ip_len + sizeof(struct iphdr));
-	/* The outer header inherits DF and the datagram id, so a router that must
-	 * fragment the outer packet behaves as it would have for the inner one. */
+	/* The outer header inherits DF and the IP identification, so a router
+	 * that must fragment the outer packet behaves as it would have for the
+	 * inner one. */
 	o->id = p->frag_id;
 	o->frag_off = p->df ? bpf_htons(XLB_IP_DF) : 0;
 	o->ttl = XLB_OUTER_TTL;

@@ -17,6 +17,16 @@ struct {
 	__type(value, struct svc);
 } services SEC(".maps");
 
+/* The service records again, by id: an established flow finds its service
+ * here (an array: no hashing) and re-selects when the slot no longer holds
+ * it (id 0: deleted). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct svc);
+} svc_by_id SEC(".maps");
+
 /* Indexed by backend id; id 0 is never used so that an empty slot means "none". */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -27,11 +37,15 @@ struct {
 
 /* One Maglev table per service id. Userspace fills a fresh inner array and
  * swaps it in with one update, so the kernel never reads a half-written table.
- * BPF_F_INNER_MAP lets each service's table have its own prime size. */
+ * BPF_F_INNER_MAP lets each service's table have its own prime size. Entry 0
+ * holds that size M, entries 1..M the table: the modulus travels with the
+ * table, so no packet indexes a table with another table's size. */
+#define XLB_RING_SIZE_SLOT 0
+
 struct ring {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_INNER_MAP);
-	__uint(max_entries, XLB_DEFAULT_RING);
+	__uint(max_entries, XLB_DEFAULT_RING + 1);
 	__type(key, __u32);
 	__type(value, __u32);
 };
@@ -68,6 +82,15 @@ struct {
 	__type(key, struct rl_key);
 	__type(value, __u64);
 } rate_limits SEC(".maps");
+
+/* ICMP too-big answers per client (GCRA, as rate_limits): xlb must not be
+ * turned into a reflector by a flood of oversized packets with forged sources. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_ICMP_RL_ENTRIES);
+	__type(key, struct icmp_rl_key);
+	__type(value, __u64);
+} icmp_limits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

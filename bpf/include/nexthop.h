@@ -1,6 +1,7 @@
 /* nexthop.h: where a backend's packets go next, from bpf_fib_lookup, cached
- * per CPU for a second: the FIB lookup costs more than the rest of the
- * established-flow path, and next hops change far less often than that. */
+ * per CPU for XLB_NEXTHOP_TTL_JIFFIES: the FIB lookup costs more than the
+ * rest of the established-flow path, and next hops change far less often
+ * than that. Writing a backend clears its entry at once (maps/). */
 #ifndef XLB_NEXTHOP_H
 #define XLB_NEXTHOP_H
 
@@ -9,7 +10,9 @@
 #include "consts.h"
 #include "structs.h"
 
-#define XLB_NEXTHOP_TTL_NS XLB_NSEC
+/* In jiffies, read with bpf_jiffies64 (a load; the coarse nanosecond clock
+ * cost 15 ns per packet here): 0.1 s at HZ=1000, 1 s at HZ=100. */
+#define XLB_NEXTHOP_TTL_JIFFIES 100
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -35,14 +38,14 @@ static __always_inline void nexthop_fib_params(struct bpf_fib_lookup *fib, struc
 }
 
 /* nexthop_get returns the cached next hop of a backend, refreshing it from
- * the FIB when it is older than XLB_NEXTHOP_TTL_NS or was learnt on another
+ * the FIB when it is older than XLB_NEXTHOP_TTL_JIFFIES or was learnt on another
  * interface. *rc is the bpf_fib_lookup verdict (BPF_FIB_LKUP_RET_*). */
 static __always_inline struct nexthop *nexthop_get(struct xdp_md *ctx, const struct backend *be, __u32 backend_id,
 						   const struct globals *cfg, long *rc)
 {
 	struct bpf_fib_lookup fib;
 	struct nexthop *nh;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = bpf_jiffies64();
 	__u16 mtu;
 
 	nh = bpf_map_lookup_elem(&nexthops, &backend_id);
@@ -50,7 +53,7 @@ static __always_inline struct nexthop *nexthop_get(struct xdp_md *ctx, const str
 		*rc = BPF_FIB_LKUP_RET_NOT_FWDED;
 		return NULL;
 	}
-	if (nh->expires_ns > now && nh->in_ifindex == ctx->ingress_ifindex && nh->family == be->family) {
+	if (nh->expires > now && nh->in_ifindex == ctx->ingress_ifindex && nh->family == be->family) {
 		*rc = BPF_FIB_LKUP_RET_SUCCESS;
 		return nh;
 	}
@@ -77,7 +80,7 @@ static __always_inline struct nexthop *nexthop_get(struct xdp_md *ctx, const str
 	nh->in_ifindex = ctx->ingress_ifindex;
 	nh->mtu = mtu;
 	nh->family = be->family;
-	nh->expires_ns = now + XLB_NEXTHOP_TTL_NS;
+	nh->expires = now + XLB_NEXTHOP_TTL_JIFFIES;
 	return nh;
 }
 

@@ -47,7 +47,7 @@ struct vlan_hdr {
 struct packet {
 	struct flow_key key; /* for ICMP errors: the quoted flow, client to VIP */
 	__u32 ip_len;        /* bytes of the IP packet that encapsulation wraps */
-	__u32 frag_id;
+	__u32 frag_id;       /* IPv4 identification (also names a fragmented datagram) */
 	__u8 vlan;           /* one 802.1Q/802.1ad tag present */
 	__u8 tcp_flags;
 	__u8 frag;           /* enum frag_kind */
@@ -147,6 +147,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct iphdr *
 	p->tos = iph->tos;
 	frag_off = bpf_ntohs(iph->frag_off);
 	p->df = !!(frag_off & XLB_IP_DF);
+	p->frag_id = iph->id;
 
 	if (frag_off & XLB_IP_OFFMASK) {
 		/* No L4 header here: what follows the IP header is the middle of a
@@ -154,13 +155,10 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct iphdr *
 		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 			return PARSE_PASS;
 		p->frag = FRAG_LATER;
-		p->frag_id = iph->id;
 		return PARSE_OK;
 	}
-	if (frag_off & XLB_IP_MF) {
+	if (frag_off & XLB_IP_MF)
 		p->frag = FRAG_FIRST;
-		p->frag_id = iph->id;
-	}
 	if (iph->protocol == IPPROTO_ICMP)
 		return p->frag ? PARSE_PASS : parse_icmp4(l4, data_end, p);
 	return parse_l4(l4, data_end, tot - hlen, iph->protocol, p);

@@ -9,35 +9,36 @@
 static __always_inline __u32 select_maglev(const struct svc *svc, const struct flow_key *k)
 {
 	__u32 h = (svc->flags & XLB_SVC_F_IP_HASH) ? hash_src(k) : hash_flow(k);
-	__u32 idx, *id;
+	__u32 idx = XLB_RING_SIZE_SLOT, *size, *id;
 	void *ring;
 
-	if (!svc->ring_size)
-		return 0;
 	ring = bpf_map_lookup_elem(&maglev_rings, &svc->id);
 	if (!ring)
 		return 0;
-	idx = h % svc->ring_size;
+	size = bpf_map_lookup_elem(ring, &idx);
+	if (!size || !*size)
+		return 0;
+	idx = h % *size + 1;
 	id = bpf_map_lookup_elem(ring, &idx);
 	return id ? *id : 0;
 }
 
-/* select_flow returns the backend a flow is pinned to, or 0 when it must be
- * chosen afresh. A SYN always chooses afresh, so a stale entry from an old
- * connection on the same 5-tuple cannot pin a new one. */
-static __always_inline __u32 select_flow(const struct packet *p, const struct globals *cfg)
+static __always_inline int select_is_syn(const struct packet *p)
+{
+	return p->key.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+}
+
+/* select_flow returns the backend an established flow is pinned to (and its
+ * service in *svc_out), or NULL when the flow must be chosen afresh: no
+ * entry, an expired UDP entry, a service that is gone, or a backend that is
+ * down or whose slot now holds another backend. The caller skips it for a
+ * SYN, so a stale entry from an old connection cannot pin a new one. */
+static __always_inline struct backend *select_flow(const struct packet *p, const struct globals *cfg,
+						   struct flow *f, struct svc **svc_out)
 {
 	struct backend *be;
-	struct flow *f;
+	struct svc *svc;
 
-	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
-		return 0;
-	f = bpf_map_lookup_elem(&flows, &p->key);
-	if (!f) {
-		if (p->key.proto == IPPROTO_TCP && !p->icmp)
-			stats_count(XLB_STAT_EV_FLOW_MISS, 0);
-		return 0;
-	}
 	if (p->key.proto == IPPROTO_UDP) {
 		/* The coarse clock is enough for a timeout of seconds, and cheap. */
 		__u64 now = bpf_ktime_get_coarse_ns();
@@ -49,21 +50,25 @@ static __always_inline __u32 select_flow(const struct packet *p, const struct gl
 		if (!p->icmp)
 			f->atime_ns = now;
 	}
+	svc = bpf_map_lookup_elem(&svc_by_id, &f->svc_id);
 	be = bpf_map_lookup_elem(&backends, &f->backend_id);
-	if (!be || !(be->flags & XLB_BE_F_UP)) {
+	if (!svc || svc->id != f->svc_id || !be || be->svc_id != f->svc_id || be->gen != f->gen ||
+	    !(be->flags & XLB_BE_F_UP)) {
 		stats_count(XLB_STAT_EV_FLOW_RESELECT, 0);
-		return 0;
+		return NULL;
 	}
-	return f->backend_id;
+	*svc_out = svc;
+	return be;
 }
 
 /* select_remember stores a new flow, unless this CPU has already stored its
  * quota this second: under a new-flow flood the table keeps its established
  * flows, and the unremembered ones still hash to the same backend. */
-static __always_inline void select_remember(const struct packet *p, __u32 backend_id, __u64 now,
-					    __u64 coarse_now, const struct globals *cfg)
+static __always_inline void select_remember(const struct packet *p, __u32 svc_id, __u32 backend_id,
+					    const struct backend *be, __u64 now, __u64 coarse_now,
+					    const struct globals *cfg)
 {
-	struct flow f = { .backend_id = backend_id, .atime_ns = coarse_now };
+	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen, .atime_ns = coarse_now };
 	__u32 zero = 0;
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))

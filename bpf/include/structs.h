@@ -17,7 +17,7 @@ struct svc_key {
 
 struct svc {
 	__u32 id;        /* index into maglev_rings and svc_stats */
-	__u32 ring_size; /* prime; entries in this service's Maglev table */
+	__u32 ring_size; /* prime; for people: the kernel takes the size from the table itself */
 	__u32 flags;     /* enum xlb_svc_flags */
 	__u32 pad;
 	__u64 rl_interval_ns; /* rate limit: one new connection per interval; 0 = off */
@@ -27,6 +27,7 @@ struct svc {
 struct backend {
 	__be32 addr[4];
 	__u32 svc_id;
+	__u32 gen;  /* bumped whenever the slot is given to another (service, address) or cleared */
 	__u8 family;
 	__u8 flags; /* enum xlb_backend_flags */
 	__u16 pad;
@@ -42,8 +43,13 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* A flow names its service and its backend slot's generation: an entry
+ * that outlived its service, or whose backend id now belongs to another
+ * backend, re-selects instead of following the id. */
 struct flow {
 	__u32 backend_id;
+	__u32 svc_id;
+	__u32 gen;      /* backend's gen when the flow was made */
 	__u32 pad;
 	__u64 atime_ns; /* last packet, for UDP expiry */
 };
@@ -66,6 +72,13 @@ struct frag {
 	__u32 pad;
 };
 
+/* The ICMP answer limiter's key: one client address. */
+struct icmp_rl_key {
+	__be32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
 struct rl_key {
 	__be32 addr[4];
 	__u32 svc_id;
@@ -86,10 +99,14 @@ struct stat {
 
 struct globals {
 	__be32 src6[4];    /* outer source of IP6IP6 packets */
-	__be32 src4;       /* outer source of IPIP packets */
-	__u32 pad;
+	__be32 src4;        /* the balancer's IPv4 address: outer source of IPIP packets, FIB lookups */
+	__be32 src4_mask;   /* nonzero: IPIP outer sources come from src4_prefix; the bits each flow chooses */
+	__be32 src4_prefix; /* xdp.ipip_source_prefix */
+	__u32 pad2;
 	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
+	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
+	__u64 icmp_tau_ns;        /* their burst tolerance: (burst - 1) * interval */
 };
 
 /* A backend's next hop as bpf_fib_lookup last named it (per CPU). */
@@ -101,7 +118,7 @@ struct nexthop {
 	__u16 mtu;        /* of the route: bigger packets are not forwarded */
 	__u8 family;
 	__u8 pad;
-	__u64 expires_ns; /* coarse monotonic clock */
+	__u64 expires; /* jiffies */
 };
 
 struct flood_window {
@@ -109,16 +126,31 @@ struct flood_window {
 	__u64 count;
 };
 
+/* Keys of the decap program's allow lists (LPM tries): prefix length in bits,
+ * then the address in network order. */
+struct lpm4_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct lpm6_key {
+	__u32 prefixlen;
+	__be32 addr[4];
+};
+
+_Static_assert(sizeof(struct lpm4_key) == 8, "lpm4_key size");
+_Static_assert(sizeof(struct lpm6_key) == 20, "lpm6_key size");
 _Static_assert(sizeof(struct svc_key) == 20, "svc_key size");
 _Static_assert(sizeof(struct svc) == 32, "svc size");
-_Static_assert(sizeof(struct backend) == 24, "backend size");
+_Static_assert(sizeof(struct backend) == 28, "backend size");
 _Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
-_Static_assert(sizeof(struct flow) == 16, "flow size");
+_Static_assert(sizeof(struct flow) == 24, "flow size");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
 _Static_assert(sizeof(struct counters) == 24, "counters size");
 _Static_assert(sizeof(struct stat) == 16, "stat size");
-_Static_assert(sizeof(struct globals) == 40, "settings size");
+_Static_assert(sizeof(struct globals) == 64, "settings size");
+_Static_assert(sizeof(struct icmp_rl_key) == 20, "icmp_rl_key size");
 
 #endif

@@ -190,6 +190,13 @@ func (c *client) reload(ctx context.Context) (api.Reload, []byte, error) {
 	return out, raw, err
 }
 
+func (c *client) which(ctx context.Context, service, clientAddr string) (api.Which, []byte, error) {
+	var out api.Which
+	target := c.endpoint(api.PathWhich) + "?" + url.Values{"service": {service}, "client": {clientAddr}}.Encode()
+	raw, err := c.do(ctx, http.MethodGet, target, nil, &out)
+	return out, raw, err
+}
+
 func (c *client) stats(ctx context.Context) (api.Stats, []byte, error) {
 	var out api.Stats
 	raw, err := c.do(ctx, http.MethodGet, c.endpoint(api.PathStats), nil, &out)

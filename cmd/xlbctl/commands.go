@@ -45,6 +45,8 @@ var commands = []*command{
 		help: "re-read the config file, like SIGHUP; print ok or every error"},
 	{name: "stats", run: cmdStats,
 		help: "the XDP program's verdict and event counters"},
+	{name: "which", args: "SERVICE CLIENT_IP:PORT", min: 2, max: 2, run: cmdWhich,
+		help: "the backend this client's flow gets now: from the flow table if it is there, else from the Maglev table"},
 	{name: "watch", args: "[SERVICE] [-interval D]", max: 1, run: cmdWatch, flags: watchFlags,
 		help: "status, refreshed every -interval until Ctrl-C"},
 	{name: "maps", args: "[-pin-path DIR]", local: true, run: cmdMaps, flags: pinFlags,
@@ -255,6 +257,21 @@ func cmdStats(ctx context.Context, c *cli, _ []string) error {
 		return err
 	}
 	return c.show(raw, func(w io.Writer) error { return renderStats(w, st) })
+}
+
+func cmdWhich(ctx context.Context, c *cli, args []string) error {
+	w, raw, err := c.api.which(ctx, args[0], args[1])
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(out io.Writer) error {
+		how := "from the flow table (an established flow)"
+		if w.Source == api.WhichMaglev {
+			how = "from the Maglev table (no flow entry: a new flow)"
+		}
+		_, err := fmt.Fprintf(out, "%s %s -> %s, %s\n", w.Service, w.Client, w.Backend, how)
+		return err
+	})
 }
 
 // clearScreen moves the cursor home and clears the terminal (ANSI).

@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pprofAddr  = fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: xlbd [flags]\n       xlbd decap -interface IFACE [-mode auto|native|generic] [-detach]\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: xlbd [flags]\n       xlbd decap -interface IFACE -allow CIDR[,CIDR...]|any [-mode auto|native|generic] [-detach] [-stats]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -212,14 +212,28 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("xlbd decap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ifname := fs.String("interface", "", "the backend's interface that receives IPIP/IP6IP6 from xlb")
+	allowFlag := fs.String("allow", "", "outer sources to decapsulate (the balancers' addresses, or their xdp.ipip_source_prefix): CIDR[,CIDR...], or any; required")
 	mode := fs.String("mode", "auto", "auto (native, else generic), native or generic")
 	detach := fs.Bool("detach", false, "remove the decap program instead")
+	stats := fs.Bool("stats", false, "print the decap program's counters and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *ifname == "" {
 		fmt.Fprintln(stderr, "xlbd decap: -interface is required")
 		return 2
+	}
+	if *stats {
+		st, err := loader.DecapStats(*ifname)
+		if err != nil {
+			fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%-26s %14s %16s\n", "counter", "packets", "bytes")
+		for _, s := range st {
+			fmt.Fprintf(stdout, "%-26s %14d %16d\n", s.Name, s.Packets, s.Bytes)
+		}
+		return 0
 	}
 	if *detach {
 		if err := loader.DetachDecap(*ifname); err != nil {
@@ -229,13 +243,25 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "decap program removed from %s\n", *ifname)
 		return 0
 	}
+	if *allowFlag == "" {
+		fmt.Fprintln(stderr, "xlbd decap: -allow is required: the balancers' outer source addresses (CIDR[,CIDR...]), or -allow any to decapsulate from every source")
+		return 2
+	}
+	allow, any, err := loader.ParseAllow(*allowFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
+		return 2
+	}
 	m, err := loader.ParseMode(*mode)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := loader.AttachDecap(*ifname, m, log); err != nil {
+	if any {
+		log.Warn("-allow any: decapsulating IPIP/IP6IP6 from every outer source; anyone who reaches this interface can inject packets with any inner source address", "interface", *ifname)
+	}
+	if err := loader.AttachDecap(*ifname, m, allow, log); err != nil {
 		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
 		return 1
 	}

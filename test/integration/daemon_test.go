@@ -92,18 +92,22 @@ func (b *backendServer) start(t *testing.T, own string) {
 		b.lns = append(b.lns, ln)
 		go b.serveEcho(ln)
 	}
-	hln, err := b.host.Listen("tcp", own+":8080")
-	if err != nil {
-		t.Fatalf("%s: listen health: %v", b.name, err)
-	}
-	b.lns = append(b.lns, hln)
-	go http.Serve(hln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !b.healthy.Load() {
-			http.Error(w, "sick", http.StatusServiceUnavailable)
-			return
+	// The health endpoint answers on the backend's own address and on the
+	// VIP (health_check.via: vip probes arrive there).
+	for _, addr := range []string{own + ":8080", vip4.String() + ":8080"} {
+		hln, err := b.host.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s: listen health %s: %v", b.name, addr, err)
 		}
-		io.WriteString(w, "ok")
-	}))
+		b.lns = append(b.lns, hln)
+		go http.Serve(hln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !b.healthy.Load() {
+				http.Error(w, "sick", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ok")
+		}))
+	}
 	t.Cleanup(b.kill)
 }
 

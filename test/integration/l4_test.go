@@ -26,6 +26,9 @@ var (
 	lb6  = netip.MustParseAddr("fd00::2")
 )
 
+// decapAllow is the backends' -allow: the balancer's own addresses.
+var decapAllow = []netip.Prefix{netip.PrefixFrom(lb4, 32), netip.PrefixFrom(lb6, 128)}
+
 // lab is the topology: client, lb and backends b1..b3 on one bridge.
 type lab struct {
 	tp       *netns.Topology
@@ -54,6 +57,9 @@ func newTopo(t *testing.T, decap bool) *lab {
 	// worth of checksums must be in the packet, as from a real NIC.
 	l.client.Run(t, "ethtool", "-K", "eth0", "tx", "off")
 	l.lbLink = l.tp.Connect(l.lb, "eth0", lb4.String()+"/24", lb6.String()+"/64")
+	// The balancer's own health probes through the forwarding path
+	// (health_check.via: vip) need whole checksums too.
+	l.lb.Run(t, "ethtool", "-K", "eth0", "tx", "off")
 	l.client.Route(t, vip4.String()+"/32", "via", lb4.String())
 	l.client.Route(t, "-6", vip6.String()+"/128", "via", lb6.String())
 	// A veth drops XDP_TX frames unless its peer runs XDP too.
@@ -75,7 +81,7 @@ func newTopo(t *testing.T, decap bool) *lab {
 		l.backends = append(l.backends, h)
 		l.links = append(l.links, link)
 		if decap {
-			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, nil) }); err != nil {
+			if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, decapAllow, nil) }); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -55,7 +55,11 @@ type Env struct {
 }
 
 // New builds the environment; everything is removed in t.Cleanup.
-func New(t testing.TB) *Env {
+func New(t testing.TB) *Env { return NewWithFlowTable(t, 0) }
+
+// NewWithFlowTable is New with a flow table of `flows` entries (0: the
+// compiled-in size).
+func NewWithFlowTable(t testing.TB, flows uint32) *Env {
 	tp := netns.New(t)
 	lb := tp.AddHost("lb")
 	peer := tp.AddHost("peer")
@@ -73,7 +77,14 @@ func New(t testing.TB) *Env {
 	lb.Route(t, RemoteNet4, "via", GWAddr4.String())
 
 	objs := new(bpf.LbObjects)
-	if err := bpf.LoadLbObjects(objs, nil); err != nil {
+	spec, err := bpf.LoadLb()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flows != 0 {
+		spec.Maps[bpf.LbMapFlows].MaxEntries = flows
+	}
+	if err := spec.LoadAndAssign(objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			t.Fatalf("load lb: %+v", ve)

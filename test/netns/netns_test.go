@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,11 +58,29 @@ func echoOnce(t *testing.T, ln net.Listener) <-chan string {
 // returns the client address the server saw.
 func tcpRoundTrip(t *testing.T, client, server *Host, network, addr string) string {
 	t.Helper()
+	ln := listen(t, server, network, addr)
+	defer ln.Close()
+	return tcpRoundTripOn(t, client, ln, network, addr)
+}
+
+// listen opens a listener in server. A test that needs one address twice keeps one
+// listener: a closed listener's port is not free at once while another goroutine of
+// the test binary forks (exec of ip, sysctl, ... in parallel tests): the child holds
+// a copy of the descriptor until its exec, so the socket stays in LISTEN and a new
+// bind gets "address already in use" (seen as TestBridge/tcp4 failing at random).
+func listen(t *testing.T, server *Host, network, addr string) net.Listener {
+	t.Helper()
 	ln, err := server.Listen(network, addr)
 	if err != nil {
 		t.Fatalf("listen %s %s in %s: %v", network, addr, server.Name, err)
 	}
-	defer ln.Close()
+	return ln
+}
+
+// tcpRoundTripOn dials ln (at addr) from client, exchanges a line and returns the
+// client address the server saw.
+func tcpRoundTripOn(t *testing.T, client *Host, ln net.Listener, network, addr string) string {
+	t.Helper()
 	peer := echoOnce(t, ln)
 
 	c, err := client.Dial(network, addr, dialTimeout)
@@ -178,10 +197,13 @@ func TestBridge(t *testing.T) {
 	}
 
 	t.Run("tcp4", func(t *testing.T) {
-		if peer := tcpRoundTrip(t, a, b, "tcp", "10.77.0.2:7000"); !strings.HasPrefix(peer, "10.77.0.1:") {
+		// Both clients reach one listener (see listen for why not two in a row).
+		ln := listen(t, b, "tcp", "10.77.0.2:7000")
+		defer ln.Close()
+		if peer := tcpRoundTripOn(t, a, ln, "tcp", "10.77.0.2:7000"); !strings.HasPrefix(peer, "10.77.0.1:") {
 			t.Fatalf("server saw peer %s", peer)
 		}
-		if peer := tcpRoundTrip(t, c, b, "tcp", "10.77.0.2:7000"); !strings.HasPrefix(peer, "10.77.0.3:") {
+		if peer := tcpRoundTripOn(t, c, ln, "tcp", "10.77.0.2:7000"); !strings.HasPrefix(peer, "10.77.0.3:") {
 			t.Fatalf("server saw peer %s", peer)
 		}
 	})
@@ -454,4 +476,41 @@ func countNamespaces(t *testing.T, prefix string) int {
 		t.Fatalf("ip netns list shows %d, /run/netns has %v", n, m)
 	}
 	return n
+}
+
+// TestRoundTripsWhileForking runs TestBridge/tcp4's two round trips to one
+// address many times while other goroutines fork and exec, as parallel tests
+// do: with a listener closed and reopened between the two (the old test), the
+// second bind failed now and then with "address already in use".
+func TestRoundTripsWhileForking(t *testing.T) {
+	privileged.Require(t)
+	tp := New(t)
+	a, b, c := tp.AddHost("a"), tp.AddHost("b"), tp.AddHost("c")
+	for i, h := range []*Host{a, b, c} {
+		tp.Connect(h, "eth0", fmt.Sprintf("10.78.0.%d/24", i+1))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = exec.Command("true").Run()
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 40 {
+		addr := fmt.Sprintf("10.78.0.2:%d", 7100+i)
+		ln := listen(t, b, "tcp", addr)
+		tcpRoundTripOn(t, a, ln, "tcp", addr)
+		tcpRoundTripOn(t, c, ln, "tcp", addr)
+		ln.Close()
+	}
 }

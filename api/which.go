@@ -1,0 +1,18 @@
+package api
+
+// PathWhich is GET /api/v1/which?service=S&client=IP:PORT.
+const PathWhich = "/api/v1/which"
+
+// Which sources: where the data plane takes a flow's backend from now.
+const (
+	WhichFlowTable = "flow_table" // the flow has a valid connection-table entry
+	WhichMaglev    = "maglev"     // no (valid) entry: the service's Maglev table picks
+)
+
+// Which answers GET /api/v1/which: the backend a client's flow gets now.
+type Which struct {
+	Service string `json:"service"`
+	Client  string `json:"client"`
+	Backend string `json:"backend"`
+	Source  string `json:"source"` // WhichFlowTable or WhichMaglev
+}

@@ -1,0 +1,136 @@
+//go:build linux
+
+package bpf_test
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/maps"
+	"github.com/xlbproject/xlb/test/lbtest"
+	"github.com/xlbproject/xlb/test/pkt"
+)
+
+// establish sends a flow's SYN to service 1 (vip4:80) and returns the backend id it got.
+func establish(t *testing.T, w *world, sport uint16) (uint32, pkt.Spec) {
+	t.Helper()
+	syn := tcp4(client4, sport, vip4, 80, "S")
+	act, _ := w.run(t, pkt.MustBuild(t, syn))
+	wantAction(t, act, xdpTX)
+	id := w.want(1, syn, false)
+	ack := syn
+	ack.TCPFlags = "A"
+	return id, ack
+}
+
+// dropFromRing rebuilds service 1's table without backend id.
+func dropFromRing(t *testing.T, w *world, id uint32) {
+	t.Helper()
+	var mb []maps.MaglevBackend
+	for bid := uint32(1); bid <= 3; bid++ {
+		if bid != id {
+			mb = append(mb, maps.MaglevBackend{Key: w.addrOf[bid].String(), ID: bid, Weight: 1})
+		}
+	}
+	w.tables[1] = w.SetRing(t, 1, maps.DefaultRingSize, mb)
+}
+
+// TestStaleFlowDoesNotFollowReusedBackendID: a flow whose backend was
+// removed and whose id now names another backend (of another service, or
+// another address of the same one) re-selects in its own service instead
+// of reaching the newcomer.
+func TestStaleFlowDoesNotFollowReusedBackendID(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		svc     uint32
+		newAddr netip.Addr
+	}{
+		{"ipv4-tcp-id-reused-by-other-service-reselect-TX", 4, lbtest.Backend4(6)},
+		{"ipv4-tcp-id-reused-same-service-new-address-reselect-TX", 1, lbtest.Backend4(7)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			id, ack := establish(t, w, 42000)
+			dropFromRing(t, w, id)
+			if err := w.Maps.DeleteBackend(id); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: c.svc, Addr: c.newAddr, Up: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Maps.ClearStats(); err != nil {
+				t.Fatal(err)
+			}
+			in := pkt.MustBuild(t, ack)
+			act, out := w.run(t, in)
+			wantAction(t, act, xdpTX)
+			if got := w.backendOf(t, out); got == c.newAddr {
+				t.Fatalf("stale flow reached %s, the new holder of backend id %d", got, id)
+			}
+			w.checkEncap(t, in, out, w.want(1, ack, false))
+			if got := w.Stat(t, "flow_reselect"); got != 1 {
+				t.Errorf("flow_reselect = %d, want 1", got)
+			}
+		})
+	}
+}
+
+// TestFlowOfDeletedServicePasses: once its service is gone, an established
+// flow's packets are not forwarded on the strength of the flow entry.
+func TestFlowOfDeletedServicePasses(t *testing.T) {
+	w := newWorld(t)
+	_, ack := establish(t, w, 42100)
+	if err := w.Maps.DeleteService(maps.ServiceKey{VIP: vip4, Port: 80, Proto: maps.ProtoTCP}); err != nil {
+		t.Fatal(err)
+	}
+	act, _ := w.run(t, pkt.MustBuild(t, ack))
+	wantAction(t, act, xdpPass)
+}
+
+// TestBackendWriteInvalidatesNexthop: after a backend's MAC moved, writing
+// the backend makes the next packet use the new MAC at once, not after the
+// cache's second.
+func TestBackendWriteInvalidatesNexthop(t *testing.T) {
+	w := newWorld(t)
+	id, ack := establish(t, w, 42200)
+	in := pkt.MustBuild(t, ack)
+	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
+		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
+	}
+	moved := lbtest.BackendMAC(0x42)
+	w.Host.Neigh(t, "eth0", w.addrOf[id], moved)
+	if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: 1, Addr: w.addrOf[id], Up: true}); err != nil {
+		t.Fatal(err)
+	}
+	act, out := w.run(t, in)
+	wantAction(t, act, xdpTX)
+	if !bytes.Equal(out[0:6], moved) {
+		t.Errorf("after the write: to %x, want the new MAC %s", out[0:6], moved)
+	}
+	// The flow was kept: same backend, same generation.
+	if got := w.backendOf(t, out); got != w.addrOf[id] {
+		t.Errorf("flow moved to %s", got)
+	}
+}
+
+// TestNexthopCacheExpires: without a backend write, a moved MAC is learnt
+// once the per-CPU cache entry expires (100 jiffies: at most a second).
+func TestNexthopCacheExpires(t *testing.T) {
+	w := newWorld(t)
+	id, ack := establish(t, w, 42300)
+	in := pkt.MustBuild(t, ack)
+	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
+		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
+	}
+	moved := lbtest.BackendMAC(0x43)
+	w.Host.Neigh(t, "eth0", w.addrOf[id], moved)
+	time.Sleep(1100 * time.Millisecond)
+	// Each CPU the test thread ran on has its own entry: run on several.
+	for range 8 {
+		if _, out := w.run(t, in); !bytes.Equal(out[0:6], moved) {
+			t.Fatalf("after the TTL: to %x, want the new MAC %s", out[0:6], moved)
+		}
+	}
+}
