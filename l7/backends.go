@@ -66,7 +66,7 @@ func (s *Server) SetBackends(service string, bs []BackendSpec) error {
 	// (upstreams, connection pools, limiter, budget); it is not the first
 	// build, so a new backend of a checked service starts down. Nothing
 	// runs differently until the commit below.
-	b, err := s.build(c, false)
+	b, err := s.build(c, false, true)
 	if err != nil {
 		return fmt.Errorf("set backends of %s: %w", service, err)
 	}

@@ -139,7 +139,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		if c.IsL4() {
 			continue
 		}
-		b, err := s.build(c, first)
+		b, err := s.build(c, first, false)
 		if err != nil {
 			return fail(fmt.Errorf("service %s: %w", c.Name, err))
 		}

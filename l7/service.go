@@ -38,6 +38,8 @@ type service struct {
 	active                  *atomic.Int64
 	// conns is each backend's connection pool.
 	conns map[*balance.Upstream]*connPool
+	// backendTLS makes the backends' TLS configurations (nil: cleartext).
+	backendTLS *tlsconf.Client
 
 	// Metric children resolved once, not per request.
 	mActive   prometheus.Gauge
@@ -58,8 +60,10 @@ type built struct {
 
 // build makes a service from its config, reusing the live state of the
 // backends, connection pools, limiter and retry budget it had before. It
-// changes nothing that runs.
-func (s *Server) build(c config.Service, first bool) (*built, error) {
+// changes nothing that runs. A runtime change of backends (keepTLS) keeps
+// the TLS client the service has, files and session caches; an Apply reads
+// the files again.
+func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 	checked := c.HealthCheck != nil && c.HealthCheck.Type != "none"
 	prev := s.upstreams[c.Name]
 	b := &built{upstreams: map[string]*balance.Upstream{}}
@@ -93,7 +97,9 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 	// TLS to the backends: the files are read now, so that a broken CA or
 	// client certificate fails the Apply before anything changes.
 	var client *tlsconf.Client
-	if c.BackendProtocol == "https" {
+	if old := s.services[c.Name]; keepTLS && old != nil {
+		client = old.backendTLS
+	} else if c.BackendProtocol == "https" {
 		var err error
 		if client, err = tlsconf.Backend(c.BackendTLS); err != nil {
 			return nil, err
@@ -126,7 +132,7 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 	}
 	sv := &service{
 		srv: s, name: c.Name, cfg: c, budget: newRetryBudget(),
-		retryOn: map[string]bool{}, active: new(atomic.Int64), conns: conns,
+		retryOn: map[string]bool{}, active: new(atomic.Int64), conns: conns, backendTLS: client,
 		noBackend: "no backend available for service " + c.Name,
 		mActive:   s.met.active.WithLabelValues(c.Name),
 		mDuration: s.met.duration.WithLabelValues(c.Name),
