@@ -40,6 +40,8 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		{http.MethodPatch, pathBackend, s.mutating(s.patchBackend)},
 		{http.MethodPost, api.PathReload, s.mutating(s.reload)},
 		{http.MethodGet, api.PathStats, http.HandlerFunc(s.stats)},
+		{http.MethodGet, api.PathBGP, http.HandlerFunc(s.bgpStatus)},
+		{http.MethodPost, api.PathBGPAnnounce, s.mutating(s.bgpAnnounce)},
 	}
 	mux := http.NewServeMux()
 	allow := map[string][]string{}

@@ -34,6 +34,7 @@ func (d *Daemon) Services() []api.Service {
 			Forward:   s.cfg.Forwarding,
 			FailOpen:  s.failOpen,
 		}
+		as.MaglevFingerprint = s.fingerprint()
 		if c, err := d.maps.ServiceCounters(s.id); err == nil {
 			as.Counters = api.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows}
 		}

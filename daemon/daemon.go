@@ -63,6 +63,7 @@ type Daemon struct {
 	ready   bool
 	// changed wakes the housekeeping loop (pending removals, neighbours).
 	changed chan struct{}
+	bgp     *bgpState // nil: no bgp section (daemon/bgp.go)
 }
 
 // New loads the config and the data plane (adopting pinned maps left by a
@@ -118,6 +119,10 @@ func New(opts Options) (*Daemon, error) {
 		if missing := warmNeighbours(addrs, time.Second); len(missing) > 0 {
 			log.Warn("no neighbour entry yet for some backends; their first packets go to the kernel until one exists", "backends", missing)
 		}
+	}
+	if err := d.startBGP(); err != nil {
+		d.closeDataplane()
+		return nil, err
 	}
 	d.mu.Lock()
 	err = d.applyLocked(cfg, true)
@@ -377,6 +382,7 @@ func (d *Daemon) ReloadConfig() error {
 	for _, line := range config.Diff(d.cfg, cfg) {
 		d.log.Info("reload", "change", line)
 	}
+	d.bgpReloadLocked(cfg)
 	if err := d.reattachLocked(cfg); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		return err
@@ -518,6 +524,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) closeDataplane() error {
+	d.stopBGP()
 	var err error
 	if d.dp != nil {
 		err = d.dp.Close()

@@ -86,6 +86,7 @@ func (s *l4Service) record() maps.Service {
 // its table (swapped whole), then the service record, so a new service becomes
 // visible only once it can be served. It reports what changed for the log.
 func (d *Daemon) syncL4(s *l4Service) error {
+	defer d.bgpSyncLocked(s)
 	var (
 		mb      []maps.MaglevBackend
 		weighed int
@@ -165,6 +166,7 @@ func (d *Daemon) syncL4(s *l4Service) error {
 // removeL4 takes a service out of the kernel: the record first, so packets
 // stop matching, then its table and backends.
 func (d *Daemon) removeL4(s *l4Service) error {
+	d.bgpForgetLocked(s)
 	errs := []error{d.maps.DeleteService(s.key), d.maps.DeleteRing(s.id)}
 	for _, b := range s.backends {
 		errs = append(errs, d.maps.DeleteBackend(b.id))

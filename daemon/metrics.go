@@ -160,6 +160,7 @@ func (m *metrics) Observed(t health.Target, d time.Duration, err error) {
 		res = "fail"
 	}
 	m.checks.WithLabelValues(svc, be, res).Inc()
+	m.d.bgpObserved(t.Key, err == nil)
 }
 
 func (m *metrics) Changed(t health.Target, up bool, reason string) {
