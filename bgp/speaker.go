@@ -386,7 +386,7 @@ func (s *Speaker) peerEvent(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time
 	}
 	prev := p.state
 	p.state, p.since = st.SessionState, time.Now()
-	if st.DisconnectMessage != "" {
+	if prev == bgp.BGP_FSM_ESTABLISHED && st.DisconnectMessage != "" {
 		p.lastError = st.DisconnectMessage
 	}
 	announced := s.prefixesLocked()

@@ -10,6 +10,7 @@ have llvm-strip || need+=(llvm)
 have bpftool || need+=(bpftool)
 have ip || need+=(iproute2)
 have ethtool || need+=(ethtool)
+have bird || need+=(bird2) # the router of the BGP scale-out test and demo (bird, birdc)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 
