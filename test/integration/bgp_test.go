@@ -25,6 +25,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,6 +409,36 @@ func (n *bgpNode) kernelTable(t *testing.T) []byte {
 	return nil
 }
 
+// pick is the backend (address) the node's kernel Maglev table gives a new
+// flow from the client's port: where a flow without a flow entry goes.
+func (n *bgpNode) pick(t *testing.T, port uint16) string {
+	t.Helper()
+	m, err := maps.OpenPinned(n.pinDir + "/xlb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	svcs, _ := m.ListServices()
+	bes, _ := m.ListBackends()
+	for _, s := range svcs {
+		if s.VIP != vip4 || s.Port != 80 {
+			continue
+		}
+		table, err := m.Ring(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := maps.Pick(table, false, netip.AddrPortFrom(netip.MustParseAddr(clientAddr), port), netip.AddrPortFrom(vip4, 80), 6)
+		for _, b := range bes {
+			if b.ID == id {
+				return b.Addr.String()
+			}
+		}
+	}
+	t.Fatalf("%s: no api service or backend in the pinned maps", n.name)
+	return ""
+}
+
 // newFlows is the api service's new-flow counter on the node.
 func (n *bgpNode) newFlows(t *testing.T) uint64 {
 	return n.service(t, "api").Counters.NewFlows
@@ -736,8 +767,9 @@ func TestBGPScaleOut(t *testing.T) {
 		// A stream of new connections (1 s to connect and answer) measures
 		// what the death costs new flows.
 		type attempt struct {
-			at time.Time
-			ok bool
+			at  time.Time
+			ok  bool
+			err error
 		}
 		var (
 			mu       sync.Mutex
@@ -754,7 +786,7 @@ func TestBGPScaleOut(t *testing.T) {
 						at := time.Now()
 						_, err := shortConn(time.Second)
 						mu.Lock()
-						attempts = append(attempts, attempt{at, err == nil})
+						attempts = append(attempts, attempt{at, err == nil, err})
 						mu.Unlock()
 						time.Sleep(5 * time.Millisecond)
 					}
@@ -780,11 +812,14 @@ func TestBGPScaleOut(t *testing.T) {
 		time.Sleep(time.Second)
 		halt.Store(true)
 		wg.Wait()
+		// The route is polled every 20 ms or so; a connection counts as
+		// after the withdrawal once the router's table surely changed.
+		const settle = 100 * time.Millisecond
 		var failedDuring, during, failedAfter, after int
 		for _, a := range attempts {
 			switch {
 			case a.at.Before(died):
-			case a.at.Before(died.Add(withdrawn)):
+			case a.at.Before(died.Add(withdrawn + settle)):
 				during++
 				if !a.ok {
 					failedDuring++
@@ -793,6 +828,7 @@ func TestBGPScaleOut(t *testing.T) {
 				after++
 				if !a.ok {
 					failedAfter++
+					t.Logf("new connection %v after the death failed: %v", a.at.Sub(died).Round(time.Millisecond), a.err)
 				}
 			}
 		}
@@ -823,6 +859,86 @@ func TestBGPScaleOut(t *testing.T) {
 		}
 		l.servers[0].healthy.Store(true)
 		l.waitHops(t, lb1.addr)
+	})
+
+	// DESIGN.md's open window (GLB's "second chance"): a flow that moves
+	// to another node keeps its backend through the Maglev table only if
+	// the table did not change meanwhile. Here backend b4 joins while the
+	// connections are open, then the node they run through dies: those
+	// whose slot moved to b4 reach b4, which resets them.
+	t.Run("node-death-while-the-backend-set-changes", func(t *testing.T) {
+		for _, s := range l.servers {
+			s.healthy.Store(true)
+		}
+		// lb2 comes back as a fresh xlbd (its pins were removed): it
+		// announces once its own checks pass.
+		lb2.host.Run(t, "ip", "link", "set", "eth0", "up")
+		lb2.start(t)
+		l.waitHops(t, lb1.addr, lb2.addr)
+		lcs := l.longConns(t, 60)
+		through2 := map[int]bool{}
+		for i, lc := range lcs {
+			through2[i] = lb2.flowsThrough(t, clientPorts([]*longConn{lc})) == 1
+		}
+		for _, n := range l.nodes {
+			n.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.14", Weight: ptr(1)}, 201, nil)
+		}
+		for _, n := range l.nodes {
+			waitFor(t, n.name+": b4 healthy", 5*time.Second, func() bool {
+				s := n.service(t, "api")
+				for _, b := range s.Backends {
+					if b.Address == "10.0.0.14" {
+						return b.Healthy
+					}
+				}
+				return false
+			})
+		}
+		// Where each flow of lb2 will land: lb1's table now holds b4.
+		names := map[string]string{"10.0.0.11": "b1", "10.0.0.12": "b2", "10.0.0.13": "b3", "10.0.0.14": "b4"}
+		predicted := map[int]bool{}
+		for i, lc := range lcs {
+			if through2[i] && names[lb1.pick(t, uint16(lc.c.LocalAddr().(*net.TCPAddr).Port))] != lc.backend {
+				predicted[i] = true
+			}
+		}
+		lb2.host.Run(t, "ip", "link", "set", "eth0", "down")
+		lb2.stop(t, syscall.SIGKILL)
+		if out, err := exec.Command(bins.xlbd, "-detach", "-config", lb2.cfgPath).CombinedOutput(); err != nil {
+			t.Fatalf("detach lb2: %v\n%s", err, out)
+		}
+		l.waitHops(t, lb1.addr)
+		var on2, broken2, broken1 int
+		for i, lc := range lcs {
+			lc.c.SetDeadline(time.Now().Add(8 * time.Second))
+			_, err := fmt.Fprintf(lc.c, "ping %d\n", i)
+			if err == nil {
+				var got string
+				got, err = lc.r.ReadString('\n')
+				if err == nil && strings.TrimSpace(got) != fmt.Sprintf("ping %d", i) {
+					err = fmt.Errorf("echo %q", got)
+				}
+			}
+			if through2[i] {
+				on2++
+			}
+			if (err != nil) != predicted[i] {
+				t.Errorf("connection %d (through lb2: %t): broken %t (%v), but lb1's table predicts %t", i, through2[i], err != nil, err, predicted[i])
+			}
+			switch {
+			case err == nil:
+			case through2[i]:
+				broken2++
+			default:
+				broken1++
+				t.Errorf("connection %d through the surviving lb1 broke: %v", i, err)
+			}
+		}
+		t.Logf("node death right after b4 joined (weight 1 of 5): %d of the %d connections through the dead lb2 broke, as lb1's table predicted (%d); %d of %d through lb1 broke",
+			broken2, on2, len(predicted), broken1, len(lcs)-on2)
+		if on2 == 0 {
+			t.Errorf("no connection ran through lb2")
+		}
 	})
 }
 
