@@ -141,26 +141,35 @@ func (d *Daemon) bgpWanted(s *l4Service) (bool, string) {
 	case "always":
 		return true, "announce: always"
 	}
-	weighed, up, unproven := 0, 0, 0
+	// up counts the weighted backends that are up and proven; drainedUp
+	// the drained ones, which still serve established flows.
+	weighed, up, drainedUp, unproven := 0, 0, 0, 0
 	d.bgp.mu.Lock()
 	defer d.bgp.mu.Unlock()
 	for _, b := range s.backends {
-		if b.effWeight() == 0 {
-			continue
-		}
-		weighed++
-		if !b.up {
-			continue
-		}
-		if hasChecks(s.cfg) && !d.bgp.passed[checkKey(s.cfg.Name, b.addr)] {
+		proven := b.up && (!hasChecks(s.cfg) || d.bgp.passed[checkKey(s.cfg.Name, b.addr)])
+		switch {
+		case b.effWeight() == 0:
+			if proven {
+				drainedUp++
+			}
+		case proven:
+			weighed++
+			up++
+		case b.up:
+			weighed++
 			unproven++
-			continue
+		default:
+			weighed++
 		}
-		up++
 	}
 	switch {
+	case weighed == 0 && drainedUp > 0:
+		// Every node has the same drains: withdrawing everywhere would cut
+		// the established flows a drain promises to keep.
+		return true, "every backend is drained: announced for the established flows"
 	case weighed == 0:
-		return false, "every backend is drained"
+		return false, "no backend"
 	case up > 0 && !hasChecks(s.cfg):
 		return true, fmt.Sprintf("no health check: %d weighted backends count as up", up)
 	case up > 0:

@@ -1,0 +1,67 @@
+//go:build linux
+
+package daemon
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+)
+
+// TestBGPWanted: what each announce mode makes of a service's backends.
+func TestBGPWanted(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2")
+	checks := &config.HealthCheck{Type: "http", Interval: time.Second, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	type be struct {
+		addr     netip.Addr
+		up       bool
+		weight   int
+		drain    bool
+		passed   bool
+		removing bool
+	}
+	tests := []struct {
+		name     string
+		announce string
+		checks   *config.HealthCheck
+		failOpen bool
+		backends []be
+		want     bool
+		reason   string
+	}{
+		{"never", "never", checks, false, []be{{a1, true, 1, false, true, false}}, false, "announce: never"},
+		{"always-even-when-down", "always", checks, true, []be{{a1, false, 1, false, true, false}}, true, "announce: always"},
+		{"healthy-one-up", "healthy", checks, false, []be{{a1, true, 1, false, true, false}, {a2, false, 1, false, true, false}}, true, "1 of 2 weighted backends up"},
+		{"fresh-xlbd-before-a-passing-check", "healthy", checks, false, []be{{a1, true, 1, false, false, false}, {a2, true, 1, false, false, false}}, false, "no backend has passed a check"},
+		{"all-down-fail-open", "healthy", checks, true, []be{{a1, false, 1, false, true, false}, {a2, false, 1, false, true, false}}, false, "every backend is down"},
+		{"up-but-drained-and-the-other-down", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, false, 1, false, true, false}}, false, "no backend is up"},
+		{"all-drained", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, true, 0, false, true, false}}, true, "every backend is drained"},
+		{"removal-pending-only", "healthy", checks, false, []be{{a1, true, 1, false, true, true}}, true, "every backend is drained"},
+		{"no-checks", "healthy", nil, false, []be{{a1, true, 1, false, false, false}}, true, "no health check"},
+		{"no-backends", "healthy", checks, false, nil, false, "no backend"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &Daemon{bgp: &bgpState{passed: map[string]bool{}, checked: map[string]bool{}}}
+			s := &l4Service{cfg: config.Service{Name: "api", Layer: 4, Announce: tt.announce, HealthCheck: tt.checks}, failOpen: tt.failOpen}
+			for _, b := range tt.backends {
+				w := b.weight
+				lb := &l4Backend{addr: b.addr, cfgWeight: w, up: b.up, drain: b.drain}
+				if b.removing {
+					lb.removeAt = time.Now().Add(time.Minute)
+				}
+				s.backends = append(s.backends, lb)
+				if b.passed {
+					d.bgp.passed[checkKey("api", b.addr)] = true
+				}
+			}
+			got, reason := d.bgpWanted(s)
+			if got != tt.want || !strings.Contains(reason, tt.reason) {
+				t.Errorf("wanted %t (%q), want %t (%q)", got, reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
