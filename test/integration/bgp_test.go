@@ -641,7 +641,9 @@ func TestBGPScaleOut(t *testing.T) {
 		// drain b2, re-weight b1, remove b3.
 		svc := api.PathServices + "/api/backends"
 		ops := map[string]func(n *bgpNode){
-			"add":    func(n *bgpNode) { n.call(t, "POST", svc, api.AddBackend{Address: "10.0.0.14", Weight: ptr(1)}, 201, nil) },
+			"add": func(n *bgpNode) {
+				n.call(t, "POST", svc, api.AddBackend{Address: "10.0.0.14", Weight: ptr(1)}, 201, nil)
+			},
 			"drain":  func(n *bgpNode) { n.call(t, "PATCH", svc+"/10.0.0.12", api.PatchBackend{Drain: ptr(true)}, 200, nil) },
 			"weight": func(n *bgpNode) { n.call(t, "PATCH", svc+"/10.0.0.11", api.PatchBackend{Weight: ptr(3)}, 200, nil) },
 			"remove": func(n *bgpNode) { n.call(t, "DELETE", svc+"/10.0.0.13", nil, 200, nil) },
