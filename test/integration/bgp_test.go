@@ -50,6 +50,7 @@ const (
 	routerBack  = "10.1.0.254" // the router toward the client
 	clientAddr  = "10.1.0.1"
 	idleVIP     = "10.0.0.200" // a service whose backends never pass a check
+	bgpPassword = "xlb-s3cret"
 )
 
 // bgpNode is one balancer: its namespace and its xlbd.
@@ -117,6 +118,10 @@ func newBGPLab(t *testing.T) *bgpLab {
 	}
 
 	dir := t.TempDir()
+	// The sessions are signed (TCP MD5), the password read from a file.
+	if err := os.WriteFile(filepath.Join(dir, "bgp.pw"), []byte(bgpPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		n := &bgpNode{name: fmt.Sprintf("lb%d", i+1), addr: fmt.Sprintf("10.0.0.%d", 2+i), top: t}
 		n.host = l.tp.AddHost(n.name)
@@ -142,7 +147,7 @@ func newBGPLab(t *testing.T) *bgpLab {
 			exec.Command(bins.xlbd, "-detach", "-config", n.cfgPath).Run()
 			unix.Unmount(n.pinDir, unix.MNT_DETACH)
 		})
-		if err := os.WriteFile(n.cfgPath, []byte(nodeConfig(n.pinDir)), 0o644); err != nil {
+		if err := os.WriteFile(n.cfgPath, []byte(nodeConfig(n.pinDir, filepath.Join(dir, "bgp.pw"))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		host := n.host
@@ -163,7 +168,7 @@ func newBGPLab(t *testing.T) *bgpLab {
 
 // nodeConfig is every balancer's config: the same on each, but for the pins.
 // The router id is left to the default (the interface's address).
-func nodeConfig(pinDir string) string {
+func nodeConfig(pinDir, passwordFile string) string {
 	return fmt.Sprintf(`admin:
   listen: %s
 xdp:
@@ -193,8 +198,8 @@ bgp:
   asn: 65001
   graceful_restart: {enabled: true, restart_time: 60s}
   peers:
-    - {address: %s, asn: 65000, hold_time: 3s}
-`, adminAddr, pinDir, vip4, idleVIP, routerFront)
+    - {address: %s, asn: 65000, hold_time: 3s, password_file: %s}
+`, adminAddr, pinDir, vip4, idleVIP, routerFront, passwordFile)
 }
 
 // startBird runs BIRD 2 in the router namespace with its own config and
@@ -223,9 +228,10 @@ template bgp xlb {
 	keepalive time 1;
 	error wait time 1, 2;
 	graceful restart on;
+	password "%s";
 	ipv4 { import all; export none; };
 }
-%s`, routerFront, routerFront, peers.String())
+%s`, routerFront, routerFront, bgpPassword, peers.String())
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
