@@ -169,3 +169,11 @@ bgp:
 		})
 	}
 }
+
+func TestDiffAnnounce(t *testing.T) {
+	old := mustParse(t, diffBase)
+	new := mustParse(t, edit(t, diffBase, "    port: 80\n", "    port: 80\n    announce: never\n"))
+	if got, want := Diff(old, new), []string{"service api: announce healthy -> never"}; !slices.Equal(got, want) {
+		t.Errorf("Diff %q, want %q", got, want)
+	}
+}
