@@ -17,8 +17,10 @@ package daemon
 // on that assumption).
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -96,6 +98,10 @@ func (d *Daemon) startBGP() error {
 		}
 	}
 	d.bgp = &bgpState{sp: sp, passed: map[string]bool{}, checked: map[string]bool{}, deadline: time.Now().Add(wait)}
+	if _, err := os.Stat(announceOffPath(d.cfg.XDP.PinPath)); err == nil {
+		d.log.Warn("bgp: announcing stays off, as `xlbctl announce off` left it; `xlbctl announce on` announces again")
+		sp.SetEnabled(false)
+	}
 	if err := d.reg.Register(bgpCollector{d.bgp.sp}); err != nil {
 		return err
 	}
@@ -273,8 +279,27 @@ func (d *Daemon) SetAnnounce(on bool) (api.BGP, error) {
 	if d.bgp == nil {
 		return api.BGP{}, fmt.Errorf("bgp is not configured (no bgp section in %s): %w", d.opts.ConfigPath, api.ErrConflict)
 	}
+	// The maintenance state outlives an xlbd restart (an upgrade during
+	// maintenance must not announce again), not a reboot.
+	marker := announceOffPath(d.cfg.XDP.PinPath)
+	var err error
+	if on {
+		if err = os.Remove(marker); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	} else if err = os.MkdirAll(lockDir, 0o755); err == nil {
+		err = os.WriteFile(marker, []byte("xlbctl announce off\n"), 0o644)
+	}
+	if err != nil {
+		d.log.Warn("bgp: the announce state will not survive a restart", "err", err)
+	}
 	d.bgp.sp.SetEnabled(on)
 	return d.bgp.sp.Status(), nil
+}
+
+// announceOffPath marks a node in maintenance, beside its pin-path lock.
+func announceOffPath(pinPath string) string {
+	return filepath.Join(lockDir, strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")+".announce-off")
 }
 
 // bgpCollector serves xlb_bgp_peer_up and xlb_bgp_announced at scrape time.

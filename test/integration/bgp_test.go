@@ -712,6 +712,23 @@ func TestBGPScaleOut(t *testing.T) {
 		if len(counts) == 0 {
 			t.Errorf("no new connections while lb2 is in maintenance")
 		}
+		// An xlbd restart (an upgrade) during maintenance stays withdrawn.
+		lb2.stop(t, syscall.SIGTERM)
+		lb2.start(t)
+		waitFor(t, "lb2 re-established", 15*time.Second, func() bool {
+			b := lb2.bgp(t)
+			return len(b.Peers) == 1 && b.Peers[0].State == "established"
+		})
+		time.Sleep(500 * time.Millisecond)
+		if b := lb2.bgp(t); b.Announcing || len(b.Announced) != 0 {
+			t.Errorf("lb2 announces again after a restart during maintenance: %+v", b)
+		}
+		if hops := l.nextHops(t, vip4.String()); !slices.Equal(hops, []string{lb1.addr}) {
+			t.Errorf("after lb2's restart during maintenance the router has %v", hops)
+		}
+		if n := echoAll(t, lcs, "after lb2's restart in maintenance", 3*time.Second); n > 0 {
+			t.Errorf("%d connections broke", n)
+		}
 		lb2.xlbctl(t, "announce", "on")
 		l.waitHops(t, lb1.addr, lb2.addr)
 		if n := echoAll(t, lcs, "after announce on", 3*time.Second); n > 0 {
