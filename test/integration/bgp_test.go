@@ -46,11 +46,14 @@ import (
 )
 
 const (
-	routerFront = "10.0.0.254" // the router on the balancers' bridge
-	routerBack  = "10.1.0.254" // the router toward the client
-	clientAddr  = "10.1.0.1"
-	idleVIP     = "10.0.0.200" // a service whose backends never pass a check
-	bgpPassword = "xlb-s3cret"
+	routerFront  = "10.0.0.254" // the router on the balancers' bridge
+	routerBack   = "10.1.0.254" // the router toward the client
+	clientAddr   = "10.1.0.1"
+	idleVIP      = "10.0.0.200" // a service whose backends never pass a check
+	routerFront6 = "fd00::254"
+	routerBack6  = "fd01::254"
+	clientAddr6  = "fd01::1"
+	bgpPassword  = "xlb-s3cret"
 )
 
 // bgpNode is one balancer: its namespace and its xlbd.
@@ -58,6 +61,7 @@ type bgpNode struct {
 	name    string
 	host    *netns.Host
 	addr    string
+	addr6   string
 	port    string // its bridge port, in the bridge namespace
 	pinDir  string
 	cfgPath string
@@ -89,9 +93,10 @@ func newBGPLab(t *testing.T) *bgpLab {
 	l.bridge = l.tp.AddBridge()
 	l.router = l.tp.AddHost("router")
 	l.client = l.tp.AddHost("client")
-	l.tp.Connect(l.router, "eth0", routerFront+"/24")
-	l.tp.Pair(l.client, "eth0", []string{clientAddr + "/24"}, l.router, "eth1", []string{routerBack + "/24"})
+	l.tp.Connect(l.router, "eth0", routerFront+"/24", routerFront6+"/64")
+	l.tp.Pair(l.client, "eth0", []string{clientAddr + "/24", clientAddr6 + "/64"}, l.router, "eth1", []string{routerBack + "/24", routerBack6 + "/64"})
 	l.client.Route(t, "default", "via", routerBack)
+	l.client.Route(t, "-6", "default", "via", routerBack6)
 	// Native XDP forwards frames as they come: the checksums must be in
 	// them, as from a real NIC, not left to offload.
 	l.client.Run(t, "ethtool", "-K", "eth0", "tx", "off")
@@ -99,6 +104,9 @@ func newBGPLab(t *testing.T) *bgpLab {
 	l.router.Sysctl(t, "net.ipv4.conf.all.forwarding", "1")
 	l.router.Sysctl(t, "net.ipv4.fib_multipath_hash_policy", "3")
 	l.router.Sysctl(t, "net.ipv4.fib_multipath_hash_fields", "0x37")
+	l.router.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
+	l.router.Sysctl(t, "net.ipv6.fib_multipath_hash_policy", "3")
+	l.router.Sysctl(t, "net.ipv6.fib_multipath_hash_fields", "0x37")
 
 	for i := 0; i < 4; i++ {
 		name := fmt.Sprintf("b%d", i+1)
@@ -109,6 +117,7 @@ func newBGPLab(t *testing.T) *bgpLab {
 		h.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "1")
 		h.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
 		h.Route(t, "default", "via", routerFront)
+		h.Route(t, "-6", "default", "via", routerFront6)
 		if err := h.Do(func() error { return loader.AttachDecap("eth0", loader.ModeNative, nil) }); err != nil {
 			t.Fatal(err)
 		}
@@ -123,9 +132,9 @@ func newBGPLab(t *testing.T) *bgpLab {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		n := &bgpNode{name: fmt.Sprintf("lb%d", i+1), addr: fmt.Sprintf("10.0.0.%d", 2+i), top: t}
+		n := &bgpNode{name: fmt.Sprintf("lb%d", i+1), addr: fmt.Sprintf("10.0.0.%d", 2+i), addr6: fmt.Sprintf("fd00::%d", 2+i), top: t}
 		n.host = l.tp.AddHost(n.name)
-		link := l.tp.Connect(n.host, "eth0", n.addr+"/24")
+		link := l.tp.Connect(n.host, "eth0", n.addr+"/24", n.addr6+"/64")
 		n.port = link.PeerName
 		// A veth drops XDP_TX frames unless its peer runs XDP too; and a
 		// port that gets no unknown unicast is what a NIC's MAC filter is.
@@ -194,12 +203,18 @@ services:
     port: 80
     backends: [{address: 10.0.0.11}]
     health_check: {type: tcp, port: 9999, interval: 200ms, timeout: 100ms}
+  - name: api6
+    layer: 4
+    vip: "%s"
+    port: 80
+    backends: [{address: "fd00::11"}, {address: "fd00::12"}, {address: "fd00::13"}]
 bgp:
   asn: 65001
   graceful_restart: {enabled: true, restart_time: 60s}
   peers:
     - {address: %s, asn: 65000, hold_time: 3s, password_file: %s}
-`, adminAddr, pinDir, vip4, idleVIP, routerFront, passwordFile)
+    - {address: "%s", asn: 65000, hold_time: 3s, password_file: %s}
+`, adminAddr, pinDir, vip4, idleVIP, vip6, routerFront, passwordFile, routerFront6, passwordFile)
 }
 
 // startBird runs BIRD 2 in the router namespace with its own config and
@@ -213,6 +228,7 @@ func (l *bgpLab) startBird(t *testing.T, dir string) {
 	var peers strings.Builder
 	for _, n := range l.nodes {
 		fmt.Fprintf(&peers, "protocol bgp %s from xlb { neighbor %s as 65001; }\n", n.name, n.addr)
+		fmt.Fprintf(&peers, "protocol bgp %s_v6 from xlb6 { neighbor %s as 65001; }\n", n.name, n.addr6)
 	}
 	conf := fmt.Sprintf(`log stderr { info, remote, warning, error, auth, fatal, bug };
 router id %s;
@@ -220,6 +236,20 @@ protocol device { scan time 1; }
 protocol kernel {
 	ipv4 { import none; export all; };
 	merge paths on;
+}
+protocol kernel {
+	ipv6 { import none; export all; };
+	merge paths on;
+}
+template bgp xlb6 {
+	local %s as 65000;
+	passive on;
+	hold time 3;
+	keepalive time 1;
+	error wait time 1, 2;
+	graceful restart on;
+	password "%s";
+	ipv6 { import all; export none; };
 }
 template bgp xlb {
 	local %s as 65000;
@@ -231,7 +261,7 @@ template bgp xlb {
 	password "%s";
 	ipv4 { import all; export none; };
 }
-%s`, routerFront, routerFront, bgpPassword, peers.String())
+%s`, routerFront, routerFront6, bgpPassword, routerFront, bgpPassword, peers.String())
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +285,11 @@ func (l *bgpLab) birdc(t *testing.T, args ...string) string {
 // (none when there is no route).
 func (l *bgpLab) nextHops(t *testing.T, vip string) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", l.router.Name, "-j", "route", "show", vip+"/32").Output()
+	fam, plen := "-4", "/32"
+	if strings.Contains(vip, ":") {
+		fam, plen = "-6", "/128"
+	}
+	out, err := exec.Command("ip", "-n", l.router.Name, fam, "-j", "route", "show", vip+plen).Output()
 	if err != nil {
 		t.Fatalf("ip route show: %v", err)
 	}
@@ -486,7 +520,11 @@ func (l *bgpLab) conns(t *testing.T, count int) map[string]int {
 
 // shortConn connects to the VIP and reads the backend's name.
 func shortConn(timeout time.Duration) (string, error) {
-	c, err := net.DialTimeout("tcp", vip4.String()+":80", timeout)
+	return shortConnTo(vip4.String()+":80", timeout)
+}
+
+func shortConnTo(addr string, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", err
 	}
@@ -499,12 +537,17 @@ func shortConn(timeout time.Duration) (string, error) {
 // longConns opens n long-lived connections from the client.
 func (l *bgpLab) longConns(t *testing.T, n int) []*longConn {
 	t.Helper()
+	return l.longConnsTo(t, vip4.String()+":80", n)
+}
+
+func (l *bgpLab) longConnsTo(t *testing.T, addr string, n int) []*longConn {
+	t.Helper()
 	var out []*longConn
 	for i := 0; i < n; i++ {
 		var c net.Conn
 		if err := l.client.Do(func() error {
 			var err error
-			c, err = net.DialTimeout("tcp", vip4.String()+":80", 2*time.Second)
+			c, err = net.DialTimeout("tcp", addr, 2*time.Second)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -587,13 +630,18 @@ func TestBGPScaleOut(t *testing.T) {
 	// Sessions up, one next hop per node, the idle service not announced.
 	took := l.waitHops(t, lb1.addr, lb2.addr)
 	t.Logf("both nodes announced %s within %v of starting", vip4, took.Round(time.Millisecond))
+	waitFor(t, "the router's IPv6 route with both nodes", 10*time.Second, func() bool {
+		return slices.Equal(l.nextHops(t, vip6.String()), []string{lb1.addr6, lb2.addr6})
+	})
 	protos := l.birdc(t, "show", "protocols")
 	for _, n := range l.nodes {
-		if !regexpLine(protos, n.name, "Established") {
-			t.Errorf("bird: %s not Established:\n%s", n.name, protos)
+		for _, proto := range []string{n.name + " ", n.name + "_v6"} {
+			if !regexpLine(protos, proto, "Established") {
+				t.Errorf("bird: %s not Established:\n%s", proto, protos)
+			}
 		}
 		b := n.bgp(t)
-		if len(b.Peers) != 1 || b.Peers[0].State != "established" || !b.Announcing {
+		if !established(b) || !b.Announcing || len(b.Announced) != 2 {
 			t.Errorf("%s: GET /api/v1/bgp: %+v", n.name, b)
 		}
 		for _, s := range b.Services {
@@ -623,6 +671,22 @@ func TestBGPScaleOut(t *testing.T) {
 		const n = 2000
 		counts := l.conns(t, n)
 		checkShares(t, counts, []uint32{1, 1, 2})
+		// IPv6 (IP6IP6 to the backends) through both nodes too.
+		six := map[string]int{}
+		l.client.Do(func() error {
+			for i := 0; i < 200; i++ {
+				name, err := shortConnTo("["+vip6.String()+"]:80", 2*time.Second)
+				if err != nil {
+					t.Errorf("IPv6 connection %d: %v", i, err)
+					return nil
+				}
+				six[name]++
+			}
+			return nil
+		})
+		if len(six) != 3 {
+			t.Errorf("IPv6 connections reached %v, want all three backends", six)
+		}
 		for i, node := range l.nodes {
 			got := node.newFlows(t) - before[i]
 			t.Logf("%s took %d of %d new connections", node.name, got, n)
@@ -717,7 +781,7 @@ func TestBGPScaleOut(t *testing.T) {
 		lb2.start(t)
 		waitFor(t, "lb2 re-established", 15*time.Second, func() bool {
 			b := lb2.bgp(t)
-			return len(b.Peers) == 1 && b.Peers[0].State == "established"
+			return established(b)
 		})
 		time.Sleep(500 * time.Millisecond)
 		if b := lb2.bgp(t); b.Announcing || len(b.Announced) != 0 {
@@ -764,7 +828,7 @@ func TestBGPScaleOut(t *testing.T) {
 		lb1.start(t)
 		waitFor(t, "lb1 re-established", 15*time.Second, func() bool {
 			b := lb1.bgp(t)
-			return len(b.Peers) == 1 && b.Peers[0].State == "established" && len(b.Announced) == 1
+			return established(b) && len(b.Announced) == 2
 		})
 		t.Logf("lb1 restarted and re-established in %v", time.Since(start).Round(time.Millisecond))
 		time.Sleep(2 * time.Second) // past the End-of-RIB: stale routes would be gone now
@@ -784,6 +848,7 @@ func TestBGPScaleOut(t *testing.T) {
 
 	t.Run("node-death-flows-survive", func(t *testing.T) {
 		lcs := l.longConns(t, 24)
+		lcs6 := l.longConnsTo(t, "["+vip6.String()+"]:80", 8)
 		ports := clientPorts(lcs)
 		on2 := lb2.flowsThrough(t, ports)
 		if on2 == 0 {
@@ -833,7 +898,13 @@ func TestBGPScaleOut(t *testing.T) {
 		if withdrawn > 5*time.Second {
 			t.Errorf("withdrawal took %v, want within the 3s hold time (+2s)", withdrawn)
 		}
+		waitFor(t, "IPv6 route without lb2", 5*time.Second, func() bool {
+			return slices.Equal(l.nextHops(t, vip6.String()), []string{lb1.addr6})
+		})
 		broken := echoAll(t, lcs, "after lb2 died", 10*time.Second)
+		if n := echoAll(t, lcs6, "IPv6 after lb2 died", 10*time.Second); n > 0 {
+			t.Errorf("%d of %d IPv6 long-lived connections broke", n, len(lcs6))
+		}
 		time.Sleep(time.Second)
 		halt.Store(true)
 		wg.Wait()
@@ -965,6 +1036,17 @@ func TestBGPScaleOut(t *testing.T) {
 			t.Errorf("no connection ran through lb2")
 		}
 	})
+}
+
+// established reports whether every session of the node is up: one to the
+// router's IPv4 address, one to its IPv6 address.
+func established(b api.BGP) bool {
+	for _, p := range b.Peers {
+		if p.State != "established" {
+			return false
+		}
+	}
+	return len(b.Peers) == 2
 }
 
 // regexpLine reports whether one line of s holds every word.
