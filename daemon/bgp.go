@@ -46,7 +46,6 @@ type bgpState struct {
 	// since this xlbd started; checked those with any result.
 	passed, checked map[string]bool
 	started         bool
-	deadline        time.Time // start the sessions by then, checked or not
 }
 
 // startBGP creates the speaker (no sessions yet) when the config has a bgp
@@ -97,7 +96,7 @@ func (d *Daemon) startBGP() error {
 			wait = max(wait, time.Second+s.HealthCheck.Timeout+500*time.Millisecond)
 		}
 	}
-	d.bgp = &bgpState{sp: sp, passed: map[string]bool{}, checked: map[string]bool{}, deadline: time.Now().Add(wait)}
+	d.bgp = &bgpState{sp: sp, passed: map[string]bool{}, checked: map[string]bool{}}
 	if _, err := os.Stat(announceOffPath(d.cfg.XDP.PinPath)); err == nil {
 		d.log.Warn("bgp: announcing stays off, as `xlbctl announce off` left it; `xlbctl announce on` announces again")
 		sp.SetEnabled(false)
@@ -258,10 +257,24 @@ func (d *Daemon) bgpMaybeStart(force bool) {
 // bgpReloadLocked keeps the running bgp settings: the speaker is set up at
 // start.
 func (d *Daemon) bgpReloadLocked(cfg *config.Config) {
-	if !reflect.DeepEqual(cfg.BGP, d.cfg.BGP) {
+	if !reflect.DeepEqual(bgpSettings(cfg.BGP), bgpSettings(d.cfg.BGP)) {
 		d.log.Warn("reload: a change of the bgp section needs a restart of xlbd to take effect (announce: takes effect now)")
 	}
 	cfg.BGP = d.cfg.BGP
+}
+
+// bgpSettings is a bgp section without its line numbers, for comparisons.
+func bgpSettings(b *config.BGP) *config.BGP {
+	if b == nil {
+		return nil
+	}
+	c := *b
+	c.Line = 0
+	c.Peers = append([]config.BGPPeer(nil), b.Peers...)
+	for i := range c.Peers {
+		c.Peers[i].Line = 0
+	}
+	return &c
 }
 
 // BGPStatus answers GET /api/v1/bgp.

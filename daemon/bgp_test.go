@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,20 @@ func TestBGPWanted(t *testing.T) {
 				t.Errorf("wanted %t (%q), want %t (%q)", got, reason, tt.want, tt.reason)
 			}
 		})
+	}
+}
+
+func TestBGPSettingsIgnoreLines(t *testing.T) {
+	a := &config.BGP{ASN: 1, Line: 3, Peers: []config.BGPPeer{{ASN: 2, Line: 5}}}
+	b := &config.BGP{ASN: 1, Line: 9, Peers: []config.BGPPeer{{ASN: 2, Line: 11}}}
+	if !reflect.DeepEqual(bgpSettings(a), bgpSettings(b)) {
+		t.Error("the same bgp settings on other lines compare different")
+	}
+	b.Peers[0].ASN = 3
+	if reflect.DeepEqual(bgpSettings(a), bgpSettings(b)) {
+		t.Error("a changed peer compares equal")
+	}
+	if a.Line != 3 || a.Peers[0].Line != 5 {
+		t.Error("bgpSettings changed its argument")
 	}
 }
