@@ -87,7 +87,8 @@ for b in b1 b2 b3; do
 	ip -n $P-$b route add default via 10.0.0.254
 	ip netns exec $P-$b sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
 	ip netns exec $P-$b "$BIN/xlbd" decap -interface eth0 >/dev/null
-	ip netns exec $P-$b "$BIN/xlb-demo" backend -name "$b" -listen "$VIP:80,10.0.0.1$i:8080" &
+	# Health on the VIP too, for checks that travel the forwarding path.
+	ip netns exec $P-$b "$BIN/xlb-demo" backend -name "$b" -listen "$VIP:80,10.0.0.1$i:8080,$VIP:8080" &
 	pids+=($!)
 done
 
@@ -121,6 +122,7 @@ n=1
 for lb in lb1 lb2; do
 	n=$((n + 1))
 	host $lb 10.0.0.$n
+	ip netns exec $P-$lb ethtool -K eth0 tx off >/dev/null
 	# A bridge floods frames for a MAC it forgot to every port, and XDP on
 	# the other balancer would take them: no flooding to the balancers.
 	ip netns exec $P-br bridge link set dev p-$lb flood off

@@ -136,6 +136,9 @@ func newBGPLab(t *testing.T) *bgpLab {
 		n.host = l.tp.AddHost(n.name)
 		link := l.tp.Connect(n.host, "eth0", n.addr+"/24", n.addr6+"/64")
 		n.port = link.PeerName
+		// The balancer's own packets (health checks, BGP) leave with their
+		// checksums too: the backends' native decap does no offload.
+		n.host.Run(t, "ethtool", "-K", "eth0", "tx", "off")
 		// A veth drops XDP_TX frames unless its peer runs XDP too; and a
 		// port that gets no unknown unicast is what a NIC's MAC filter is.
 		if err := l.bridge.Do(func() error { return loader.AttachPass(n.port) }); err != nil {
