@@ -44,6 +44,10 @@ bench: deps ## XDP per-packet cost against floor programs (root; run in the fore
 demo: deps ## run xlb on built-in namespaces with live traffic (root; Ctrl-C cleans up)
 	@scripts/demo.sh
 
+.PHONY: demo-bgp
+demo-bgp: deps ## two xlb nodes announce a VIP by BGP to a BIRD router (ECMP); one dies, traffic moves (root; Ctrl-C cleans up)
+	@scripts/demo-bgp.sh
+
 .PHONY: vm-test
 vm-test: ## run make test and a short make demo in a Debian 12 VM (Vagrant, for non-Linux hosts)
 	vagrant up --provision

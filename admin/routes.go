@@ -41,6 +41,8 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		{http.MethodPost, api.PathReload, s.mutating(s.reload)},
 		{http.MethodGet, api.PathStats, http.HandlerFunc(s.stats)},
 		{http.MethodGet, api.PathWhich, http.HandlerFunc(s.which)},
+		{http.MethodGet, api.PathBGP, http.HandlerFunc(s.bgpStatus)},
+		{http.MethodPost, api.PathBGPAnnounce, s.mutating(s.bgpAnnounce)},
 	}
 	mux := http.NewServeMux()
 	allow := map[string][]string{}

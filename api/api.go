@@ -38,6 +38,11 @@ type Service struct {
 	FailOpen  bool      `json:"fail_open"`            // every backend is down: serving the last healthy set
 	Backends  []Backend `json:"backends"`
 	Counters  Counters  `json:"counters"`
+
+	// MaglevFingerprint digests the L4 service's current Maglev table by
+	// backend address: nodes with the same one send every flow to the same
+	// backend. Empty when the service has no table.
+	MaglevFingerprint string `json:"maglev_fingerprint,omitempty"`
 }
 
 // Backend is one backend's live state.

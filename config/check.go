@@ -69,6 +69,8 @@ func (p *parser) check(c *Config, g globals) {
 		}
 	}
 
+	p.checkBGP(c)
+
 	// Warnings.
 	if len(c.Services) == 0 && len(p.errs) == 0 {
 		key := "services"

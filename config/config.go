@@ -75,6 +75,7 @@ type Config struct {
 	XDP      XDP       // the L4 data plane
 	L7       L7        // settings shared by every layer 7 service
 	Services []Service // in file order; names are unique
+	BGP      *BGP      // the BGP speaker; nil: no bgp section
 
 	// Warnings are problems that do not stop the config from loading, such
 	// as an admin API reachable from the network without a token, each as
@@ -151,6 +152,10 @@ type Service struct {
 	// Forwarding is ipip (the default: IPIP/IP6IP6 encapsulation) or dsr
 	// (L2: rewrite the destination MAC) (layer 4).
 	Forwarding string
+	// Announce says when the bgp speaker announces the VIP (layer 4):
+	// healthy (the default: while at least one backend passes its checks),
+	// always or never.
+	Announce string
 
 	// Listen is the host:port the HTTP tier listens on (layer 7, required).
 	Listen string

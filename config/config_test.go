@@ -57,7 +57,7 @@ xdp:
 		{"unknown-top-key-suggestion", "servces: []\n", []string{
 			`xlb.yaml:1: servces: unknown key; did you mean "services"?`}},
 		{"unknown-top-key", "frontends: []\n", []string{
-			`xlb.yaml:1: frontends: unknown key; known keys here: admin, xdp, l7, services`}},
+			`xlb.yaml:1: frontends: unknown key; known keys here: admin, xdp, l7, services, bgp`}},
 		{"duplicate-key", `
 xdp:
   mode: auto
@@ -605,7 +605,7 @@ func TestParseSpecExample(t *testing.T) {
 	wantAPI := Service{
 		Name: "api", Layer: 4, Line: 20,
 		VIP: netip.MustParseAddr("10.0.0.10"), Port: 80, Protocol: "tcp", Forwarding: "ipip",
-		Scheduler: "maglev",
+		Scheduler: "maglev", Announce: "healthy",
 		RateLimit: &RateLimit{Rate: 1000, Per: time.Minute, Burst: 100, Key: "source_ip"},
 		Backends: []Backend{
 			{Address: "10.0.1.1", Addr: netip.MustParseAddr("10.0.1.1"), Weight: 3, Line: 31},

@@ -17,12 +17,12 @@ import (
 
 // Keys of each mapping of the file.
 var (
-	topKeys        = []string{"admin", "xdp", "l7", "services"}
+	topKeys        = []string{"admin", "xdp", "l7", "services", "bgp"}
 	adminKeys      = []string{"listen", "token_file"}
 	xdpKeys        = []string{"interfaces", "mode", "pin_path", "flow_table_size", "flow_insert_limit", "ipip_source_prefix"}
 	l7Keys         = []string{"drain_timeout", "max_header_bytes", "read_header_timeout", "idle_timeout"}
-	serviceKeys    = []string{"name", "layer", "vip", "port", "protocol", "forwarding", "listen", "tls", "protocols", "backend_protocol", "backend_tls", "scheduler", "hash_key", "sticky", "rate_limit", "retries", "timeouts", "backends", "passive_health", "health_check", "routes"}
-	l4OnlyKeys     = []string{"vip", "port", "protocol", "forwarding"}
+	serviceKeys    = []string{"name", "layer", "vip", "port", "protocol", "forwarding", "listen", "tls", "protocols", "backend_protocol", "backend_tls", "scheduler", "hash_key", "sticky", "rate_limit", "retries", "timeouts", "backends", "passive_health", "health_check", "routes", "announce"}
+	l4OnlyKeys     = []string{"vip", "port", "protocol", "forwarding", "announce"}
 	l7OnlyKeys     = []string{"listen", "tls", "protocols", "backend_protocol", "backend_tls", "hash_key", "sticky", "retries", "timeouts", "passive_health", "routes"}
 	backendKeys    = []string{"address", "weight", "max_conns", "slow_start"}
 	l7BackendKeys  = []string{"max_conns", "slow_start"}
@@ -48,6 +48,7 @@ var (
 		"port":             "a layer 7 service takes listen: host:port instead",
 		"protocol":         "a layer 7 service speaks HTTP, or HTTPS with tls",
 		"forwarding":       "a layer 7 service proxies connections to its backends",
+		"announce":         "bgp announces layer 4 VIPs",
 		"listen":           "a layer 4 service takes vip and port instead",
 		"tls":              "layer 4 forwards packets untouched; terminate TLS with layer: 7",
 		"protocols":        "layer 4 forwards packets whatever they carry; protocol (tcp or udp) names the transport",
@@ -99,6 +100,9 @@ func (p *parser) parse() *Config {
 		if e := f.m["services"]; e != nil {
 			g.services = e.k
 			c.Services = p.services(e.v)
+		}
+		if e := f.get("bgp"); e != nil {
+			c.BGP = p.bgp(e.v)
 		}
 	}
 	p.check(c, g)

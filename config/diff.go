@@ -106,6 +106,7 @@ func (d *differ) service(o, s *Service) {
 		d.field(p, "port", o.Port, s.Port)
 		d.field(p, "protocol", o.Protocol, s.Protocol)
 		d.field(p, "forwarding", o.Forwarding, s.Forwarding)
+		d.field(p, "announce", o.Announce, s.Announce)
 	} else {
 		d.field(p, "listen", o.Listen, s.Listen)
 		d.tls(p, o.TLS, s.TLS)

@@ -96,6 +96,9 @@ func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 	if e := get("forwarding"); e != nil {
 		s.Forwarding, _ = p.oneOf(e.v, join(path, "forwarding"), "ipip", "dsr")
 	}
+	if e := get("announce"); e != nil {
+		s.Announce, m.announce = p.announce(e.v, join(path, "announce")), e.v
+	}
 
 	// Layer 7 keys.
 	if e := get("listen"); e != nil {
@@ -171,6 +174,7 @@ func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 		s.Protocol = cmpOr(s.Protocol, DefaultProtocol)
 		s.Forwarding = cmpOr(s.Forwarding, DefaultForwarding)
 		s.Scheduler = cmpOr(s.Scheduler, DefaultL4Scheduler)
+		s.Announce = cmpOr(s.Announce, DefaultAnnounce)
 		if s.HealthCheck != nil && s.HealthCheck.Port == 0 {
 			s.HealthCheck.Port = s.Port
 			sp.checkPortDefault = true

@@ -50,6 +50,8 @@ type svcMeta struct {
 	name   *yaml.Node
 	vip    *yaml.Node
 	listen *yaml.Node
+	// announce is the service's announce key, if written.
+	announce *yaml.Node
 }
 
 func newParser(filename string, data []byte) *parser {

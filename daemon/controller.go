@@ -25,6 +25,7 @@ type controller struct {
 	r      *reconciler
 	maps   *maps.Maps // nil: L4 off
 	reload func() error
+	bgp    *announcer // nil: no bgp section
 }
 
 var _ admin.Controller = (*controller)(nil)
@@ -79,6 +80,8 @@ func (c *controller) l4Status(s *service, flows map[uint32]int) (api.Service, bo
 		Scheduler: s.cfg.Scheduler,
 		Forward:   s.cfg.Forwarding,
 		FailOpen:  c.r.l4.failingOpen(s.cfg.Name),
+		// Nodes given the same config and health build the same table.
+		MaglevFingerprint: c.r.l4.fingerprint(s.cfg.Name),
 	}
 	if k, err := c.maps.ServiceCounters(id); err == nil {
 		as.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}

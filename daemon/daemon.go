@@ -49,6 +49,7 @@ type Daemon struct {
 	hk      *housekeeper
 	ctl     *controller
 	follow  *follower
+	bgp     *announcer // nil: no bgp section
 	ready   atomic.Bool
 	// reloading keeps a SIGHUP and an API reload from interleaving.
 	reloading sync.Mutex
@@ -79,7 +80,8 @@ func New(opts Options) (*Daemon, error) {
 	if err := d.met.register(reg); err != nil {
 		return nil, err
 	}
-	d.checker = health.NewChecker(health.Options{Logger: log, Observer: &healthSink{met: d.met, r: d.r}})
+	sink := &healthSink{met: d.met, r: d.r}
+	d.checker = health.NewChecker(health.Options{Logger: log, Observer: sink})
 	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret}); err != nil {
 		return nil, err
 	}
@@ -102,6 +104,16 @@ func New(opts Options) (*Daemon, error) {
 		d.dp.close()
 		return nil, err
 	}
+	adopted := d.dp.dp != nil && d.dp.dp.Adopted
+	if d.bgp, err = newAnnouncer(log, cfg, adopted, d.r, reg, opts.ConfigPath); err != nil {
+		d.follow.close()
+		d.dp.close()
+		return nil, err
+	}
+	if d.bgp != nil {
+		d.r.l4.synced, d.r.l4.removed = d.bgp.synced, d.bgp.forget
+		sink.bgp, d.ctl.bgp = d.bgp, d.bgp
+	}
 	if d.dp.maps != nil {
 		warmNeighbours(log, cfg)
 	}
@@ -111,6 +123,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.follow.follow(cfg, d.dp.maps != nil)
+	if d.bgp != nil {
+		d.bgp.start(cfg)
+	}
 	d.ready.Store(true)
 	return d, nil
 }
@@ -159,6 +174,7 @@ func (d *Daemon) ReloadConfig() error {
 	}
 	// Restart-only settings keep their running values.
 	cfg.XDP.PinPath, cfg.XDP.FlowTableSize, cfg.Admin = running.XDP.PinPath, running.XDP.FlowTableSize, running.Admin
+	keepBGP(d.log, cfg, running)
 	if err := d.r.load(cfg, false); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		return fmt.Errorf("reload: %w", err)
@@ -189,6 +205,9 @@ func (d *Daemon) Config() *config.Config { return d.r.config() }
 // adopts them (or `xlbctl detach`).
 func (d *Daemon) Close() error {
 	d.ready.Store(false)
+	if d.bgp != nil {
+		d.bgp.stop() // without a NOTIFICATION: graceful restart keeps the routes
+	}
 	d.follow.close()
 	return d.dp.close()
 }

@@ -26,6 +26,7 @@ type checkPaths struct {
 type healthSink struct {
 	met *metrics
 	r   *reconciler
+	bgp *announcer // nil: no bgp section
 }
 
 var _ health.Observer = (*healthSink)(nil)
@@ -38,6 +39,9 @@ func (h *healthSink) Observed(t health.Target, d time.Duration, err error) {
 		res = "fail"
 	}
 	h.met.checks.WithLabelValues(svc, be, res).Inc()
+	if h.bgp != nil {
+		h.bgp.observed(t.Key, err == nil)
+	}
 }
 
 func (h *healthSink) Changed(t health.Target, up bool, reason string) {

@@ -22,6 +22,10 @@ type l4Projector struct {
 	maps     *maps.Maps // nil: L4 data plane off
 	ids      *ids
 	services map[string]*l4State
+	// synced and removed, when set, hear of every sync and removal (the
+	// BGP announcer).
+	synced  func(s *service, failOpen bool)
+	removed func(service string)
 }
 
 // l4State is what the kernel holds for one service.
@@ -90,6 +94,9 @@ func (p *l4Projector) reconcile(m *model) error {
 			}
 			errs = append(errs, p.remove(st))
 			delete(p.services, name)
+			if p.removed != nil {
+				p.removed(name)
+			}
 		}
 	}
 	for _, name := range m.order {
@@ -212,6 +219,9 @@ func (p *l4Projector) sync(s *service) error {
 		p.ids.releaseBackend(st.id, addr)
 	}
 	st.backends = ids
+	if p.synced != nil {
+		p.synced(s, st.failOpen)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sync service %s: %w", c.Name, err)
 	}

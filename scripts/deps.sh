@@ -13,6 +13,7 @@ have ethtool || need+=(ethtool)
 # dnsmasq for the discovery tests; -base is the binary alone: the dnsmasq
 # package also enables a system service on port 53.
 have dnsmasq || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+have bird || need+=(bird2) # the router of the BGP scale-out test and demo (bird, birdc)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 

@@ -202,3 +202,15 @@ func (c *client) stats(ctx context.Context) (api.Stats, []byte, error) {
 	raw, err := c.do(ctx, http.MethodGet, c.endpoint(api.PathStats), nil, &out)
 	return out, raw, err
 }
+
+func (c *client) bgp(ctx context.Context) (api.BGP, []byte, error) {
+	var out api.BGP
+	raw, err := c.do(ctx, http.MethodGet, c.endpoint(api.PathBGP), nil, &out)
+	return out, raw, err
+}
+
+func (c *client) announce(ctx context.Context, on bool) (api.BGP, []byte, error) {
+	var out api.BGP
+	raw, err := c.do(ctx, http.MethodPost, c.endpoint(api.PathBGPAnnounce), api.BGPAnnounce{Enabled: &on}, &out)
+	return out, raw, err
+}

@@ -51,8 +51,12 @@ var commands = []*command{
 		help: "status, refreshed every -interval until Ctrl-C"},
 	{name: "maps", args: "[-pin-path DIR]", local: true, run: cmdMaps, flags: pinFlags,
 		help: "dump the pinned kernel maps in readable form (needs root)"},
-	{name: "detach", args: "[-pin-path DIR]", local: true, run: cmdDetach, flags: pinFlags,
-		help: "remove the XDP programs and every pin: L4 forwarding stops (needs root)"},
+	{name: "detach", args: "[-pin-path DIR]", local: true, run: cmdDetach, flags: detachFlags,
+		help: "withdraw the VIPs from the BGP peers (if xlbd runs), then remove the XDP programs and every pin: L4 forwarding stops (needs root)"},
+	{name: "bgp", run: cmdBGP,
+		help: "the BGP sessions, the prefixes announced and why each service is or is not"},
+	{name: "announce", args: "off|on", min: 1, max: 1, run: cmdAnnounce,
+		help: "off: withdraw every VIP from the BGP peers (maintenance; forwarding goes on); on: announce again"},
 }
 
 func lookup(name string) *command {
@@ -115,18 +119,27 @@ func (c *cli) setup(cmd *command, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	token, err := c.token()
+	if err != nil {
+		return err
+	}
+	c.api = newClient(base, token, c.opts.timeout)
+	return nil
+}
+
+// token is the bearer token for changes: -token-file, else XLB_TOKEN.
+func (c *cli) token() (string, error) {
 	token := strings.TrimSpace(os.Getenv("XLB_TOKEN"))
 	if c.opts.tokenFile != "" {
 		b, err := os.ReadFile(c.opts.tokenFile)
 		if err != nil {
-			return fmt.Errorf("token file: %w", err)
+			return "", fmt.Errorf("token file: %w", err)
 		}
 		if token = strings.TrimSpace(string(b)); token == "" {
-			return fmt.Errorf("token file %s is empty", c.opts.tokenFile)
+			return "", fmt.Errorf("token file %s is empty", c.opts.tokenFile)
 		}
 	}
-	c.api = newClient(base, token, c.opts.timeout)
-	return nil
+	return token, nil
 }
 
 // exit prints err, if any, and returns the exit status.
@@ -336,9 +349,12 @@ func cmdMaps(_ context.Context, c *cli, _ []string) error {
 	return nil
 }
 
-func cmdDetach(_ context.Context, c *cli, _ []string) error {
+func cmdDetach(ctx context.Context, c *cli, _ []string) error {
 	if detachAll == nil {
 		return errors.New("detach: not available in this build")
+	}
+	if err := withdrawBeforeDetach(ctx, c); err != nil {
+		return err
 	}
 	if err := detachAll(c.opts.pinPath); err != nil {
 		return fmt.Errorf("detach: %w", err)

@@ -32,6 +32,8 @@ type options struct {
 	interval time.Duration
 	count    int
 	pinPath  string
+	// withdrawWait is how long detach waits after withdrawing the VIPs.
+	withdrawWait time.Duration
 }
 
 func defaultOptions() options {
@@ -46,6 +48,9 @@ func defaultOptions() options {
 		timeout:   5 * time.Second,
 		interval:  time.Second,
 		pinPath:   "/sys/fs/bpf/xlb",
+		// Routers act on a withdrawal within milliseconds; the wait covers
+		// packets already on their way.
+		withdrawWait: time.Second,
 	}
 }
 

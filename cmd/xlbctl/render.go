@@ -44,6 +44,10 @@ func renderStatus(w io.Writer, svcs []api.Service) error {
 		if s.FailOpen {
 			flag = "FAIL-OPEN (every backend down: serving the last healthy set)"
 		}
+		if s.MaglevFingerprint != "" {
+			// Equal on every node given the same config and health.
+			flag = strings.TrimSpace("table " + s.MaglevFingerprint + " " + flag)
+		}
 		svcRows = append(svcRows, []string{strings.ToUpper(orDash(s.Protocol)), s.Address, orDash(s.Scheduler), orDash(s.Forward), s.Name, flag})
 		for _, b := range s.Backends {
 			health, check := "up", ""

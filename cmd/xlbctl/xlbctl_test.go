@@ -24,7 +24,7 @@ const servicesJSON = `{
   "services": [
     {
       "name": "api", "layer": 4, "address": "10.0.0.10:80", "protocol": "tcp",
-      "scheduler": "maglev", "forwarding": "ipip", "fail_open": false,
+      "scheduler": "maglev", "forwarding": "ipip", "fail_open": false, "maglev_fingerprint": "3fa2b1c4d5e6",
       "backends": [
         {"address": "10.0.1.1", "weight": 3, "config_weight": 3, "healthy": true, "draining": false,
          "source": "config", "persisted": true, "last_check": "ok", "active": 12,
@@ -165,7 +165,7 @@ func TestStatusTable(t *testing.T) {
 	want := [][]string{
 		{"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service"},
 		{"->", "Backend", "Weight", "Config", "Health", "Drain", "Source", "Active", "Pkts/Reqs", "Bytes", "Check"},
-		{"TCP", "10.0.0.10:80", "maglev", "ipip", "api"},
+		{"TCP", "10.0.0.10:80", "maglev", "ipip", "api", "table", "3fa2b1c4d5e6"},
 		{"->", "10.0.1.1", "3", "3", "up", "no", "config", "12", "4242", "1.5K"},
 		{"->", "10.0.1.2", "0", "1", "up", "yes", "config*", "3", "7", "700"},
 		{"UDP", "[2001:db8::53]:53", "ip_hash", "dsr", "dns", "FAIL-OPEN", "(every", "backend", "down:", "serving", "the", "last", "healthy", "set)"},
@@ -545,6 +545,7 @@ func TestWatch(t *testing.T) {
 }
 
 func TestPinnedHooks(t *testing.T) {
+	t.Setenv("XLB_ADMIN", "http://127.0.0.1:1") // no xlbd: detach has nothing to withdraw
 	saveMaps, saveDetach := pinnedMaps, detachAll
 	t.Cleanup(func() { pinnedMaps, detachAll = saveMaps, saveDetach })
 

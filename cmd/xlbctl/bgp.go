@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/api"
+)
+
+func cmdBGP(ctx context.Context, c *cli, _ []string) error {
+	b, raw, err := c.api.bgp(ctx)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error { return renderBGP(w, b) })
+}
+
+func cmdAnnounce(ctx context.Context, c *cli, args []string) error {
+	var on bool
+	switch args[0] {
+	case "on":
+		on = true
+	case "off":
+	default:
+		return usagef("announce %q: want off or on", args[0])
+	}
+	b, raw, err := c.api.announce(ctx, on)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w io.Writer) error {
+		var err error
+		if on {
+			_, err = fmt.Fprintf(w, "announcing on: %d prefixes announced\n", len(b.Announced))
+		} else {
+			_, err = fmt.Fprintln(w, "announcing off: every VIP is withdrawn from the BGP peers; this node keeps forwarding what still arrives")
+		}
+		return err
+	})
+}
+
+func detachFlags(fs *flag.FlagSet, o *options) {
+	pinFlags(fs, o)
+	fs.DurationVar(&o.withdrawWait, "withdraw-wait", o.withdrawWait, "after withdrawing the VIPs from the BGP peers, wait this long before detaching")
+}
+
+// withdrawBeforeDetach asks a running xlbd to withdraw every VIP, so the
+// routers stop sending traffic here before the program goes. No xlbd, or one
+// without bgp, is fine; any other failure stops the detach.
+func withdrawBeforeDetach(ctx context.Context, c *cli) error {
+	base, err := parseAdminURL(c.opts.admin)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	token, err := c.token()
+	if err != nil {
+		return err
+	}
+	cl := newClient(base, token, c.opts.timeout)
+	_, _, err = cl.announce(ctx, false)
+	var ae *apiError
+	switch {
+	case err == nil:
+		fmt.Fprintf(c.stderr, "withdrew every VIP from the BGP peers; waiting %s before detaching\n", c.opts.withdrawWait)
+		select {
+		case <-time.After(c.opts.withdrawWait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	case errors.As(err, &ae) && ae.status == http.StatusConflict:
+		return nil // xlbd runs without bgp
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return nil // no xlbd: nothing announces
+	}
+	return fmt.Errorf("detach: withdraw the VIPs first: %w (xlbd at %s must withdraw before the program goes, or the routers keep sending traffic here)", err, c.opts.admin)
+}
+
+// renderBGP prints the speaker's state.
+func renderBGP(w io.Writer, b api.BGP) error {
+	if !b.Configured {
+		_, err := fmt.Fprintln(w, "bgp is not configured (no bgp section)")
+		return err
+	}
+	var out strings.Builder
+	on := "on"
+	if !b.Announcing {
+		on = "OFF (maintenance: every VIP withdrawn)"
+	}
+	gr := "off"
+	if b.GracefulRestart {
+		gr = "restart time " + b.RestartTime
+	}
+	fmt.Fprintf(&out, "AS %d, router id %s, announcing %s, graceful restart %s\n\n", b.ASN, b.RouterID, on, gr)
+	rows := [][]string{{"Peer", "ASN", "State", "Uptime", "Last error"}}
+	for _, p := range b.Peers {
+		rows = append(rows, []string{p.Address, strconv.FormatUint(uint64(p.ASN), 10), p.State, orDash(p.Uptime), p.LastError})
+	}
+	out.WriteString(strings.Join(grid(rows), "\n") + "\n\n")
+	if len(b.Announced) == 0 {
+		out.WriteString("no prefixes announced\n")
+	} else {
+		rows = [][]string{{"Prefix", "Next hop", "Services"}}
+		for _, p := range b.Announced {
+			rows = append(rows, []string{p.Prefix, p.NextHop, strings.Join(p.Services, ",")})
+		}
+		out.WriteString(strings.Join(grid(rows), "\n") + "\n")
+	}
+	if len(b.Services) > 0 {
+		rows = [][]string{{"Service", "VIP", "Wanted", "Announced", "Why"}}
+		for _, s := range b.Services {
+			rows = append(rows, []string{s.Name, s.VIP, yesNo(s.Wanted), yesNo(s.Announced), s.Reason})
+		}
+		out.WriteString("\n" + strings.Join(grid(rows), "\n") + "\n")
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

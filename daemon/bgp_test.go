@@ -1,0 +1,82 @@
+//go:build linux
+
+package daemon
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+)
+
+// TestBGPWanted: what each announce mode makes of a service's backends.
+func TestBGPWanted(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2")
+	checks := &config.HealthCheck{Type: "http", Interval: time.Second, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	type be struct {
+		addr     netip.Addr
+		up       bool
+		weight   int
+		drain    bool
+		passed   bool
+		removing bool
+	}
+	tests := []struct {
+		name     string
+		announce string
+		checks   *config.HealthCheck
+		failOpen bool
+		backends []be
+		want     bool
+		reason   string
+	}{
+		{"never", "never", checks, false, []be{{a1, true, 1, false, true, false}}, false, "announce: never"},
+		{"always-even-when-down", "always", checks, true, []be{{a1, false, 1, false, true, false}}, true, "announce: always"},
+		{"healthy-one-up", "healthy", checks, false, []be{{a1, true, 1, false, true, false}, {a2, false, 1, false, true, false}}, true, "1 of 2 weighted backends up"},
+		{"fresh-xlbd-before-a-passing-check", "healthy", checks, false, []be{{a1, true, 1, false, false, false}, {a2, true, 1, false, false, false}}, false, "no backend has passed a check"},
+		{"all-down-fail-open", "healthy", checks, true, []be{{a1, false, 1, false, true, false}, {a2, false, 1, false, true, false}}, false, "every backend is down"},
+		{"up-but-drained-and-the-other-down", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, false, 1, false, true, false}}, false, "no backend is up"},
+		{"all-drained", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, true, 0, false, true, false}}, true, "every backend is drained"},
+		{"removal-pending-only", "healthy", checks, false, []be{{a1, true, 1, false, true, true}}, true, "every backend is drained"},
+		{"no-checks", "healthy", nil, false, []be{{a1, true, 1, false, false, false}}, true, "no health check"},
+		{"no-backends", "healthy", checks, false, nil, false, "no backend"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &announcer{passed: map[string]bool{}, checked: map[string]bool{}}
+			s := &service{cfg: config.Service{Name: "api", Layer: 4, Announce: tt.announce, HealthCheck: tt.checks}}
+			for _, b := range tt.backends {
+				mb := &backend{name: b.addr.String(), addr: b.addr, conf: config.Backend{Address: b.addr.String(), Addr: b.addr, Weight: b.weight}, src: fromConfig, up: b.up, drain: b.drain}
+				if b.removing {
+					mb.removeAt = time.Now().Add(time.Minute)
+				}
+				s.backends = append(s.backends, mb)
+				if b.passed {
+					a.passed[checkKey("api", mb.name)] = true
+				}
+			}
+			got, reason := a.wanted(s, tt.failOpen)
+			if got != tt.want || !strings.Contains(reason, tt.reason) {
+				t.Errorf("wanted %t (%q), want %t (%q)", got, reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+func TestBGPSettingsIgnoreLines(t *testing.T) {
+	a := &config.BGP{ASN: 1, Line: 3, Peers: []config.BGPPeer{{ASN: 2, Line: 5}}}
+	b := &config.BGP{ASN: 1, Line: 9, Peers: []config.BGPPeer{{ASN: 2, Line: 11}}}
+	if !reflect.DeepEqual(bgpSettings(a), bgpSettings(b)) {
+		t.Error("the same bgp settings on other lines compare different")
+	}
+	b.Peers[0].ASN = 3
+	if reflect.DeepEqual(bgpSettings(a), bgpSettings(b)) {
+		t.Error("a changed peer compares equal")
+	}
+	if a.Line != 3 || a.Peers[0].Line != 5 {
+		t.Error("bgpSettings changed its argument")
+	}
+}
