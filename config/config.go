@@ -51,6 +51,8 @@ const (
 	DefaultMaxFails        = 1
 	DefaultFailTimeout     = 10 * time.Second
 	DefaultRateLimitKey    = "source_ip"
+	DefaultTLSMinVersion   = "1.2"
+	DefaultBackendProtocol = "http1"
 	DefaultBurst           = 1
 )
 
@@ -140,6 +142,18 @@ type Service struct {
 	// TLS, when set, serves HTTPS (and HTTP/2 via ALPN) (layer 7). Nil: plain
 	// HTTP.
 	TLS *TLS
+	// Protocols are what clients may speak, "http1" and "h2", at least one
+	// and each once (layer 7). Over TLS ALPN chooses; in cleartext h2 is h2c
+	// with prior knowledge. Default [http1, h2].
+	Protocols []string
+	// BackendProtocol is what the proxy speaks to backends: http1 (the
+	// default) or https (HTTP/1.1 over TLS) (layer 7). h2c and h2 are
+	// reserved for HTTP/2 to backends and rejected for now.
+	BackendProtocol string
+	// BackendTLS tunes TLS to the backends; only with an https (or h2)
+	// BackendProtocol. Nil: the system's roots, each backend's host as
+	// server name, no client certificate.
+	BackendTLS *BackendTLS
 
 	// Scheduler picks a backend. Layer 4: maglev (the default) or ip_hash.
 	// Layer 7: round_robin (the default), least_conn, ip_hash,
@@ -287,10 +301,44 @@ type RateLimit struct {
 	Key string
 }
 
-// TLS names the certificate and key of an HTTPS service (PEM files; a
-// relative path is relative to the config file's folder, and Parse stores
-// the resolved path).
+// TLS configures an HTTPS service. Every file is PEM; a relative path is
+// relative to the config file's folder, and Parse stores the resolved path.
 type TLS struct {
+	// Certificates are the service's certificates, chosen by the client's
+	// SNI among the DNS names each one carries; the first is the default.
+	// Parse fills it from either form of the file (cert_file and key_file,
+	// or certificates), so that readers need only this list. Never empty.
+	Certificates []CertPair
+	// CertFile and KeyFile are the first of Certificates, the default
+	// certificate, whichever form the file used.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile, when set, makes clients present a certificate signed by
+	// one of the CAs in it (mTLS). Empty (the default): no client
+	// certificate is asked for.
+	ClientCAFile string
+	// MinVersion is the oldest TLS version accepted: "1.2" (the default) or
+	// "1.3".
+	MinVersion string
+}
+
+// CertPair is one certificate chain and its private key.
+type CertPair struct {
+	CertFile string
+	KeyFile  string
+}
+
+// BackendTLS configures TLS to the backends of a service whose
+// BackendProtocol is https (or, later, h2).
+type BackendTLS struct {
+	// CAFile holds the CAs that backends' certificates must chain to.
+	// Empty (the default): the system's roots.
+	CAFile string
+	// ServerName is the name a backend's certificate must carry, also sent
+	// as SNI. Empty (the default): each backend's own host.
+	ServerName string
+	// CertFile and KeyFile, both or neither, are the client certificate
+	// presented to backends (mTLS to backends).
 	CertFile string
 	KeyFile  string
 }
@@ -370,6 +418,10 @@ type Match struct {
 	// Headers lists header values that must be present exactly.
 	Headers map[string]string
 }
+
+// DefaultProtocols returns what clients of a layer 7 service may speak when
+// the file does not say: HTTP/1.1 and HTTP/2.
+func DefaultProtocols() []string { return []string{"http1", "h2"} }
 
 // Service returns the service named name, or nil.
 func (c *Config) Service(name string) *Service {

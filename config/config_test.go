@@ -560,12 +560,7 @@ func specExample(t *testing.T) (data []byte, cert, key string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for _, f := range []string{cert, key} {
-		if err := os.WriteFile(f, []byte("PEM"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cert, key = writeCert(t, dir, "cert", "www.example.com")
 	old := `tls: {cert_file: "", key_file: ""}`
 	if !strings.Contains(string(data), old) {
 		t.Fatalf("testdata/spec.yaml has no %q", old)
@@ -621,15 +616,20 @@ func TestParseSpecExample(t *testing.T) {
 	web := c.Service("web")
 	wantWeb := Service{
 		Name: "web", Layer: 7, Line: 46,
-		Listen:        "0.0.0.0:8080",
-		TLS:           &TLS{CertFile: cert, KeyFile: key},
-		Scheduler:     "round_robin",
-		HashKey:       "header:X-User-ID",
-		Sticky:        &Sticky{Cookie: "srv_id", TTL: time.Hour},
-		RateLimit:     &RateLimit{Rate: 100, Per: time.Second, Burst: 50, Key: "source_ip"},
-		Retries:       Retries{Attempts: 2, On: []string{"connect_error", "502", "503", "504"}},
-		Timeouts:      Timeouts{Connect: 2 * time.Second, ResponseHeader: 30 * time.Second},
-		PassiveHealth: PassiveHealth{MaxFails: 3, FailTimeout: 30 * time.Second},
+		Listen: "0.0.0.0:8080",
+		TLS: &TLS{
+			Certificates: []CertPair{{CertFile: cert, KeyFile: key}},
+			CertFile:     cert, KeyFile: key, MinVersion: "1.2",
+		},
+		Protocols:       []string{"http1", "h2"},
+		BackendProtocol: "http1",
+		Scheduler:       "round_robin",
+		HashKey:         "header:X-User-ID",
+		Sticky:          &Sticky{Cookie: "srv_id", TTL: time.Hour},
+		RateLimit:       &RateLimit{Rate: 100, Per: time.Second, Burst: 50, Key: "source_ip"},
+		Retries:         Retries{Attempts: 2, On: []string{"connect_error", "502", "503", "504"}},
+		Timeouts:        Timeouts{Connect: 2 * time.Second, ResponseHeader: 30 * time.Second},
+		PassiveHealth:   PassiveHealth{MaxFails: 3, FailTimeout: 30 * time.Second},
 		Backends: []Backend{{
 			Address: "127.0.0.1:9001", AddrPort: netip.MustParseAddrPort("127.0.0.1:9001"),
 			Weight: 1, MaxConns: 100, SlowStart: 30 * time.Second, Line: 57,
@@ -928,11 +928,11 @@ func TestErrorString(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	// Relative TLS and token paths are relative to the config's folder.
-	for _, f := range []string{"cert.pem", "key.pem", "token"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
 	}
+	writeCert(t, dir, "cert", "www.example.com")
+	writeCert(t, dir, "ca", "ca.example.com")
 	path := filepath.Join(dir, "xlb.yaml")
 	good := `
 admin: {token_file: token}
@@ -940,7 +940,9 @@ services:
   - name: web
     layer: 7
     listen: ":8443"
-    tls: {cert_file: cert.pem, key_file: key.pem}
+    tls: {cert_file: cert.pem, key_file: cert-key.pem, client_ca_file: ca.pem}
+    backend_protocol: https
+    backend_tls: {ca_file: ca.pem, cert_file: cert.pem, key_file: cert-key.pem}
     backends: [{address: "127.0.0.1:9001"}]
 `
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
@@ -953,8 +955,14 @@ services:
 	if c.File != path || c.Admin.TokenFile != filepath.Join(dir, "token") {
 		t.Errorf("file %q token %q", c.File, c.Admin.TokenFile)
 	}
-	if tls := c.Service("web").TLS; tls == nil || tls.CertFile != filepath.Join(dir, "cert.pem") || tls.KeyFile != filepath.Join(dir, "key.pem") {
+	if tls := c.Service("web").TLS; tls == nil || tls.CertFile != filepath.Join(dir, "cert.pem") || tls.KeyFile != filepath.Join(dir, "cert-key.pem") ||
+		!slices.Equal(tls.Certificates, []CertPair{{filepath.Join(dir, "cert.pem"), filepath.Join(dir, "cert-key.pem")}}) ||
+		tls.ClientCAFile != filepath.Join(dir, "ca.pem") {
 		t.Errorf("tls %+v", tls)
+	}
+	want := BackendTLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "cert-key.pem")}
+	if bt := c.Service("web").BackendTLS; bt == nil || *bt != want {
+		t.Errorf("backend_tls %+v, want %+v", bt, want)
 	}
 
 	// A folder is not a certificate.

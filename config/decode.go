@@ -21,15 +21,19 @@ var (
 	adminKeys      = []string{"listen", "token_file"}
 	xdpKeys        = []string{"interfaces", "mode", "pin_path", "flow_table_size"}
 	l7Keys         = []string{"drain_timeout", "max_header_bytes", "read_header_timeout", "idle_timeout"}
-	serviceKeys    = []string{"name", "layer", "vip", "port", "protocol", "forwarding", "listen", "tls", "scheduler", "hash_key", "sticky", "rate_limit", "retries", "timeouts", "backends", "passive_health", "health_check", "routes"}
+	serviceKeys    = []string{"name", "layer", "vip", "port", "protocol", "forwarding", "listen", "tls", "protocols", "backend_protocol", "backend_tls", "scheduler", "hash_key", "sticky", "rate_limit", "retries", "timeouts", "backends", "passive_health", "health_check", "routes"}
 	l4OnlyKeys     = []string{"vip", "port", "protocol", "forwarding"}
-	l7OnlyKeys     = []string{"listen", "tls", "hash_key", "sticky", "retries", "timeouts", "passive_health", "routes"}
+	l7OnlyKeys     = []string{"listen", "tls", "protocols", "backend_protocol", "backend_tls", "hash_key", "sticky", "retries", "timeouts", "passive_health", "routes"}
 	backendKeys    = []string{"address", "weight", "max_conns", "slow_start"}
 	l7BackendKeys  = []string{"max_conns", "slow_start"}
 	checkKeys      = []string{"type", "port", "path", "host", "expect_status", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"}
 	httpCheckKeys  = []string{"path", "host", "expect_status"}
 	rateLimitKeys  = []string{"rate", "burst", "key"}
-	tlsKeys        = []string{"cert_file", "key_file"}
+	tlsKeys        = []string{"cert_file", "key_file", "certificates", "client_ca_file", "min_version"}
+	certPairKeys   = []string{"cert_file", "key_file"}
+	backendTLSKeys = []string{"ca_file", "server_name", "cert_file", "key_file"}
+	protocolNames  = []string{"http1", "h2"}
+	tlsVersions    = []string{"1.2", "1.3"}
 	stickyKeys     = []string{"cookie", "ttl"}
 	retriesKeys    = []string{"attempts", "on"}
 	timeoutsKeys   = []string{"connect", "response_header"}
@@ -40,18 +44,21 @@ var (
 	l7Schedulers   = []string{"round_robin", "least_conn", "ip_hash", "consistent_hash", "least_time", "random_two"}
 	retryOnNames   = []string{"connect_error", "timeout"}
 	otherLayerHint = map[string]string{
-		"vip":            "a layer 7 service takes listen: host:port instead",
-		"port":           "a layer 7 service takes listen: host:port instead",
-		"protocol":       "a layer 7 service speaks HTTP, or HTTPS with tls",
-		"forwarding":     "a layer 7 service proxies connections to its backends",
-		"listen":         "a layer 4 service takes vip and port instead",
-		"tls":            "layer 4 forwards packets untouched; terminate TLS with layer: 7",
-		"hash_key":       "it needs the HTTP tier (layer: 7); layer 4 schedulers are maglev and ip_hash",
-		"sticky":         "it needs the HTTP tier (layer: 7); for persistence at layer 4 use scheduler: ip_hash",
-		"retries":        "it needs the HTTP tier (layer: 7)",
-		"timeouts":       "it needs the HTTP tier (layer: 7)",
-		"passive_health": "it needs the HTTP tier (layer: 7); layer 4 uses health_check",
-		"routes":         "routing on host, path or headers needs the HTTP tier (layer: 7)",
+		"vip":              "a layer 7 service takes listen: host:port instead",
+		"port":             "a layer 7 service takes listen: host:port instead",
+		"protocol":         "a layer 7 service speaks HTTP, or HTTPS with tls",
+		"forwarding":       "a layer 7 service proxies connections to its backends",
+		"listen":           "a layer 4 service takes vip and port instead",
+		"tls":              "layer 4 forwards packets untouched; terminate TLS with layer: 7",
+		"protocols":        "layer 4 forwards packets whatever they carry; protocol (tcp or udp) names the transport",
+		"backend_protocol": "layer 4 backends get the clients' packets as they are",
+		"backend_tls":      "layer 4 backends get the clients' packets as they are",
+		"hash_key":         "it needs the HTTP tier (layer: 7); layer 4 schedulers are maglev and ip_hash",
+		"sticky":           "it needs the HTTP tier (layer: 7); for persistence at layer 4 use scheduler: ip_hash",
+		"retries":          "it needs the HTTP tier (layer: 7)",
+		"timeouts":         "it needs the HTTP tier (layer: 7)",
+		"passive_health":   "it needs the HTTP tier (layer: 7); layer 4 uses health_check",
+		"routes":           "routing on host, path or headers needs the HTTP tier (layer: 7)",
 	}
 )
 

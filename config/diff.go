@@ -106,7 +106,10 @@ func (d *differ) service(o, s *Service) {
 		d.field(p, "forwarding", o.Forwarding, s.Forwarding)
 	} else {
 		d.field(p, "listen", o.Listen, s.Listen)
-		d.field(p, "tls", showTLS(o.TLS), showTLS(s.TLS))
+		d.tls(p, o.TLS, s.TLS)
+		d.field(p, "protocols", o.Protocols, s.Protocols)
+		d.field(p, "backend_protocol", o.BackendProtocol, s.BackendProtocol)
+		d.field(p, "backend_tls", showBackendTLS(o.BackendTLS), showBackendTLS(s.BackendTLS))
 		d.field(p, "hash_key", o.HashKey, s.HashKey)
 		d.field(p, "sticky", showSticky(o.Sticky), showSticky(s.Sticky))
 		d.field(p, "retries.attempts", o.Retries.Attempts, s.Retries.Attempts)
@@ -191,11 +194,43 @@ func (d *differ) routes(p string, old, new []Route) {
 	}
 }
 
-func showTLS(t *TLS) string {
-	if t == nil {
-		return "off"
+// tls reports TLS turned on or off, or its changed settings. A certificate
+// renewed in place is no change here: a reload reads every file again.
+func (d *differ) tls(p string, o, s *TLS) {
+	switch {
+	case o == nil && s == nil:
+		return
+	case o == nil:
+		d.add("%stls added (%s)", p, showCerts(s.Certificates))
+		return
+	case s == nil:
+		d.add("%stls removed", p)
+		return
 	}
-	return t.CertFile + " " + t.KeyFile
+	d.field(p, "tls.certificates", showCerts(o.Certificates), showCerts(s.Certificates))
+	d.field(p, "tls.client_ca_file", o.ClientCAFile, s.ClientCAFile)
+	d.field(p, "tls.min_version", o.MinVersion, s.MinVersion)
+}
+
+func showCerts(l []CertPair) string {
+	parts := make([]string, len(l))
+	for i, c := range l {
+		parts[i] = c.CertFile + " " + c.KeyFile
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+func showBackendTLS(t *BackendTLS) string {
+	if t == nil {
+		return "default"
+	}
+	var parts []string
+	for _, kv := range [][2]string{{"ca_file", t.CAFile}, {"server_name", t.ServerName}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+" "+kv[1])
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func showSticky(s *Sticky) string {

@@ -108,6 +108,19 @@ func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 	if e := get("tls"); e != nil {
 		s.TLS = p.tls(e.v, join(path, "tls"))
 	}
+	if e := get("protocols"); e != nil {
+		s.Protocols = p.protocols(e.v, join(path, "protocols"))
+	}
+	if e := get("backend_protocol"); e != nil {
+		var ok bool
+		s.BackendProtocol, ok = p.backendProtocol(e.v, join(path, "backend_protocol"))
+		sp.backendProtocolBad = !ok
+	}
+	if e := get("backend_tls"); e != nil {
+		if s.BackendTLS = p.backendTLS(e.v, join(path, "backend_tls")); s.BackendTLS != nil {
+			sp.backendTLS = e.k
+		}
+	}
 	if e := get("hash_key"); e != nil {
 		sp.hashKeyWritten = true
 		if v, ok := p.hashKey(e.v, join(path, "hash_key")); ok {
@@ -164,6 +177,10 @@ func (p *parser) service(n *yaml.Node, path string) (Service, svcMeta, bool) {
 		s.Retries, s.Timeouts, s.PassiveHealth = Retries{}, Timeouts{}, PassiveHealth{}
 	case 7:
 		s.Scheduler = cmpOr(s.Scheduler, DefaultL7Scheduler)
+		if s.Protocols == nil {
+			s.Protocols = DefaultProtocols()
+		}
+		s.BackendProtocol = cmpOr(s.BackendProtocol, DefaultBackendProtocol)
 	}
 	for i := range s.Routes {
 		s.Routes[i].Scheduler = cmpOr(s.Routes[i].Scheduler, s.Scheduler)
@@ -182,16 +199,18 @@ func cmpOr(s, def string) string {
 
 // svcParse is where a service's keys are, for checkService.
 type svcParse struct {
-	path             string
-	node             *yaml.Node // the service's mapping
-	f                fields
-	scheduler        *yaml.Node // nil: absent or invalid
-	hashKey          *yaml.Node // nil: absent or invalid
-	hashKeyWritten   bool       // even if invalid
-	backendsWritten  bool       // the list has items (valid or not)
-	routes           []routeMeta
-	routeItems       int  // items of the routes list, valid or not
-	checkPortDefault bool // the health check probes the service port by default
+	path               string
+	node               *yaml.Node // the service's mapping
+	f                  fields
+	scheduler          *yaml.Node // nil: absent or invalid
+	hashKey            *yaml.Node // nil: absent or invalid
+	hashKeyWritten     bool       // even if invalid
+	backendsWritten    bool       // the list has items (valid or not)
+	routes             []routeMeta
+	routeItems         int        // items of the routes list, valid or not
+	checkPortDefault   bool       // the health check probes the service port by default
+	backendTLS         *yaml.Node // the backend_tls key; nil: absent, empty or invalid
+	backendProtocolBad bool       // backend_protocol is written but invalid or not supported yet
 }
 
 // checkService checks what needs several keys of one service.
@@ -245,6 +264,10 @@ func (p *parser) checkService(s *Service, sp *svcParse) {
 		p.warnf(sp.hashKey, join(path, "hash_key"), "unused: only scheduler consistent_hash reads hash_key")
 	}
 
+	if sp.backendTLS != nil && !sp.backendProtocolBad && !contains(tlsBackendProtocols, s.BackendProtocol) {
+		p.errorf(sp.backendTLS, join(path, "backend_tls"), "applies to backends spoken to over TLS only, and this service's backend_protocol is %s; set backend_protocol: https", s.BackendProtocol)
+	}
+
 	// A udp service's backends may not accept TCP on the service port.
 	if s.Protocol == "udp" && sp.checkPortDefault && s.HealthCheck.Type != "none" {
 		p.warnf(f.at("health_check", sp.node), join(path, "health_check.port"), "a %s health check of a udp service probes TCP port %d; set port to one the backends answer on", s.HealthCheck.Type, s.Port)
@@ -279,41 +302,6 @@ func (p *parser) scheduler(n *yaml.Node, path string, layer int) (string, bool) 
 		p.errorf(n, path, "must be %s, got %q%s", orList(allowed), v, didYouMean(v, allowed))
 	}
 	return "", false
-}
-
-func (p *parser) tls(n *yaml.Node, path string) *TLS {
-	f, ok := p.fields(n, path, "a mapping with keys cert_file and key_file", tlsKeys)
-	if !ok {
-		return nil
-	}
-	var t TLS
-	var certNode, keyNode *yaml.Node
-	if e := f.get("cert_file"); e != nil {
-		t.CertFile, _ = p.str(e.v, join(path, "cert_file"))
-		certNode = e.v
-	}
-	if e := f.get("key_file"); e != nil {
-		t.KeyFile, _ = p.str(e.v, join(path, "key_file"))
-		keyNode = e.v
-	}
-	if t.CertFile == "" && t.KeyFile == "" {
-		return nil // tls: {cert_file: "", key_file: ""} is plain HTTP
-	}
-	at := p.resolve(n)
-	if t.CertFile == "" {
-		p.errorf(f.at("cert_file", at), join(path, "cert_file"), "missing; key_file needs its certificate (cert_file)")
-		return nil
-	}
-	if t.KeyFile == "" {
-		p.errorf(f.at("key_file", at), join(path, "key_file"), "missing; cert_file needs its private key (key_file)")
-		return nil
-	}
-	cert, ok1 := p.existingFile(certNode, join(path, "cert_file"), t.CertFile)
-	key, ok2 := p.existingFile(keyNode, join(path, "key_file"), t.KeyFile)
-	if !ok1 || !ok2 {
-		return nil
-	}
-	return &TLS{CertFile: cert, KeyFile: key}
 }
 
 func (p *parser) hashKey(n *yaml.Node, path string) (string, bool) {
