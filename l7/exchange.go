@@ -13,9 +13,11 @@ import (
 // and answers back into bytes, as Envoy's codecs do:
 //
 //   - h1conn.go: xlb's own HTTP/1.1 engine, for cleartext and TLS clients;
-//   - stdconn.go: Go's net/http server, for HTTP/2 clients and the few
-//     HTTP/1.x requests the engine hands it (protocol upgrades,
-//     Expect: 100-continue, HTTP/1.0, absolute-form targets).
+//   - h2conn.go: xlb's own HTTP/2 engine (TLS by ALPN, and h2c with prior
+//     knowledge), one exchange per stream;
+//   - stdconn.go: Go's net/http server, for the few HTTP/1.x requests the
+//     HTTP/1.1 engine hands it (protocol upgrades, Expect: 100-continue,
+//     HTTP/1.0, absolute-form targets).
 //
 // Every transport reaches backends the same way: HTTP/1.1 on one
 // connection pool per backend (upconn.go), the request head written once
@@ -25,8 +27,8 @@ import (
 // hit) is a reply made before forward picks a backend, through the same
 // exchange.reply every local answer (429, 503) takes; a response body is
 // tapped where each transport's respond copies it (copyLength, copyChunked
-// and copyUntilClose for the engine, bodyReader for net/http). An HTTP/2
-// transport of xlb's own is one more implementation of exchange.
+// and copyUntilClose for the HTTP/1.1 engine, copyLength and copyDecoded
+// in h2stream.go, bodyReader for net/http).
 
 // request is what the pipeline knows of a request, whatever its transport.
 // Its strings may be views of the transport's read buffer (see bstr): they

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -222,14 +223,28 @@ func (s *Server) serverTLS(c config.Service) (*tls.Config, error) {
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
+		NextProtos:   alpn(c.Protocols),
 		Certificates: []tls.Certificate{cert},
 	}, nil
 }
 
+// alpn is what a TLS listener offers by ALPN for a service's protocols.
+// With only one of them, a client that offers only the other fails the
+// handshake (no_application_protocol): it cannot be served anyway.
+func alpn(protocols []string) []string {
+	var out []string
+	if len(protocols) == 0 || slices.Contains(protocols, "h2") {
+		out = append(out, "h2")
+	}
+	if len(protocols) == 0 || slices.Contains(protocols, "http1") {
+		out = append(out, "http/1.1")
+	}
+	return out
+}
+
 func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *listener {
 	l := &listener{owner: s, addr: c.Listen, ln: ln, maxHeader: l7.MaxHeaderBytes, readHeader: l7.ReadHeaderTimeout, idle: l7.IdleTimeout,
-		handoff: newHandoffListener(ln.Addr()), fconns: map[*fastConn]struct{}{}}
+		handoff: newHandoffListener(ln.Addr()), fconns: map[*fastConn]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
 	if l.maxHeader <= 0 {
 		l.maxHeader = config.DefaultMaxHeaderBytes
 	}
@@ -242,9 +257,9 @@ func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *l
 		ReadHeaderTimeout: l7.ReadHeaderTimeout,
 		IdleTimeout:       l7.IdleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // client hiccups are not operator news
-		// With h2 in NextProtos, Serve takes HTTP/2 connections handed to
-		// it after xlb's own handshake (the config is used for nothing else).
-		TLSConfig: &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
+		// HTTP/2 is xlb's own engine's (h2conn.go): net/http only gets
+		// HTTP/1.x requests the HTTP/1.1 engine hands it.
+		Protocols: http1Only(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if pc, ok := c.(*prefixConn); ok && pc.tls {
 				return context.WithValue(ctx, connTLS{}, true)
@@ -253,6 +268,12 @@ func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *l
 		},
 	}
 	return l
+}
+
+func http1Only() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &p
 }
 
 // drainListener stops accepting and lets in-flight requests finish.

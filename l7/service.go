@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ type service struct {
 	// is keyed on; empty: the client address.
 	limitHeader, limitCanon string
 	noBackend               string // the 503 message
-	active                  *atomic.Int64
+	// h1 and h2 say what clients may speak (protocols).
+	h1, h2 bool
+	active *atomic.Int64
 	// conns is each backend's connection pool.
 	conns map[*balance.Upstream]*connPool
 
@@ -148,6 +151,8 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 	if berr != nil {
 		return nil, berr
 	}
+	sv.h1 = len(c.Protocols) == 0 || slices.Contains(c.Protocols, "http1")
+	sv.h2 = len(c.Protocols) == 0 || slices.Contains(c.Protocols, "h2")
 	for _, on := range c.Retries.On {
 		sv.retryOn[on] = true
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
-// stdExchange is a request that Go's net/http server read: HTTP/2, and the
-// HTTP/1.x requests the engine hands off. It allocates per request; the
-// cleartext and TLS HTTP/1.1 traffic does not come this way.
+// stdExchange is a request that Go's net/http server read: the HTTP/1.x
+// requests the engine hands off. It allocates per request; the cleartext
+// and TLS HTTP/1.1 traffic and HTTP/2 do not come this way.
 type stdExchange struct {
 	l     *listener
 	w     http.ResponseWriter
