@@ -43,6 +43,19 @@ func (l *listener) addH2(c *h2Conn) bool {
 	return true
 }
 
+// goAwayH2 sends GOAWAY to every HTTP/2 connection of the listener.
+func (l *listener) goAwayH2() {
+	l.mu.Lock()
+	cs := make([]*h2Conn, 0, len(l.h2conns))
+	for c := range l.h2conns {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		c.drain()
+	}
+}
+
 func (l *listener) removeH2(c *h2Conn) {
 	l.mu.Lock()
 	delete(l.h2conns, c)

@@ -174,6 +174,11 @@ func (s *Server) Apply(cfg *config.Config) error {
 		// never a cleartext service on a TLS socket's bytes.
 		l.tlsConf.Store(tlsConfs[c.Name])
 		l.handler.Store(b.sv)
+		if !b.sv.h2 {
+			// HTTP/2 is off on this listener now: its open connections
+			// finish their streams and close.
+			l.goAwayH2()
+		}
 		keep[c.Listen] = true
 	}
 	for addr, l := range s.listeners {
