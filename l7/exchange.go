@@ -105,4 +105,5 @@ type answer struct {
 	// Set by respond.
 	bytes int64
 	err   string
+	gone  bool // the client left before the answer started: logged as 499
 }

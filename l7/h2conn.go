@@ -229,8 +229,10 @@ func (c *h2Conn) await() error {
 		switch {
 		case draining && active == 0:
 			return io.EOF
-		case active > 0 || c.idle <= 0:
-			c.c.SetReadDeadline(now.Add(max(c.idle, time.Minute)))
+		case c.idle <= 0:
+			c.c.SetReadDeadline(time.Time{})
+		case active > 0:
+			c.c.SetReadDeadline(now.Add(c.idle))
 		case now.Sub(since) < c.idle:
 			c.c.SetReadDeadline(since.Add(c.idle))
 		default:

@@ -450,6 +450,13 @@ func (s *h2Stream) respond(a *answer) bool {
 	c := s.c
 	pc := a.pc
 	resp := &pc.head
+	if s.gone() {
+		// Reset while the backend answered (a cancelled call): nobody
+		// wants the answer, and its connection may hold an unread body.
+		pc.c.Close()
+		a.gone, a.err = true, errStreamGone.Error()
+		return false
+	}
 	headOnly := pc.noBody || resp.ContentLength == 0
 	c.wmu.Lock()
 	c.beginHeaders()

@@ -133,6 +133,9 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		}
 		keep := x.respond(a)
 		rec.bytes, rec.err = a.bytes, a.err
+		if a.gone {
+			rec.status = statusClientClosed
+		}
 		u.Release()
 		return keep
 	}
