@@ -153,7 +153,8 @@ func TestH2ContinuationFloodBounded(t *testing.T) {
 }
 
 // TestH2ControlFloodBounded: a client that floods PING or SETTINGS (each
-// asking for an answer) and never reads the answers holds its connection,
+// asking for an answer), with a stream open, and never reads the answers
+// holds its connection,
 // and the answers buffered for it, only until a write has been stuck for
 // idle_timeout; then the connection is closed. Memory stays bounded and
 // other clients are served. Without a write deadline the connection's
@@ -161,9 +162,18 @@ func TestH2ContinuationFloodBounded(t *testing.T) {
 func TestH2ControlFloodBounded(t *testing.T) {
 	for _, kind := range []string{"ping", "settings"} {
 		t.Run(kind, func(t *testing.T) {
-			be := newBackend(t, "be", nil)
+			g := newGate(t)
+			be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/hold" {
+					g.wait()
+				}
+				io.WriteString(w, "ok")
+			})
 			p := startProxy(t, backendsYAML(be), "idle_timeout: 1s")
 			h := dialH2Raw(t, p.listen)
+			// A stream held open: the connection is busy, not idle, so
+			// only the stuck write can end it.
+			h.get(1, "/hold")
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
@@ -185,6 +195,7 @@ func TestH2ControlFloodBounded(t *testing.T) {
 				}
 			}
 			took := time.Since(start)
+			g.open()
 			runtime.ReadMemStats(&after)
 			var ne net.Error
 			switch {
