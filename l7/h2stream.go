@@ -425,7 +425,7 @@ func (s *h2Stream) reply(status int, msg string, id []byte, retryAfter int) bool
 		return false
 	}
 	s.markEnded()
-	return c.flushOut() == nil
+	return c.flushSoon() == nil
 }
 
 // lowerName lower-cases a backend's field name into c.lower (wmu held);
@@ -511,7 +511,7 @@ func (s *h2Stream) respond(a *answer) bool {
 		reusable = reusable && !br.untilClose()
 	}
 	if werr == nil && rerr == nil {
-		werr = c.flushOut()
+		werr = c.flushSoon()
 	}
 	a.bytes = n
 	if rerr != nil || werr != nil {
