@@ -100,6 +100,9 @@ type h2Conn struct {
 	maxID        uint32 // the highest stream id the client opened
 	resetsWindow time.Time
 	resets       int
+	idleWorkers  int            // stream goroutines waiting on work
+	work         chan *h2Stream // the reader hands them streams here
+	done         chan struct{}  // closed with the connection
 }
 
 // serveH2 serves an HTTP/2 connection until it ends. pending is what was
@@ -116,7 +119,7 @@ func (l *listener) serveH2(c, tcp net.Conn, pending []byte) {
 func newH2Conn(l *listener, c, tcp net.Conn, pending []byte) *h2Conn {
 	hc := &h2Conn{l: l, c: c, tls: c != tcp, idle: l.idle, maxHdr: l.maxHeader,
 		streams: map[uint32]*h2Stream{}, sendWin: 65535, peerWin: 65535, peerFrame: 16384,
-		recvWin: 65535, refs: 1, idleSince: time.Now()}
+		recvWin: 65535, refs: 1, idleSince: time.Now(), work: make(chan *h2Stream), done: make(chan struct{})}
 	var src io.Reader = c
 	if len(pending) > 0 {
 		src = io.MultiReader(bytes.NewReader(pending), c)
@@ -300,6 +303,7 @@ func (c *h2Conn) shut() {
 	if c.closed.Swap(true) {
 		return
 	}
+	close(c.done)
 	if cw, ok := c.c.(interface{ CloseWrite() error }); ok {
 		// The GOAWAY must not be lost to a reset: Linux resets a socket
 		// closed with unread input.
@@ -545,8 +549,16 @@ func (c *h2Conn) requestDone() error {
 		c.streams[s.id] = s
 		c.active++
 		c.refs++
+		idle := c.idleWorkers > 0
+		if idle {
+			c.idleWorkers--
+		}
 		c.mu.Unlock()
-		go c.run(s)
+		if idle {
+			c.work <- s
+		} else {
+			go c.worker(s)
+		}
 		return nil
 	}
 	c.recycle(s)
@@ -714,6 +726,49 @@ func (c *h2Conn) newStream(id uint32) *h2Stream {
 func (c *h2Conn) recycle(s *h2Stream) {
 	if len(c.free) < 16 {
 		c.free = append(c.free, s)
+	}
+}
+
+// h2WorkerIdle is how long a stream's goroutine waits for the next stream
+// of its connection before it ends. A goroutine that serves several
+// streams in turn keeps the stack it grew (the pipeline's is deep): a new
+// goroutine per stream would grow one each time.
+const h2WorkerIdle = time.Second
+
+// worker serves s, then the streams the reader hands it, until none came
+// for h2WorkerIdle or the connection closed.
+func (c *h2Conn) worker(s *h2Stream) {
+	var timer *time.Timer
+	for {
+		c.run(s)
+		c.mu.Lock()
+		if c.closed.Load() || c.idleWorkers >= h2MaxStreams {
+			c.mu.Unlock()
+			return
+		}
+		c.idleWorkers++
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(h2WorkerIdle)
+		} else {
+			timer.Reset(h2WorkerIdle)
+		}
+		select {
+		case s = <-c.work:
+			timer.Stop()
+			continue
+		case <-timer.C:
+		case <-c.done:
+		}
+		c.mu.Lock()
+		if c.idleWorkers > 0 {
+			c.idleWorkers--
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		// The reader counted on this goroutine already: take its stream.
+		s = <-c.work
 	}
 }
 
