@@ -147,8 +147,9 @@ type Service struct {
 	// with prior knowledge. Default [http1, h2].
 	Protocols []string
 	// BackendProtocol is what the proxy speaks to backends: http1 (the
-	// default) or https (HTTP/1.1 over TLS) (layer 7). h2c and h2 are
-	// reserved for HTTP/2 to backends and rejected for now.
+	// default), https (HTTP/1.1 over TLS) or h2c (HTTP/2 in cleartext, with
+	// prior knowledge) (layer 7). h2 (HTTP/2 over TLS) is reserved and
+	// rejected for now.
 	BackendProtocol string
 	// BackendTLS tunes TLS to the backends; only with an https (or h2)
 	// BackendProtocol. Nil: the system's roots, each backend's host as

@@ -166,8 +166,7 @@ func TestParseTLSErrors(t *testing.T) {
     backend_protocol: grpc
     backends: [{address: 127.0.0.1:9001}]
 `, []string{
-			`xlb.yaml:5: services[0].backend_protocol: h2c: not supported yet: HTTP/2 to backends comes with gRPC support; use http1 for now`,
-			`xlb.yaml:10: services[1].backend_protocol: h2: not supported yet: HTTP/2 to backends comes with gRPC support; use https for now`,
+			`xlb.yaml:10: services[1].backend_protocol: h2: not supported yet: HTTP/2 over TLS to backends comes with backend TLS; use h2c (cleartext HTTP/2) or https for now`,
 			`xlb.yaml:16: services[2].backend_protocol: must be http1, https, h2c or h2, got "grpc"`,
 		}},
 		{"backend-tls", l7 + `    backend_tls: {ca_file: ca.pem}
