@@ -1,0 +1,209 @@
+package l7_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// grpcBackend is a real gRPC server (grpc-go, HTTP/2 in cleartext) with
+// the interop TestService: it names itself in unary answers, streams what
+// it is asked, and fails a call with the status the request asks for,
+// with trailing metadata.
+type grpcBackend struct {
+	testgrpc.UnimplementedTestServiceServer
+	name      string
+	addr      string
+	calls     atomic.Int64
+	cancelled atomic.Int64
+}
+
+func newGRPCBackend(t *testing.T, name string) *grpcBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &grpcBackend{name: name, addr: ln.Addr().String()}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, b)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return b
+}
+
+func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	b.calls.Add(1)
+	if st := req.GetResponseStatus(); st != nil && st.Code != 0 {
+		grpc.SetTrailer(ctx, metadata.Pairs("x-detail", "from "+b.name))
+		return nil, status.Error(codes.Code(st.Code), st.Message)
+	}
+	if string(req.GetPayload().GetBody()) == "slow" {
+		select {
+		case <-ctx.Done():
+			b.cancelled.Add(1)
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: []byte(b.name)}}, nil
+}
+
+func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
+	for i := range req.GetResponseParameters() {
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: fmt.Appendf(nil, "%d", i)}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *grpcBackend) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: req.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
+// TestGRPCThroughXLB: real gRPC clients (grpc-go, h2c and TLS) through
+// xlb to real gRPC servers (backend_protocol h2c): unary calls over one
+// client connection spread over every backend; server streaming and
+// bidirectional streaming deliver every message in order; an error status
+// with trailing metadata reaches the client unchanged; a call the client
+// gives up on (its deadline) cancels the backend's and ejects nothing.
+func TestGRPCThroughXLB(t *testing.T) {
+	bs := []*grpcBackend{newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")}
+	svc := addrYAML(bs[0].addr, bs[1].addr, bs[2].addr) + "backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\n"
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "h2c", true: "tls"}[withTLS], func(t *testing.T) {
+			for _, b := range bs {
+				b.calls.Store(0)
+				b.cancelled.Store(0)
+			}
+			p, _, _ := startH2Proxy(t, withTLS, svc, "")
+			creds := insecure.NewCredentials()
+			if withTLS {
+				creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+			}
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			got := map[string]int{}
+			for range 30 {
+				resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+				if err != nil {
+					t.Fatalf("unary call: %v", err)
+				}
+				got[string(resp.GetPayload().GetBody())]++
+			}
+			if got["a"] != 10 || got["b"] != 10 || got["c"] != 10 {
+				t.Errorf("30 unary calls on one client connection went %v, want 10 to each backend", got)
+			}
+
+			params := make([]*testgrpc.ResponseParameters, 50)
+			for i := range params {
+				params[i] = &testgrpc.ResponseParameters{}
+			}
+			ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				m, err := ss.Recv()
+				if errors.Is(err, io.EOF) {
+					if i != 50 {
+						t.Errorf("server streaming: %d messages, want 50", i)
+					}
+					break
+				}
+				if err != nil {
+					t.Fatalf("server streaming, message %d: %v", i, err)
+				}
+				if string(m.GetPayload().GetBody()) != fmt.Sprint(i) {
+					t.Fatalf("server streaming: message %d is %q", i, m.GetPayload().GetBody())
+				}
+			}
+
+			bidi, err := c.FullDuplexCall(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				msg := fmt.Sprintf("ping %d", i)
+				if err := bidi.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(msg)}}); err != nil {
+					t.Fatal(err)
+				}
+				m, err := bidi.Recv()
+				if err != nil || string(m.GetPayload().GetBody()) != msg {
+					t.Fatalf("bidi message %d: %q, %v", i, m.GetPayload().GetBody(), err)
+				}
+			}
+			bidi.CloseSend()
+			if _, err := bidi.Recv(); !errors.Is(err, io.EOF) {
+				t.Errorf("bidi end: %v", err)
+			}
+
+			var trailer metadata.MD
+			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "not now"}}, grpc.Trailer(&trailer))
+			if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "not now" || !strings.HasPrefix(strings.Join(trailer.Get("x-detail"), ""), "from ") {
+				t.Errorf("an error status: %v, trailer %v; want FailedPrecondition \"not now\" with x-detail", err, trailer)
+			}
+
+			for range 3 {
+				short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+				_, err := c.UnaryCall(short, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
+				cancelShort()
+				if status.Code(err) != codes.DeadlineExceeded {
+					t.Errorf("a call past its deadline: %v", err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			var n int64
+			for time.Now().Before(deadline) {
+				n = bs[0].cancelled.Load() + bs[1].cancelled.Load() + bs[2].cancelled.Load()
+				if n == 3 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n != 3 {
+				t.Errorf("%d of 3 backend calls cancelled after their clients gave up", n)
+			}
+			st, _ := p.srv.Status("web")
+			for _, s := range st {
+				if s.Ejected || s.Failures != 0 {
+					t.Errorf("backend %s: ejected %v, %d failures after calls the clients gave up on", s.Address, s.Ejected, s.Failures)
+				}
+			}
+		})
+	}
+}
