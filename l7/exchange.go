@@ -50,7 +50,8 @@ type request struct {
 	stream bool
 	read   bool // bytes of a streamed body were consumed: it cannot be replayed
 
-	end time.Time // when the last request on the connection ended
+	end      time.Time // when the last request on the connection ended
+	deadline time.Time // the call's own deadline (grpc-timeout); zero: none
 
 	// Per-request scratch space kept with the connection, so that a
 	// request allocates nothing.
@@ -86,6 +87,9 @@ type exchange interface {
 	// reply answers without a backend (429, 502, 503, 504, and later cached
 	// answers). It reports whether the connection may carry another request.
 	reply(status int, msg string, id []byte, retryAfter int) bool
+	// replyGRPC answers a gRPC request without a backend: HTTP 200 with
+	// the gRPC status code and message, trailers-only.
+	replyGRPC(code int, msg string, id []byte) bool
 	// respond writes a backend's answer: its head (with the pipeline's
 	// additions in a) and its body, streamed from a.pc as it comes.
 	respond(a *answer) bool

@@ -207,3 +207,42 @@ func TestGRPCThroughXLB(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCStatusWhenNoBackend: a gRPC call xlb answers itself gets a gRPC
+// status its client understands (HTTP 200, trailers-only), not an HTTP
+// error page (which gRPC reports as UNKNOWN or UNIMPLEMENTED): no usable
+// backend is UNAVAILABLE with xlb's message, a backend that refuses
+// connections is UNAVAILABLE too, a rate limit is RESOURCE_EXHAUSTED.
+func TestGRPCStatusWhenNoBackend(t *testing.T) {
+	b := newGRPCBackend(t, "a")
+	cases := []struct {
+		name, svc, msg string
+		want           codes.Code
+	}{
+		{"drained", "backends: [{address: \"" + b.addr + "\", weight: 0}]\n", "no backend available for service web", codes.Unavailable},
+		{"refused", "backends: [{address: \"" + freePort(t) + "\"}]\nretries: {attempts: 0}\n", "Bad Gateway", codes.Unavailable},
+		{"rate-limited", "backends: [{address: \"" + b.addr + "\"}]\nrate_limit: {rate: 1/m, burst: 1}\n", "rate limit exceeded", codes.ResourceExhausted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, tc.svc+"backend_protocol: h2c\n", "")
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if tc.name == "rate-limited" {
+				if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+					t.Fatalf("the call within the limit: %v", err)
+				}
+			}
+			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			if st, _ := status.FromError(err); st.Code() != tc.want || st.Message() != tc.msg {
+				t.Errorf("got %v, want %v %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+}

@@ -112,7 +112,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		tick := time.NewTicker(clientCheck)
 		defer tick.Stop()
 		var limit <-chan time.Time
-		if t := s.cfg.Timeouts.ResponseHeader; t > 0 {
+		if t := s.headTimeout(r, sent); t > 0 {
 			tm := time.NewTimer(time.Until(sent.Add(t)))
 			defer tm.Stop()
 			limit = tm.C

@@ -428,6 +428,25 @@ func (s *h2Stream) reply(status int, msg string, id []byte, retryAfter int) bool
 	return c.flushSoon() == nil
 }
 
+func (s *h2Stream) replyGRPC(code int, msg string, id []byte) bool {
+	c := s.c
+	c.wmu.Lock()
+	c.beginHeaders()
+	c.field(":status", "200")
+	c.field("content-type", "application/grpc")
+	c.lower = strconv.AppendInt(c.lower[:0], int64(code), 10)
+	c.field("grpc-status", bstr(c.lower))
+	c.lower = appendGRPCMessage(c.lower[:0], msg)
+	c.field("grpc-message", bstr(c.lower))
+	if len(id) > 0 {
+		c.field("x-request-id", bstr(id))
+	}
+	c.endHeaders(s.id, true)
+	c.wmu.Unlock()
+	s.markEnded()
+	return c.flushSoon() == nil
+}
+
 // lowerName lower-cases a backend's field name into c.lower (wmu held);
 // the encoder keeps no table, so the view is used and forgotten.
 func (c *h2Conn) lowerName(name []byte) string {

@@ -31,7 +31,7 @@ func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent tim
 		wrote, err := s.writeRequest(x, pc, id)
 		if err == nil {
 			var w bool
-			w, err = pc.roundTrip(sent, s.cfg.Timeouts.ResponseHeader, headReq, r.upgrade != "", x)
+			w, err = pc.roundTrip(sent, s.headTimeout(r, sent), headReq, r.upgrade != "", x)
 			wrote = wrote || w
 		}
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/l7/balance"
@@ -48,7 +49,7 @@ func (s *service) serve(x exchange) bool {
 		}
 		if ok, wait := s.limiter.allow(key, r.start); !ok {
 			rec.status = http.StatusTooManyRequests
-			return x.reply(http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
+			return s.reply(x, http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
 		}
 	}
 	p := s.pool
@@ -75,6 +76,12 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 	// reached a backend (a connect error).
 	safe := idempotent(r.method) && !r.stream && r.body == nil
 	headReq := r.method == http.MethodHead
+	r.deadline = time.Time{}
+	if v := x.header("grpc-timeout", "Grpc-Timeout"); v != "" {
+		if d, ok := parseGRPCTimeout(v); ok {
+			r.deadline = r.start.Add(d)
+		}
+	}
 	var cookie string
 	if st := s.cfg.Sticky; st != nil {
 		cookie = x.cookie(st.Cookie)
@@ -92,7 +99,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				return false
 			}
 			rec.status = http.StatusServiceUnavailable
-			return x.reply(http.StatusServiceUnavailable, s.noBackend, id, 0)
+			return s.reply(x, http.StatusServiceUnavailable, s.noBackend, id, 0)
 		}
 		rec.backend = u.Addr
 		pc, err := s.roundTrip(x, u, id, sent, headReq, safe)
@@ -105,6 +112,12 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				rec.status, rec.err = statusClientClosed, err.Error()
 				return false
 			}
+			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+				// The call's own deadline (grpc-timeout) passed: whoever
+				// reset the stream, the backend is not to blame (SPEC).
+				rec.status, rec.err = statusClientClosed, "the call's deadline (grpc-timeout) passed: "+err.Error()
+				return s.reply(x, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
+			}
 			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
 			if retryable && attempt+1 < attempts && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
@@ -112,7 +125,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				continue
 			}
 			rec.status, rec.err = status, err.Error()
-			return x.reply(status, http.StatusText(status), id, 0)
+			return s.reply(x, status, http.StatusText(status), id, 0)
 		}
 		if s.answered(u, pc.head.Status, safe) && attempt+1 < attempts && s.budget.spend() {
 			pc.discard()
@@ -139,6 +152,93 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		u.Release()
 		return keep
 	}
+}
+
+// reply answers without a backend. A gRPC client gets the answer as a
+// gRPC status in an HTTP 200 trailers-only response, which is what its
+// library understands (an HTTP error page is only "unknown" to it): 429 is
+// RESOURCE_EXHAUSTED, 502 and 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED.
+func (s *service) reply(x exchange, status int, msg string, id []byte, retryAfter int) bool {
+	if !strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc") {
+		return x.reply(status, msg, id, retryAfter)
+	}
+	code := grpcUnavailable
+	switch status {
+	case http.StatusTooManyRequests:
+		code = grpcResourceExhausted
+	case http.StatusGatewayTimeout:
+		code = grpcDeadlineExceeded
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+	default:
+		code = grpcInternal
+	}
+	return x.replyGRPC(code, msg, id)
+}
+
+// headTimeout is how long an attempt sent at sent waits for the answer's
+// head: timeouts.response_header, or less when the call's own deadline
+// comes first.
+func (s *service) headTimeout(r *request, sent time.Time) time.Duration {
+	t := s.cfg.Timeouts.ResponseHeader
+	if !r.deadline.IsZero() {
+		if left := r.deadline.Sub(sent); t <= 0 || left < t {
+			t = max(left, time.Millisecond)
+		}
+	}
+	return t
+}
+
+// parseGRPCTimeout reads a grpc-timeout value: at most 8 digits and a
+// unit (H, M, S, m, u, n).
+func parseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// gRPC status codes xlb answers with itself.
+const (
+	grpcDeadlineExceeded  = 4
+	grpcResourceExhausted = 8
+	grpcInternal          = 13
+	grpcUnavailable       = 14
+)
+
+// appendGRPCMessage percent-encodes a grpc-message value (gRPC's HTTP/2
+// protocol: bytes outside printable ASCII, and '%').
+func appendGRPCMessage(b []byte, msg string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
 // choose picks a backend: the one the sticky cookie names if it is

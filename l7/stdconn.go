@@ -196,6 +196,19 @@ func (e *stdExchange) reply(status int, msg string, id []byte, retryAfter int) b
 	return true
 }
 
+func (e *stdExchange) replyGRPC(code int, msg string, id []byte) bool {
+	h := e.w.Header()
+	if len(id) > 0 {
+		h.Set("X-Request-Id", string(id))
+	}
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", string(appendGRPCMessage(nil, msg)))
+	h.Set("Content-Length", "0")
+	e.w.WriteHeader(http.StatusOK)
+	return true
+}
+
 func (e *stdExchange) respond(a *answer) bool {
 	pc := a.pc
 	resp := &pc.head
