@@ -231,7 +231,8 @@ type h2Event struct {
 	code   http2.ErrCode // RST_STREAM, GOAWAY
 	status string        // HEADERS
 	end    bool
-	n      int // DATA bytes
+	n      int    // DATA bytes
+	data   []byte // and a copy of them
 	err    error
 }
 
@@ -257,6 +258,7 @@ func (h *h2Raw) events() <-chan h2Event {
 				ev.end = f.StreamEnded()
 			case *http2.DataFrame:
 				ev.n = len(f.Data())
+				ev.data = append([]byte(nil), f.Data()...)
 				ev.end = f.StreamEnded()
 			}
 			select {
@@ -446,5 +448,53 @@ func TestH2GoAwayWhenReloadTurnsH2Off(t *testing.T) {
 	p.apply(t, backendsYAML(a)+"protocols: [http1]\n", "")
 	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway }); !ok {
 		t.Errorf("no GOAWAY after a reload turned h2 off: %+v", ev)
+	}
+}
+
+// TestH2SmallBodyGoesWhole: a request body that arrives with its head (in
+// the same read) reaches the backend whole, with a Content-Length, even
+// when the client announced no length; one that is still coming when the
+// reader runs dry is streamed (chunked), as before.
+func TestH2SmallBodyGoesWhole(t *testing.T) {
+	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %v %q", r.ContentLength, r.TransferEncoding, body)
+	})
+	p := startProxy(t, backendsYAML(be), "")
+	h := dialH2Raw(t, p.listen)
+	evs := h.events()
+	// HEADERS and DATA in one write, no content-length.
+	var frames bytes.Buffer
+	fr := http2.NewFramer(&frames, nil)
+	block := h.block("/")
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
+	fr.WriteData(1, true, []byte("hello"))
+	if _, err := h.c.Write(frames.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	body := func(id uint32) string {
+		var got []byte
+		for {
+			ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool {
+				return ev.stream == id && (ev.typ == http2.FrameData || ev.typ == http2.FrameRSTStream)
+			})
+			if !ok || ev.typ != http2.FrameData {
+				t.Fatalf("stream %d: %+v", id, ev)
+			}
+			got = append(got, ev.data...)
+			if ev.end {
+				return string(got)
+			}
+		}
+	}
+	if got := body(1); got != `5 [] "hello"` {
+		t.Errorf("a body that came with its head reached the backend as %s, want it whole with Content-Length 5", got)
+	}
+	// The head alone, the body later: streamed.
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: h.block("/"), EndHeaders: true})
+	time.Sleep(50 * time.Millisecond)
+	h.fr.WriteData(3, true, []byte("later"))
+	if got := body(3); got != `-1 [chunked] "later"` {
+		t.Errorf("a body that came after its head reached the backend as %s, want it chunked", got)
 	}
 }

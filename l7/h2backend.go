@@ -58,6 +58,33 @@ type h2Call struct {
 	cancel context.CancelFunc
 	body   io.ReadCloser
 	closed atomic.Bool
+	up     *upBody // the request body still being sent, if any
+	x      exchange
+}
+
+// upBody is a request body on its way to an HTTP/2 backend: the pipe it
+// goes through and the goroutine that fills it.
+type upBody struct {
+	pr   *io.PipeReader
+	done chan struct{} // closed when the goroutine has returned
+	err  atomic.Value  // a failure of the client while it sent
+}
+
+// stop ends the body's goroutine and waits for it: the exchange (and, on
+// HTTP/2, the stream record) is not used after the call.
+func (u *upBody) stop(x exchange) {
+	u.pr.CloseWithError(errStreamGone)
+	if s, ok := x.(*h2Stream); ok {
+		s.stopBody()
+	}
+	<-u.done
+}
+
+func (u *upBody) clientErr() error {
+	if err, ok := u.err.Load().(error); ok {
+		return err
+	}
+	return nil
 }
 
 // end ends the stream: after a whole answer it only frees it; before, it
@@ -70,6 +97,9 @@ func (c *h2Call) end() {
 		c.body.Close()
 	}
 	c.cancel()
+	if c.up != nil {
+		c.up.stop(c.x)
+	}
 }
 
 // h2CallConn stands for the backend connection in an upConn whose answer
@@ -97,7 +127,7 @@ func (errH2Timeout) Temporary() bool { return true }
 // returns its answer, presented as an HTTP/1.1 one.
 func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Time, headReq bool) (*upConn, error) {
 	r := x.req()
-	req, bodyErr, err := s.h2Request(x, cp, id)
+	req, up, err := s.h2Request(x, cp, id)
 	if err != nil {
 		return nil, err
 	}
@@ -108,11 +138,12 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 	// cut short when the client leaves, as on HTTP/1.1 backends.
 	var gone, timedOut atomic.Bool
 	done := make(chan struct{})
+	headTimeout := s.headTimeout(r, sent) // r is not the goroutine's to read
 	go func() {
 		tick := time.NewTicker(clientCheck)
 		defer tick.Stop()
 		var limit <-chan time.Time
-		if t := s.headTimeout(r, sent); t > 0 {
+		if t := headTimeout; t > 0 {
 			tm := time.NewTimer(time.Until(sent.Add(t)))
 			defer tm.Stop()
 			limit = tm.C
@@ -138,8 +169,11 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 	close(done)
 	if err != nil {
 		cancel()
-		if cerr := bodyErr(); cerr != nil {
-			return nil, clientError{cerr}
+		if up != nil {
+			up.stop(x)
+			if cerr := up.clientErr(); cerr != nil {
+				return nil, clientError{cerr}
+			}
 		}
 		switch {
 		case gone.Load():
@@ -150,9 +184,14 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		return nil, fmt.Errorf("h2c backend %s: %w", cp.addr, err)
 	}
 	if r.stream {
-		r.read = true
+		if _, ok := x.(*h2Stream); !ok {
+			// Only an HTTP/2 client's body may still flow while its
+			// answer does: an HTTP/1.1 connection reads its next request
+			// after this one's body, so the body ends first.
+			<-up.done
+		}
 	}
-	call := &h2Call{cancel: cancel, body: resp.Body}
+	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x}
 	pc := &upConn{c: h2CallConn{call: call, addr: h2Addr(cp.addr)}, call: call}
 	pc.in = h1.NewReader(newH2AnswerStream(resp, headReq), 4<<10, maxResponseHead)
 	if err := pc.readHead(&roundTrip{headReq: headReq}); err != nil {
@@ -166,7 +205,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 // to any backend, read back into fields; the body decoded from what the
 // client's transport sends. bodyErr reports a failure of the client while
 // its body streamed.
-func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Request, bodyErr func() error, err error) {
+func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Request, up *upBody, err error) {
 	r := x.req()
 	head := appendHead(nil, x, id)
 	var h h1.Head
@@ -191,10 +230,11 @@ func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Reques
 		hdr.Set("Te", "trailers")
 	}
 	req := &http.Request{Method: r.method, URL: u, Host: r.host, Header: hdr, Proto: "HTTP/2.0", ProtoMajor: 2}
-	bodyErr = func() error { return nil }
 	switch {
 	case r.stream:
-		req.Body, req.ContentLength, bodyErr = streamBody(x)
+		r.read = true // it cannot be sent again, even if this attempt fails
+		up = streamBody(x)
+		req.Body, req.ContentLength = up.reader(r.length), r.length
 	case len(r.body) > 0:
 		b := r.body
 		req.ContentLength = int64(len(b))
@@ -204,41 +244,41 @@ func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Reques
 		req.Body = http.NoBody
 		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	}
-	return req, bodyErr, nil
+	return req, up, nil
 }
 
-// streamBody turns a client's streamed body into a reader of its bytes:
-// the client's transport writes it as for an HTTP/1.1 backend (raw, or
-// chunked when its length is unknown) into a pipe, decoded on the other
-// side.
-func streamBody(x exchange) (io.ReadCloser, int64, func() error) {
-	r := x.req()
+// streamBody sends a client's streamed body towards an HTTP/2 backend:
+// the client's transport writes it, as for an HTTP/1.1 backend (raw, or
+// chunked when its length is unknown), into a pipe from a goroutine of
+// its own, so that the body can flow while the answer does (gRPC's
+// bidirectional streams).
+func streamBody(x exchange) *upBody {
 	pr, pw := io.Pipe()
-	var cerr atomic.Value
+	u := &upBody{pr: pr, done: make(chan struct{})}
 	go func() {
+		defer close(u.done)
 		w := wbuf{w: pipeConn{pw}, fd: -1}
 		werr, err := x.sendBody(&w)
 		if err == nil && werr == nil {
 			werr = w.flush()
 		}
 		if err != nil {
-			cerr.Store(err)
+			u.err.Store(err)
 			pw.CloseWithError(err)
 			return
 		}
 		pw.CloseWithError(werr)
 	}()
-	bodyErr := func() error {
-		if err, ok := cerr.Load().(error); ok {
-			return err
-		}
-		return nil
+	return u
+}
+
+// reader decodes what the client's transport wrote.
+func (u *upBody) reader(length int64) io.ReadCloser {
+	if length >= 0 {
+		return u.pr
 	}
-	if r.length >= 0 {
-		return pr, r.length, bodyErr
-	}
-	pc := &upConn{in: h1.NewReader(pr, 4<<10, 64<<10)}
-	return &chunkedBody{br: bodyReader{pc: pc, left: -1, chunked: true}, pr: pr}, -1, bodyErr
+	pc := &upConn{in: h1.NewReader(u.pr, 4<<10, 64<<10)}
+	return &chunkedBody{br: bodyReader{pc: pc, left: -1, chunked: true}, pr: u.pr}
 }
 
 type chunkedBody struct {

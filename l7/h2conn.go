@@ -100,6 +100,7 @@ type h2Conn struct {
 	maxID        uint32 // the highest stream id the client opened
 	resetsWindow time.Time
 	resets       int
+	pending      []*h2Stream    // started, waiting for the rest of their body (under mu)
 	idleWorkers  int            // stream goroutines waiting on work
 	work         chan *h2Stream // the reader hands them streams here
 	done         chan struct{}  // closed with the connection
@@ -181,6 +182,7 @@ func (c *h2Conn) serve() {
 		if c.br.Buffered() == 0 {
 			// All the client sent is acted on: answers go out before the
 			// reader waits.
+			c.dispatchPending()
 			if err := c.flushOut(); err != nil {
 				c.fail(nil)
 				return
@@ -315,6 +317,9 @@ func (c *h2Conn) shut() {
 		s.resetByPeer()
 	}
 	c.mu.Unlock()
+	// Streams waiting for their body end through the pipeline too (a
+	// 499 in the log), which releases them.
+	c.dispatchPending()
 }
 
 // release drops one reference: the reader's when it ends, a stream's when
@@ -433,11 +438,15 @@ func (c *h2Conn) data(f *http2.DataFrame) error {
 		bad = bad || (s.r.length >= 0 && s.received != s.r.length)
 	}
 	s.wakeLocked()
+	ready := c.takePending(s, false)
 	c.mu.Unlock()
 	if bad {
 		// RFC 9113 8.1.1: a body that contradicts its content-length is
 		// malformed.
 		c.resetStream(id, http2.ErrCodeProtocol)
+	}
+	if ready != nil {
+		c.start(ready)
 	}
 	return c.grant(nil)
 }
@@ -549,16 +558,19 @@ func (c *h2Conn) requestDone() error {
 		c.streams[s.id] = s
 		c.active++
 		c.refs++
-		idle := c.idleWorkers > 0
-		if idle {
-			c.idleWorkers--
+		if !hd.endStream && c.br.Buffered() > 0 && s.r.length <= h2WholeBody {
+			// More frames are here already, likely the body: read them
+			// before the request starts, so that a small body goes to the
+			// backend whole (and can be sent again, on a retry). Never a
+			// wait on the network: what is still pending when the reader
+			// runs dry starts streamed (dispatchPending).
+			s.pending = true
+			c.pending = append(c.pending, s)
+			c.mu.Unlock()
+			return nil
 		}
 		c.mu.Unlock()
-		if idle {
-			c.work <- s
-		} else {
-			go c.worker(s)
-		}
+		c.start(s)
 		return nil
 	}
 	c.recycle(s)
@@ -575,6 +587,73 @@ func (c *h2Conn) requestDone() error {
 	return nil
 }
 
+// h2WholeBody is the largest request body read whole before its request
+// starts.
+const h2WholeBody = 64 << 10
+
+// start hands a stream to an idle stream goroutine of the connection, or
+// to a new one.
+func (c *h2Conn) start(s *h2Stream) {
+	c.mu.Lock()
+	idle := c.idleWorkers > 0
+	if idle {
+		c.idleWorkers--
+	}
+	c.mu.Unlock()
+	if idle {
+		c.work <- s
+	} else {
+		go c.worker(s)
+	}
+}
+
+// takePending takes a pending stream out of waiting once its body ended
+// (then whole), grew past h2WholeBody, it was reset (then to be logged as
+// 499), or force; c.mu is held, and the caller starts what it returns.
+func (c *h2Conn) takePending(s *h2Stream, force bool) *h2Stream {
+	if !s.pending {
+		return nil
+	}
+	whole := s.recvDone && len(s.trailers) == 0
+	if !whole && !force && !s.reset.Load() && len(s.recv) <= h2WholeBody {
+		return nil
+	}
+	s.pending = false
+	for i, p := range c.pending {
+		if p == s {
+			c.pending = append(c.pending[:i], c.pending[i+1:]...)
+			break
+		}
+	}
+	if whole {
+		r := &s.r
+		r.stream = false
+		r.length = int64(len(s.recv))
+		if len(s.recv) > 0 {
+			r.body = s.recv
+		}
+	}
+	return s
+}
+
+// dispatchPending starts every stream still waiting for its body, as
+// streamed requests: the reader is about to wait for the network.
+func (c *h2Conn) dispatchPending() {
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	var start []*h2Stream
+	for len(c.pending) > 0 {
+		start = append(start, c.takePending(c.pending[0], true))
+	}
+	c.mu.Unlock()
+	for _, s := range start {
+		c.start(s)
+	}
+}
+
 // trailersDone acts on a request's trailers: the end of its body.
 func (c *h2Conn) trailersDone() error {
 	hd := &c.hd
@@ -587,9 +666,13 @@ func (c *h2Conn) trailersDone() error {
 	s.recvDone = true
 	bad := s.r.length >= 0 && s.received != s.r.length
 	s.wakeLocked()
+	ready := c.takePending(s, true)
 	c.mu.Unlock()
 	if bad {
 		c.resetStream(s.id, http2.ErrCodeProtocol)
+	}
+	if ready != nil {
+		c.start(ready)
 	}
 	return nil
 }
@@ -611,10 +694,15 @@ func (c *h2Conn) rstStream(f *http2.RSTStreamFrame) error {
 		c.resets++
 		abusive = c.resets > h2MaxResetsPerSecond
 	}
+	var ready *h2Stream
 	if s != nil {
 		s.resetByPeer()
+		ready = c.takePending(s, true)
 	}
 	c.mu.Unlock()
+	if ready != nil {
+		c.start(ready)
+	}
 	if abusive {
 		return connErr(http2.ErrCodeEnhanceYourCalm, "too many streams reset before their answer")
 	}

@@ -30,6 +30,7 @@ type h2Stream struct {
 	scratch  []byte
 	wake     chan struct{} // data came, a window opened, or the stream was reset
 	reset    atomic.Bool   // the client reset the stream or the connection closed
+	bodyStop atomic.Bool   // the answer is done: sendBody returns (h2backend.go)
 
 	// Under c.mu.
 	sendWin  int64
@@ -40,6 +41,7 @@ type h2Stream struct {
 	received int64
 	waiting  bool // for a window to open
 	ended    bool // END_STREAM or RST_STREAM went out
+	pending  bool // not started yet: its body may come whole (takePending)
 }
 
 var _ exchange = (*h2Stream)(nil)
@@ -54,8 +56,9 @@ func (s *h2Stream) init(id uint32, c *h2Conn) {
 	s.fields, s.trailers = s.fields[:0], s.trailers[:0]
 	s.host, s.scheme, s.pathS = "", "", ""
 	s.sendWin, s.recvWin, s.unacked = c.peerWin, h2StreamWindow, 0
-	s.recv, s.recvDone, s.received, s.waiting, s.ended = s.recv[:0], false, 0, false, false
+	s.recv, s.recvDone, s.received, s.waiting, s.ended, s.pending = s.recv[:0], false, 0, false, false, false
 	s.reset.Store(false)
+	s.bodyStop.Store(false)
 	select {
 	case <-s.wake:
 	default:
@@ -352,7 +355,7 @@ func (s *h2Stream) sendBody(w *wbuf) (werr, cerr error) {
 			c.unacked += int64(n)
 		}
 		c.mu.Unlock()
-		if reset {
+		if reset || s.bodyStop.Load() {
 			return nil, errStreamGone
 		}
 		if done {
@@ -387,6 +390,15 @@ func (s *h2Stream) sendBody(w *wbuf) (werr, cerr error) {
 		case <-timer.C:
 			return nil, errBodyStall
 		}
+	}
+}
+
+// stopBody makes a sendBody running on another goroutine return.
+func (s *h2Stream) stopBody() {
+	s.bodyStop.Store(true)
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
