@@ -358,8 +358,10 @@ type Retries struct {
 	// Attempts is the number of retries, 0..10. Default 1; 0 turns
 	// retries off.
 	Attempts int
-	// On lists the failures retried: connect_error, timeout, or a status
-	// code 500..599 such as "502". Default [connect_error].
+	// On lists the failures retried: connect_error, timeout,
+	// grpc_unavailable and grpc_resource_exhausted (a gRPC call answered
+	// with that status and no message: its request body must be whole), or
+	// a status code 500..599 such as "502". Default [connect_error].
 	On []string
 }
 

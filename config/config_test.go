@@ -378,8 +378,8 @@ services:
 `, []string{
 			`xlb.yaml:6: services[0].retries.attempts: must be between 0 and 10, got 11`,
 			`xlb.yaml:7: services[0].retries.on[1]: only 5xx statuses (500-599) are retried, got 404`,
-			`xlb.yaml:7: services[0].retries.on[2]: must be connect_error, timeout or a 5xx status such as 502, got "5xx"`,
-			`xlb.yaml:7: services[0].retries.on[3]: must be connect_error, timeout or a 5xx status such as 502, got "timeot"; did you mean timeout?`,
+			`xlb.yaml:7: services[0].retries.on[2]: must be connect_error, timeout, grpc_unavailable, grpc_resource_exhausted or a 5xx status such as 502, got "5xx"`,
+			`xlb.yaml:7: services[0].retries.on[3]: must be connect_error, timeout, grpc_unavailable, grpc_resource_exhausted or a 5xx status such as 502, got "timeot"; did you mean timeout?`,
 		}},
 		{"l7-timeouts-and-passive-health", l7 + `    timeouts: {connect: 0s, response_header: 30}
     passive_health: {max_fails: -1, fail_timeout: 0s}

@@ -31,6 +31,7 @@ type grpcBackend struct {
 	addr      string
 	calls     atomic.Int64
 	cancelled atomic.Int64
+	down      atomic.Bool // answer every unary call UNAVAILABLE
 }
 
 func newGRPCBackend(t *testing.T, name string) *grpcBackend {
@@ -49,6 +50,9 @@ func newGRPCBackend(t *testing.T, name string) *grpcBackend {
 
 func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	b.calls.Add(1)
+	if b.down.Load() {
+		return nil, status.Error(codes.Unavailable, "overloaded")
+	}
 	if st := req.GetResponseStatus(); st != nil && st.Code != 0 {
 		grpc.SetTrailer(ctx, metadata.Pairs("x-detail", "from "+b.name))
 		return nil, status.Error(codes.Code(st.Code), st.Message)
@@ -242,6 +246,56 @@ func TestGRPCStatusWhenNoBackend(t *testing.T) {
 			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 			if st, _ := status.FromError(err); st.Code() != tc.want || st.Message() != tc.msg {
 				t.Errorf("got %v, want %v %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+// TestGRPCRetriesOnUnavailable: with retries.on [grpc_unavailable], a call
+// a backend answers UNAVAILABLE (trailers-only: it was not served) goes to
+// another backend, and passive health counts the answer against the
+// backend that gave it; without it, the client sees the status.
+func TestGRPCRetriesOnUnavailable(t *testing.T) {
+	for _, retry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retry-%v", retry), func(t *testing.T) {
+			good, bad := newGRPCBackend(t, "good"), newGRPCBackend(t, "bad")
+			bad.down.Store(true)
+			on := "[connect_error]"
+			if retry {
+				on = "[connect_error, grpc_unavailable]"
+			}
+			p := startProxy(t, addrYAML(good.addr, bad.addr)+"backend_protocol: h2c\nretries: {attempts: 1, on: "+on+"}\npassive_health: {max_fails: 3, fail_timeout: 30s}\n", "")
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			failed := 0
+			for range 20 {
+				if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("x")}}); err != nil {
+					if status.Code(err) != codes.Unavailable {
+						t.Fatalf("a call: %v", err)
+					}
+					failed++
+				}
+			}
+			if retry && failed != 0 {
+				t.Errorf("%d of 20 calls failed UNAVAILABLE though they could go to the good backend", failed)
+			}
+			if !retry && failed == 0 {
+				t.Errorf("no call saw the bad backend's UNAVAILABLE without retries")
+			}
+			st, _ := p.srv.Status("web")
+			for _, s := range st {
+				if s.Address == bad.addr && !s.Ejected {
+					t.Errorf("the backend answering UNAVAILABLE was not ejected (%d failures)", s.Failures)
+				}
+				if s.Address == good.addr && (s.Ejected || s.Failures != 0) {
+					t.Errorf("the good backend: ejected %v, %d failures", s.Ejected, s.Failures)
+				}
 			}
 		})
 	}

@@ -76,6 +76,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 	// reached a backend (a connect error).
 	safe := idempotent(r.method) && !r.stream && r.body == nil
 	headReq := r.method == http.MethodHead
+	grpc := strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc")
 	r.deadline = time.Time{}
 	if v := x.header("grpc-timeout", "Grpc-Timeout"); v != "" {
 		if d, ok := parseGRPCTimeout(v); ok {
@@ -127,7 +128,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			rec.status, rec.err = status, err.Error()
 			return s.reply(x, status, http.StatusText(status), id, 0)
 		}
-		if s.answered(u, pc.head.Status, safe) && attempt+1 < attempts && s.budget.spend() {
+		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && s.budget.spend() {
 			pc.discard()
 			u.Release()
 			pick.Tried = append(pick.Tried, u)
@@ -333,16 +334,36 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouche
 	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
 }
 
-// answered counts a backend's answer for passive health (a 5xx is a
-// failure) and reports whether the config wants a 5xx retried elsewhere.
-func (s *service) answered(u *balance.Upstream, status int, safe bool) (retry bool) {
-	if status < 500 {
-		u.Succeed()
-		return false
+// answered counts a backend's answer for passive health (a 5xx, or a
+// gRPC call answered UNAVAILABLE, is a failure) and reports whether the
+// config wants it retried elsewhere. A gRPC status is seen here when the
+// answer is trailers-only (the status in its head, no message): then the
+// call was not served, and it may go elsewhere if its body is whole.
+func (s *service) answered(u *balance.Upstream, pc *upConn, safe, grpc, whole bool) (retry bool) {
+	status := pc.head.Status
+	if status >= 500 {
+		s.passiveFail(u)
+		return safe && s.retryOn[strconv.Itoa(status)]
 	}
-	s.passiveFail(u)
-	return safe && s.retryOn[strconv.Itoa(status)]
+	if grpc && status == http.StatusOK {
+		switch string(pc.head.Get("grpc-status")) {
+		case "14":
+			s.passiveFail(u)
+			return whole && s.retryOn[retryGRPCUnavailable]
+		case "8":
+			u.Succeed()
+			return whole && s.retryOn[retryGRPCExhausted]
+		}
+	}
+	u.Succeed()
+	return false
 }
+
+// retries.on names for gRPC statuses.
+const (
+	retryGRPCUnavailable = "grpc_unavailable"
+	retryGRPCExhausted   = "grpc_resource_exhausted"
+)
 
 func (s *service) passiveFail(u *balance.Upstream) {
 	ph := s.cfg.PassiveHealth
