@@ -228,7 +228,7 @@ func (c *h2Conn) await() error {
 			return err
 		}
 		c.mu.Lock()
-		active, since, draining := c.active, c.idleSince, c.goingAway
+		active, since, draining := c.active, c.idleSince, c.goingAway || c.clientAway
 		c.mu.Unlock()
 		now := time.Now()
 		switch {
