@@ -498,3 +498,69 @@ func TestH2SmallBodyGoesWhole(t *testing.T) {
 		t.Errorf("a body that came after its head reached the backend as %s, want it chunked", got)
 	}
 }
+
+// TestH2RequestTrailers: trailers a client sends after its body reach an
+// HTTP/1.1 backend in the chunked body's trailer section.
+func TestH2RequestTrailers(t *testing.T) {
+	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s checksum=%s", body, r.Trailer.Get("X-Checksum"))
+	})
+	_, c, base := startH2Proxy(t, false, backendsYAML(be), "")
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", base+"/", pr)
+	req.Trailer = http.Header{"X-Checksum": nil}
+	go func() {
+		pw.Write([]byte("data"))
+		req.Trailer.Set("X-Checksum", "c0ffee")
+		pw.Close()
+	}()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "data checksum=c0ffee" {
+		t.Errorf("the backend saw %q, want the body and its trailer", b)
+	}
+}
+
+// TestH2IdleAndStalledUploads: a connection with no stream is closed after
+// idle_timeout with GOAWAY; a stream whose client stops sending its body
+// holds the backend for idle_timeout at most, then is reset (logged 499).
+func TestH2IdleAndStalledUploads(t *testing.T) {
+	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, backendsYAML(be), "idle_timeout: 500ms")
+
+	h := dialH2Raw(t, p.listen)
+	evs := h.events()
+	h.get(1, "/")
+	if _, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.end }); !ok {
+		t.Fatal("no answer")
+	}
+	start := time.Now()
+	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway })
+	if !ok || ev.code != http2.ErrCodeNo {
+		t.Errorf("an idle connection: %+v, want GOAWAY NO_ERROR", ev)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("an idle connection was closed after %v with idle_timeout 500ms", d)
+	}
+
+	h = dialH2Raw(t, p.listen)
+	evs = h.events()
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block("/upload"), EndHeaders: true})
+	h.fr.WriteData(1, false, []byte("the start of a body that never ends"))
+	start = time.Now()
+	ev, ok = until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.typ == http2.FrameRSTStream })
+	if !ok {
+		t.Errorf("a stalled upload was not reset: %+v", ev)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a stalled upload held its stream for %v with idle_timeout 500ms", d)
+	}
+}
