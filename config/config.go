@@ -259,8 +259,9 @@ type Backend struct {
 // HealthCheck probes every backend of a service.
 type HealthCheck struct {
 	// Type is tcp (connect; the default), http (a GET that must answer an
-	// expected status) or none (no checks; the other keys are kept but
-	// unused).
+	// expected status), grpc (layer 7: grpc.health.v1.Health/Check over
+	// HTTP/2 cleartext for the server's overall health, up when SERVING)
+	// or none (no checks; the other keys are kept but unused).
 	Type string
 	// Port to probe. Parse sets it to the service port for layer 4 when
 	// left out; for layer 7, 0 means each backend's own port.

@@ -523,10 +523,13 @@ services:
     backends: [{address: 10.0.1.1}]
     health_check: {type: http, path: health, port: 0}
 `, []string{
-			`xlb.yaml:7: services[0].health_check.type: must be http, tcp or none, got "icmp"`,
+			`xlb.yaml:7: services[0].health_check.type: must be http, tcp, grpc or none, got "icmp"`,
 			`xlb.yaml:13: services[1].health_check.path: expected a URL path starting with "/", like /health, got "health"`,
 			`xlb.yaml:13: services[1].health_check.port: must be between 1 and 65535, got 0`,
 		}},
+		{"health-grpc-layer-4", l4 + `    backends: [{address: 10.0.1.1}]
+    health_check: {type: grpc}
+`, []string{`xlb.yaml:7: services[0].health_check.type: grpc checks are for layer 7 services (gRPC backends); use tcp or http at layer 4`}},
 		{"health-unknown-key-prefix", l4 + `    backends: [{address: 10.0.1.1}]
     health_check: {unhealthy: 2}
 `, []string{`xlb.yaml:7: services[0].health_check.unhealthy: unknown key; did you mean "unhealthy_threshold"?`}},

@@ -343,3 +343,30 @@ services:
 		t.Errorf("Diff back: %q lacks %q", got, want)
 	}
 }
+
+func TestGRPCHealthCheckAtLayer7(t *testing.T) {
+	cfg, err := Parse("xlb.yaml", []byte(`services:
+  - name: api
+    layer: 7
+    listen: 127.0.0.1:8080
+    backend_protocol: h2c
+    backends: [{address: 127.0.0.1:9001}]
+    health_check: {type: grpc, interval: 1s, timeout: 500ms}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc := cfg.Service("api").HealthCheck; hc == nil || hc.Type != "grpc" {
+		t.Errorf("health_check = %+v, want type grpc", hc)
+	}
+	_, err = Parse("xlb.yaml", []byte(`services:
+  - name: api
+    layer: 7
+    listen: 127.0.0.1:8080
+    backends: [{address: 127.0.0.1:9001}]
+    health_check: {type: grpc, path: /health}
+`))
+	if err == nil || !strings.Contains(err.Error(), "health_check.path: applies to http checks only") {
+		t.Errorf("a grpc check with a path: %v", err)
+	}
+}
