@@ -109,5 +109,6 @@ type answer struct {
 	// Set by respond.
 	bytes int64
 	err   string
-	gone  bool // the client left before the answer started: logged as 499
+	gone  bool   // the client left before the answer started: logged as 499
+	grpc  string // the gRPC status the answer's trailers carried, if the transport read them
 }

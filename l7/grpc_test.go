@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +22,8 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/xlbproject/xlb/l7"
 )
 
 // grpcBackend is a real gRPC server (grpc-go, HTTP/2 in cleartext) with
@@ -298,5 +303,57 @@ func TestGRPCRetriesOnUnavailable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGRPCStatusInLogAndMetrics: the access log and
+// xlb_l7_grpc_calls_total carry each call's gRPC status: from the
+// backend's trailers, from a trailers-only answer, or xlb's own.
+func TestGRPCStatusInLogAndMetrics(t *testing.T) {
+	b := newGRPCBackend(t, "a")
+	reg := prometheus.NewRegistry()
+	var access syncBuffer
+	p := &proxy{listen: freePort(t)}
+	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
+	p.apply(t, addrYAML(b.addr)+"backend_protocol: h2c\n", "")
+	t.Cleanup(func() { p.srv.Shutdown(t.Context()) })
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testgrpc.NewTestServiceClient(cc)
+	ctx := t.Context()
+	if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "no"}})
+	p.apply(t, "backends: [{address: \""+b.addr+"\", weight: 0}]\nbackend_protocol: h2c\n", "")
+	c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	time.Sleep(50 * time.Millisecond)
+	for _, want := range []string{`"grpc_status":"0"`, `"grpc_status":"9"`, `"grpc_status":"14"`} {
+		if !strings.Contains(access.String(), want) {
+			t.Errorf("the access log has no %s:\n%s", want, access.String())
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "xlb_l7_grpc_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "grpc_status" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 {
+		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9 and 14", got)
 	}
 }

@@ -538,7 +538,7 @@ func (s *h2Stream) respond(a *answer) bool {
 		n, werr, rerr = s.copyLength(pc, resp.ContentLength)
 	} else {
 		br := bodyReader{pc: pc, left: -1, chunked: resp.Chunked, beforeFill: c.flushOut}
-		n, werr, rerr = s.copyDecoded(&br)
+		n, werr, rerr = s.copyDecoded(&br, a)
 		reusable = reusable && !br.untilClose()
 	}
 	if werr == nil && rerr == nil {
@@ -608,7 +608,7 @@ func (s *h2Stream) copyLength(pc *upConn, n int64) (copied int64, werr, rerr err
 
 // copyDecoded sends a chunked or close-delimited body, decoded, then the
 // backend's trailers as a last HEADERS frame.
-func (s *h2Stream) copyDecoded(br *bodyReader) (copied int64, werr, rerr error) {
+func (s *h2Stream) copyDecoded(br *bodyReader, a *answer) (copied int64, werr, rerr error) {
 	c := s.c
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -637,6 +637,9 @@ func (s *h2Stream) copyDecoded(br *bodyReader) (copied int64, werr, rerr error) 
 	c.beginHeaders()
 	for _, t := range br.trailers {
 		c.field(strings.ToLower(t[0]), t[1])
+		if t[0] == "Grpc-Status" {
+			a.grpc = t[1]
+		}
 	}
 	c.endHeaders(s.id, true)
 	werr = c.werr

@@ -49,7 +49,7 @@ func (s *service) serve(x exchange) bool {
 		}
 		if ok, wait := s.limiter.allow(key, r.start); !ok {
 			rec.status = http.StatusTooManyRequests
-			return s.reply(x, http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
+			return s.reply(x, &rec, http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
 		}
 	}
 	p := s.pool
@@ -100,7 +100,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				return false
 			}
 			rec.status = http.StatusServiceUnavailable
-			return s.reply(x, http.StatusServiceUnavailable, s.noBackend, id, 0)
+			return s.reply(x, rec, http.StatusServiceUnavailable, s.noBackend, id, 0)
 		}
 		rec.backend = u.Addr
 		pc, err := s.roundTrip(x, u, id, sent, headReq, safe)
@@ -117,7 +117,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				// The call's own deadline (grpc-timeout) passed: whoever
 				// reset the stream, the backend is not to blame (SPEC).
 				rec.status, rec.err = statusClientClosed, "the call's deadline (grpc-timeout) passed: "+err.Error()
-				return s.reply(x, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
+				return s.reply(x, rec, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
 			}
 			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
 			if retryable && attempt+1 < attempts && s.budget.spend() {
@@ -126,7 +126,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				continue
 			}
 			rec.status, rec.err = status, err.Error()
-			return s.reply(x, status, http.StatusText(status), id, 0)
+			return s.reply(x, rec, status, http.StatusText(status), id, 0)
 		}
 		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && s.budget.spend() {
 			pc.discard()
@@ -138,6 +138,11 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		now := time.Now()
 		u.ObserveLatency(now.Sub(sent), now)
 		rec.status = pc.head.Status
+		if grpc {
+			// A trailers-only answer's status is in its head; read now,
+			// the head is gone once the answer is.
+			rec.grpc = string(pc.head.Get("grpc-status"))
+		}
 		a := &r.ans
 		*a = answer{pc: pc, id: id, headReq: headReq, now: now}
 		if s.cfg.Sticky != nil {
@@ -150,6 +155,9 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		if a.gone {
 			rec.status = statusClientClosed
 		}
+		if a.grpc != "" {
+			rec.grpc = a.grpc
+		}
 		u.Release()
 		return keep
 	}
@@ -159,7 +167,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 // gRPC status in an HTTP 200 trailers-only response, which is what its
 // library understands (an HTTP error page is only "unknown" to it): 429 is
 // RESOURCE_EXHAUSTED, 502 and 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED.
-func (s *service) reply(x exchange, status int, msg string, id []byte, retryAfter int) bool {
+func (s *service) reply(x exchange, rec *logRecord, status int, msg string, id []byte, retryAfter int) bool {
 	if !strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc") {
 		return x.reply(status, msg, id, retryAfter)
 	}
@@ -173,6 +181,7 @@ func (s *service) reply(x exchange, status int, msg string, id []byte, retryAfte
 	default:
 		code = grpcInternal
 	}
+	rec.grpc = strconv.Itoa(code)
 	return x.replyGRPC(code, msg, id)
 }
 
@@ -397,6 +406,7 @@ func idempotent(m string) bool {
 
 // logRecord is what the access log and metrics say of one request.
 type logRecord struct {
+	grpc    string // the gRPC status of the answer, when it carried one
 	start   time.Time
 	backend string
 	status  int
@@ -436,6 +446,9 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 	if rec.retries > 0 {
 		s.mRetries.Add(float64(rec.retries))
 	}
+	if rec.grpc != "" {
+		s.srv.met.grpc.WithLabelValues(s.name, backend, rec.grpc).Inc()
+	}
 	r := x.req()
 	if al := s.srv.access; al != nil {
 		attrs := []slog.Attr{
@@ -443,6 +456,9 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 			slog.String("method", r.method), slog.String("host", r.host), slog.String("path", x.path()),
 			slog.Int("status", rec.status), slog.String("backend", backend), slog.Int("retries", rec.retries),
 			slog.Int64("bytes", rec.bytes), slog.Duration("duration", d),
+		}
+		if rec.grpc != "" {
+			attrs = append(attrs, slog.String("grpc_status", rec.grpc))
 		}
 		if rec.err != "" {
 			attrs = append(attrs, slog.String("error", rec.err))

@@ -270,6 +270,9 @@ func (e *stdExchange) respond(a *answer) bool {
 	}
 	for _, t := range br.trailers {
 		h[http.TrailerPrefix+t[0]] = append(h[http.TrailerPrefix+t[0]], t[1])
+		if t[0] == "Grpc-Status" {
+			a.grpc = t[1]
+		}
 	}
 	pc.release(!resp.Close && !br.untilClose(), a.now)
 	return !e.r.close
