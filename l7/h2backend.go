@@ -20,7 +20,8 @@ import (
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
-// HTTP/2 to backends (backend_protocol: h2c). Each backend's connections
+// HTTP/2 to backends (backend_protocol: h2c; h2, over TLS, is ready here
+// but waits in config for the backend TLS configuration). Each backend's connections
 // are x/net's HTTP/2 client (one Transport per backend: a few connections,
 // each multiplexing streams up to the backend's SETTINGS_MAX_CONCURRENT_STREAMS,
 // a new one opened when they are full; streams the backend refuses
@@ -36,19 +37,43 @@ import (
 // unchanged. That costs a copy of the body; this path allocates per
 // request (x/net's client does), the HTTP/1.1 one does not.
 
-// newH2Transport is the HTTP/2 client for one h2c backend.
-func newH2Transport(connect time.Duration) *http2.Transport {
+// newH2Transport is the HTTP/2 client for one backend: in cleartext (h2c)
+// when tc is nil, else over TLS with tc (h2), ALPN h2 required.
+func newH2Transport(connect time.Duration, tc *tls.Config) *http2.Transport {
+	if tc != nil {
+		tc = tc.Clone()
+		tc.NextProtos = []string{"h2"}
+	}
 	return &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			d := net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
-			return d.DialContext(ctx, network, addr)
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil || tc == nil {
+				return c, err
+			}
+			t := tls.Client(c, tc)
+			hctx, cancel := context.WithTimeout(ctx, connect)
+			defer cancel()
+			if err := t.HandshakeContext(hctx); err != nil {
+				c.Close()
+				// The backend's fault, as a refused connection is: retried
+				// and counted the same way.
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("tls handshake: %w", err)}
+			}
+			if p := t.ConnectionState().NegotiatedProtocol; p != "h2" {
+				c.Close()
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("backend chose ALPN %q, not h2", p)}
+			}
+			return t, nil
 		},
 		// A quiet connection is pinged, and dropped if the backend does
 		// not answer: a dead backend's connection is not kept for the
 		// next requests.
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     5 * time.Second,
+		// As HTTP/1.1 backend connections: an unused one is closed.
+		IdleConnTimeout: upstreamIdleTimeout,
 	}
 }
 
@@ -217,6 +242,9 @@ func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Reques
 		return nil, nil, fmt.Errorf("request for an h2c backend: %w", err)
 	}
 	u.Scheme, u.Host = "http", cp.addr
+	if cp.tls != nil {
+		u.Scheme = "https"
+	}
 	hdr := make(http.Header, len(h.Fields)+1)
 	for i := range h.Fields {
 		f := &h.Fields[i]

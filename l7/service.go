@@ -109,11 +109,11 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 			// Kept connections survive a reload that leaves the backend,
 			// its protocol and the connect timeout alone.
 			cp := s.conns[c.Name][cb.Address]
-			h2 := c.BackendProtocol == "h2c"
+			h2 := c.BackendProtocol == "h2c" || c.BackendProtocol == "h2"
 			if cp == nil || cp.connect != connect || !sameTLS(cp.tls, tc) || (cp.h2 != nil) != h2 {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
 				if h2 {
-					cp.h2 = newH2Transport(connect)
+					cp.h2 = newH2Transport(connect, tc)
 				}
 			}
 			conns[u] = cp
