@@ -864,11 +864,16 @@ func (c *h2Conn) worker(s *h2Stream) {
 func (c *h2Conn) run(s *h2Stream) {
 	s.r.start = time.Now()
 	sv := c.l.handler.Load()
-	if !sv.h2 {
+	switch {
+	case !sv.h2:
 		// A reload took h2 off this listener: this connection ends.
 		c.resetStream(s.id, http2.ErrCodeRefusedStream)
 		c.drain()
-	} else {
+	case s.gone():
+		// Reset before its turn (the rapid-reset pattern): no backend
+		// work for it at all.
+		sv.abandoned(s)
+	default:
 		sv.serve(s)
 	}
 	s.finish()

@@ -63,6 +63,18 @@ func (s *service) serve(x exchange) bool {
 	return s.forward(x, p, id, &rec)
 }
 
+// abandoned records a request whose client gave up before it could be
+// served (an HTTP/2 stream reset before its turn): 499, no backend asked.
+func (s *service) abandoned(x exchange) {
+	r := x.req()
+	id := r.id
+	if !saneID(id) {
+		id = appendRequestID(r.idBuf[:0])
+	}
+	rec := logRecord{start: r.start, status: statusClientClosed, err: "the client left before the request was served"}
+	s.finish(x, &rec, id)
+}
+
 // forward sends the request to a backend, retrying elsewhere where the
 // config and the method allow, and hands the answer to the transport.
 func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
