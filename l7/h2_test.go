@@ -447,7 +447,7 @@ func TestH2GoAwayWhenReloadTurnsH2Off(t *testing.T) {
 	}
 	p.apply(t, backendsYAML(a)+"protocols: [http1]\n", "")
 	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway }); !ok {
-		t.Errorf("no GOAWAY after a reload turned h2 off: %+v", ev)
+		t.Errorf("no GOAWAY after a reload turned h2 off: %+v (%v)", ev, ev.err)
 	}
 }
 

@@ -338,15 +338,19 @@ func (c *h2Conn) release() {
 // drain sends GOAWAY: the streams opened so far finish, no new one starts,
 // and the connection closes once the last is served.
 func (c *h2Conn) drain() {
+	// The write lock first: from the moment goingAway is set, the reader
+	// or the last stream may close the connection, and they write out
+	// what is batched before they do, so the GOAWAY must already be there.
+	c.wmu.Lock()
 	c.mu.Lock()
 	if c.goingAway {
 		c.mu.Unlock()
+		c.wmu.Unlock()
 		return
 	}
 	c.goingAway, c.lastID = true, c.maxID
 	last, idle := c.maxID, c.active == 0
 	c.mu.Unlock()
-	c.wmu.Lock()
 	c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil)
 	c.flushLocked()
 	c.wmu.Unlock()
