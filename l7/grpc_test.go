@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http2"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -355,5 +356,25 @@ func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 	}
 	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 {
 		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9 and 14", got)
+	}
+}
+
+// TestGRPCStreamedBodyToRefusedBackend: a call whose body comes after its
+// head (so it streams to the backend) and whose backend refuses the
+// connection still gets UNAVAILABLE, not a reset: stopping the body's
+// sender is not the client failing.
+func TestGRPCStreamedBodyToRefusedBackend(t *testing.T) {
+	p := startProxy(t, "backends: [{address: \""+freePort(t)+"\"}]\nbackend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	h := dialH2Raw(t, p.listen)
+	evs := h.events()
+	block := h.block("/grpc.testing.TestService/UnaryCall", "content-type", "application/grpc", "te", "trailers")
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	h.fr.WriteData(1, true, []byte{0, 0, 0, 0, 0})
+	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 })
+	if !ok || ev.typ != http2.FrameHeaders || ev.status != "200" || !ev.end || ev.grpc != "14" {
+		t.Errorf("got %+v, want a trailers-only answer with grpc-status 14", ev)
 	}
 }

@@ -230,6 +230,7 @@ type h2Event struct {
 	stream uint32
 	code   http2.ErrCode // RST_STREAM, GOAWAY
 	status string        // HEADERS
+	grpc   string        // HEADERS: grpc-status
 	end    bool
 	n      int    // DATA bytes
 	data   []byte // and a copy of them
@@ -255,6 +256,11 @@ func (h *h2Raw) events() <-chan h2Event {
 				ev.code = f.ErrCode
 			case *http2.MetaHeadersFrame:
 				ev.status = f.PseudoValue("status")
+				for _, hf := range f.RegularFields() {
+					if hf.Name == "grpc-status" {
+						ev.grpc = hf.Value
+					}
+				}
 				ev.end = f.StreamEnded()
 			case *http2.DataFrame:
 				ev.n = len(f.Data())

@@ -90,14 +90,16 @@ type h2Call struct {
 // upBody is a request body on its way to an HTTP/2 backend: the pipe it
 // goes through and the goroutine that fills it.
 type upBody struct {
-	pr   *io.PipeReader
-	done chan struct{} // closed when the goroutine has returned
-	err  atomic.Value  // a failure of the client while it sent
+	pr       *io.PipeReader
+	done     chan struct{} // closed when the goroutine has returned
+	err      atomic.Value  // a failure of the client while it sent
+	stopping atomic.Bool   // stop was called: what fails now is not the client's doing
 }
 
 // stop ends the body's goroutine and waits for it: the exchange (and, on
 // HTTP/2, the stream record) is not used after the call.
 func (u *upBody) stop(x exchange) {
+	u.stopping.Store(true)
 	u.pr.CloseWithError(errStreamGone)
 	if s, ok := x.(*h2Stream); ok {
 		s.stopBody()
@@ -291,7 +293,9 @@ func streamBody(x exchange) *upBody {
 			werr = w.flush()
 		}
 		if err != nil {
-			u.err.Store(err)
+			if !u.stopping.Load() {
+				u.err.Store(err)
+			}
 			pw.CloseWithError(err)
 			return
 		}

@@ -44,7 +44,7 @@ func TestH2Spec(t *testing.T) {
 			// when malformed), which h2spec's invalid-preface case (3.5/2)
 			// counts as a failure.
 			svc := backendsYAML(a) + "protocols: [h2]\n"
-			args := []string{"-h", "127.0.0.1", "-o", "2"}
+			args := []string{"-h", "127.0.0.1", "-o", "5"} // a case's timeout: generous for a busy CI machine
 			if tc.tls {
 				svc += fmt.Sprintf("tls: {cert_file: %q, key_file: %q}\n", cert, key)
 				args = append(args, "-t", "-k")
