@@ -350,6 +350,14 @@ frontend bench_tls                   # https, https-new; tune.ssl.cachesize and 
     default_backend bench"
 	if has_scenario h2; then
 		nginx_tls_server+="
+    upstream bench_h2 {              # h2: as bench, with room for H2_CONNS x H2_STREAMS requests in flight
+        server 127.0.0.1:${BACKEND_PORTS[0]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[1]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[2]} max_fails=3 fail_timeout=30s;
+        keepalive $((H2_CONNS * H2_STREAMS));   # per worker: one worker may hold most client connections
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+    }
     server {                         # h2
         listen 127.0.0.1:$NGINX_H2_PORT ssl http2;
         ssl_certificate $tmp/tls/cert.pem;
@@ -359,7 +367,7 @@ frontend bench_tls                   # https, https-new; tune.ssl.cachesize and 
         ssl_conf_command Ciphersuites $TLS13_SUITES;
         http2_max_concurrent_streams 128;   # = xlb's SETTINGS_MAX_CONCURRENT_STREAMS
         location / {
-            proxy_pass http://bench;
+            proxy_pass http://bench_h2;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
             proxy_connect_timeout 2s;
