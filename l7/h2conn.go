@@ -93,7 +93,6 @@ type h2Conn struct {
 	active       int   // streams being served (client-reset ones included until their goroutine ends)
 	idleSince    time.Time
 	goingAway    bool   // a GOAWAY went out: no new streams
-	lastID       uint32 // the last stream the GOAWAY lets finish
 	clientAway   bool   // the client sent GOAWAY
 	refs         int    // the reader and the stream goroutines still running
 	drainKicked  bool   // under l.mu
@@ -348,7 +347,7 @@ func (c *h2Conn) drain() {
 		c.wmu.Unlock()
 		return
 	}
-	c.goingAway, c.lastID = true, c.maxID
+	c.goingAway = true
 	last, idle := c.maxID, c.active == 0
 	c.mu.Unlock()
 	c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil)
@@ -464,7 +463,7 @@ func (c *h2Conn) headers(f *http2.HeadersFrame) error {
 		defer c.resetStream(id, http2.ErrCodeProtocol)
 	}
 	hd := &c.hd
-	*hd = h2Headers{id: id, endStream: f.StreamEnded()}
+	*hd = h2Headers{endStream: f.StreamEnded()}
 	c.mu.Lock()
 	s := c.streams[id]
 	c.mu.Unlock()
@@ -886,7 +885,6 @@ func (c *h2Conn) run(s *h2Stream) {
 
 // h2Headers is the state of the header block being read.
 type h2Headers struct {
-	id        uint32
 	s         *h2Stream
 	size      int // the decoded header list size (RFC 9113 6.5.2)
 	bytes     int // compressed
