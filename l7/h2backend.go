@@ -85,6 +85,7 @@ type h2Call struct {
 	closed atomic.Bool
 	up     *upBody // the request body still being sent, if any
 	x      exchange
+	answer *h2AnswerStream
 }
 
 // upBody is a request body on its way to an HTTP/2 backend: the pipe it
@@ -126,6 +127,12 @@ func (c *h2Call) end() {
 	c.cancel()
 	if c.up != nil {
 		c.up.stop(c.x)
+	}
+	if a := c.answer; a != nil && a.bp != nil {
+		// The answer's reader is done with it: the call ends on the
+		// goroutine that read it.
+		bufPool.Put(a.bp)
+		a.bp, a.buf = nil, nil
 	}
 }
 
@@ -218,9 +225,9 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 			<-up.done
 		}
 	}
-	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x}
+	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x, answer: newH2AnswerStream(resp, headReq)}
 	pc := &upConn{c: h2CallConn{call: call, addr: h2Addr(cp.addr)}, call: call}
-	pc.in = h1.NewReader(newH2AnswerStream(resp, headReq), 4<<10, maxResponseHead)
+	pc.in = h1.NewReader(call.answer, 4<<10, maxResponseHead)
 	if err := pc.readHead(&roundTrip{headReq: headReq}); err != nil {
 		call.end()
 		return nil, fmt.Errorf("h2c backend %s: %w", cp.addr, err)
@@ -350,6 +357,7 @@ type h2AnswerStream struct {
 	noBody  bool
 	ended   bool
 	buf     []byte
+	bp      *[]byte // buf's pooled backing
 }
 
 func newH2AnswerStream(resp *http.Response, headReq bool) *h2AnswerStream {
@@ -415,7 +423,8 @@ func (a *h2AnswerStream) Read(p []byte) (int, error) {
 // next reads the next piece of the body into pending.
 func (a *h2AnswerStream) next(room int) error {
 	if a.buf == nil {
-		a.buf = make([]byte, 16<<10)
+		a.bp = bufPool.Get().(*[]byte)
+		a.buf = (*a.bp)[:16<<10]
 	}
 	n, err := a.resp.Body.Read(a.buf[:max(min(room-32, len(a.buf)), 1)])
 	if n > 0 {

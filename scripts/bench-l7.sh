@@ -16,6 +16,12 @@
 #              (ALPN h2, its own HTTP/2 engine); backends stay HTTP/1.1
 #              keep-alive. h2load reports no percentiles: the p50/p99 columns
 #              are its mean and max request time there.
+#   grpc       gRPC unary calls (grpc.health.v1.Health/Check) in cleartext HTTP/2:
+#              test/benchl7/grpcload -c H2_CONNS -m H2_STREAMS, to three gRPC
+#              backends (grpcload -serve, 127.0.0.1:19011-19013) through nginx
+#              (`listen ... http2`, grpc_pass over a keepalive upstream, port
+#              18681), haproxy (`bind ... proto h2`, servers `proto h2`, 18682)
+#              and xlb (backend_protocol h2c, 18683).
 #   https-new  a new TLS connection per request, a full handshake each (the
 #              handshakes/s an edge can take): test/benchl7/tlsnew with CONNS
 #              connections at a time (GOMAXPROCS=THREADS), each dial, TLS 1.3
@@ -131,6 +137,10 @@ NGINX_STATUS_PORT=18091
 HAPROXY_STATUS_PORT=18092
 NGINX_TLS_PORT=18481
 NGINX_H2_PORT=18581
+GRPC_BACKEND_PORTS=(19011 19012 19013)
+NGINX_GRPC_PORT=18681
+HAPROXY_GRPC_PORT=18682
+XLB_GRPC_PORT=18683
 HAPROXY_H2_PORT=18582
 H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-8}
@@ -157,11 +167,11 @@ fi
 scenarios=() tls=
 for s in $SCENARIOS; do
 	case $s in
-	http | https | https-new | h2) ;;
-	*) die "SCENARIOS: unknown scenario $s: want some of http https https-new h2" ;;
+	http | https | https-new | h2 | grpc) ;;
+	*) die "SCENARIOS: unknown scenario $s: want some of http https https-new h2 grpc" ;;
 	esac
 	[[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
-	[[ $s == http ]] || tls=1
+	[[ $s == http || $s == grpc ]] || tls=1
 done
 ((${#scenarios[@]} > 0)) || die "SCENARIOS is empty: want some of http https https-new"
 has_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
@@ -280,6 +290,9 @@ if [[ -n ${XLBD:-} ]]; then log "building the backend (xlbd: $XLBD)"; else log "
 if has_scenario https-new; then
 	"$GO" build -buildvcs=false -o "$tmp/tlsnew" ./test/benchl7/tlsnew || die "go build ./test/benchl7/tlsnew failed"
 fi
+if has_scenario grpc; then
+	"$GO" build -buildvcs=false -o "$tmp/grpcload" ./test/benchl7/grpcload || die "go build ./test/benchl7/grpcload failed"
+fi
 xlb_reason=
 if [[ -n ${XLBD:-} ]]; then
 	xlbd=$XLBD
@@ -298,6 +311,15 @@ backends_csv=${backends_csv%,}
 "$tmp/backend" -listen "$backends_csv" 2>"$tmp/backend.log" &
 backend_pid=$!
 started+=("$backend_pid")
+if has_scenario grpc; then
+	grpc_csv=$(printf '127.0.0.1:%s,' "${GRPC_BACKEND_PORTS[@]}")
+	"$tmp/grpcload" -serve "${grpc_csv%,}" 2>"$tmp/grpc-backend.log" &
+	grpc_backend_pid=$!
+	started+=("$grpc_backend_pid")
+	for p in "${GRPC_BACKEND_PORTS[@]}"; do
+		wait_port "$p" "$grpc_backend_pid" 5 || { cat "$tmp/grpc-backend.log" >&2; die "the gRPC backends did not start"; }
+	done
+fi
 for p in "${BACKEND_PORTS[@]}"; do
 	wait_port "$p" "$backend_pid" 5 || { cat "$tmp/backend.log" >&2; die "the backend did not start"; }
 done
@@ -394,6 +416,51 @@ frontend bench_h2                    # h2
       - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}"
 fi
 
+nginx_grpc_server="" haproxy_grpc="" xlb_grpc_service=""
+if has_scenario grpc; then
+	nginx_grpc_server="
+    upstream bench_grpc {            # grpc
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[0]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[1]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[2]} max_fails=3 fail_timeout=30s;
+        keepalive $((H2_CONNS * H2_STREAMS));
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+    }
+    server {                         # grpc
+        listen 127.0.0.1:$NGINX_GRPC_PORT http2;
+        http2_max_concurrent_streams 128;
+        location / {
+            grpc_pass grpc://bench_grpc;
+            grpc_connect_timeout 2s;
+            grpc_read_timeout 30s;
+        }
+    }"
+	haproxy_grpc="
+frontend bench_grpc                  # grpc
+    bind 127.0.0.1:$HAPROXY_GRPC_PORT proto h2
+    default_backend bench_grpc
+backend bench_grpc
+    balance roundrobin
+    server g1 127.0.0.1:${GRPC_BACKEND_PORTS[0]} proto h2
+    server g2 127.0.0.1:${GRPC_BACKEND_PORTS[1]} proto h2
+    server g3 127.0.0.1:${GRPC_BACKEND_PORTS[2]} proto h2"
+	xlb_grpc_service="
+  - name: bench-grpc                 # grpc: gRPC backends over h2c
+    layer: 7
+    listen: 127.0.0.1:$XLB_GRPC_PORT
+    protocols: [h2]
+    backend_protocol: h2c
+    scheduler: round_robin
+    timeouts: {connect: 2s, response_header: 30s}
+    passive_health: {max_fails: 3, fail_timeout: 30s}
+    health_check: {type: grpc, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 3}
+    backends:
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[0]}}
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[1]}}
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[2]}}"
+fi
+
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx.conf" <<EOF
 # nginx for bench-l7: round robin over the three backends, upstream keep-alive.
@@ -431,7 +498,7 @@ http {
             proxy_connect_timeout 2s;    # = xlb timeouts.connect
             proxy_read_timeout 30s;      # = xlb timeouts.response_header
         }
-    }$nginx_tls_server
+    }$nginx_tls_server$nginx_grpc_server
     server {                         # metrics, as xlb's /metrics
         listen 127.0.0.1:$NGINX_STATUS_PORT;
         location = /status { stub_status; }
@@ -466,7 +533,7 @@ backend bench
     default-server check inter 1s fall 3 rise 2   # = xlb health_check
     server b1 127.0.0.1:${BACKEND_PORTS[0]}
     server b2 127.0.0.1:${BACKEND_PORTS[1]}
-    server b3 127.0.0.1:${BACKEND_PORTS[2]}$haproxy_tls_frontend
+    server b3 127.0.0.1:${BACKEND_PORTS[2]}$haproxy_tls_frontend$haproxy_grpc
 frontend metrics                     # metrics, as xlb's /metrics
     bind 127.0.0.1:$HAPROXY_STATUS_PORT
     http-request use-service prometheus-exporter if { path /metrics }
@@ -493,7 +560,7 @@ services:
     backends:
       - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
       - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
-      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}$xlb_tls_service
+      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}$xlb_tls_service$xlb_grpc_service
 EOF
 
 # ---------------------------------------------------------------- proxies
@@ -602,6 +669,18 @@ if [[ -n $tls ]]; then
 	) || exit 1
 fi
 
+# Every gRPC port answers a unary call (SERVING) before anything is timed.
+grpc_checks=
+if has_scenario grpc; then
+	grpc_checks=$(
+		for np in "nginx $NGINX_GRPC_PORT" "haproxy $HAPROXY_GRPC_PORT" ${xlb_pid:+"xlb $XLB_GRPC_PORT"}; do
+			read -r n p <<<"$np"
+			out=$("$tmp/grpcload" -check "127.0.0.1:$p" 2>&1) || die "$n on 127.0.0.1:$p: a gRPC call fails: $out"
+			printf '  grpc %-8s 127.0.0.1:%s  grpcload -check: %s\n' "$n" "$p" "$out"
+		done
+	) || exit 1
+fi
+
 # ---------------------------------------------------------------- measuring
 
 clk_tck=$(getconf CLK_TCK)
@@ -636,6 +715,9 @@ target() {
 	backend-*) echo "${BACKEND_PORTS[0]} $backend_pid" ;;
 	nginx-http) echo "$NGINX_PORT $nginx_pid" ;;
 	nginx-h2) echo "$NGINX_H2_PORT $nginx_pid" ;;
+	nginx-grpc) echo "$NGINX_GRPC_PORT $nginx_pid" ;;
+	haproxy-grpc) echo "$HAPROXY_GRPC_PORT $haproxy_pid" ;;
+	xlb-grpc) echo "$XLB_GRPC_PORT $xlb_pid" ;;
 	nginx-*) echo "$NGINX_TLS_PORT $nginx_pid" ;;
 	haproxy-http) echo "$HAPROXY_PORT $haproxy_pid" ;;
 	haproxy-h2) echo "$HAPROXY_H2_PORT $haproxy_pid" ;;
@@ -652,6 +734,7 @@ load_client() {
 	https) echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency https://127.0.0.1:PORT/" ;;
 	https-new) echo "GOMAXPROCS=$THREADS tlsnew -c $CONNS -d $(go_duration "$DURATION") -servername $TLS_NAME https://127.0.0.1:PORT/" ;;
 	h2) echo "h2load -t $THREADS -c $H2_CONNS -m $H2_STREAMS -D $(seconds "$DURATION") https://127.0.0.1:PORT/" ;;
+	grpc) echo "GOMAXPROCS=$THREADS grpcload -c $H2_CONNS -m $H2_STREAMS -d $(go_duration "$DURATION") 127.0.0.1:PORT" ;;
 	esac
 }
 
@@ -676,6 +759,7 @@ run_load() { # SCENARIO DURATION PORT OUTFILE
 	https) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "https://127.0.0.1:$3/") ;;
 	https-new) cmd=(env GOMAXPROCS="$THREADS" "$tmp/tlsnew" -c "$CONNS" -d "$(go_duration "$2")" -servername $TLS_NAME "https://127.0.0.1:$3/") ;;
 	h2) cmd=(h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$(seconds "$2")" "https://127.0.0.1:$3/") ;;
+	grpc) cmd=(env GOMAXPROCS="$THREADS" "$tmp/grpcload" -c "$H2_CONNS" -m "$H2_STREAMS" -d "$(go_duration "$2")" "127.0.0.1:$3") ;;
 	esac
 	"${cmd[@]}" >"$4" 2>&1 &
 	wrk_pid=$!
@@ -796,6 +880,7 @@ if [[ -n $tls ]]; then
 	printf '  scenarios: %s; TLS: %s, one ECDSA P-256 certificate (%s) for all\n' "${scenarios[*]}" "$(openssl version | awk '{print "openssl " $2}')" "$TLS_NAME"
 	printf '%s\n' "$tls_checks"
 fi
+[[ -n $grpc_checks ]] && printf '%s\n' "$grpc_checks"
 
 if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
 	for sc in "${scenarios[@]}"; do
@@ -826,6 +911,7 @@ report() { # SCENARIO
 	http) echo "http: plain HTTP/1.1 keep-alive ($(load_client http))" ;;
 	https) echo "https: HTTP/1.1 keep-alive over TLS 1.3 ($(load_client https)); backends plain HTTP/1.1" ;;
 	https-new) echo "https-new: a new connection and a full TLS 1.3 handshake per request, no session resumption ($(load_client https-new)); backends plain HTTP/1.1 keep-alive" ;;
+	grpc) echo "grpc: gRPC unary calls in cleartext HTTP/2, $H2_CONNS connections x $H2_STREAMS calls ($(load_client grpc)); backends gRPC servers (grpc-go health service) over h2c; backend shares are not counted (0/0/0%)" ;;
 	h2) echo "h2: HTTP/2 over TLS 1.3, $H2_CONNS connections x $H2_STREAMS streams ($(load_client h2)); backends plain HTTP/1.1 keep-alive; p50/p99 columns: h2load's mean/max request time" ;;
 	esac
 	awk -F'\t' -v sc="$1" -v xlb_reason="$xlb_reason" '
