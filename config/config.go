@@ -167,8 +167,9 @@ type Service struct {
 	// with prior knowledge. Default [http1, h2].
 	Protocols []string
 	// BackendProtocol is what the proxy speaks to backends: http1 (the
-	// default) or https (HTTP/1.1 over TLS) (layer 7). h2c and h2 are
-	// reserved for HTTP/2 to backends and rejected for now.
+	// default), https (HTTP/1.1 over TLS) or h2c (HTTP/2 in cleartext, with
+	// prior knowledge) (layer 7). h2 (HTTP/2 over TLS) is reserved and
+	// rejected for now.
 	BackendProtocol string
 	// BackendTLS tunes TLS to the backends; only with an https (or h2)
 	// BackendProtocol. Nil: the system's roots, each backend's host as
@@ -281,8 +282,9 @@ type Backend struct {
 // HealthCheck probes every backend of a service.
 type HealthCheck struct {
 	// Type is tcp (connect; the default), http (a GET that must answer an
-	// expected status) or none (no checks; the other keys are kept but
-	// unused).
+	// expected status), grpc (layer 7: grpc.health.v1.Health/Check over
+	// HTTP/2 cleartext for the server's overall health, up when SERVING)
+	// or none (no checks; the other keys are kept but unused).
 	Type string
 	// Port to probe. Parse sets it to the service port for layer 4 when
 	// left out; for layer 7, 0 means each backend's own port.
@@ -386,8 +388,10 @@ type Retries struct {
 	// Attempts is the number of retries, 0..10. Default 1; 0 turns
 	// retries off.
 	Attempts int
-	// On lists the failures retried: connect_error, timeout, or a status
-	// code 500..599 such as "502". Default [connect_error].
+	// On lists the failures retried: connect_error, timeout,
+	// grpc_unavailable and grpc_resource_exhausted (a gRPC call answered
+	// with that status and no message: its request body must be whole), or
+	// a status code 500..599 such as "502". Default [connect_error].
 	On []string
 }
 

@@ -388,8 +388,8 @@ services:
 `, []string{
 			`xlb.yaml:6: services[0].retries.attempts: must be between 0 and 10, got 11`,
 			`xlb.yaml:7: services[0].retries.on[1]: only 5xx statuses (500-599) are retried, got 404`,
-			`xlb.yaml:7: services[0].retries.on[2]: must be connect_error, timeout or a 5xx status such as 502, got "5xx"`,
-			`xlb.yaml:7: services[0].retries.on[3]: must be connect_error, timeout or a 5xx status such as 502, got "timeot"; did you mean timeout?`,
+			`xlb.yaml:7: services[0].retries.on[2]: must be connect_error, timeout, grpc_unavailable, grpc_resource_exhausted or a 5xx status such as 502, got "5xx"`,
+			`xlb.yaml:7: services[0].retries.on[3]: must be connect_error, timeout, grpc_unavailable, grpc_resource_exhausted or a 5xx status such as 502, got "timeot"; did you mean timeout?`,
 		}},
 		{"l7-timeouts-and-passive-health", l7 + `    timeouts: {connect: 0s, response_header: 30}
     passive_health: {max_fails: -1, fail_timeout: 0s}
@@ -533,10 +533,13 @@ services:
     backends: [{address: 10.0.1.1}]
     health_check: {type: http, path: health, port: 0}
 `, []string{
-			`xlb.yaml:7: services[0].health_check.type: must be http, tcp or none, got "icmp"`,
+			`xlb.yaml:7: services[0].health_check.type: must be http, tcp, grpc or none, got "icmp"`,
 			`xlb.yaml:13: services[1].health_check.path: expected a URL path starting with "/", like /health, got "health"`,
 			`xlb.yaml:13: services[1].health_check.port: must be between 1 and 65535, got 0`,
 		}},
+		{"health-grpc-layer-4", l4 + `    backends: [{address: 10.0.1.1}]
+    health_check: {type: grpc}
+`, []string{`xlb.yaml:7: services[0].health_check.type: grpc checks are for layer 7 services (gRPC backends); use tcp or http at layer 4`}},
 		{"health-unknown-key-prefix", l4 + `    backends: [{address: 10.0.1.1}]
     health_check: {unhealthy: 2}
 `, []string{`xlb.yaml:7: services[0].health_check.unhealthy: unknown key; did you mean "unhealthy_threshold"?`}},

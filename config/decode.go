@@ -42,7 +42,7 @@ var (
 	matchKeys      = []string{"host", "path_prefix", "methods", "headers"}
 	l4Schedulers   = []string{"maglev", "ip_hash"}
 	l7Schedulers   = []string{"round_robin", "least_conn", "ip_hash", "consistent_hash", "least_time", "random_two"}
-	retryOnNames   = []string{"connect_error", "timeout"}
+	retryOnNames   = []string{"connect_error", "timeout", "grpc_unavailable", "grpc_resource_exhausted"}
 	otherLayerHint = map[string]string{
 		"vip":              "a layer 7 service takes listen: host:port instead",
 		"port":             "a layer 7 service takes listen: host:port instead",

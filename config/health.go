@@ -37,11 +37,14 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 		}
 	}
 	if e := f.get("type"); e != nil {
-		if v, ok := p.oneOf(e.v, join(path, "type"), "http", "tcp", "none"); ok {
+		if v, ok := p.oneOf(e.v, join(path, "type"), "http", "tcp", "grpc", "none"); ok {
 			hc.Type = v
+			if v == "grpc" && layer != 7 {
+				p.errorf(e.v, join(path, "type"), "grpc checks are for layer 7 services (gRPC backends); use tcp or http at layer 4")
+			}
 		}
 	}
-	if hc.Type == "tcp" {
+	if hc.Type == "tcp" || hc.Type == "grpc" {
 		for _, key := range httpCheckKeys {
 			if e := f.m[key]; e != nil {
 				p.errorf(e.k, join(path, key), "applies to http checks only; set type: http, or remove it")

@@ -377,7 +377,7 @@ func (p *parser) retries(n *yaml.Node, path string, r *Retries) {
 				}
 				v = strconv.Itoa(code)
 			} else if !contains(retryOnNames, v) {
-				p.errorf(s, ipath, "must be connect_error, timeout or a 5xx status such as 502, got %s%s", describe(s), didYouMean(v, retryOnNames))
+				p.errorf(s, ipath, "must be connect_error, timeout, grpc_unavailable, grpc_resource_exhausted or a 5xx status such as 502, got %s%s", describe(s), didYouMean(v, retryOnNames))
 				continue
 			}
 			if !contains(r.On, v) {

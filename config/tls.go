@@ -16,8 +16,7 @@ import (
 // xlb cannot speak yet, with the reason given to the user. Delete an entry
 // when its support lands; nothing else rejects these names.
 var backendProtocolsNotYet = map[string]string{
-	"h2c": "not supported yet: HTTP/2 to backends comes with gRPC support; use http1 for now",
-	"h2":  "not supported yet: HTTP/2 to backends comes with gRPC support; use https for now",
+	"h2": "not supported yet: HTTP/2 over TLS to backends comes with backend TLS; use h2c (cleartext HTTP/2) or https for now",
 }
 
 var (

@@ -166,8 +166,7 @@ func TestParseTLSErrors(t *testing.T) {
     backend_protocol: grpc
     backends: [{address: 127.0.0.1:9001}]
 `, []string{
-			`xlb.yaml:5: services[0].backend_protocol: h2c: not supported yet: HTTP/2 to backends comes with gRPC support; use http1 for now`,
-			`xlb.yaml:10: services[1].backend_protocol: h2: not supported yet: HTTP/2 to backends comes with gRPC support; use https for now`,
+			`xlb.yaml:10: services[1].backend_protocol: h2: not supported yet: HTTP/2 over TLS to backends comes with backend TLS; use h2c (cleartext HTTP/2) or https for now`,
 			`xlb.yaml:16: services[2].backend_protocol: must be http1, https, h2c or h2, got "grpc"`,
 		}},
 		{"backend-tls", l7 + `    backend_tls: {ca_file: ca.pem}
@@ -342,5 +341,32 @@ services:
 	}
 	if got, want := Diff(new, old), "service plain: tls removed"; !slices.Contains(got, want) {
 		t.Errorf("Diff back: %q lacks %q", got, want)
+	}
+}
+
+func TestGRPCHealthCheckAtLayer7(t *testing.T) {
+	cfg, err := Parse("xlb.yaml", []byte(`services:
+  - name: api
+    layer: 7
+    listen: 127.0.0.1:8080
+    backend_protocol: h2c
+    backends: [{address: 127.0.0.1:9001}]
+    health_check: {type: grpc, interval: 1s, timeout: 500ms}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc := cfg.Service("api").HealthCheck; hc == nil || hc.Type != "grpc" {
+		t.Errorf("health_check = %+v, want type grpc", hc)
+	}
+	_, err = Parse("xlb.yaml", []byte(`services:
+  - name: api
+    layer: 7
+    listen: 127.0.0.1:8080
+    backends: [{address: 127.0.0.1:9001}]
+    health_check: {type: grpc, path: /health}
+`))
+	if err == nil || !strings.Contains(err.Error(), "health_check.path: applies to http checks only") {
+		t.Errorf("a grpc check with a path: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 const (
 	TypeHTTP = "http" // GET http://Addr+Path (https with Spec.TLS), success when the status is in [ExpectMin, ExpectMax]
 	TypeTCP  = "tcp"  // success when a TCP connection to Addr opens
+	TypeGRPC = "grpc" // grpc.health.v1.Health/Check over HTTP/2 cleartext, success when SERVING
 	TypeNone = "none" // never probed, always up
 )
 
@@ -42,7 +43,8 @@ const (
 
 // Spec says how to probe a target.
 type Spec struct {
-	// Type is TypeHTTP, TypeTCP or TypeNone. The empty string means TypeNone.
+	// Type is TypeHTTP, TypeTCP, TypeGRPC or TypeNone. The empty string
+	// means TypeNone.
 	Type string
 	// Path is the HTTP request path (with an optional query); default "/".
 	Path string

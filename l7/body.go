@@ -208,6 +208,18 @@ type bodyReader struct {
 	started   bool // a chunk was read: its data ends in a line end
 	done      bool
 	trailers  [][2]string
+	// beforeFill, if set, runs before the reader waits for the backend:
+	// a transport that batches its output writes it out there.
+	beforeFill func() error
+}
+
+func (b *bodyReader) fill() error {
+	if b.beforeFill != nil {
+		if err := b.beforeFill(); err != nil {
+			return err
+		}
+	}
+	return b.pc.bodyFill()
 }
 
 // untilClose reports whether the body ends when the backend closes.
@@ -237,7 +249,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	src := b.pc.in
 	if len(src.Buffered()) == 0 {
-		if err := b.pc.bodyFill(); err != nil {
+		if err := b.fill(); err != nil {
 			b.done = err == io.EOF
 			return 0, err
 		}
@@ -251,7 +263,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 func (b *bodyReader) data(p []byte, left *int64) (int, error) {
 	src := b.pc.in
 	if len(src.Buffered()) == 0 {
-		if err := b.pc.bodyFill(); err != nil {
+		if err := b.fill(); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -320,7 +332,7 @@ func (b *bodyReader) line() ([]byte, error) {
 		case len(src.Buffered()) > maxChunkLine:
 			return nil, errors.New("chunk line too long")
 		}
-		if err := b.pc.bodyFill(); err != nil {
+		if err := b.fill(); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}

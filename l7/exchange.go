@@ -13,9 +13,11 @@ import (
 // and answers back into bytes, as Envoy's codecs do:
 //
 //   - h1conn.go: xlb's own HTTP/1.1 engine, for cleartext and TLS clients;
-//   - stdconn.go: Go's net/http server, for HTTP/2 clients and the few
-//     HTTP/1.x requests the engine hands it (protocol upgrades,
-//     Expect: 100-continue, HTTP/1.0, absolute-form targets).
+//   - h2conn.go: xlb's own HTTP/2 engine (TLS by ALPN, and h2c with prior
+//     knowledge), one exchange per stream;
+//   - stdconn.go: Go's net/http server, for the few HTTP/1.x requests the
+//     HTTP/1.1 engine hands it (protocol upgrades, Expect: 100-continue,
+//     HTTP/1.0, absolute-form targets).
 //
 // Every transport reaches backends the same way: HTTP/1.1 on one
 // connection pool per backend (upconn.go), the request head written once
@@ -25,8 +27,8 @@ import (
 // hit) is a reply made before forward picks a backend, through the same
 // exchange.reply every local answer (429, 503) takes; a response body is
 // tapped where each transport's respond copies it (copyLength, copyChunked
-// and copyUntilClose for the engine, bodyReader for net/http). An HTTP/2
-// transport of xlb's own is one more implementation of exchange.
+// and copyUntilClose for the HTTP/1.1 engine, copyLength and copyDecoded
+// in h2stream.go, bodyReader for net/http).
 
 // request is what the pipeline knows of a request, whatever its transport.
 // Its strings may be views of the transport's read buffer (see bstr): they
@@ -48,7 +50,8 @@ type request struct {
 	stream bool
 	read   bool // bytes of a streamed body were consumed: it cannot be replayed
 
-	end time.Time // when the last request on the connection ended
+	end      time.Time // when the last request on the connection ended
+	deadline time.Time // the call's own deadline (grpc-timeout); zero: none
 
 	// Per-request scratch space kept with the connection, so that a
 	// request allocates nothing.
@@ -84,6 +87,9 @@ type exchange interface {
 	// reply answers without a backend (429, 502, 503, 504, and later cached
 	// answers). It reports whether the connection may carry another request.
 	reply(status int, msg string, id []byte, retryAfter int) bool
+	// replyGRPC answers a gRPC request without a backend: HTTP 200 with
+	// the gRPC status code and message, trailers-only.
+	replyGRPC(code int, msg string, id []byte) bool
 	// respond writes a backend's answer: its head (with the pipeline's
 	// additions in a) and its body, streamed from a.pc as it comes.
 	respond(a *answer) bool
@@ -103,4 +109,6 @@ type answer struct {
 	// Set by respond.
 	bytes int64
 	err   string
+	gone  bool   // the client left before the answer started: logged as 499
+	grpc  string // the gRPC status the answer's trailers carried, if the transport read them
 }

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -19,9 +20,10 @@ import (
 // pooled backend connection and copies the answer back, with no goroutine
 // hand-offs and no allocation per request. net/http's server costs about as
 // much CPU per request as NGINX spends proxying one, so it only takes the
-// connections this engine hands it: HTTP/2 (by ALPN), protocol upgrades
-// (WebSocket), Expect: 100-continue, HTTP/1.0, and absolute-form or
-// asterisk targets.
+// connections this engine hands it: protocol upgrades (WebSocket),
+// Expect: 100-continue, HTTP/1.0, and absolute-form or asterisk targets.
+// HTTP/2 goes to xlb's HTTP/2 engine (h2conn.go): by ALPN over TLS, or
+// when a connection opens with the HTTP/2 preface.
 //
 // h1conn.go: the client connection and its read sessions; h1exchange.go:
 // the connection as the pipeline's exchange; handoff.go: the way to
@@ -53,6 +55,8 @@ type fastConn struct {
 	sc      *sessionConn
 	drained bool // the last read left the socket empty
 	linger  bool // an answer went out with input left unread
+	fresh   bool // no request read yet: the bytes may be an HTTP/2 preface
+	toH2    bool // they were: the connection goes to the HTTP/2 engine
 }
 
 // Lingering close: how long, and how much, unread input is drained.
@@ -82,7 +86,7 @@ func newFastConn(l *listener, tcp net.Conn, tc *tls.Conn, sc *sessionConn) *fast
 	if tc != nil {
 		c = tc
 	}
-	fc := &fastConn{l: l, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, l.maxHeader)}
+	fc := &fastConn{l: l, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, l.maxHeader), fresh: true}
 	fc.out.w, fc.out.fd = c, -1
 	if rc, ok := tcp.(syscall.Conn); ok {
 		fc.sock, _ = rc.SyscallConn()
@@ -136,9 +140,7 @@ func (l *listener) serveConn(c net.Conn) {
 		}
 		c.SetDeadline(time.Time{})
 		if t.ConnectionState().NegotiatedProtocol == "h2" {
-			if !l.handoff.push(t) {
-				c.Close()
-			}
+			l.serveH2(t, c, nil)
 			return
 		}
 	}
@@ -148,6 +150,13 @@ func (l *listener) serveConn(c net.Conn) {
 		return
 	}
 	fc.serve()
+	if fc.toH2 {
+		var conn net.Conn = c
+		if t != nil {
+			conn = t
+		}
+		l.serveH2(conn, c, append([]byte(nil), fc.in.Buffered()...))
+	}
 }
 
 // What the connection does after a read session.
@@ -157,6 +166,7 @@ const (
 	stepClose   step = iota
 	stepHandOff      // to net/http
 	stepStream       // serve a request whose body is still on the wire
+	stepH2           // the client opened with the HTTP/2 preface
 )
 
 func (fc *fastConn) serve() {
@@ -164,6 +174,7 @@ func (fc *fastConn) serve() {
 	defer func() {
 		switch {
 		case handedOff:
+		case fc.toH2:
 		case fc.linger:
 			fc.lingerClose()
 		default:
@@ -177,6 +188,10 @@ func (fc *fastConn) serve() {
 			return
 		case stepHandOff:
 			handedOff = fc.handOff()
+			return
+		case stepH2:
+			fc.setDeadline(time.Time{})
+			fc.toH2 = true
 			return
 		case stepStream:
 			if !fc.serveOne() {
@@ -229,7 +244,11 @@ func (fc *fastConn) session() step {
 		skipRead := false
 		for {
 			if b := fc.in.Buffered(); len(b) > 0 {
-				err := h1.ParseRequest(b, &fc.head)
+				err := fc.parse(b)
+				if err == errPreface {
+					next = fc.preface()
+					return true
+				}
 				if err == nil {
 					headStart = time.Time{}
 					fc.state.Store(connActive)
@@ -320,6 +339,9 @@ func (fc *fastConn) waitIdle() bool {
 func (fc *fastConn) plainSession() step {
 	for {
 		if err := fc.readHead(); err != nil {
+			if err == errPreface {
+				return fc.preface()
+			}
 			fc.refuse(err)
 			return stepClose
 		}
@@ -343,9 +365,9 @@ func (fc *fastConn) readHead() error {
 	for {
 		b := fc.in.Buffered()
 		if len(b) > 0 {
-			err := h1.ParseRequest(b, &fc.head)
-			if err == nil {
-				return nil
+			err := fc.parse(b)
+			if err == nil || err == errPreface {
+				return err
 			}
 			if err != h1.ErrIncomplete {
 				return err
@@ -375,7 +397,61 @@ func (fc *fastConn) setDeadline(t time.Time) {
 	fc.c.SetReadDeadline(t)
 }
 
-var errHeadTooLarge = errors.New("request head too large")
+var (
+	errHeadTooLarge = errors.New("request head too large")
+	errPreface      = errors.New("HTTP/2 connection preface")
+	errH1Off        = errors.New("HTTP/1.x is off on this listener")
+	errNotH2        = errors.New("neither an HTTP/2 preface nor an HTTP/1.x request")
+)
+
+// parse parses the next request head. The first bytes of a connection may
+// be HTTP/2's preface instead (h2c with prior knowledge, or a TLS client
+// that offered no ALPN): errPreface once it is whole, ErrIncomplete while
+// the bytes could still be one. A service whose protocols leave out http1
+// refuses HTTP/1.x requests (errH1Off).
+func (fc *fastConn) parse(b []byte) error {
+	if fc.fresh {
+		n := min(len(b), len(h2Preface))
+		if bytes.Equal(b[:n], h2Preface[:n]) {
+			if n == len(h2Preface) {
+				return errPreface
+			}
+			return h1.ErrIncomplete
+		}
+	}
+	err := h1.ParseRequest(b, &fc.head)
+	if err == h1.ErrIncomplete || fc.l.handler.Load().h1 {
+		if err == nil {
+			fc.fresh = false
+		}
+		return err
+	}
+	if err == nil {
+		return errH1Off
+	}
+	// Neither HTTP/2 nor a request this listener would serve: no answer
+	// in a protocol the client may not speak.
+	return errNotH2
+}
+
+// preface decides what becomes of a connection that opened with the
+// HTTP/2 preface: the HTTP/2 engine when the service speaks h2, else a
+// GOAWAY that says why (HTTP_1_1_REQUIRED), after the SETTINGS a client
+// expects first.
+func (fc *fastConn) preface() step {
+	if fc.l.handler.Load().h2 {
+		return stepH2
+	}
+	msg := "h2 is off on this listener (protocols: [http1]); speak HTTP/1.1"
+	b := append(fc.out.b[:0], 0, 0, 0, 0x4, 0, 0, 0, 0, 0) // SETTINGS, empty
+	n := 8 + len(msg)
+	b = append(b, byte(n>>16), byte(n>>8), byte(n), 0x7, 0, 0, 0, 0, 0) // GOAWAY
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0xd)                             // last stream 0, HTTP_1_1_REQUIRED
+	fc.out.b = append(b, msg...)
+	fc.out.flush()
+	fc.linger = true
+	return stepClose
+}
 
 // refuse answers a request that cannot be read, when it can be answered.
 func (fc *fastConn) refuse(err error) {
@@ -385,6 +461,8 @@ func (fc *fastConn) refuse(err error) {
 		fc.replyClose(pe.Status, pe.Msg)
 	case errors.Is(err, errHeadTooLarge):
 		fc.replyClose(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+	case errors.Is(err, errH1Off):
+		fc.replyClose(http.StatusHTTPVersionNotSupported, "this listener speaks HTTP/2 only (protocols: [h2]): over TLS by ALPN h2, in cleartext h2c with prior knowledge")
 	}
 }
 

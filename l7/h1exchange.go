@@ -162,6 +162,26 @@ func (fc *fastConn) reply(status int, msg string, id []byte, retryAfter int) boo
 	return fc.out.flush() == nil && !closing
 }
 
+func (fc *fastConn) replyGRPC(code int, msg string, id []byte) bool {
+	closing := fc.r.stream || fc.head.Close || fc.l.draining.Load()
+	b := append(fc.out.b[:0], "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nGrpc-Status: "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, "\r\nGrpc-Message: "...)
+	b = appendGRPCMessage(b, msg)
+	b = append(b, "\r\n"...)
+	if len(id) > 0 {
+		b = append(b, "X-Request-Id: "...)
+		b = append(b, id...)
+		b = append(b, "\r\n"...)
+	}
+	if closing {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	fc.out.b = append(b, "Content-Length: 0\r\n\r\n"...)
+	fc.linger = fc.r.stream
+	return fc.out.flush() == nil && !closing
+}
+
 func appendReply(b []byte, status int, msg string, id []byte, retryAfter int, closing bool) []byte {
 	b = h1.AppendStatus(b, status, []byte(http.StatusText(status)))
 	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)

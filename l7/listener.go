@@ -29,6 +29,37 @@ type listener struct {
 	draining   atomic.Bool
 	mu         sync.Mutex
 	fconns     map[*fastConn]struct{}
+	h2conns    map[*h2Conn]struct{}
+}
+
+// addH2 registers a new HTTP/2 connection; false once draining.
+func (l *listener) addH2(c *h2Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining.Load() {
+		return false
+	}
+	l.h2conns[c] = struct{}{}
+	return true
+}
+
+// goAwayH2 sends GOAWAY to every HTTP/2 connection of the listener.
+func (l *listener) goAwayH2() {
+	l.mu.Lock()
+	cs := make([]*h2Conn, 0, len(l.h2conns))
+	for c := range l.h2conns {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		c.drain()
+	}
+}
+
+func (l *listener) removeH2(c *h2Conn) {
+	l.mu.Lock()
+	delete(l.h2conns, c)
+	l.mu.Unlock()
 }
 
 // add registers a new client connection; false once draining.
@@ -48,9 +79,10 @@ func (l *listener) remove(fc *fastConn) {
 	l.mu.Unlock()
 }
 
-// drainFast stops the HTTP/1.1 engine: no new connections, idle ones
-// closed now, busy ones after their current response (which says
-// Connection: close), all of them closed when ctx ends.
+// drainFast stops xlb's engines: no new connections; HTTP/1.1 ones closed
+// now if idle, else after their current response (which says
+// Connection: close); HTTP/2 ones sent GOAWAY, closed once their open
+// streams are served; all of them closed when ctx ends.
 func (l *listener) drainFast(ctx context.Context) error {
 	l.ln.Close()
 	l.mu.Lock()
@@ -61,7 +93,14 @@ func (l *listener) drainFast(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		l.mu.Lock()
-		n := len(l.fconns)
+		n := len(l.fconns) + len(l.h2conns)
+		var h2s []*h2Conn
+		for hc := range l.h2conns {
+			if !hc.drainKicked {
+				hc.drainKicked = true
+				h2s = append(h2s, hc)
+			}
+		}
 		for fc := range l.fconns {
 			// A connection waiting for a request is woken by a deadline
 			// in the past; it sees the drain and closes.
@@ -71,6 +110,9 @@ func (l *listener) drainFast(ctx context.Context) error {
 			}
 		}
 		l.mu.Unlock()
+		for _, hc := range h2s {
+			hc.drain()
+		}
 		if n == 0 {
 			return nil
 		}
@@ -79,6 +121,9 @@ func (l *listener) drainFast(ctx context.Context) error {
 			l.mu.Lock()
 			for fc := range l.fconns {
 				fc.c.Close()
+			}
+			for hc := range l.h2conns {
+				hc.c.Close()
 			}
 			l.mu.Unlock()
 			return ctx.Err()

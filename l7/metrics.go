@@ -11,6 +11,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	active   *prometheus.GaugeVec
 	retries  *prometheus.CounterVec
+	grpc     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,11 +29,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xlb_l7_retries_total", Help: "Requests sent again to another backend.",
 		}, []string{"service"}),
+		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xlb_l7_grpc_calls_total", Help: "gRPC calls by service, backend and the gRPC status they ended with (xlb's own answers included).",
+		}, []string{"service", "backend", "grpc_status"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.active, m.retries} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.active, m.retries, m.grpc} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -16,6 +16,9 @@ import (
 func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent time.Time, headReq, safe bool) (*upConn, error) {
 	r := x.req()
 	cp := s.conns[u]
+	if cp.h2 != nil {
+		return s.roundTripH2(x, cp, id, sent, headReq)
+	}
 	pc := cp.get(sent)
 	reused := pc != nil
 	for {
@@ -28,7 +31,7 @@ func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent tim
 		wrote, err := s.writeRequest(x, pc, id)
 		if err == nil {
 			var w bool
-			w, err = pc.roundTrip(sent, s.cfg.Timeouts.ResponseHeader, headReq, r.upgrade != "", x)
+			w, err = pc.roundTrip(sent, s.headTimeout(r, sent), headReq, r.upgrade != "", x)
 			wrote = wrote || w
 		}
 		if err == nil {
@@ -54,11 +57,34 @@ func stale(err error) bool {
 // at once after the head. wrote reports whether the head went out.
 func (s *service) writeRequest(x exchange, pc *upConn, id []byte) (wrote bool, err error) {
 	r := x.req()
+	b := appendHead(pc.out.b[:0], x, id)
+	pc.out.b = append(b, r.body...)
+	if !r.stream {
+		return false, nil
+	}
+	// A streamed body: what came with the head goes with it, the rest as
+	// it arrives.
+	r.read = true
+	werr, cerr := x.sendBody(&pc.out)
+	if cerr != nil {
+		return true, clientError{cerr}
+	}
+	if werr == nil {
+		werr = pc.out.flush()
+	}
+	return true, werr
+}
+
+// appendHead appends the request head as a backend gets it, in HTTP/1.1
+// form: the client's end-to-end fields, the forwarding fields, the request
+// id and the body's framing. It is the one place that decides what is
+// forwarded, whatever protocol the backend speaks.
+func appendHead(b []byte, x exchange, id []byte) []byte {
+	r := x.req()
 	proto := "http"
 	if r.tls {
 		proto = "https"
 	}
-	b := pc.out.b[:0]
 	b = append(b, r.method...)
 	b = append(b, ' ')
 	b = append(b, r.target...)
@@ -106,20 +132,5 @@ func (s *service) writeRequest(x exchange, pc *upConn, id []byte) (wrote bool, e
 		b = strconv.AppendInt(b, r.length, 10)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "\r\n"...)
-	pc.out.b = append(b, r.body...)
-	if !r.stream {
-		return false, nil
-	}
-	// A streamed body: what came with the head goes with it, the rest as
-	// it arrives.
-	r.read = true
-	werr, cerr := x.sendBody(&pc.out)
-	if cerr != nil {
-		return true, clientError{cerr}
-	}
-	if werr == nil {
-		werr = pc.out.flush()
-	}
-	return true, werr
+	return append(b, "\r\n"...)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/l7/balance"
@@ -48,7 +49,7 @@ func (s *service) serve(x exchange) bool {
 		}
 		if ok, wait := s.limiter.allow(key, r.start); !ok {
 			rec.status = http.StatusTooManyRequests
-			return x.reply(http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
+			return s.reply(x, &rec, http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
 		}
 	}
 	p := s.pool
@@ -60,6 +61,18 @@ func (s *service) serve(x exchange) bool {
 	}
 	s.budget.earn()
 	return s.forward(x, p, id, &rec)
+}
+
+// abandoned records a request whose client gave up before it could be
+// served (an HTTP/2 stream reset before its turn): 499, no backend asked.
+func (s *service) abandoned(x exchange) {
+	r := x.req()
+	id := r.id
+	if !saneID(id) {
+		id = appendRequestID(r.idBuf[:0])
+	}
+	rec := logRecord{start: r.start, status: statusClientClosed, err: "the client left before the request was served"}
+	s.finish(x, &rec, id)
 }
 
 // forward sends the request to a backend, retrying elsewhere where the
@@ -75,6 +88,13 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 	// reached a backend (a connect error).
 	safe := idempotent(r.method) && !r.stream && r.body == nil
 	headReq := r.method == http.MethodHead
+	grpc := strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc")
+	r.deadline = time.Time{}
+	if v := x.header("grpc-timeout", "Grpc-Timeout"); v != "" {
+		if d, ok := parseGRPCTimeout(v); ok {
+			r.deadline = r.start.Add(d)
+		}
+	}
 	var cookie string
 	if st := s.cfg.Sticky; st != nil {
 		cookie = x.cookie(st.Cookie)
@@ -92,7 +112,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				return false
 			}
 			rec.status = http.StatusServiceUnavailable
-			return x.reply(http.StatusServiceUnavailable, s.noBackend, id, 0)
+			return s.reply(x, rec, http.StatusServiceUnavailable, s.noBackend, id, 0)
 		}
 		rec.backend = u.Addr
 		pc, err := s.roundTrip(x, u, id, sent, headReq, safe)
@@ -105,6 +125,12 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				rec.status, rec.err = statusClientClosed, err.Error()
 				return false
 			}
+			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+				// The call's own deadline (grpc-timeout) passed: whoever
+				// reset the stream, the backend is not to blame (SPEC).
+				rec.status, rec.err = statusClientClosed, "the call's deadline (grpc-timeout) passed: "+err.Error()
+				return s.reply(x, rec, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
+			}
 			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
 			if retryable && attempt+1 < attempts && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
@@ -112,9 +138,9 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				continue
 			}
 			rec.status, rec.err = status, err.Error()
-			return x.reply(status, http.StatusText(status), id, 0)
+			return s.reply(x, rec, status, http.StatusText(status), id, 0)
 		}
-		if s.answered(u, pc.head.Status, safe) && attempt+1 < attempts && s.budget.spend() {
+		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && s.budget.spend() {
 			pc.discard()
 			u.Release()
 			pick.Tried = append(pick.Tried, u)
@@ -124,6 +150,11 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		now := time.Now()
 		u.ObserveLatency(now.Sub(sent), now)
 		rec.status = pc.head.Status
+		if grpc {
+			// A trailers-only answer's status is in its head; read now,
+			// the head is gone once the answer is.
+			rec.grpc = string(pc.head.Get("grpc-status"))
+		}
 		a := &r.ans
 		*a = answer{pc: pc, id: id, headReq: headReq, now: now}
 		if s.cfg.Sticky != nil {
@@ -133,9 +164,103 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		}
 		keep := x.respond(a)
 		rec.bytes, rec.err = a.bytes, a.err
+		if a.gone {
+			rec.status = statusClientClosed
+		}
+		if a.grpc != "" {
+			rec.grpc = a.grpc
+		}
 		u.Release()
 		return keep
 	}
+}
+
+// reply answers without a backend. A gRPC client gets the answer as a
+// gRPC status in an HTTP 200 trailers-only response, which is what its
+// library understands (an HTTP error page is only "unknown" to it): 429 is
+// RESOURCE_EXHAUSTED, 502 and 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED.
+func (s *service) reply(x exchange, rec *logRecord, status int, msg string, id []byte, retryAfter int) bool {
+	if !strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc") {
+		return x.reply(status, msg, id, retryAfter)
+	}
+	code := grpcUnavailable
+	switch status {
+	case http.StatusTooManyRequests:
+		code = grpcResourceExhausted
+	case http.StatusGatewayTimeout:
+		code = grpcDeadlineExceeded
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+	default:
+		code = grpcInternal
+	}
+	rec.grpc = strconv.Itoa(code)
+	return x.replyGRPC(code, msg, id)
+}
+
+// headTimeout is how long an attempt sent at sent waits for the answer's
+// head: timeouts.response_header, or less when the call's own deadline
+// comes first.
+func (s *service) headTimeout(r *request, sent time.Time) time.Duration {
+	t := s.cfg.Timeouts.ResponseHeader
+	if !r.deadline.IsZero() {
+		if left := r.deadline.Sub(sent); t <= 0 || left < t {
+			t = max(left, time.Millisecond)
+		}
+	}
+	return t
+}
+
+// parseGRPCTimeout reads a grpc-timeout value: at most 8 digits and a
+// unit (H, M, S, m, u, n).
+func parseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// gRPC status codes xlb answers with itself.
+const (
+	grpcDeadlineExceeded  = 4
+	grpcResourceExhausted = 8
+	grpcInternal          = 13
+	grpcUnavailable       = 14
+)
+
+// appendGRPCMessage percent-encodes a grpc-message value (gRPC's HTTP/2
+// protocol: bytes outside printable ASCII, and '%').
+func appendGRPCMessage(b []byte, msg string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
 // choose picks a backend: the one the sticky cookie names if it is
@@ -230,16 +355,36 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouche
 	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
 }
 
-// answered counts a backend's answer for passive health (a 5xx is a
-// failure) and reports whether the config wants a 5xx retried elsewhere.
-func (s *service) answered(u *balance.Upstream, status int, safe bool) (retry bool) {
-	if status < 500 {
-		u.Succeed()
-		return false
+// answered counts a backend's answer for passive health (a 5xx, or a
+// gRPC call answered UNAVAILABLE, is a failure) and reports whether the
+// config wants it retried elsewhere. A gRPC status is seen here when the
+// answer is trailers-only (the status in its head, no message): then the
+// call was not served, and it may go elsewhere if its body is whole.
+func (s *service) answered(u *balance.Upstream, pc *upConn, safe, grpc, whole bool) (retry bool) {
+	status := pc.head.Status
+	if status >= 500 {
+		s.passiveFail(u)
+		return safe && s.retryOn[strconv.Itoa(status)]
 	}
-	s.passiveFail(u)
-	return safe && s.retryOn[strconv.Itoa(status)]
+	if grpc && status == http.StatusOK {
+		switch string(pc.head.Get("grpc-status")) {
+		case "14":
+			s.passiveFail(u)
+			return whole && s.retryOn[retryGRPCUnavailable]
+		case "8":
+			u.Succeed()
+			return whole && s.retryOn[retryGRPCExhausted]
+		}
+	}
+	u.Succeed()
+	return false
 }
+
+// retries.on names for gRPC statuses.
+const (
+	retryGRPCUnavailable = "grpc_unavailable"
+	retryGRPCExhausted   = "grpc_resource_exhausted"
+)
 
 func (s *service) passiveFail(u *balance.Upstream) {
 	ph := s.cfg.PassiveHealth
@@ -273,6 +418,7 @@ func idempotent(m string) bool {
 
 // logRecord is what the access log and metrics say of one request.
 type logRecord struct {
+	grpc    string // the gRPC status of the answer, when it carried one
 	start   time.Time
 	backend string
 	status  int
@@ -312,6 +458,9 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 	if rec.retries > 0 {
 		s.mRetries.Add(float64(rec.retries))
 	}
+	if rec.grpc != "" {
+		s.srv.met.grpc.WithLabelValues(s.name, backend, rec.grpc).Inc()
+	}
 	r := x.req()
 	if al := s.srv.access; al != nil {
 		attrs := []slog.Attr{
@@ -319,6 +468,9 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 			slog.String("method", r.method), slog.String("host", r.host), slog.String("path", x.path()),
 			slog.Int("status", rec.status), slog.String("backend", backend), slog.Int("retries", rec.retries),
 			slog.Int64("bytes", rec.bytes), slog.Duration("duration", d),
+		}
+		if rec.grpc != "" {
+			attrs = append(attrs, slog.String("grpc_status", rec.grpc))
 		}
 		if rec.err != "" {
 			attrs = append(attrs, slog.String("error", rec.err))

@@ -191,6 +191,11 @@ func (s *Server) Apply(cfg *config.Config) error {
 		// never a cleartext service on a TLS socket's bytes.
 		l.tlsConf.Store(tlsConfs[c.Name])
 		l.handler.Store(b.sv)
+		if !b.sv.h2 {
+			// HTTP/2 is off on this listener now: its open connections
+			// finish their streams and close.
+			l.goAwayH2()
+		}
 		keep[c.Listen] = true
 	}
 	for addr, l := range s.listeners {
@@ -238,7 +243,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 
 func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *listener {
 	l := &listener{owner: s, addr: c.Listen, ln: ln, maxHeader: l7.MaxHeaderBytes, readHeader: l7.ReadHeaderTimeout, idle: l7.IdleTimeout,
-		handoff: newHandoffListener(ln.Addr()), fconns: map[*fastConn]struct{}{}}
+		handoff: newHandoffListener(ln.Addr()), fconns: map[*fastConn]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
 	if l.maxHeader <= 0 {
 		l.maxHeader = config.DefaultMaxHeaderBytes
 	}
@@ -251,9 +256,9 @@ func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *l
 		ReadHeaderTimeout: l7.ReadHeaderTimeout,
 		IdleTimeout:       l7.IdleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // client hiccups are not operator news
-		// With h2 in NextProtos, Serve takes HTTP/2 connections handed to
-		// it after xlb's own handshake (the config is used for nothing else).
-		TLSConfig: &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
+		// HTTP/2 is xlb's own engine's (h2conn.go): net/http only gets
+		// HTTP/1.x requests the HTTP/1.1 engine hands it.
+		Protocols: http1Only(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if pc, ok := c.(*prefixConn); ok && pc.tls {
 				return context.WithValue(ctx, connTLS{}, true)
@@ -262,6 +267,12 @@ func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *l
 		},
 	}
 	return l
+}
+
+func http1Only() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &p
 }
 
 // drainListener stops accepting and lets in-flight requests finish.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,9 @@ type service struct {
 	// is keyed on; empty: the client address.
 	limitHeader, limitCanon string
 	noBackend               string // the 503 message
-	active                  *atomic.Int64
+	// h1 and h2 say what clients may speak (protocols).
+	h1, h2 bool
+	active *atomic.Int64
 	// conns is each backend's connection pool.
 	conns map[*balance.Upstream]*connPool
 	// backendTLS makes the backends' TLS configurations (nil: cleartext).
@@ -99,7 +102,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 	var client *tlsconf.Client
 	if old := s.services[c.Name]; keepTLS && old != nil {
 		client = old.backendTLS
-	} else if c.BackendProtocol == "https" {
+	} else if c.BackendProtocol == "https" || c.BackendProtocol == "h2" {
 		var err error
 		if client, err = tlsconf.Backend(c.BackendTLS); err != nil {
 			return nil, err
@@ -121,8 +124,14 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			// whether it speaks TLS, and the connect timeout alone; a new
 			// TLS configuration applies to the connections made after it.
 			cp := s.conns[c.Name][cb.Address]
-			if cp == nil || cp.connect != connect || (cp.tls.Load() == nil) != (tc == nil) {
+			// An HTTP/2 client holds its TLS configuration: a new one
+			// needs a new client.
+			h2 := c.BackendProtocol == "h2c" || c.BackendProtocol == "h2"
+			if cp == nil || cp.connect != connect || (cp.tls.Load() == nil) != (tc == nil) || (cp.h2 != nil) != h2 || (h2 && cp.tls.Load() != tc) {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
+				if h2 {
+					cp.h2 = newH2Transport(connect, tc)
+				}
 			} else if cp.tls.Load() != tc {
 				b.commit = append(b.commit, func() { cp.tls.Store(tc) })
 			}
@@ -162,6 +171,8 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		}
 		sv.routes = append(sv.routes, newRoute(r.Match, p))
 	}
+	sv.h1 = len(c.Protocols) == 0 || slices.Contains(c.Protocols, "http1")
+	sv.h2 = len(c.Protocols) == 0 || slices.Contains(c.Protocols, "h2")
 	for _, on := range c.Retries.On {
 		sv.retryOn[on] = true
 	}

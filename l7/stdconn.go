@@ -14,9 +14,9 @@ import (
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
-// stdExchange is a request that Go's net/http server read: HTTP/2, and the
-// HTTP/1.x requests the engine hands off. It allocates per request; the
-// cleartext and TLS HTTP/1.1 traffic does not come this way.
+// stdExchange is a request that Go's net/http server read: the HTTP/1.x
+// requests the engine hands off. It allocates per request; the cleartext
+// and TLS HTTP/1.1 traffic and HTTP/2 do not come this way.
 type stdExchange struct {
 	l     *listener
 	w     http.ResponseWriter
@@ -196,6 +196,19 @@ func (e *stdExchange) reply(status int, msg string, id []byte, retryAfter int) b
 	return true
 }
 
+func (e *stdExchange) replyGRPC(code int, msg string, id []byte) bool {
+	h := e.w.Header()
+	if len(id) > 0 {
+		h.Set("X-Request-Id", string(id))
+	}
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", string(appendGRPCMessage(nil, msg)))
+	h.Set("Content-Length", "0")
+	e.w.WriteHeader(http.StatusOK)
+	return true
+}
+
 func (e *stdExchange) respond(a *answer) bool {
 	pc := a.pc
 	resp := &pc.head
@@ -257,6 +270,9 @@ func (e *stdExchange) respond(a *answer) bool {
 	}
 	for _, t := range br.trailers {
 		h[http.TrailerPrefix+t[0]] = append(h[http.TrailerPrefix+t[0]], t[1])
+		if t[0] == "Grpc-Status" {
+			a.grpc = t[1]
+		}
 	}
 	pc.release(!resp.Close && !br.untilClose(), a.now)
 	return !e.r.close

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/http2"
+
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
@@ -40,6 +42,7 @@ type upConn struct {
 	rt     roundTrip
 	idleAt time.Time
 	pool   *connPool
+	call   *h2Call // the answer comes over HTTP/2 (h2backend.go): no connection of its own
 }
 
 // connPool keeps one backend's idle connections, newest first out: the
@@ -52,6 +55,9 @@ type connPool struct {
 	// reload swaps it (a new CA file), while kept connections stay.
 	tls atomic.Pointer[tls.Config]
 	max int // idle connections kept
+	// h2, when set, is the backend's HTTP/2 client (backend_protocol
+	// h2c): it keeps the connections, and idle is unused.
+	h2 *http2.Transport
 
 	mu     sync.Mutex
 	idle   []*upConn
@@ -150,6 +156,9 @@ func (p *connPool) sweep(now time.Time) {
 
 // close drops the idle connections and any returned later.
 func (p *connPool) close() {
+	if p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
@@ -381,6 +390,10 @@ func (pc *upConn) bodyFill() error {
 // discard skips a response that will not be used, keeping the connection
 // when the body is small and already here.
 func (pc *upConn) discard() {
+	if pc.call != nil {
+		pc.call.end()
+		return
+	}
 	h := &pc.head
 	n := int64(len(pc.in.Buffered()))
 	if pc.noBody || (h.ContentLength >= 0 && h.ContentLength <= n) {
@@ -398,6 +411,10 @@ func (pc *upConn) discard() {
 // release returns a connection whose exchange ended cleanly to its pool,
 // or closes it when it cannot carry another request.
 func (pc *upConn) release(reusable bool, now time.Time) {
+	if pc.call != nil {
+		pc.call.end()
+		return
+	}
 	if reusable {
 		pc.pool.put(pc, now)
 	} else {

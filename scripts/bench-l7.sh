@@ -9,6 +9,19 @@
 #   https      HTTP/1.1 keep-alive over TLS 1.3: the same wrk run against each
 #              proxy's TLS port; CONNS handshakes per run, then requests: the
 #              cost of TLS records on a busy connection.
+#   h2         HTTP/2 over TLS 1.3 (ALPN h2): `h2load -t THREADS -c H2_CONNS -m
+#              H2_STREAMS -D DURATION` (16 connections x 8 concurrent streams by
+#              default), against nginx (`listen ... ssl http2`, port 18581),
+#              haproxy (`bind ... alpn h2`, port 18582) and xlb's TLS service
+#              (ALPN h2, its own HTTP/2 engine); backends stay HTTP/1.1
+#              keep-alive. h2load reports no percentiles: the p50/p99 columns
+#              are its mean and max request time there.
+#   grpc       gRPC unary calls (grpc.health.v1.Health/Check) in cleartext HTTP/2:
+#              test/benchl7/grpcload -c H2_CONNS -m H2_STREAMS, to three gRPC
+#              backends (grpcload -serve, 127.0.0.1:19011-19013) through nginx
+#              (`listen ... http2`, grpc_pass over a keepalive upstream, port
+#              18681), haproxy (`bind ... proto h2`, servers `proto h2`, 18682)
+#              and xlb (backend_protocol h2c, 18683).
 #   https-new  a new TLS connection per request, a full handshake each (the
 #              handshakes/s an edge can take): test/benchl7/tlsnew with CONNS
 #              connections at a time (GOMAXPROCS=THREADS), each dial, TLS 1.3
@@ -91,7 +104,8 @@
 # exits non-zero if the harness itself cannot run (a port in use, a proxy
 # that does not start, a config xlbd -check rejects).
 #
-# Environment: SCENARIOS ("http https https-new", any subset, run in that
+# Environment: H2_CONNS (16), H2_STREAMS (8) for h2;
+# SCENARIOS ("http https https-new", or h2 too, any subset, run in that
 # order in each round), ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), WARMUP (2s),
 # WORKERS (auto: each proxy's own default, one worker/thread per CPU; a
 # number N runs every proxy on N: nginx worker_processes N, haproxy nbthread
@@ -122,6 +136,14 @@ XLB_ADMIN_PORT=19100
 NGINX_STATUS_PORT=18091
 HAPROXY_STATUS_PORT=18092
 NGINX_TLS_PORT=18481
+NGINX_H2_PORT=18581
+GRPC_BACKEND_PORTS=(19011 19012 19013)
+NGINX_GRPC_PORT=18681
+HAPROXY_GRPC_PORT=18682
+XLB_GRPC_PORT=18683
+HAPROXY_H2_PORT=18582
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-8}
 HAPROXY_TLS_PORT=18482
 XLB_TLS_PORT=18483
 TLS_NAME=bench.xlb.test # the certificate's name and the SNI tlsnew and openssl s_client send
@@ -145,11 +167,11 @@ fi
 scenarios=() tls=
 for s in $SCENARIOS; do
 	case $s in
-	http | https | https-new) ;;
-	*) die "SCENARIOS: unknown scenario $s: want some of http https https-new" ;;
+	http | https | https-new | h2 | grpc) ;;
+	*) die "SCENARIOS: unknown scenario $s: want some of http https https-new h2 grpc" ;;
 	esac
 	[[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
-	[[ $s == http ]] || tls=1
+	[[ $s == http || $s == grpc ]] || tls=1
 done
 ((${#scenarios[@]} > 0)) || die "SCENARIOS is empty: want some of http https https-new"
 has_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
@@ -162,6 +184,7 @@ need=()
 have nginx || need+=(nginx)
 have haproxy || need+=(haproxy)
 have wrk || need+=(wrk)
+has_scenario h2 && ! have h2load && need+=(nghttp2-client)
 have curl || need+=(curl)
 have pgrep || need+=(procps)
 [[ -n $tls ]] && ! have openssl && need+=(openssl)
@@ -267,6 +290,9 @@ if [[ -n ${XLBD:-} ]]; then log "building the backend (xlbd: $XLBD)"; else log "
 if has_scenario https-new; then
 	"$GO" build -buildvcs=false -o "$tmp/tlsnew" ./test/benchl7/tlsnew || die "go build ./test/benchl7/tlsnew failed"
 fi
+if has_scenario grpc; then
+	"$GO" build -buildvcs=false -o "$tmp/grpcload" ./test/benchl7/grpcload || die "go build ./test/benchl7/grpcload failed"
+fi
 xlb_reason=
 if [[ -n ${XLBD:-} ]]; then
 	xlbd=$XLBD
@@ -285,6 +311,15 @@ backends_csv=${backends_csv%,}
 "$tmp/backend" -listen "$backends_csv" 2>"$tmp/backend.log" &
 backend_pid=$!
 started+=("$backend_pid")
+if has_scenario grpc; then
+	grpc_csv=$(printf '127.0.0.1:%s,' "${GRPC_BACKEND_PORTS[@]}")
+	"$tmp/grpcload" -serve "${grpc_csv%,}" 2>"$tmp/grpc-backend.log" &
+	grpc_backend_pid=$!
+	started+=("$grpc_backend_pid")
+	for p in "${GRPC_BACKEND_PORTS[@]}"; do
+		wait_port "$p" "$grpc_backend_pid" 5 || { cat "$tmp/grpc-backend.log" >&2; die "the gRPC backends did not start"; }
+	done
+fi
 for p in "${BACKEND_PORTS[@]}"; do
 	wait_port "$p" "$backend_pid" 5 || { cat "$tmp/backend.log" >&2; die "the backend did not start"; }
 done
@@ -335,6 +370,37 @@ if [[ -n $tls ]]; then
 frontend bench_tls                   # https, https-new; tune.ssl.cachesize and tickets: haproxy's defaults
     bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $tmp/tls/haproxy.pem ssl-min-ver TLSv1.3 alpn http/1.1 ciphersuites $TLS13_SUITES
     default_backend bench"
+	if has_scenario h2; then
+		nginx_tls_server+="
+    upstream bench_h2 {              # h2: as bench, with room for H2_CONNS x H2_STREAMS requests in flight
+        server 127.0.0.1:${BACKEND_PORTS[0]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[1]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${BACKEND_PORTS[2]} max_fails=3 fail_timeout=30s;
+        keepalive $((H2_CONNS * H2_STREAMS));   # per worker: one worker may hold most client connections
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+    }
+    server {                         # h2
+        listen 127.0.0.1:$NGINX_H2_PORT ssl http2;
+        ssl_certificate $tmp/tls/cert.pem;
+        ssl_certificate_key $tmp/tls/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites $TLS13_SUITES;
+        http2_max_concurrent_streams 128;   # = xlb's SETTINGS_MAX_CONCURRENT_STREAMS
+        location / {
+            proxy_pass http://bench_h2;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 30s;
+        }
+    }"
+		haproxy_tls_frontend+="
+frontend bench_h2                    # h2
+    bind 127.0.0.1:$HAPROXY_H2_PORT ssl crt $tmp/tls/haproxy.pem ssl-min-ver TLSv1.3 alpn h2 ciphersuites $TLS13_SUITES
+    default_backend bench"
+	fi
 	xlb_tls_service="
   - name: bench-tls                  # https, https-new: the same service over TLS
     layer: 7
@@ -348,6 +414,51 @@ frontend bench_tls                   # https, https-new; tune.ssl.cachesize and 
       - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
       - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
       - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}"
+fi
+
+nginx_grpc_server="" haproxy_grpc="" xlb_grpc_service=""
+if has_scenario grpc; then
+	nginx_grpc_server="
+    upstream bench_grpc {            # grpc
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[0]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[1]} max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:${GRPC_BACKEND_PORTS[2]} max_fails=3 fail_timeout=30s;
+        keepalive $((H2_CONNS * H2_STREAMS));
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+    }
+    server {                         # grpc
+        listen 127.0.0.1:$NGINX_GRPC_PORT http2;
+        http2_max_concurrent_streams 128;
+        location / {
+            grpc_pass grpc://bench_grpc;
+            grpc_connect_timeout 2s;
+            grpc_read_timeout 30s;
+        }
+    }"
+	haproxy_grpc="
+frontend bench_grpc                  # grpc
+    bind 127.0.0.1:$HAPROXY_GRPC_PORT proto h2
+    default_backend bench_grpc
+backend bench_grpc
+    balance roundrobin
+    server g1 127.0.0.1:${GRPC_BACKEND_PORTS[0]} proto h2
+    server g2 127.0.0.1:${GRPC_BACKEND_PORTS[1]} proto h2
+    server g3 127.0.0.1:${GRPC_BACKEND_PORTS[2]} proto h2"
+	xlb_grpc_service="
+  - name: bench-grpc                 # grpc: gRPC backends over h2c
+    layer: 7
+    listen: 127.0.0.1:$XLB_GRPC_PORT
+    protocols: [h2]
+    backend_protocol: h2c
+    scheduler: round_robin
+    timeouts: {connect: 2s, response_header: 30s}
+    passive_health: {max_fails: 3, fail_timeout: 30s}
+    health_check: {type: grpc, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 3}
+    backends:
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[0]}}
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[1]}}
+      - {address: 127.0.0.1:${GRPC_BACKEND_PORTS[2]}}"
 fi
 
 mkdir -p "$tmp/nginx"
@@ -387,7 +498,7 @@ http {
             proxy_connect_timeout 2s;    # = xlb timeouts.connect
             proxy_read_timeout 30s;      # = xlb timeouts.response_header
         }
-    }$nginx_tls_server
+    }$nginx_tls_server$nginx_grpc_server
     server {                         # metrics, as xlb's /metrics
         listen 127.0.0.1:$NGINX_STATUS_PORT;
         location = /status { stub_status; }
@@ -422,7 +533,7 @@ backend bench
     default-server check inter 1s fall 3 rise 2   # = xlb health_check
     server b1 127.0.0.1:${BACKEND_PORTS[0]}
     server b2 127.0.0.1:${BACKEND_PORTS[1]}
-    server b3 127.0.0.1:${BACKEND_PORTS[2]}$haproxy_tls_frontend
+    server b3 127.0.0.1:${BACKEND_PORTS[2]}$haproxy_tls_frontend$haproxy_grpc
 frontend metrics                     # metrics, as xlb's /metrics
     bind 127.0.0.1:$HAPROXY_STATUS_PORT
     http-request use-service prometheus-exporter if { path /metrics }
@@ -449,7 +560,7 @@ services:
     backends:
       - {address: 127.0.0.1:${BACKEND_PORTS[0]}, weight: 1}
       - {address: 127.0.0.1:${BACKEND_PORTS[1]}, weight: 1}
-      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}$xlb_tls_service
+      - {address: 127.0.0.1:${BACKEND_PORTS[2]}, weight: 1}$xlb_tls_service$xlb_grpc_service
 EOF
 
 # ---------------------------------------------------------------- proxies
@@ -536,12 +647,37 @@ check_tls() {
 		printf '  tls %-8s 127.0.0.1:%s  tlsnew:           %s\n' "$name" "$port" "$(sed -n 's/^TLS: //p' <<<"$out")"
 	fi
 }
+# check_h2 NAME PORT: the port speaks HTTP/2 by ALPN and answers 4 GETs with 2xx.
+check_h2() {
+	local out
+	out=$(h2load -n 4 -c 1 "https://127.0.0.1:$2/" 2>&1) || die "$1 on 127.0.0.1:$2: h2load fails: $out"
+	grep -q '^Application protocol: h2' <<<"$out" || die "$1 on 127.0.0.1:$2 does not choose h2 by ALPN"
+	grep -q '^status codes: 4 2xx' <<<"$out" || die "$1 on 127.0.0.1:$2 does not answer 4 GETs over HTTP/2 with 2xx: $(grep -E '^(requests|status codes):' <<<"$out")"
+	printf '  h2  %-8s 127.0.0.1:%s  h2load: ALPN h2, 4 GETs answered 2xx\n' "$1" "$2"
+}
 tls_checks=
 if [[ -n $tls ]]; then
 	tls_checks=$(
 		check_tls nginx $NGINX_TLS_PORT
 		check_tls haproxy $HAPROXY_TLS_PORT
 		if [[ -n $xlb_pid ]]; then check_tls xlb $XLB_TLS_PORT; fi
+		if has_scenario h2; then
+			check_h2 nginx $NGINX_H2_PORT
+			check_h2 haproxy $HAPROXY_H2_PORT
+			if [[ -n $xlb_pid ]]; then check_h2 xlb $XLB_TLS_PORT; fi
+		fi
+	) || exit 1
+fi
+
+# Every gRPC port answers a unary call (SERVING) before anything is timed.
+grpc_checks=
+if has_scenario grpc; then
+	grpc_checks=$(
+		for np in "nginx $NGINX_GRPC_PORT" "haproxy $HAPROXY_GRPC_PORT" ${xlb_pid:+"xlb $XLB_GRPC_PORT"}; do
+			read -r n p <<<"$np"
+			out=$("$tmp/grpcload" -check "127.0.0.1:$p" 2>&1) || die "$n on 127.0.0.1:$p: a gRPC call fails: $out"
+			printf '  grpc %-8s 127.0.0.1:%s  grpcload -check: %s\n' "$n" "$p" "$out"
+		done
 	) || exit 1
 fi
 
@@ -578,8 +714,13 @@ target() {
 	case $1-$2 in
 	backend-*) echo "${BACKEND_PORTS[0]} $backend_pid" ;;
 	nginx-http) echo "$NGINX_PORT $nginx_pid" ;;
+	nginx-h2) echo "$NGINX_H2_PORT $nginx_pid" ;;
+	nginx-grpc) echo "$NGINX_GRPC_PORT $nginx_pid" ;;
+	haproxy-grpc) echo "$HAPROXY_GRPC_PORT $haproxy_pid" ;;
+	xlb-grpc) echo "$XLB_GRPC_PORT $xlb_pid" ;;
 	nginx-*) echo "$NGINX_TLS_PORT $nginx_pid" ;;
 	haproxy-http) echo "$HAPROXY_PORT $haproxy_pid" ;;
+	haproxy-h2) echo "$HAPROXY_H2_PORT $haproxy_pid" ;;
 	haproxy-*) echo "$HAPROXY_TLS_PORT $haproxy_pid" ;;
 	xlb-http) echo "$XLB_PORT $xlb_pid" ;;
 	xlb-*) echo "$XLB_TLS_PORT $xlb_pid" ;;
@@ -592,6 +733,18 @@ load_client() {
 	http) echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency http://127.0.0.1:PORT/" ;;
 	https) echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency https://127.0.0.1:PORT/" ;;
 	https-new) echo "GOMAXPROCS=$THREADS tlsnew -c $CONNS -d $(go_duration "$DURATION") -servername $TLS_NAME https://127.0.0.1:PORT/" ;;
+	h2) echo "h2load -t $THREADS -c $H2_CONNS -m $H2_STREAMS -D $(seconds "$DURATION") https://127.0.0.1:PORT/" ;;
+	grpc) echo "GOMAXPROCS=$THREADS grpcload -c $H2_CONNS -m $H2_STREAMS -d $(go_duration "$DURATION") 127.0.0.1:PORT" ;;
+	esac
+}
+
+# seconds D: a wrk duration in seconds, for h2load -D.
+seconds() {
+	case $1 in
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) echo "$1" ;;
 	esac
 }
 
@@ -605,6 +758,8 @@ run_load() { # SCENARIO DURATION PORT OUTFILE
 	http) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$3/") ;;
 	https) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "https://127.0.0.1:$3/") ;;
 	https-new) cmd=(env GOMAXPROCS="$THREADS" "$tmp/tlsnew" -c "$CONNS" -d "$(go_duration "$2")" -servername $TLS_NAME "https://127.0.0.1:$3/") ;;
+	h2) cmd=(h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$(seconds "$2")" "https://127.0.0.1:$3/") ;;
+	grpc) cmd=(env GOMAXPROCS="$THREADS" "$tmp/grpcload" -c "$H2_CONNS" -m "$H2_STREAMS" -d "$(go_duration "$2")" "127.0.0.1:$3") ;;
 	esac
 	"${cmd[@]}" >"$4" 2>&1 &
 	wrk_pid=$!
@@ -636,6 +791,27 @@ parse_wrk() {
 	}' "$1"
 }
 
+# parse_h2load FILE: the same fields from h2load's output; it has no
+# percentiles, so its mean and max request times stand for p50 and p99.
+parse_h2load() {
+	awk '
+	function us(v) {
+		if (v ~ /us$/) return v + 0
+		if (v ~ /ms$/) return (v + 0) * 1000
+		if (v ~ /s$/) return (v + 0) * 1e6
+		return -1
+	}
+	/^finished in/ { rps = $4 }
+	/^requests:/ { reqs = $8; errs += $12 + $14 + $16 }
+	/^status codes:/ { errs += $5 + $7 + $9 }
+	/^time for request:/ { mean = us($6); mx = us($5) }
+	/^Application protocol:/ { proto = $3 }
+	END {
+		if (reqs == "" || rps == "" || mean == "" || proto != "h2") { print "bad"; exit }
+		printf "%d %.2f %.1f %.1f %d\n", reqs, rps, mean, mx, errs + 0
+	}' "$1"
+}
+
 results=$tmp/results.tsv # name round rps p50_us p99_us cpu_us_per_req errors scenario conns_per_req resumed
 : >"$results"
 
@@ -652,7 +828,7 @@ measure() { # NAME SCENARIO ROUND DURATION (ROUND 0: warm-up, not recorded)
 	s1=$(backend_stats)
 	kill -0 "$pid" 2>/dev/null || die "$name died during the run (logs in $tmp)"
 	((round == 0)) && return 0
-	parsed=$(parse_wrk "$out")
+	if [[ $sc == h2 ]]; then parsed=$(parse_h2load "$out"); else parsed=$(parse_wrk "$out"); fi
 	[[ $parsed != bad ]] || { cat "$out" >&2; die "cannot read the load client's output for $name ($sc)"; }
 	local reqs rps p50 p99 errs cpu
 	read -r reqs rps p50 p99 errs <<<"$parsed"
@@ -704,6 +880,7 @@ if [[ -n $tls ]]; then
 	printf '  scenarios: %s; TLS: %s, one ECDSA P-256 certificate (%s) for all\n' "${scenarios[*]}" "$(openssl version | awk '{print "openssl " $2}')" "$TLS_NAME"
 	printf '%s\n' "$tls_checks"
 fi
+[[ -n $grpc_checks ]] && printf '%s\n' "$grpc_checks"
 
 if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
 	for sc in "${scenarios[@]}"; do
@@ -734,6 +911,8 @@ report() { # SCENARIO
 	http) echo "http: plain HTTP/1.1 keep-alive ($(load_client http))" ;;
 	https) echo "https: HTTP/1.1 keep-alive over TLS 1.3 ($(load_client https)); backends plain HTTP/1.1" ;;
 	https-new) echo "https-new: a new connection and a full TLS 1.3 handshake per request, no session resumption ($(load_client https-new)); backends plain HTTP/1.1 keep-alive" ;;
+	grpc) echo "grpc: gRPC unary calls in cleartext HTTP/2, $H2_CONNS connections x $H2_STREAMS calls ($(load_client grpc)); backends gRPC servers (grpc-go health service) over h2c; backend shares are not counted (0/0/0%)" ;;
+	h2) echo "h2: HTTP/2 over TLS 1.3, $H2_CONNS connections x $H2_STREAMS streams ($(load_client h2)); backends plain HTTP/1.1 keep-alive; p50/p99 columns: h2load's mean/max request time" ;;
 	esac
 	awk -F'\t' -v sc="$1" -v xlb_reason="$xlb_reason" '
 function median(name, col,    n, i, j, t, v) {
@@ -783,7 +962,7 @@ END {
 		print "resumed counts handshakes that resumed anyway, and must be 0), so requests/s and handshakes/s are the same figure."
 	}
 	if (tlsx)
-		print "conn/req: client connections the proxy accepted per request (kernel PassiveOpens minus new backend connections): ~" (sc == "https" ? "CONNS/requests" : "1.000") "."
+		print "conn/req: client connections the proxy accepted per request (kernel PassiveOpens minus new backend connections): ~" (sc == "https" ? "CONNS/requests" : sc == "h2" ? "H2_CONNS/requests" : "1.000") "."
 	print "CPU us/req: utime+stime of the proxy'"'"'s process tree (/proc) over the run / requests; lower is better."
 	print "Ratios are medians over medians, all from this run; absolute figures depend on the machine (" (sc == "http" ? "wrk" : "the load client") ", proxies and backends share its CPUs)."
 }' "$results"

@@ -1,0 +1,63 @@
+package health
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TestGRPCHealthFollowsServingStatus: a grpc check follows a real gRPC
+// server's health service: SERVING is up, NOT_SERVING is down, and a
+// server that stops answering is down.
+func TestGRPCHealthFollowsServingStatus(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := grpchealth.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	c := NewChecker(Options{})
+	spec := Spec{Type: TypeGRPC, Interval: 50 * time.Millisecond, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	c.Set([]Target{{Key: "grpc/b", Addr: ln.Addr().String(), Spec: spec}}, nil)
+	run(t, c)
+
+	waitFor(t, within(1, spec.Interval), "up while SERVING", up(c, "grpc/b"))
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitFor(t, within(spec.UnhealthyThreshold, spec.Interval), "down when NOT_SERVING", down(c, "grpc/b"))
+	if st, _ := c.State("grpc/b"); st.LastError != "NOT_SERVING" {
+		t.Errorf("LastError = %q, want NOT_SERVING", st.LastError)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	waitFor(t, within(spec.HealthyThreshold, spec.Interval), "up again", up(c, "grpc/b"))
+	srv.Stop()
+	waitFor(t, within(spec.UnhealthyThreshold, spec.Interval), "down once stopped", down(c, "grpc/b"))
+}
+
+func TestHealthStatusFrame(t *testing.T) {
+	for _, tc := range []struct {
+		frame []byte
+		want  int
+	}{
+		{[]byte{0, 0, 0, 0, 2, 0x08, 1}, 1},
+		{[]byte{0, 0, 0, 0, 2, 0x08, 2}, 2},
+		{[]byte{0, 0, 0, 0, 0}, 0},
+		{[]byte{1, 0, 0, 0, 2, 0x08, 1}, 0}, // compressed
+		{[]byte{0, 0, 0, 0, 9, 0x08, 1}, 0}, // short
+		{[]byte{0, 0, 0, 0, 2, 0x10, 1}, 0}, // another field
+		{[]byte{0, 0, 0, 0, 3, 0x08, 0x81, 0x01}, 129},
+	} {
+		if got := healthStatus(tc.frame); got != tc.want {
+			t.Errorf("healthStatus(%x) = %d, want %d", tc.frame, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,380 @@
+package l7_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http2"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/xlbproject/xlb/l7"
+)
+
+// grpcBackend is a real gRPC server (grpc-go, HTTP/2 in cleartext) with
+// the interop TestService: it names itself in unary answers, streams what
+// it is asked, and fails a call with the status the request asks for,
+// with trailing metadata.
+type grpcBackend struct {
+	testgrpc.UnimplementedTestServiceServer
+	name      string
+	addr      string
+	calls     atomic.Int64
+	cancelled atomic.Int64
+	down      atomic.Bool // answer every unary call UNAVAILABLE
+}
+
+func newGRPCBackend(t *testing.T, name string) *grpcBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &grpcBackend{name: name, addr: ln.Addr().String()}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, b)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return b
+}
+
+func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	b.calls.Add(1)
+	if b.down.Load() {
+		return nil, status.Error(codes.Unavailable, "overloaded")
+	}
+	if st := req.GetResponseStatus(); st != nil && st.Code != 0 {
+		grpc.SetTrailer(ctx, metadata.Pairs("x-detail", "from "+b.name))
+		return nil, status.Error(codes.Code(st.Code), st.Message)
+	}
+	if string(req.GetPayload().GetBody()) == "slow" {
+		select {
+		case <-ctx.Done():
+			b.cancelled.Add(1)
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: []byte(b.name)}}, nil
+}
+
+func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
+	for i := range req.GetResponseParameters() {
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: fmt.Appendf(nil, "%d", i)}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *grpcBackend) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: req.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
+// TestGRPCThroughXLB: real gRPC clients (grpc-go, h2c and TLS) through
+// xlb to real gRPC servers (backend_protocol h2c): unary calls over one
+// client connection spread over every backend; server streaming and
+// bidirectional streaming deliver every message in order; an error status
+// with trailing metadata reaches the client unchanged; a call the client
+// gives up on (its deadline) cancels the backend's and ejects nothing.
+func TestGRPCThroughXLB(t *testing.T) {
+	bs := []*grpcBackend{newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")}
+	svc := addrYAML(bs[0].addr, bs[1].addr, bs[2].addr) + "backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\n"
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "h2c", true: "tls"}[withTLS], func(t *testing.T) {
+			for _, b := range bs {
+				b.calls.Store(0)
+				b.cancelled.Store(0)
+			}
+			p, _, _ := startH2Proxy(t, withTLS, svc, "")
+			creds := insecure.NewCredentials()
+			if withTLS {
+				creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+			}
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			got := map[string]int{}
+			for range 30 {
+				resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+				if err != nil {
+					t.Fatalf("unary call: %v", err)
+				}
+				got[string(resp.GetPayload().GetBody())]++
+			}
+			if got["a"] != 10 || got["b"] != 10 || got["c"] != 10 {
+				t.Errorf("30 unary calls on one client connection went %v, want 10 to each backend", got)
+			}
+
+			params := make([]*testgrpc.ResponseParameters, 50)
+			for i := range params {
+				params[i] = &testgrpc.ResponseParameters{}
+			}
+			ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				m, err := ss.Recv()
+				if errors.Is(err, io.EOF) {
+					if i != 50 {
+						t.Errorf("server streaming: %d messages, want 50", i)
+					}
+					break
+				}
+				if err != nil {
+					t.Fatalf("server streaming, message %d: %v", i, err)
+				}
+				if string(m.GetPayload().GetBody()) != fmt.Sprint(i) {
+					t.Fatalf("server streaming: message %d is %q", i, m.GetPayload().GetBody())
+				}
+			}
+
+			bidi, err := c.FullDuplexCall(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				msg := fmt.Sprintf("ping %d", i)
+				if err := bidi.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(msg)}}); err != nil {
+					t.Fatal(err)
+				}
+				m, err := bidi.Recv()
+				if err != nil || string(m.GetPayload().GetBody()) != msg {
+					t.Fatalf("bidi message %d: %q, %v", i, m.GetPayload().GetBody(), err)
+				}
+			}
+			bidi.CloseSend()
+			if _, err := bidi.Recv(); !errors.Is(err, io.EOF) {
+				t.Errorf("bidi end: %v", err)
+			}
+
+			var trailer metadata.MD
+			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "not now"}}, grpc.Trailer(&trailer))
+			if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "not now" || !strings.HasPrefix(strings.Join(trailer.Get("x-detail"), ""), "from ") {
+				t.Errorf("an error status: %v, trailer %v; want FailedPrecondition \"not now\" with x-detail", err, trailer)
+			}
+
+			for range 3 {
+				short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+				_, err := c.UnaryCall(short, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
+				cancelShort()
+				if status.Code(err) != codes.DeadlineExceeded {
+					t.Errorf("a call past its deadline: %v", err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			var n int64
+			for time.Now().Before(deadline) {
+				n = bs[0].cancelled.Load() + bs[1].cancelled.Load() + bs[2].cancelled.Load()
+				if n == 3 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n != 3 {
+				t.Errorf("%d of 3 backend calls cancelled after their clients gave up", n)
+			}
+			st, _ := p.srv.Status("web")
+			for _, s := range st {
+				if s.Ejected || s.Failures != 0 {
+					t.Errorf("backend %s: ejected %v, %d failures after calls the clients gave up on", s.Address, s.Ejected, s.Failures)
+				}
+			}
+		})
+	}
+}
+
+// TestGRPCStatusWhenNoBackend: a gRPC call xlb answers itself gets a gRPC
+// status its client understands (HTTP 200, trailers-only), not an HTTP
+// error page (which gRPC reports as UNKNOWN or UNIMPLEMENTED): no usable
+// backend is UNAVAILABLE with xlb's message, a backend that refuses
+// connections is UNAVAILABLE too, a rate limit is RESOURCE_EXHAUSTED.
+func TestGRPCStatusWhenNoBackend(t *testing.T) {
+	b := newGRPCBackend(t, "a")
+	cases := []struct {
+		name, svc, msg string
+		want           codes.Code
+	}{
+		{"drained", "backends: [{address: \"" + b.addr + "\", weight: 0}]\n", "no backend available for service web", codes.Unavailable},
+		{"refused", "backends: [{address: \"" + freePort(t) + "\"}]\nretries: {attempts: 0}\n", "Bad Gateway", codes.Unavailable},
+		{"rate-limited", "backends: [{address: \"" + b.addr + "\"}]\nrate_limit: {rate: 1/m, burst: 1}\n", "rate limit exceeded", codes.ResourceExhausted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, tc.svc+"backend_protocol: h2c\n", "")
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if tc.name == "rate-limited" {
+				if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+					t.Fatalf("the call within the limit: %v", err)
+				}
+			}
+			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			if st, _ := status.FromError(err); st.Code() != tc.want || st.Message() != tc.msg {
+				t.Errorf("got %v, want %v %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+// TestGRPCRetriesOnUnavailable: with retries.on [grpc_unavailable], a call
+// a backend answers UNAVAILABLE (trailers-only: it was not served) goes to
+// another backend, and passive health counts the answer against the
+// backend that gave it; without it, the client sees the status.
+func TestGRPCRetriesOnUnavailable(t *testing.T) {
+	for _, retry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retry-%v", retry), func(t *testing.T) {
+			good, bad := newGRPCBackend(t, "good"), newGRPCBackend(t, "bad")
+			bad.down.Store(true)
+			on := "[connect_error]"
+			if retry {
+				on = "[connect_error, grpc_unavailable]"
+			}
+			p := startProxy(t, addrYAML(good.addr, bad.addr)+"backend_protocol: h2c\nretries: {attempts: 1, on: "+on+"}\npassive_health: {max_fails: 3, fail_timeout: 30s}\n", "")
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			failed := 0
+			for range 20 {
+				if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("x")}}); err != nil {
+					if status.Code(err) != codes.Unavailable {
+						t.Fatalf("a call: %v", err)
+					}
+					failed++
+				}
+			}
+			if retry && failed != 0 {
+				t.Errorf("%d of 20 calls failed UNAVAILABLE though they could go to the good backend", failed)
+			}
+			if !retry && failed == 0 {
+				t.Errorf("no call saw the bad backend's UNAVAILABLE without retries")
+			}
+			st, _ := p.srv.Status("web")
+			for _, s := range st {
+				if s.Address == bad.addr && !s.Ejected {
+					t.Errorf("the backend answering UNAVAILABLE was not ejected (%d failures)", s.Failures)
+				}
+				if s.Address == good.addr && (s.Ejected || s.Failures != 0) {
+					t.Errorf("the good backend: ejected %v, %d failures", s.Ejected, s.Failures)
+				}
+			}
+		})
+	}
+}
+
+// TestGRPCStatusInLogAndMetrics: the access log and
+// xlb_l7_grpc_calls_total carry each call's gRPC status: from the
+// backend's trailers, from a trailers-only answer, or xlb's own.
+func TestGRPCStatusInLogAndMetrics(t *testing.T) {
+	b := newGRPCBackend(t, "a")
+	reg := prometheus.NewRegistry()
+	var access syncBuffer
+	p := &proxy{listen: freePort(t)}
+	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
+	p.apply(t, addrYAML(b.addr)+"backend_protocol: h2c\n", "")
+	t.Cleanup(func() { p.srv.Shutdown(t.Context()) })
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testgrpc.NewTestServiceClient(cc)
+	ctx := t.Context()
+	if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "no"}})
+	p.apply(t, "backends: [{address: \""+b.addr+"\", weight: 0}]\nbackend_protocol: h2c\n", "")
+	c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	time.Sleep(50 * time.Millisecond)
+	for _, want := range []string{`"grpc_status":"0"`, `"grpc_status":"9"`, `"grpc_status":"14"`} {
+		if !strings.Contains(access.String(), want) {
+			t.Errorf("the access log has no %s:\n%s", want, access.String())
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "xlb_l7_grpc_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "grpc_status" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 {
+		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9 and 14", got)
+	}
+}
+
+// TestGRPCStreamedBodyToRefusedBackend: a call whose body comes after its
+// head (so it streams to the backend) and whose backend refuses the
+// connection still gets UNAVAILABLE, not a reset: stopping the body's
+// sender is not the client failing.
+func TestGRPCStreamedBodyToRefusedBackend(t *testing.T) {
+	p := startProxy(t, "backends: [{address: \""+freePort(t)+"\"}]\nbackend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	h := dialH2Raw(t, p.listen)
+	evs := h.events()
+	block := h.block("/grpc.testing.TestService/UnaryCall", "content-type", "application/grpc", "te", "trailers")
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	h.fr.WriteData(1, true, []byte{0, 0, 0, 0, 0})
+	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 })
+	if !ok || ev.typ != http2.FrameHeaders || ev.status != "200" || !ev.end || ev.grpc != "14" {
+		t.Errorf("got %+v, want a trailers-only answer with grpc-status 14", ev)
+	}
+}
