@@ -114,6 +114,7 @@ func (s *Server) build(c config.Service, first bool) (*built, error) {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
 				if h2 {
 					cp.h2 = newH2Transport(connect, tc)
+					cp.tcpAddr = h2Addr(cb.Address)
 				}
 			}
 			conns[u] = cp
