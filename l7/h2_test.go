@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -568,5 +569,72 @@ func TestH2IdleAndStalledUploads(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("a stalled upload held its stream for %v with idle_timeout 500ms", d)
+	}
+}
+
+// TestH2GoroutinesEndWithTheirConnections: after many HTTP/2 connections
+// with many streams each have closed, the proxy's goroutines for them (a
+// reader per connection, the stream goroutines kept for reuse) are gone.
+func TestH2GoroutinesEndWithTheirConnections(t *testing.T) {
+	be := newBackend(t, "be", nil)
+	p := startProxy(t, backendsYAML(be), "")
+	// h2Goroutines counts the goroutines running xlb's HTTP/2 engine.
+	h2Goroutines := func() (int, string) {
+		buf := make([]byte, 8<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		n := 0
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "l7.(*h2Conn)") {
+				n++
+			}
+		}
+		return n, stacks
+	}
+	keep, _ := h2Client(t, false)
+	resp, err := keep.Get(p.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n, _ := h2Goroutines(); n == 0 {
+		t.Fatal("no HTTP/2 engine goroutine while a connection is open: the count sees nothing")
+	}
+	var wg sync.WaitGroup
+	for range 10 {
+		cl, _ := h2Client(t, false)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var inner sync.WaitGroup
+			for range 20 {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					resp, err := cl.Get(p.url + "/")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}()
+			}
+			inner.Wait()
+			cl.Transport.(*http2.Transport).CloseIdleConnections()
+		}()
+	}
+	wg.Wait()
+	keep.Transport.(*http2.Transport).CloseIdleConnections()
+	// Stream goroutines wait a second for more work, or end with their
+	// connection at once.
+	deadline := time.Now().Add(5 * time.Second)
+	n, stacks := h2Goroutines()
+	for n > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		n, stacks = h2Goroutines()
+	}
+	if n > 0 {
+		t.Errorf("%d HTTP/2 engine goroutines after every connection closed:\n%s", n, stacks)
 	}
 }

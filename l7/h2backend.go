@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,18 @@ func newH2Transport(connect time.Duration, tc *tls.Config) *http2.Transport {
 	}
 }
 
+// h2Scratch is what one call to an HTTP/2 backend needs besides x/net's
+// own: pooled, so that a call does not allocate its buffers. The pipeline
+// holds its upConn until the call ends (h2Call.end), never after.
+type h2Scratch struct {
+	pc   upConn
+	in   *h1.Reader
+	head []byte  // the request head in HTTP/1.1 form
+	req  h1.Head // and parsed back
+}
+
+var h2Scratches = sync.Pool{New: func() any { return &h2Scratch{in: h1.NewReader(nil, 4<<10, maxResponseHead)} }}
+
 // h2Call is one request's stream to a backend, behind the upConn the
 // pipeline sees.
 type h2Call struct {
@@ -86,6 +99,7 @@ type h2Call struct {
 	up     *upBody // the request body still being sent, if any
 	x      exchange
 	answer *h2AnswerStream
+	sc     *h2Scratch
 }
 
 // upBody is a request body on its way to an HTTP/2 backend: the pipe it
@@ -134,6 +148,12 @@ func (c *h2Call) end() {
 		bufPool.Put(a.bp)
 		a.bp, a.buf = nil, nil
 	}
+	if c.sc != nil {
+		c.sc.pc = upConn{}
+		c.sc.in.Reset(nil)
+		h2Scratches.Put(c.sc)
+		c.sc = nil
+	}
 }
 
 // h2CallConn stands for the backend connection in an upConn whose answer
@@ -161,8 +181,10 @@ func (errH2Timeout) Temporary() bool { return true }
 // returns its answer, presented as an HTTP/1.1 one.
 func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Time, headReq bool) (*upConn, error) {
 	r := x.req()
-	req, up, err := s.h2Request(x, cp, id)
+	sc := h2Scratches.Get().(*h2Scratch)
+	req, up, err := s.h2Request(x, cp, id, sc)
 	if err != nil {
+		h2Scratches.Put(sc)
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -203,6 +225,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 	close(done)
 	if err != nil {
 		cancel()
+		h2Scratches.Put(sc)
 		if up != nil {
 			up.stop(x)
 			if cerr := up.clientErr(); cerr != nil {
@@ -225,9 +248,11 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 			<-up.done
 		}
 	}
-	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x, answer: newH2AnswerStream(resp, headReq)}
-	pc := &upConn{c: h2CallConn{call: call, addr: h2Addr(cp.addr)}, call: call}
-	pc.in = h1.NewReader(call.answer, 4<<10, maxResponseHead)
+	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x, answer: newH2AnswerStream(resp, headReq), sc: sc}
+	pc := &sc.pc
+	*pc = upConn{c: h2CallConn{call: call, addr: cp.tcpAddr}, call: call}
+	sc.in.Reset(call.answer)
+	pc.in = sc.in
 	if err := pc.readHead(&roundTrip{headReq: headReq}); err != nil {
 		call.end()
 		return nil, fmt.Errorf("h2c backend %s: %w", cp.addr, err)
@@ -239,11 +264,11 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 // to any backend, read back into fields; the body decoded from what the
 // client's transport sends. bodyErr reports a failure of the client while
 // its body streamed.
-func (s *service) h2Request(x exchange, cp *connPool, id []byte) (_ *http.Request, up *upBody, err error) {
+func (s *service) h2Request(x exchange, cp *connPool, id []byte, sc *h2Scratch) (_ *http.Request, up *upBody, err error) {
 	r := x.req()
-	head := appendHead(nil, x, id)
-	var h h1.Head
-	if err := h1.ParseRequest(head, &h); err != nil {
+	sc.head = appendHead(sc.head[:0], x, id)
+	h := &sc.req
+	if err := h1.ParseRequest(sc.head, h); err != nil {
 		return nil, nil, fmt.Errorf("request for an h2c backend: %w", err)
 	}
 	u, err := url.ParseRequestURI(r.target)
@@ -340,12 +365,12 @@ func (p pipeConn) SetDeadline(time.Time) error      { return nil }
 func (p pipeConn) SetReadDeadline(time.Time) error  { return nil }
 func (p pipeConn) SetWriteDeadline(time.Time) error { return nil }
 
-func h2Addr(addr string) net.Addr {
-	if ap, err := net.ResolveTCPAddr("tcp", addr); err == nil {
-		return ap
-	}
-	return nil
-}
+// h2Addr is a backend's address as a net.Addr, for error messages, as
+// written (no name is looked up for it).
+type h2Addr string
+
+func (a h2Addr) Network() string { return "tcp" }
+func (a h2Addr) String() string  { return string(a) }
 
 // h2AnswerStream is an HTTP/2 answer as HTTP/1.1 bytes: the head, then
 // the body, chunked with the trailers at the end when the length is

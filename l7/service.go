@@ -131,6 +131,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
 				if h2 {
 					cp.h2 = newH2Transport(connect, tc)
+					cp.tcpAddr = h2Addr(cb.Address)
 				}
 			} else if cp.tls.Load() != tc {
 				b.commit = append(b.commit, func() { cp.tls.Store(tc) })

@@ -57,7 +57,8 @@ type connPool struct {
 	max int // idle connections kept
 	// h2, when set, is the backend's HTTP/2 client (backend_protocol
 	// h2c): it keeps the connections, and idle is unused.
-	h2 *http2.Transport
+	h2      *http2.Transport
+	tcpAddr net.Addr // addr resolved, for the errors of HTTP/2 calls
 
 	mu     sync.Mutex
 	idle   []*upConn
