@@ -15,9 +15,7 @@ import (
 // backendProtocolsNotYet are the backend protocols the file may name but
 // xlb cannot speak yet, with the reason given to the user. Delete an entry
 // when its support lands; nothing else rejects these names.
-var backendProtocolsNotYet = map[string]string{
-	"h2": "not supported yet: HTTP/2 over TLS to backends comes with backend TLS; use h2c (cleartext HTTP/2) or https for now",
-}
+var backendProtocolsNotYet = map[string]string{}
 
 var (
 	backendProtocols    = []string{"http1", "https", "h2c", "h2"}

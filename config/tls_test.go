@@ -166,7 +166,6 @@ func TestParseTLSErrors(t *testing.T) {
     backend_protocol: grpc
     backends: [{address: 127.0.0.1:9001}]
 `, []string{
-			`xlb.yaml:10: services[1].backend_protocol: h2: not supported yet: HTTP/2 over TLS to backends comes with backend TLS; use h2c (cleartext HTTP/2) or https for now`,
 			`xlb.yaml:16: services[2].backend_protocol: must be http1, https, h2c or h2, got "grpc"`,
 		}},
 		{"backend-tls", l7 + `    backend_tls: {ca_file: ca.pem}

@@ -147,3 +147,46 @@ func TestHTTPSBackends(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP2BackendsOverTLS: backend_protocol h2 speaks HTTP/2 over TLS to
+// the backends (ALPN h2), verified against backend_tls.ca_file, whatever
+// the client speaks; a backend the CA did not sign gets no request.
+func TestHTTP2BackendsOverTLS(t *testing.T) {
+	ca, other := testpki.NewCA(t, "h2 backends"), testpki.NewCA(t, "impostor")
+	serve := func(ca *testpki.CA) string {
+		b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s tls=%v", r.Proto, r.TLS != nil)
+		}))
+		b.EnableHTTP2 = true
+		b.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Pair(t, "127.0.0.1")}}
+		b.Config.ErrorLog = log.New(io.Discard, "", 0)
+		b.StartTLS()
+		t.Cleanup(b.Close)
+		return strings.TrimPrefix(b.URL, "https://")
+	}
+	for _, tc := range []struct {
+		name, addr string
+		status     int
+		body       string
+	}{
+		{"trusted", serve(ca), 200, "HTTP/2.0 tls=true"},
+		{"untrusted", serve(other), 502, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, fmt.Sprintf("backends: [{address: %q}]\nbackend_protocol: h2\nbackend_tls: {ca_file: %q}\nretries: {attempts: 0}\n", tc.addr, ca.File), "")
+			// A trusted backend serves every request on its multiplexed
+			// connection; an untrusted one fails the first (then passive
+			// health ejects it).
+			n := 1
+			if tc.status == 200 {
+				n = 3
+			}
+			for range n {
+				resp, body := get(t, p.url+"/", nil)
+				if resp.StatusCode != tc.status || (tc.body != "" && body != tc.body) {
+					t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+				}
+			}
+		})
+	}
+}
