@@ -291,6 +291,9 @@ type HealthCheck struct {
 	Port uint16
 	// Path of the http check. Default "/".
 	Path string
+	// Service is the service name a grpc check asks grpc.health.v1 about;
+	// empty (the default): the server's overall health.
+	Service string
 	// Host is the Host header of the http check. Default: the backend's
 	// address.
 	Host string

@@ -26,7 +26,7 @@ var (
 	l7OnlyKeys     = []string{"listen", "tls", "protocols", "backend_protocol", "backend_tls", "hash_key", "sticky", "retries", "timeouts", "passive_health", "routes"}
 	backendKeys    = []string{"address", "weight", "max_conns", "slow_start"}
 	l7BackendKeys  = []string{"max_conns", "slow_start"}
-	checkKeys      = []string{"type", "port", "path", "host", "expect_status", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "via"}
+	checkKeys      = []string{"type", "port", "path", "host", "expect_status", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "via", "service"}
 	httpCheckKeys  = []string{"path", "host", "expect_status"}
 	rateLimitKeys  = []string{"rate", "burst", "key"}
 	tlsKeys        = []string{"cert_file", "key_file", "certificates", "client_ca_file", "min_version"}

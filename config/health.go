@@ -52,6 +52,17 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 			}
 		}
 	}
+	if e := f.get("service"); e != nil {
+		if hc.Type != "grpc" {
+			p.errorf(e.k, join(path, "service"), "applies to grpc checks only (the service name asked of grpc.health.v1); set type: grpc, or remove it")
+		} else if v, ok := p.str(e.v, join(path, "service")); ok {
+			if len(v) > 255 || strings.ContainsAny(v, " \t\r\n") {
+				p.errorf(e.v, join(path, "service"), "expected a gRPC service name like my.package.Service, got %q", v)
+			} else {
+				hc.Service = v
+			}
+		}
+	}
 	if e := f.get("port"); e != nil {
 		if v, ok := p.integer(e.v, join(path, "port"), 1, 65535); ok {
 			hc.Port = uint16(v)

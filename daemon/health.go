@@ -67,7 +67,7 @@ func checkTargets(m *model, paths checkPaths) ([]health.Target, map[string]bool)
 		}
 		hc := s.cfg.HealthCheck
 		spec := health.Spec{
-			Type: hc.Type, Path: hc.Path, Host: hc.Host,
+			Type: hc.Type, Path: hc.Path, Host: hc.Host, Service: hc.Service,
 			ExpectMin: hc.ExpectMin, ExpectMax: hc.ExpectMax,
 			Interval: hc.Interval, Timeout: hc.Timeout,
 			HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,

@@ -43,6 +43,39 @@ func TestGRPCHealthFollowsServingStatus(t *testing.T) {
 	waitFor(t, within(spec.UnhealthyThreshold, spec.Interval), "down once stopped", down(c, "grpc/b"))
 }
 
+// TestGRPCHealthOfANamedService: with Spec.Service the check asks about
+// that service, whose status is its own; an unknown service is down.
+func TestGRPCHealthOfANamedService(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := grpchealth.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	// The server as a whole is not serving: only a check that names the
+	// service finds it up.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_SERVING)
+
+	c := NewChecker(Options{})
+	spec := Spec{Type: TypeGRPC, Service: "shop.Cart", Interval: 50 * time.Millisecond, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}
+	unknown := spec
+	unknown.Service = "shop.Nothing"
+	c.Set([]Target{{Key: "grpc/cart", Addr: ln.Addr().String(), Spec: spec}, {Key: "grpc/none", Addr: ln.Addr().String(), Spec: unknown}}, nil)
+	run(t, c)
+	waitFor(t, within(2, spec.Interval), "the named service up while SERVING", up(c, "grpc/cart"))
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitFor(t, within(2, spec.Interval), "the named service down once NOT_SERVING", down(c, "grpc/cart"))
+	waitFor(t, within(2, spec.Interval), "an unknown service down with a reason", func() bool {
+		st, _ := c.State("grpc/none")
+		return !st.Up && st.LastError != ""
+	})
+}
+
 func TestHealthStatusFrame(t *testing.T) {
 	for _, tc := range []struct {
 		frame []byte

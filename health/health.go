@@ -50,6 +50,9 @@ type Spec struct {
 	Path string
 	// Host is the HTTP Host header; default Addr.
 	Host string
+	// Service is what a grpc check asks grpc.health.v1 about; empty: the
+	// server's overall health.
+	Service string
 	// ExpectMin and ExpectMax bound the accepted HTTP status, inclusive.
 	// Both zero: 200-399. ExpectMax zero alone: exactly ExpectMin.
 	ExpectMin, ExpectMax int

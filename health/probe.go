@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -141,8 +142,15 @@ func probeGRPC(ctx context.Context, t Target) error {
 		},
 	}
 	defer tr.CloseIdleConnections()
-	// An empty HealthCheckRequest: the gRPC frame header alone.
-	body := []byte{0, 0, 0, 0, 0}
+	// A HealthCheckRequest: a gRPC frame (uncompressed, 4-byte length)
+	// around field 1, the service name, when there is one.
+	var ask []byte
+	if name := t.Spec.Service; name != "" {
+		ask = append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(name)))...)
+		ask = append(ask, name...)
+	}
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(ask)))
+	body = append(body, ask...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
