@@ -132,6 +132,13 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				return s.reply(x, rec, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
 			}
 			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
+			if grpc && !r.stream && s.retryOn[retryGRPCUnavailable] {
+				// A backend that failed before answering (reset, closed,
+				// killed) is what a gRPC client calls UNAVAILABLE: with
+				// grpc_unavailable in retries.on the operator says such
+				// calls may be sent again, and its body is whole.
+				retryable = true
+			}
 			if retryable && attempt+1 < attempts && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
 				rec.retries++
