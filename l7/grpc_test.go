@@ -80,6 +80,9 @@ func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallReque
 			return err
 		}
 	}
+	if st := req.GetResponseStatus(); st != nil && st.Code != 0 {
+		return status.Error(codes.Code(st.Code), st.Message) // in the trailers, after the messages
+	}
 	return nil
 }
 
@@ -380,5 +383,46 @@ func TestGRPCStreamedBodyToRefusedBackend(t *testing.T) {
 	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 })
 	if !ok || ev.typ != http2.FrameHeaders || ev.status != "200" || !ev.end || ev.grpc != "14" {
 		t.Errorf("got %+v, want a trailers-only answer with grpc-status 14", ev)
+	}
+}
+
+// TestGRPCUnavailableInTrailersCountsForPassiveHealth: a backend that
+// ends a call UNAVAILABLE after its messages (the status in real trailers,
+// not a trailers-only answer) is at fault as much as one that answers
+// UNAVAILABLE at once: passive health counts it and, at max_fails 1,
+// ejects it.
+func TestGRPCUnavailableInTrailersCountsForPassiveHealth(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\nretries: {attempts: 0}\n", "")
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testgrpc.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
+		ResponseParameters: []*testgrpc.ResponseParameters{{}},
+		ResponseStatus:     &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "draining"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.Recv(); err != nil {
+		t.Fatalf("the message before the status: %v", err)
+	}
+	if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
+	}
+	st, _ := p.srv.Status("web")
+	ejected := 0
+	for _, be := range st {
+		if be.Ejected {
+			ejected++
+		}
+	}
+	if ejected != 1 {
+		t.Errorf("%d backends ejected after an UNAVAILABLE in the trailers, want 1: %+v", ejected, st)
 	}
 }

@@ -176,6 +176,12 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		}
 		if a.grpc != "" {
 			rec.grpc = a.grpc
+			if a.grpc == "14" && !a.gone {
+				// UNAVAILABLE in the trailers after the messages: the
+				// backend's fault too (a trailers-only one was counted in
+				// answered).
+				s.passiveFail(u)
+			}
 		}
 		u.Release()
 		return keep
