@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -148,28 +147,8 @@ services:
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bins.xlbd, "-config", path, "-log-level", "debug")
-	var logs lockedLog
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("xlbd log:\n%s", logs.String())
-		}
-	})
+	startXlbd(t, path, admin, "-log-level", "debug")
 	hc := &http.Client{Timeout: 5 * time.Second}
-	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
-		resp, err := hc.Get("http://" + admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	status := func() api.Service {
 		t.Helper()
 		resp, err := hc.Get("http://" + admin + "/api/v1/services/web")
@@ -493,19 +472,3 @@ services:
 }
 
 // lockedLog is xlbd's output, written by its pipes' goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -65,28 +65,8 @@ services:
 `, admin, listen, hostport(bs[0]), hostport(bs[1]), hostport(bs[2]))
 	path := filepath.Join(dir, "xlb.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
-	cmd := exec.Command(bins.xlbd, "-config", path, "-access-log", filepath.Join(dir, "access.log"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("xlbd log:\n%s", logs.String())
-		}
-	})
+	cmd := startXlbd(t, path, admin, "-access-log", filepath.Join(dir, "access.log"))
 	hc := &http.Client{Timeout: 5 * time.Second}
-	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
-		resp, err := hc.Get("http://" + admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	count := func(n int) map[string]int {
 		c := map[string]int{}
 		for i := 0; i < n; i++ {

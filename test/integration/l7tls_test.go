@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -73,28 +71,8 @@ services:
 `, admin, listen, certFile, keyFile, backCA.File, b1, b2, bad)
 	path := filepath.Join(dir, "xlb.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
-	cmd := exec.Command(bins.xlbd, "-config", path)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("xlbd log:\n%s", logs.String())
-		}
-	})
+	cmd := startXlbd(t, path, admin)
 	hc := &http.Client{Timeout: 5 * time.Second}
-	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
-		resp, err := hc.Get("http://" + admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	healthy := func() map[string]bool {
 		resp, err := hc.Get("http://" + admin + "/api/v1/services/secure")
 		if err != nil {

@@ -1,0 +1,61 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"net/http"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startXlbd runs xlbd on the config at path, with its admin API on admin,
+// and waits until /healthz answers 200. It is killed at cleanup, and its
+// log is printed when the test failed.
+func startXlbd(t *testing.T, path, admin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bins.xlbd, append([]string{"-config", path}, args...)...)
+	logs := &lockedLog{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("xlbd log:\n%s", logs.String())
+		}
+	})
+	hc := &http.Client{Timeout: 5 * time.Second}
+	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
+		resp, err := hc.Get("http://" + admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cmd
+}
+
+// lockedLog is a process's output, written by exec's copying goroutine and
+// read by the test.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
