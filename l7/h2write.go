@@ -264,15 +264,6 @@ func (s *h2Stream) reserve(want int) (int, error) {
 	}
 }
 
-// unreserve gives back what reserve took and was not sent.
-func (s *h2Stream) unreserve(n int) {
-	c := s.c
-	c.mu.Lock()
-	s.sendWin += int64(n)
-	c.sendWin += int64(n)
-	c.mu.Unlock()
-}
-
 // writeData sends p as DATA frames within the flow-control windows; the
 // last one ends the stream if end. It does not flush.
 func (s *h2Stream) writeData(p []byte, end bool) error {

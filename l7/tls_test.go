@@ -7,11 +7,13 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testpki"
+	"github.com/xlbproject/xlb/l7"
 )
 
 // tlsGet makes one HTTP/1.1 request over a new TLS connection with conf.
@@ -188,5 +190,43 @@ func TestHTTP2BackendsOverTLS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSetBackendsKeepsBackendTLS: a runtime change of backends keeps the
+// service's backend TLS client (its CA as read at the last Apply, its
+// session caches): it does not read the files again, so a CA file that is
+// being replaced cannot fail an autoscaler's add.
+func TestSetBackendsKeepsBackendTLS(t *testing.T) {
+	ca := testpki.NewCA(t, "backends")
+	serve := func() string {
+		b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		b.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Pair(t, "127.0.0.1")}}
+		b.StartTLS()
+		t.Cleanup(b.Close)
+		return strings.TrimPrefix(b.URL, "https://")
+	}
+	a1, a2 := serve(), serve()
+	dir := t.TempDir()
+	caFile := dir + "/ca.pem"
+	b, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(caFile, b, 0o600)
+	p := startProxy(t, fmt.Sprintf("backends: [{address: %q}]\nbackend_protocol: https\nbackend_tls: {ca_file: %q}\n", a1, caFile), "")
+	before := p.srv.BackendTLS("web", a1)
+	os.Remove(caFile)
+	if err := p.srv.SetBackends("web", []l7.BackendSpec{{Address: a1, Weight: 1}, {Address: a2, Weight: 1}}); err != nil {
+		t.Fatalf("SetBackends with the CA file gone: %v", err)
+	}
+	if after := p.srv.BackendTLS("web", a1); after != before {
+		t.Error("SetBackends replaced a kept backend's TLS configuration (and its session cache)")
+	}
+	if p.srv.BackendTLS("web", a2) == nil {
+		t.Error("the added backend has no TLS configuration")
+	}
+	if resp, body := get(t, p.url+"/", nil); resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("after SetBackends: %d %q", resp.StatusCode, body)
 	}
 }
