@@ -415,11 +415,20 @@ func TestGRPCUnavailableInTrailersCountsForPassiveHealth(t *testing.T) {
 	if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
 	}
-	st, _ := p.srv.Status("web")
+	// The pipeline counts the call once its last frame went out: the
+	// client may see the status a moment before.
+	var st []l7.BackendStatus
 	ejected := 0
-	for _, be := range st {
-		if be.Ejected {
-			ejected++
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st, _ = p.srv.Status("web")
+		ejected = 0
+		for _, be := range st {
+			if be.Ejected {
+				ejected++
+			}
+		}
+		if ejected > 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if ejected != 1 {

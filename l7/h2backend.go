@@ -1,17 +1,12 @@
 package l7
 
 import (
-	"bytes"
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,140 +16,241 @@ import (
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
-// HTTP/2 to backends (backend_protocol: h2c; h2, over TLS, is ready here
-// but waits in config for the backend TLS configuration). Each backend's connections
-// are x/net's HTTP/2 client (one Transport per backend: a few connections,
-// each multiplexing streams up to the backend's SETTINGS_MAX_CONCURRENT_STREAMS,
-// a new one opened when they are full; streams the backend refuses
-// (REFUSED_STREAM) or that a GOAWAY left unprocessed are sent again by it
-// when their body can be replayed). Every request is one stream, balanced
-// on its own by the service's scheduler like any other request.
+// HTTP/2 to backends (backend_protocol h2c, and h2 over TLS), on xlb's own
+// client (h2client.go). Every request is one stream, balanced on its own by
+// the service's scheduler like any other request; streams the backend
+// refuses (REFUSED_STREAM) or that a GOAWAY left unprocessed are sent again
+// on another of its connections when their body can be replayed.
 //
 // The pipeline's transports read a backend's answer as HTTP/1.1 from an
-// upConn (head in pc.head, body from pc.in): an HTTP/2 answer is presented
-// the same way, its head and body (chunked, trailers included, when the
-// length is unknown or trailers are announced) re-encoded as HTTP/1.1
-// bytes, so that every transport, its body copies and its trailers work
-// unchanged. That costs a copy of the body; this path allocates per
-// request (x/net's client does), the HTTP/1.1 one does not.
-
-// newH2Transport is the HTTP/2 client for one backend: in cleartext (h2c)
-// when tc is nil, else over TLS with tc (h2), ALPN h2 required.
-func newH2Transport(connect time.Duration, tc *tls.Config) *http2.Transport {
-	if tc != nil {
-		tc = tc.Clone()
-		tc.NextProtos = []string{"h2"}
-	}
-	return &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			d := net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil || tc == nil {
-				return c, err
-			}
-			t := tls.Client(c, tc)
-			hctx, cancel := context.WithTimeout(ctx, connect)
-			defer cancel()
-			if err := t.HandshakeContext(hctx); err != nil {
-				c.Close()
-				// The backend's fault, as a refused connection is: retried
-				// and counted the same way.
-				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("tls handshake: %w", err)}
-			}
-			if p := t.ConnectionState().NegotiatedProtocol; p != "h2" {
-				c.Close()
-				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("backend chose ALPN %q, not h2", p)}
-			}
-			return t, nil
-		},
-		// A quiet connection is pinged, and dropped if the backend does
-		// not answer: a dead backend's connection is not kept for the
-		// next requests.
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     5 * time.Second,
-		// As HTTP/1.1 backend connections: an unused one is closed.
-		IdleConnTimeout: upstreamIdleTimeout,
-	}
-}
-
-// h2Scratch is what one call to an HTTP/2 backend needs besides x/net's
-// own: pooled, so that a call does not allocate its buffers. The pipeline
-// holds its upConn until the call ends (h2Call.end), never after.
-type h2Scratch struct {
-	pc   upConn
-	in   *h1.Reader
-	head []byte  // the request head in HTTP/1.1 form
-	req  h1.Head // and parsed back
-}
-
-var h2Scratches = sync.Pool{New: func() any { return &h2Scratch{in: h1.NewReader(nil, 4<<10, maxResponseHead)} }}
+// upConn (head in pc.head, body from pc.in): the client's reader decodes an
+// HTTP/2 answer straight into that form, its head then its body (chunked,
+// trailers included, when the length is unknown, trailers are announced or
+// the answer is gRPC's), so that every transport, its body copies and its
+// trailers work unchanged.
 
 // h2Call is one request's stream to a backend, behind the upConn the
-// pipeline sees.
+// pipeline sees. Pooled: a call allocates nothing once the pool is warm.
 type h2Call struct {
-	cancel context.CancelFunc
-	body   io.ReadCloser
-	closed atomic.Bool
-	up     *upBody // the request body still being sent, if any
-	x      exchange
-	answer *h2AnswerStream
-	sc     *h2Scratch
+	conn *h2Up
+	id   uint32
+	wake chan struct{} // a token when the stream's state changed
+
+	// Under conn.mu.
+	gotHead, ended, reset bool // the answer's head came; its end came; the stream was reset
+	sending               bool // waiting for window to send
+	noBody, chunked       bool // how the answer's body is framed in buf
+	err                   error
+	buf                   []byte // the answer in HTTP/1.1 form, from off on not yet read
+	off                   int
+	sendWindow            int64
+	recvWindow            int64
+	uncredited            int64 // DATA taken in but not yet given back as window
+
+	// The pipeline's (and the body sender's, which end joins).
+	x       exchange
+	headReq bool
+	sentEnd bool // END_STREAM went out
+	closed  atomic.Bool
+	up      *upBody
+	sender  chan struct{} // closed when the body sender returned
+	pc      upConn
+	in      *h1.Reader
+	headB   []byte  // the request head in HTTP/1.1 form
+	req     h1.Head // and parsed back
+	timer   *time.Timer
 }
 
-// upBody is a request body on its way to an HTTP/2 backend: the pipe it
-// goes through and the goroutine that fills it.
-type upBody struct {
-	pr       *io.PipeReader
-	done     chan struct{} // closed when the goroutine has returned
-	err      atomic.Value  // a failure of the client while it sent
-	stopping atomic.Bool   // stop was called: what fails now is not the client's doing
+var h2Calls = sync.Pool{New: func() any {
+	s := &h2Call{wake: make(chan struct{}, 1), in: h1.NewReader(nil, 4<<10, maxResponseHead)}
+	s.timer = time.NewTimer(time.Hour)
+	s.timer.Stop()
+	return s
+}}
+
+func newH2Call(x exchange, headReq bool) *h2Call {
+	s := h2Calls.Get().(*h2Call)
+	s.x, s.headReq = x, headReq
+	return s
 }
 
-// stop ends the body's goroutine and waits for it: the exchange (and, on
-// HTTP/2, the stream record) is not used after the call.
-func (u *upBody) stop(x exchange) {
-	u.stopping.Store(true)
-	u.pr.CloseWithError(errStreamGone)
-	if s, ok := x.(*h2Stream); ok {
-		s.stopBody()
+// unlink readies s for another stream (a refused one sent again).
+func (s *h2Call) unlink() {
+	if s.conn != nil {
+		s.conn.close(s)
 	}
-	<-u.done
+	s.conn, s.id = nil, 0
+	s.gotHead, s.ended, s.reset, s.sending, s.noBody, s.chunked = false, false, false, false, false, false
+	s.err, s.buf, s.off, s.uncredited, s.sentEnd = nil, s.buf[:0], 0, 0, false
+	select {
+	case <-s.wake:
+	default:
+	}
 }
 
-func (u *upBody) clientErr() error {
-	if err, ok := u.err.Load().(error); ok {
-		return err
+func (s *h2Call) recycle() {
+	s.unlink()
+	s.x, s.up, s.sender = nil, nil, nil
+	s.pc = upConn{}
+	s.in.Reset(nil)
+	if cap(s.buf) > 64<<10 {
+		s.buf = nil
+	}
+	s.closed.Store(false)
+	h2Calls.Put(s)
+}
+
+// wakeUp tells the stream's goroutines its state changed; conn.mu is held.
+func (s *h2Call) wakeUp() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// await waits for the stream's state to change, checking every
+// clientCheck whether the client is still there.
+func (s *h2Call) await(x exchange) error {
+	s.timer.Reset(clientCheck)
+	select {
+	case <-s.wake:
+		s.timer.Stop()
+	case <-s.timer.C:
+		if x.gone() {
+			return errClientGone
+		}
 	}
 	return nil
 }
 
+// head takes the answer's head; conn.mu is held.
+func (s *h2Call) head(hd *h2UpHeaders) {
+	st := hd.status
+	b := h1.AppendStatus(s.buf[:0], st, []byte(http.StatusText(st)))
+	b = append(b, hd.fields...)
+	s.noBody = s.headReq || st == http.StatusNoContent || st == http.StatusNotModified
+	switch {
+	case hd.endStream || s.noBody:
+		if hd.length >= 0 {
+			b = appendLength(b, hd.length)
+		} else if !s.noBody {
+			b = appendLength(b, 0)
+		}
+		s.noBody = true
+		s.ended = hd.endStream
+	case hd.length >= 0 && !hd.grpc && !hd.trailer:
+		b = appendLength(b, hd.length)
+	default:
+		s.chunked = true
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	s.buf = append(b, "\r\n"...)
+	s.gotHead = true
+}
+
+func appendLength(b []byte, n int64) []byte {
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, "\r\n"...)
+}
+
+// body takes a DATA frame's payload; conn.mu is held.
+func (s *h2Call) body(p []byte, end bool) {
+	s.uncredited += int64(len(p))
+	switch {
+	case s.noBody:
+	case s.chunked:
+		if len(p) > 0 {
+			s.buf = strconv.AppendInt(s.buf, int64(len(p)), 16)
+			s.buf = append(s.buf, "\r\n"...)
+			s.buf = append(s.buf, p...)
+			s.buf = append(s.buf, "\r\n"...)
+		}
+		if end {
+			s.buf = append(s.buf, "0\r\n\r\n"...)
+		}
+	default:
+		s.buf = append(s.buf, p...)
+	}
+	s.ended = end
+}
+
+// trailers takes the answer's trailers: the end of a chunked body.
+func (s *h2Call) trailers(hd *h2UpHeaders) {
+	if s.chunked {
+		s.buf = append(s.buf, "0\r\n"...)
+		s.buf = append(s.buf, hd.fields...)
+		s.buf = append(s.buf, "\r\n"...)
+	}
+	s.ended = true
+}
+
+// Read gives the answer, in HTTP/1.1 form, to the pipeline's reader, and
+// the window back to the backend as the answer leaves.
+func (s *h2Call) Read(p []byte) (int, error) {
+	c := s.conn
+	c.mu.Lock()
+	for s.off == len(s.buf) {
+		if s.ended {
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
+		if s.err != nil {
+			err := s.err
+			c.mu.Unlock()
+			return 0, err
+		}
+		c.mu.Unlock()
+		if err := s.await(s.x); err != nil {
+			return 0, err
+		}
+		c.mu.Lock()
+	}
+	n := copy(p, s.buf[s.off:])
+	s.off += n
+	if s.off == len(s.buf) {
+		s.buf, s.off = s.buf[:0], 0
+	}
+	var credit int64
+	if s.uncredited >= h2UpStreamWindow/4 && len(s.buf)-s.off <= h2UpStreamWindow/2 && !s.ended {
+		credit, s.uncredited = s.uncredited, 0
+		s.recvWindow += credit
+	}
+	c.mu.Unlock()
+	if credit > 0 {
+		c.credit(s, credit)
+	}
+	return n, nil
+}
+
 // end ends the stream: after a whole answer it only frees it; before, it
 // resets it (the client went away, or the answer is not wanted).
-func (c *h2Call) end() {
-	if c.closed.Swap(true) {
+func (s *h2Call) end() {
+	if s.closed.Swap(true) {
 		return
 	}
-	if c.body != nil {
-		c.body.Close()
-	}
-	c.cancel()
-	if c.up != nil {
-		c.up.stop(c.x)
-	}
-	if a := c.answer; a != nil && a.bp != nil {
-		// The answer's reader is done with it: the call ends on the
-		// goroutine that read it.
-		bufPool.Put(a.bp)
-		a.bp, a.buf = nil, nil
-	}
-	if c.sc != nil {
-		c.sc.pc = upConn{}
-		c.sc.in.Reset(nil)
-		h2Scratches.Put(c.sc)
-		c.sc = nil
-	}
+	s.stopSender()
+	s.recycle()
 }
+
+// stopSender ends the body sender, if there is one, and waits for it.
+func (s *h2Call) stopSender() {
+	if s.up == nil {
+		return
+	}
+	if c := s.conn; c != nil {
+		c.mu.Lock()
+		if s.err == nil {
+			s.err = errCallEnded
+		}
+		s.wakeUp()
+		c.mu.Unlock()
+	}
+	s.up.stop(s.x)
+	<-s.sender
+}
+
+var errCallEnded = errors.New("the call ended")
 
 // h2CallConn stands for the backend connection in an upConn whose answer
 // comes over HTTP/2: closing it ends the stream, not a connection.
@@ -177,136 +273,205 @@ func (errH2Timeout) Error() string   { return "timeout awaiting the backend's re
 func (errH2Timeout) Timeout() bool   { return true }
 func (errH2Timeout) Temporary() bool { return true }
 
-// roundTripH2 sends the request to an h2c backend as one stream and
+// h2Refusals is how many times a refused stream is sent again to the same
+// backend (on another connection) before the pipeline hears of it.
+const h2Refusals = 2
+
+// roundTripH2 sends the request to an HTTP/2 backend as one stream and
 // returns its answer, presented as an HTTP/1.1 one.
 func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Time, headReq bool) (*upConn, error) {
 	r := x.req()
-	sc := h2Scratches.Get().(*h2Scratch)
-	req, up, err := s.h2Request(x, cp, id, sc)
-	if err != nil {
-		h2Scratches.Put(sc)
-		return nil, err
+	call := newH2Call(x, headReq)
+	call.headB = appendHead(call.headB[:0], x, id)
+	if err := h1.ParseRequest(call.headB, &call.req); err != nil {
+		call.recycle()
+		return nil, fmt.Errorf("request for an HTTP/2 backend: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	req = req.WithContext(ctx)
-
-	// The wait for the answer's head is bounded by response_header and
-	// cut short when the client leaves, as on HTTP/1.1 backends.
-	var gone, timedOut atomic.Bool
-	done := make(chan struct{})
-	headTimeout := s.headTimeout(r, sent) // r is not the goroutine's to read
-	go func() {
-		tick := time.NewTicker(clientCheck)
-		defer tick.Stop()
-		var limit <-chan time.Time
-		if t := headTimeout; t > 0 {
-			tm := time.NewTimer(time.Until(sent.Add(t)))
-			defer tm.Stop()
-			limit = tm.C
+	scheme := "http"
+	if cp.tls.Load() != nil {
+		scheme = "https"
+	}
+	authority := r.host
+	if authority == "" {
+		authority = cp.addr
+	}
+	grpc := isGRPCType(bstr(call.req.Get("content-type")))
+	var limit time.Time
+	if t := s.headTimeout(r, sent); t > 0 {
+		limit = sent.Add(t)
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.openH2(call, cp, r, scheme, authority, grpc)
+		if err == nil {
+			err = call.awaitHead(limit)
 		}
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				if x.gone() {
-					gone.Store(true)
-					cancel()
-					return
-				}
-			case <-limit:
-				timedOut.Store(true)
-				cancel()
-				return
+		if err == nil {
+			break
+		}
+		if call.up != nil {
+			call.stopSender()
+			if cerr := call.up.clientErr(); cerr != nil {
+				err = clientError{cerr}
 			}
+			call.up, call.sender = nil, nil
 		}
-	}()
-	resp, err := cp.h2.RoundTrip(req)
-	close(done)
-	if err != nil {
-		cancel()
-		h2Scratches.Put(sc)
-		if up != nil {
-			up.stop(x)
-			if cerr := up.clientErr(); cerr != nil {
-				return nil, clientError{cerr}
-			}
+		var refused errRefused
+		if errors.As(err, &refused) && !r.read && attempt < h2Refusals {
+			call.unlink()
+			continue
 		}
+		call.recycle()
+		var cerr clientError
 		switch {
-		case gone.Load():
-			return nil, errClientGone
-		case timedOut.Load():
-			return nil, errH2Timeout{}
+		case errors.As(err, &cerr), err == errClientGone:
+			return nil, err
+		case errors.As(err, &refused):
+			// Never processed: as safe to send elsewhere as a refused
+			// connection.
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: cp.tcpAddr, Err: err}
 		}
-		return nil, fmt.Errorf("h2c backend %s: %w", cp.addr, err)
+		var op *net.OpError
+		var to errH2Timeout
+		if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &to) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("HTTP/2 backend %s: %w", cp.addr, err)
 	}
 	if r.stream {
 		if _, ok := x.(*h2Stream); !ok {
 			// Only an HTTP/2 client's body may still flow while its
 			// answer does: an HTTP/1.1 connection reads its next request
 			// after this one's body, so the body ends first.
-			<-up.done
+			<-call.up.done
 		}
 	}
-	call := &h2Call{cancel: cancel, body: resp.Body, up: up, x: x, answer: newH2AnswerStream(resp, headReq), sc: sc}
-	pc := &sc.pc
+	pc := &call.pc
 	*pc = upConn{c: h2CallConn{call: call, addr: cp.tcpAddr}, call: call}
-	sc.in.Reset(call.answer)
-	pc.in = sc.in
+	call.in.Reset(call)
+	pc.in = call.in
 	if err := pc.readHead(&roundTrip{headReq: headReq}); err != nil {
 		call.end()
-		return nil, fmt.Errorf("h2c backend %s: %w", cp.addr, err)
+		return nil, fmt.Errorf("HTTP/2 backend %s: %w", cp.addr, err)
 	}
 	return pc, nil
 }
 
-// h2Request builds the backend's request: the head the pipeline forwards
-// to any backend, read back into fields; the body decoded from what the
-// client's transport sends. bodyErr reports a failure of the client while
-// its body streamed.
-func (s *service) h2Request(x exchange, cp *connPool, id []byte, sc *h2Scratch) (_ *http.Request, up *upBody, err error) {
-	r := x.req()
-	sc.head = appendHead(sc.head[:0], x, id)
-	h := &sc.req
-	if err := h1.ParseRequest(sc.head, h); err != nil {
-		return nil, nil, fmt.Errorf("request for an h2c backend: %w", err)
-	}
-	u, err := url.ParseRequestURI(r.target)
+// openH2 opens the call's stream on one of the backend's connections and
+// sends the request, or starts sending its streamed body.
+func (s *service) openH2(call *h2Call, cp *connPool, r *request, scheme, authority string, grpc bool) error {
+	conn, err := cp.h2.conn()
 	if err != nil {
-		return nil, nil, fmt.Errorf("request for an h2c backend: %w", err)
+		return err
 	}
-	u.Scheme, u.Host = "http", cp.addr
-	if cp.tls.Load() != nil {
-		u.Scheme = "https"
+	if !r.stream {
+		err = conn.open(call, r.method, scheme, authority, r.target, grpc, r.body, true)
+		if call.conn == nil {
+			conn.done()
+		}
+		if err == nil {
+			call.sentEnd = true
+		}
+		return err
 	}
-	hdr := make(http.Header, len(h.Fields)+1)
-	for i := range h.Fields {
-		f := &h.Fields[i]
-		if f.Kind.Hop() || f.Kind == h1.Host {
+	err = conn.open(call, r.method, scheme, authority, r.target, grpc, nil, false)
+	if call.conn == nil {
+		conn.done()
+	}
+	if err != nil {
+		return err
+	}
+	r.read = true // it cannot be sent again, even if this attempt fails
+	call.up = streamBody(call.x)
+	call.sender = make(chan struct{})
+	go call.sendBody(r.length)
+	return nil
+}
+
+// sendBody sends a streamed request body on the call's stream as the
+// client's transport delivers it, then its end (with trailers, if the
+// client sent some).
+func (s *h2Call) sendBody(length int64) {
+	defer close(s.sender)
+	c := s.conn
+	rd := s.up.reader(length)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := (*bp)[:16<<10]
+	for {
+		n, err := rd.Read(buf)
+		if n > 0 {
+			if werr := c.sendData(s, buf[:n], false); werr != nil {
+				rd.Close()
+				return
+			}
+		}
+		if err == nil {
 			continue
 		}
-		hdr.Add(string(f.Name), string(f.Value))
+		if err != io.EOF {
+			// The client failed (the pipeline hears of it from s.up): the
+			// backend's stream is reset.
+			rd.Close()
+			c.mu.Lock()
+			if s.err == nil {
+				s.err = clientError{err}
+			}
+			reset := !s.reset
+			s.reset = true
+			s.wakeUp()
+			c.mu.Unlock()
+			if reset {
+				c.wmu.Lock()
+				c.wfr.WriteRSTStream(s.id, http2.ErrCodeCancel)
+				c.flushUnlock()
+			}
+			return
+		}
+		var werr error
+		if cb, ok := rd.(*chunkedBody); ok && len(cb.br.trailers) > 0 {
+			werr = c.sendTrailers(s, cb.br.trailers)
+		} else {
+			werr = c.sendData(s, nil, true)
+		}
+		if werr == nil {
+			s.sentEnd = true
+		}
+		return
 	}
-	if strings.HasPrefix(hdr.Get("Content-Type"), "application/grpc") {
-		// gRPC servers want it; it is hop-by-hop, so it was dropped above.
-		hdr.Set("Te", "trailers")
+}
+
+// awaitHead waits for the answer's head, until limit (response_header)
+// or the client leaves.
+func (s *h2Call) awaitHead(limit time.Time) error {
+	c := s.conn
+	for {
+		c.mu.Lock()
+		got, err := s.gotHead, s.err
+		c.mu.Unlock()
+		if got {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		wait := clientCheck
+		if !limit.IsZero() {
+			d := time.Until(limit)
+			if d <= 0 {
+				return errH2Timeout{}
+			}
+			wait = min(wait, d)
+		}
+		s.timer.Reset(wait)
+		select {
+		case <-s.wake:
+			s.timer.Stop()
+		case <-s.timer.C:
+			if s.x.gone() {
+				return errClientGone
+			}
+		}
 	}
-	req := &http.Request{Method: r.method, URL: u, Host: r.host, Header: hdr, Proto: "HTTP/2.0", ProtoMajor: 2}
-	switch {
-	case r.stream:
-		r.read = true // it cannot be sent again, even if this attempt fails
-		up = streamBody(x)
-		req.Body, req.ContentLength = up.reader(r.length), r.length
-	case len(r.body) > 0:
-		b := r.body
-		req.ContentLength = int64(len(b))
-		req.Body = io.NopCloser(bytes.NewReader(b))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	default:
-		req.Body = http.NoBody
-		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
-	}
-	return req, up, nil
 }
 
 // streamBody sends a client's streamed body towards an HTTP/2 backend:
@@ -365,120 +530,36 @@ func (p pipeConn) SetDeadline(time.Time) error      { return nil }
 func (p pipeConn) SetReadDeadline(time.Time) error  { return nil }
 func (p pipeConn) SetWriteDeadline(time.Time) error { return nil }
 
+// upBody is a request body on its way to an HTTP/2 backend: the pipe it
+// goes through and the goroutine that fills it.
+type upBody struct {
+	pr       *io.PipeReader
+	done     chan struct{} // closed when the goroutine has returned
+	err      atomic.Value  // a failure of the client while it sent
+	stopping atomic.Bool   // stop was called: what fails now is not the client's doing
+}
+
+// stop ends the body's goroutine and waits for it: the exchange (and, on
+// HTTP/2, the stream record) is not used after the call.
+func (u *upBody) stop(x exchange) {
+	u.stopping.Store(true)
+	u.pr.CloseWithError(errStreamGone)
+	if s, ok := x.(*h2Stream); ok {
+		s.stopBody()
+	}
+	<-u.done
+}
+
+func (u *upBody) clientErr() error {
+	if err, ok := u.err.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
 // h2Addr is a backend's address as a net.Addr, for error messages, as
 // written (no name is looked up for it).
 type h2Addr string
 
 func (a h2Addr) Network() string { return "tcp" }
 func (a h2Addr) String() string  { return string(a) }
-
-// h2AnswerStream is an HTTP/2 answer as HTTP/1.1 bytes: the head, then
-// the body, chunked with the trailers at the end when the length is
-// unknown or the backend announced trailers (gRPC always does).
-type h2AnswerStream struct {
-	resp    *http.Response
-	pending []byte
-	chunked bool
-	noBody  bool
-	ended   bool
-	buf     []byte
-	bp      *[]byte // buf's pooled backing
-}
-
-func newH2AnswerStream(resp *http.Response, headReq bool) *h2AnswerStream {
-	a := &h2AnswerStream{resp: resp}
-	code := resp.StatusCode
-	a.noBody = headReq || code == http.StatusNoContent || code == http.StatusNotModified
-	b := h1.AppendStatus(nil, code, []byte(http.StatusText(code)))
-	for k, vv := range resp.Header {
-		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
-			continue
-		}
-		for _, v := range vv {
-			if validFieldValue(v) {
-				b = append(b, k...)
-				b = append(b, ": "...)
-				b = append(b, v...)
-				b = append(b, "\r\n"...)
-			}
-		}
-	}
-	switch {
-	case a.noBody:
-		if resp.ContentLength >= 0 && (headReq || code == http.StatusNotModified) {
-			b = append(b, "Content-Length: "...)
-			b = strconv.AppendInt(b, resp.ContentLength, 10)
-			b = append(b, "\r\n"...)
-		}
-	case resp.ContentLength >= 0 && len(resp.Trailer) == 0:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, resp.ContentLength, 10)
-		b = append(b, "\r\n"...)
-	default:
-		a.chunked = true
-		if len(resp.Trailer) > 0 {
-			names := make([]string, 0, len(resp.Trailer))
-			for k := range resp.Trailer {
-				names = append(names, k)
-			}
-			b = append(b, "Trailer: "...)
-			b = append(b, strings.Join(names, ", ")...)
-			b = append(b, "\r\n"...)
-		}
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	}
-	a.pending = append(b, "\r\n"...)
-	return a
-}
-
-func (a *h2AnswerStream) Read(p []byte) (int, error) {
-	for len(a.pending) == 0 {
-		if a.ended || a.noBody {
-			return 0, io.EOF
-		}
-		if err := a.next(len(p)); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, a.pending)
-	a.pending = a.pending[n:]
-	return n, nil
-}
-
-// next reads the next piece of the body into pending.
-func (a *h2AnswerStream) next(room int) error {
-	if a.buf == nil {
-		a.bp = bufPool.Get().(*[]byte)
-		a.buf = (*a.bp)[:16<<10]
-	}
-	n, err := a.resp.Body.Read(a.buf[:max(min(room-32, len(a.buf)), 1)])
-	if n > 0 {
-		if a.chunked {
-			a.pending = strconv.AppendInt(a.pending[:0], int64(n), 16)
-			a.pending = append(a.pending, "\r\n"...)
-			a.pending = append(a.pending, a.buf[:n]...)
-			a.pending = append(a.pending, "\r\n"...)
-		} else {
-			a.pending = append(a.pending[:0], a.buf[:n]...)
-		}
-	}
-	if errors.Is(err, io.EOF) {
-		a.ended = true
-		if a.chunked {
-			a.pending = append(a.pending, "0\r\n"...)
-			for k, vv := range a.resp.Trailer {
-				for _, v := range vv {
-					if validFieldValue(v) {
-						a.pending = append(a.pending, k...)
-						a.pending = append(a.pending, ": "...)
-						a.pending = append(a.pending, v...)
-						a.pending = append(a.pending, "\r\n"...)
-					}
-				}
-			}
-			a.pending = append(a.pending, "\r\n"...)
-		}
-		return nil
-	}
-	return err
-}

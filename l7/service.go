@@ -130,7 +130,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			if cp == nil || cp.connect != connect || (cp.tls.Load() == nil) != (tc == nil) || (cp.h2 != nil) != h2 || (h2 && cp.tls.Load() != tc) {
 				cp = newConnPool(cb.Address, connect, tc, max(256, cb.MaxConns))
 				if h2 {
-					cp.h2 = newH2Transport(connect, tc)
+					cp.h2 = newH2Backend(cp)
 					cp.tcpAddr = h2Addr(cb.Address)
 				}
 			} else if cp.tls.Load() != tc {

@@ -14,8 +14,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/http2"
-
 	"github.com/xlbproject/xlb/l7/h1"
 )
 
@@ -56,8 +54,8 @@ type connPool struct {
 	tls atomic.Pointer[tls.Config]
 	max int // idle connections kept
 	// h2, when set, is the backend's HTTP/2 client (backend_protocol
-	// h2c): it keeps the connections, and idle is unused.
-	h2      *http2.Transport
+	// h2c or h2): it keeps the connections, and idle is unused.
+	h2      *h2Backend
 	tcpAddr net.Addr // addr resolved, for the errors of HTTP/2 calls
 
 	mu     sync.Mutex
@@ -158,7 +156,7 @@ func (p *connPool) sweep(now time.Time) {
 // close drops the idle connections and any returned later.
 func (p *connPool) close() {
 	if p.h2 != nil {
-		p.h2.CloseIdleConnections()
+		p.h2.close()
 	}
 	p.mu.Lock()
 	idle := p.idle
