@@ -248,6 +248,23 @@ func dialH2(b *h2Backend) (*h2Up, error) {
 	if err := c.flushUnlock(); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.addr, Err: err}
 	}
+	// The backend's SETTINGS come first (RFC 9113 3.4): read them before
+	// any stream, so that its stream limit and windows are known from
+	// the first call on (not the defaults, which it would refuse).
+	nc.SetReadDeadline(start.Add(p.connect))
+	f, err := c.fr.ReadFrame()
+	nc.SetReadDeadline(time.Time{})
+	if err == nil {
+		if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+			err = errors.New("the backend did not start with SETTINGS: not HTTP/2?")
+		} else {
+			err = c.settings(sf)
+		}
+	}
+	if err != nil {
+		c.fail(err)
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.addr, Err: fmt.Errorf("HTTP/2 preface: %w", err)}
+	}
 	go c.read()
 	c.check = time.AfterFunc(h2UpCheckEvery, c.watch)
 	return c, nil

@@ -1,0 +1,340 @@
+package l7_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// rawH2 is an HTTP/2 backend written frame by frame, so that a test can
+// make it do what well-behaved servers do only under load or on shutdown:
+// refuse streams, send GOAWAY with streams in flight, hold a stream limit.
+// It answers each request, once its body has come, with 200 and the body
+// echoed, after delay; decide may refuse the stream or send GOAWAY first.
+type rawH2 struct {
+	ln       net.Listener
+	settings []http2.Setting
+	delay    time.Duration
+	// decide is asked for every request: its connection's number (from 1)
+	// and the request's number on it (from 1).
+	decide func(conn, req int) rawAction
+
+	conns    atomic.Int64
+	answered atomic.Int64
+	refused  atomic.Int64
+	maxOpen  atomic.Int64 // the most streams open at once on one connection
+}
+
+type rawAction int
+
+const (
+	rawAnswer rawAction = iota
+	rawRefuse           // RST_STREAM REFUSED_STREAM
+	rawGoAway           // GOAWAY naming the stream before this one as the last processed, then nothing
+)
+
+func newRawH2(t *testing.T, r *rawH2) *rawH2 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ln = ln
+	if r.decide == nil {
+		r.decide = func(int, int) rawAction { return rawAnswer }
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := int(r.conns.Add(1))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r.serve(c, n)
+			}()
+		}
+	}()
+	return r
+}
+
+func (r *rawH2) addr() string { return r.ln.Addr().String() }
+
+func (r *rawH2) serve(c net.Conn, connNo int) {
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
+		return
+	}
+	var wmu sync.Mutex
+	fr := http2.NewFramer(c, c)
+	write := func(f func()) { wmu.Lock(); f(); wmu.Unlock() }
+	write(func() { fr.WriteSettings(r.settings...) })
+	type stream struct {
+		body []byte
+	}
+	streams := map[uint32]*stream{}
+	var open atomic.Int64
+	var hbuf bytes.Buffer
+	enc := hpack.NewEncoder(&hbuf)
+	dec := hpack.NewDecoder(4096, nil)
+	reqs := 0
+	answer := func(id uint32, body []byte) {
+		time.Sleep(r.delay)
+		defer open.Add(-1)
+		r.answered.Add(1)
+		wmu.Lock()
+		defer wmu.Unlock()
+		hbuf.Reset()
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: fmt.Sprint(len(body))})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndHeaders: true, EndStream: len(body) == 0})
+		for len(body) > 0 { // the tests' bodies fit xlb's windows
+			n := min(len(body), 16<<10)
+			fr.WriteData(id, n == len(body), body[:n])
+			body = body[n:]
+		}
+	}
+	start := func(id uint32) {
+		reqs++
+		switch r.decide(connNo, reqs) {
+		case rawRefuse:
+			r.refused.Add(1)
+			open.Add(-1)
+			write(func() { fr.WriteRSTStream(id, http2.ErrCodeRefusedStream) })
+		case rawGoAway:
+			open.Add(-1)
+			last := uint32(0)
+			if id > 2 {
+				last = id - 2
+			}
+			write(func() { fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
+		default:
+			go answer(id, streams[id].body)
+		}
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				write(func() { fr.WriteSettingsAck() })
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				write(func() { fr.WritePing(true, f.Data) })
+			}
+		case *http2.HeadersFrame:
+			if _, err := dec.DecodeFull(f.HeaderBlockFragment()); err != nil {
+				return
+			}
+			streams[f.StreamID] = &stream{}
+			if n := open.Add(1); n > r.maxOpen.Load() {
+				r.maxOpen.Store(n)
+			}
+			if f.StreamEnded() {
+				start(f.StreamID)
+			}
+		case *http2.DataFrame:
+			s := streams[f.StreamID]
+			if s == nil {
+				continue
+			}
+			s.body = append(s.body, f.Data()...)
+			if n := uint32(len(f.Data())); n > 0 {
+				write(func() { fr.WriteWindowUpdate(0, n); fr.WriteWindowUpdate(f.StreamID, n) })
+			}
+			if f.StreamEnded() {
+				start(f.StreamID)
+			}
+		}
+	}
+}
+
+func postEcho(t *testing.T, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Error(err)
+	}
+	return resp.StatusCode, got
+}
+
+// TestH2BackendStreamLimit: a backend's SETTINGS_MAX_CONCURRENT_STREAMS
+// holds from its connection's first call on: xlb opens more connections
+// rather than exceed it, and every request is answered.
+func TestH2BackendStreamLimit(t *testing.T) {
+	b := newRawH2(t, &rawH2{settings: []http2.Setting{{ID: http2.SettingMaxConcurrentStreams, Val: 1}}, delay: 20 * time.Millisecond})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprint("request ", i))
+			if code, got := postEcho(t, p.url+"/", body); code == 200 && bytes.Equal(got, body) {
+				ok.Add(1)
+			} else {
+				t.Errorf("request %d: %d %q", i, code, got)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 8 || b.maxOpen.Load() != 1 || b.refused.Load() != 0 {
+		t.Errorf("%d of 8 answered; at most %d streams open on a connection (limit 1), %d refused", ok.Load(), b.maxOpen.Load(), b.refused.Load())
+	}
+	if b.conns.Load() < 2 {
+		t.Errorf("%d connections for 8 concurrent requests with one stream each", b.conns.Load())
+	}
+}
+
+// TestH2BackendRefusedStreamsSentAgain: a stream the backend refuses
+// (REFUSED_STREAM) or leaves unprocessed by its GOAWAY was never acted on,
+// so even a POST is sent again, its body whole, and succeeds; with one
+// backend and no retries configured, this is the client's own doing.
+func TestH2BackendRefusedStreamsSentAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		action rawAction
+	}{{"REFUSED_STREAM", rawRefuse}, {"GOAWAY", rawGoAway}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first request fails so.
+			b := newRawH2(t, &rawH2{decide: func(conn, req int) rawAction {
+				if conn == 1 && req == 1 {
+					return tc.action
+				}
+				return rawAnswer
+			}})
+			p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+			for i := range 3 {
+				body := bytes.Repeat([]byte{byte('a' + i)}, 1<<10)
+				if code, got := postEcho(t, p.url+"/", body); code != 200 || !bytes.Equal(got, body) {
+					t.Fatalf("POST %d: %d, %d bytes back (want %d)", i, code, len(got), len(body))
+				}
+			}
+			if b.answered.Load() != 3 {
+				t.Errorf("the backend answered %d requests, want 3", b.answered.Load())
+			}
+			if tc.action == rawGoAway && b.conns.Load() != 2 {
+				t.Errorf("%d connections: the one that sent GOAWAY and one more expected", b.conns.Load())
+			}
+		})
+	}
+}
+
+// TestH2BackendLargeBodies: bodies larger than every flow-control window
+// on the way go through whole both ways, and a client that reads slowly
+// holds the backend back (the stream's window) instead of making xlb
+// buffer the answer.
+func TestH2BackendLargeBodies(t *testing.T) {
+	var served atomic.Int64 // bytes the backend got written
+	b := newH2CBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			chunk := pattern(64 << 10)
+			for range 1024 { // 64 MiB
+				n, err := w.Write(chunk)
+				served.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+			return
+		}
+		h := sha256.New()
+		n, _ := io.Copy(h, r.Body)
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\n", "")
+
+	upload := pattern(4 << 20)
+	sum := sha256.Sum256(upload)
+	if code, got := postEcho(t, p.url+"/up", upload); code != 200 || string(got) != fmt.Sprintf("%d %x", len(upload), sum) {
+		t.Errorf("a 4 MiB upload: %d %q", code, got)
+	}
+
+	// A client with a small receive buffer (no autotuning) that reads
+	// nothing for a while: what the backend could write is bounded by the
+	// windows (xlb's stream window, the sockets' buffers on the way), not
+	// by the answer's size.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
+	}}
+	c, err := d.Dial("tcp", p.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(500 * time.Millisecond)
+	if got := served.Load(); got >= 16<<20 {
+		t.Errorf("the backend wrote %d bytes to a client that reads nothing", got)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	want := sha256.New()
+	for range 1024 {
+		want.Write(pattern(64 << 10))
+	}
+	if err != nil || n != 64<<20 || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+		t.Errorf("a 64 MiB answer: %d bytes, %v; intact %v", n, err, bytes.Equal(h.Sum(nil), want.Sum(nil)))
+	}
+}
+
+// TestH2BackendConnectionsReused: calls in sequence and in parallel share
+// a few connections (one while it has room), and the backend sees HTTP/2.
+func TestH2BackendConnectionsReused(t *testing.T) {
+	b := newH2CBackend(t, "a", nil)
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\n", "")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				resp, body := get(t, p.url+"/", nil)
+				if resp.StatusCode != 200 || strings.TrimSpace(body) != "a" {
+					t.Errorf("%d %q", resp.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if b.h2.Load() != 100 || b.conns.Load() != 1 {
+		t.Errorf("%d of 100 requests over HTTP/2 on %d connections, want all on 1", b.h2.Load(), b.conns.Load())
+	}
+}
