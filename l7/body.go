@@ -187,15 +187,26 @@ func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr
 	}
 }
 
+// trailerName is a trailer's canonical name; gRPC's own, in every gRPC
+// answer, without allocating.
+func trailerName(name []byte) string {
+	switch {
+	case h1.EqualFold(name, "grpc-status"):
+		return "Grpc-Status"
+	case h1.EqualFold(name, "grpc-message"):
+		return "Grpc-Message"
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
+}
+
 // validTrailer accepts a trailer line that is a well-formed field; the
 // others are dropped rather than passed on.
 func validTrailer(ln []byte) bool {
-	var h h1.Head
-	b := make([]byte, 0, len(ln)+20)
-	b = append(b, "HTTP/1.1 200 OK\r\n"...)
-	b = append(b, ln...)
-	b = append(b, "\r\n\r\n"...)
-	return h1.ParseResponse(b, &h) == nil && len(h.Fields) == 1 && !h.Fields[0].Kind.Hop()
+	if len(ln) == 0 {
+		return false
+	}
+	f, ok := h1.ParseField(ln)
+	return ok && !f.Kind.Hop()
 }
 
 // bodyReader decodes a backend's response body, for a transport that
@@ -313,7 +324,7 @@ func (b *bodyReader) nextChunk() error {
 		}
 		if validTrailer(ln) {
 			name, value, _ := bytes.Cut(ln, []byte{':'})
-			b.trailers = append(b.trailers, [2]string{textproto.CanonicalMIMEHeaderKey(string(name)), string(bytes.TrimSpace(value))})
+			b.trailers = append(b.trailers, [2]string{trailerName(name), string(bytes.TrimSpace(value))})
 		}
 	}
 }

@@ -91,7 +91,9 @@ func (s *h2Call) unlink() {
 func (s *h2Call) recycle() {
 	s.unlink()
 	s.x, s.up, s.sender = nil, nil, nil
+	fields := s.pc.head.Fields[:0]
 	s.pc = upConn{}
+	s.pc.head.Fields = fields
 	s.in.Reset(nil)
 	if cap(s.buf) > 64<<10 {
 		s.buf = nil
@@ -346,7 +348,9 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		}
 	}
 	pc := &call.pc
+	fields := pc.head.Fields[:0]
 	*pc = upConn{c: h2CallConn{call: call, addr: cp.tcpAddr}, call: call}
+	pc.head.Fields = fields
 	call.in.Reset(call)
 	pc.in = call.in
 	if err := pc.readHead(&roundTrip{headReq: headReq}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,6 +227,7 @@ func dialH2(b *h2Backend) (*h2Up, error) {
 		sendWindow: 65535, initWindow: 65535, maxFrame: 16 << 10, idleSince: start,
 	}
 	c.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
+	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(16 << 10)
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(maxResponseHead)
@@ -647,7 +649,7 @@ func (c *h2Up) emit(f hpack.HeaderField) {
 		hd.status = st
 		return
 	}
-	if !validFieldValue(f.Value) || !validFieldValue(f.Name) {
+	if !h1.ValidValue(f.Value) || !h1.ValidName(f.Name) {
 		return // HTTP/2 allows what HTTP/1.1 must not carry
 	}
 	switch f.Name {
@@ -773,6 +775,14 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 			body = nil
 		}
 		c.mu.Unlock()
+	}
+	busy := c.taken > 1 // read racily: only a hint
+	if busy && !c.flushing {
+		// Other calls are on their way to this connection: let them
+		// append their frames first, and share this write.
+		c.wmu.Unlock()
+		runtime.Gosched()
+		c.wmu.Lock()
 	}
 	err := c.flushUnlock()
 	if err == nil && len(body) > 0 {

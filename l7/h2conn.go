@@ -126,6 +126,7 @@ func newH2Conn(l *listener, c, tcp net.Conn, pending []byte) *h2Conn {
 	}
 	hc.br = bufio.NewReaderSize(src, 32<<10)
 	hc.fr = http2.NewFramer(nil, hc.br)
+	hc.fr.SetReuseFrames() // frames are acted on before the next is read
 	hc.fr.SetMaxReadFrameSize(h2MaxFrame)
 	hc.dec = hpack.NewDecoder(4096, hc.emit)
 	hc.dec.SetMaxStringLength(hc.maxHdr)

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unsafe"
 )
 
 // Kind names the fields the proxy treats specially; all others are Other.
@@ -331,20 +332,10 @@ func (h *Head) fields(b []byte, i int) (int, error) {
 		if len(ln) == 0 {
 			break
 		}
-		if ln[0] == ' ' || ln[0] == '\t' {
-			return 0, bad("obsolete line folding")
+		f, err := parseField(ln)
+		if err != nil {
+			return 0, err
 		}
-		colon := indexByte(ln, ':')
-		if colon <= 0 || !isToken(ln[:colon]) {
-			return 0, bad("malformed header field")
-		}
-		v := trim(ln[colon+1:])
-		for _, c := range v {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return 0, bad("control character in header value")
-			}
-		}
-		f := Field{Name: ln[:colon], Value: v, Kind: kindOf(ln[:colon])}
 		if err := h.note(&f); err != nil {
 			return 0, err
 		}
@@ -364,6 +355,44 @@ func (h *Head) fields(b []byte, i int) (int, error) {
 	}
 	return i, nil
 }
+
+// ParseField parses one header field line without its line end (a
+// trailer, say), as a head's fields are parsed.
+func ParseField(ln []byte) (Field, bool) {
+	f, err := parseField(ln)
+	return f, err == nil
+}
+
+func parseField(ln []byte) (Field, error) {
+	if ln[0] == ' ' || ln[0] == '\t' {
+		return Field{}, bad("obsolete line folding")
+	}
+	colon := indexByte(ln, ':')
+	if colon <= 0 || !isToken(ln[:colon]) {
+		return Field{}, bad("malformed header field")
+	}
+	v := trim(ln[colon+1:])
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return Field{}, bad("control character in header value")
+		}
+	}
+	return Field{Name: ln[:colon], Value: v, Kind: kindOf(ln[:colon])}, nil
+}
+
+// ValidValue reports whether a field value can be carried in HTTP/1.1 as
+// it is: no control characters but tab.
+func ValidValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidName reports whether a field name is a token.
+func ValidName(name string) bool { return len(name) > 0 && isToken(unsafe.Slice(unsafe.StringData(name), len(name))) }
 
 // trimList is a list value without commas and whitespace: empty when the
 // list has no element.
