@@ -392,7 +392,9 @@ func ValidValue(v string) bool {
 }
 
 // ValidName reports whether a field name is a token.
-func ValidName(name string) bool { return len(name) > 0 && isToken(unsafe.Slice(unsafe.StringData(name), len(name))) }
+func ValidName(name string) bool {
+	return len(name) > 0 && isToken(unsafe.Slice(unsafe.StringData(name), len(name)))
+}
 
 // trimList is a list value without commas and whitespace: empty when the
 // list has no element.
