@@ -156,7 +156,6 @@ type h2Up struct {
 	spare    []byte
 	flushing bool // a writer is in the socket: what is appended now goes with its next write
 	wfr      *http2.Framer
-	enc      *hpack.Encoder
 	hbuf     h2buf
 	lower    []byte
 	nextID   uint32
@@ -232,11 +231,6 @@ func dialH2(b *h2Backend) (*h2Up, error) {
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(maxResponseHead)
 	c.wfr = http2.NewFramer(&c.out, nil)
-	c.enc = hpack.NewEncoder(&c.hbuf)
-	// No dynamic table: field names and values are views of buffers that
-	// are reused, and a table would keep them (the backend's
-	// HEADER_TABLE_SIZE can only lower this).
-	c.enc.SetMaxDynamicTableSizeLimit(0)
 	c.lastRead.Store(start.UnixNano())
 
 	c.wmu.Lock()
@@ -805,9 +799,7 @@ func (c *h2Up) lowerName(name []byte) string {
 	return bstr(b)
 }
 
-func (c *h2Up) hfield(name, value string) {
-	c.enc.WriteField(hpack.HeaderField{Name: name, Value: value})
-}
+func (c *h2Up) hfield(name, value string) { c.hbuf.b = appendHpack(c.hbuf.b, name, value) }
 
 // writeHeaders frames a header block, in CONTINUATION frames past the
 // backend's frame size; wmu is held.

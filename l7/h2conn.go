@@ -75,8 +75,7 @@ type h2Conn struct {
 	out    h2buf
 	wfr    *http2.Framer // writes into out
 	hbuf   h2buf         // a header block being encoded
-	enc    *hpack.Encoder
-	lower  []byte // scratch for lower-casing a backend's field names
+	lower  []byte        // scratch for lower-casing a backend's field names
 	wdl    time.Time
 	werr   error
 	closed atomic.Bool
@@ -131,11 +130,9 @@ func newH2Conn(l *listener, c, tcp net.Conn, pending []byte) *h2Conn {
 	hc.dec = hpack.NewDecoder(4096, hc.emit)
 	hc.dec.SetMaxStringLength(hc.maxHdr)
 	hc.wfr = http2.NewFramer(&hc.out, nil)
-	hc.enc = hpack.NewEncoder(&hc.hbuf)
 	// No dynamic table for answers (NGINX keeps none either): a field's
 	// strings are never stored, so they can be views of a backend's buffer,
-	// and no answer pays for table upkeep.
-	hc.enc.SetMaxDynamicTableSizeLimit(0)
+	// and no answer pays for table upkeep (hpack.go).
 	hc.remoteS = tcp.RemoteAddr().String()
 	if ap, err := netip.ParseAddrPort(hc.remoteS); err == nil {
 		hc.addr = ap.Addr().Unmap()

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // The output side of an HTTP/2 connection. Whoever has frames to send (the
@@ -145,9 +144,7 @@ func (c *h2Conn) grant(s *h2Stream) error {
 // Header blocks. beginHeaders and field are called with wmu held.
 func (c *h2Conn) beginHeaders() { c.hbuf.b = c.hbuf.b[:0] }
 
-func (c *h2Conn) field(name, value string) {
-	c.enc.WriteField(hpack.HeaderField{Name: name, Value: value})
-}
+func (c *h2Conn) field(name, value string) { c.hbuf.b = appendHpack(c.hbuf.b, name, value) }
 
 // endHeaders frames the encoded block as HEADERS and CONTINUATIONs.
 func (c *h2Conn) endHeaders(id uint32, endStream bool) {
