@@ -693,6 +693,8 @@ func (c *h2Up) data(f *http2.DataFrame) error {
 			bad = "DATA before HEADERS"
 		default:
 			s.body(f.Data(), f.StreamEnded())
+			// Padding is nobody's to read: given back with the data.
+			s.uncredited += n - int64(len(f.Data()))
 		}
 		if bad != "" {
 			s.err = errors.New("malformed answer from backend: " + bad)
