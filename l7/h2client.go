@@ -741,6 +741,7 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 	s.recvWindow = h2UpStreamWindow
 	c.streams[id] = s
 	frame := c.maxFrame
+	busy := c.taken > 1
 	c.mu.Unlock()
 
 	c.hbuf.b = c.hbuf.b[:0]
@@ -772,7 +773,6 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 		}
 		c.mu.Unlock()
 	}
-	busy := c.taken > 1 // read racily: only a hint
 	if busy && !c.flushing {
 		// Other calls are on their way to this connection: let them
 		// append their frames first, and share this write.
