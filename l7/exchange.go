@@ -19,8 +19,9 @@ import (
 //     HTTP/1.1 engine hands it (protocol upgrades, Expect: 100-continue,
 //     HTTP/1.0, absolute-form targets).
 //
-// Every transport reaches backends the same way: HTTP/1.1 on one
-// connection pool per backend (upconn.go), the request head written once
+// Every transport reaches backends the same way: one connection pool per
+// backend (upconn.go), HTTP/1.1 or, for h2c and h2 backends, xlb's own
+// HTTP/2 client (h2client.go, h2backend.go), the request head built once
 // (outgoing.go).
 //
 // Where later features attach: an answer served without a backend (a cache
