@@ -64,13 +64,24 @@ type h2Backend struct {
 
 	mu      sync.Mutex
 	conns   []*h2Up
-	dialing chan struct{} // closed when the dial under way ends; nil if none
+	dialing *h2Dial // the dial under way, if any
 	closed  bool
+}
+
+// h2Dial is a dial that calls wait for: done is closed when it ended, with
+// err, which every call that waited for it gets too (a dead backend costs
+// them one connect timeout, not one each).
+type h2Dial struct {
+	done chan struct{}
+	err  error
 }
 
 func newH2Backend(p *connPool) *h2Backend { return &h2Backend{pool: p} }
 
-var errH2BackendClosed = errors.New("the backend's connections were closed (reload)")
+var (
+	errH2BackendClosed = errors.New("the backend's connections were closed (reload)")
+	errNoStreams       = errors.New("the backend's SETTINGS allow no streams")
+)
 
 // conn returns a connection with room for one more stream, counted as
 // taken: the caller opens a stream on it or gives the room back (done).
@@ -87,32 +98,41 @@ func (b *h2Backend) conn() (*h2Up, error) {
 				return c, nil
 			}
 		}
-		if wait := b.dialing; wait != nil {
+		if d := b.dialing; d != nil {
 			// One dial at a time: the calls that find every connection full
 			// at the same moment share the new one.
 			b.mu.Unlock()
-			<-wait
+			<-d.done
+			if d.err != nil {
+				return nil, d.err
+			}
 			continue
 		}
-		wait := make(chan struct{})
-		b.dialing = wait
+		d := &h2Dial{done: make(chan struct{})}
+		b.dialing = d
 		b.mu.Unlock()
 		c, err := dialH2(b)
+		var unused *h2Up
 		b.mu.Lock()
 		b.dialing = nil
-		close(wait)
+		switch {
+		case err != nil:
+		case b.closed:
+			unused, err = c, errH2BackendClosed
+		case !c.take():
+			unused, err = c, &net.OpError{Op: "dial", Net: "tcp", Addr: c.addr, Err: errNoStreams}
+		default:
+			b.conns = append(b.conns, c)
+		}
+		d.err = err
+		close(d.done)
+		b.mu.Unlock()
+		if unused != nil {
+			unused.fail(err)
+		}
 		if err != nil {
-			b.mu.Unlock()
 			return nil, err
 		}
-		if b.closed {
-			b.mu.Unlock()
-			c.fail(errH2BackendClosed)
-			return nil, errH2BackendClosed
-		}
-		b.conns = append(b.conns, c)
-		c.take() // a new connection has room
-		b.mu.Unlock()
 		return c, nil
 	}
 }

@@ -338,3 +338,69 @@ func TestH2BackendConnectionsReused(t *testing.T) {
 		t.Errorf("%d of 100 requests over HTTP/2 on %d connections, want all on 1", b.h2.Load(), b.conns.Load())
 	}
 }
+
+// TestH2BackendDeadOrClosedToStreams: a backend that accepts connections
+// but never speaks HTTP/2 costs the calls waiting for it one connect
+// timeout together, not one each (they share the dial and its failure);
+// one whose SETTINGS allow no streams fails its calls as a connect error
+// would, without piling up connections.
+func TestH2BackendDeadOrClosedToStreams(t *testing.T) {
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			held = append(held, c) // open, silent
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mute.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	p := startProxy(t, addrYAML(mute.Addr().String())+"backend_protocol: h2c\ntimeouts: {connect: 300ms}\nretries: {attempts: 0}\n", "")
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := get(t, p.url+"/", nil)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("a call to a backend that never speaks HTTP/2: %d, want 502", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("elapsed %v, %d connections", time.Since(start), accepted.Load())
+	if el := time.Since(start); el > 1500*time.Millisecond || accepted.Load() > 3 {
+		t.Errorf("10 calls to a silent backend took %v and %d connections; want about one connect timeout (300ms) and one connection", el, accepted.Load())
+	}
+
+	none := newRawH2(t, &rawH2{settings: []http2.Setting{{ID: http2.SettingMaxConcurrentStreams, Val: 0}}})
+	p = startProxy(t, addrYAML(none.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	for i := range 5 {
+		// After the first failure passive health may eject it: 503.
+		resp, _ := get(t, p.url+"/", nil)
+		if c := resp.StatusCode; c != http.StatusBadGateway && (i == 0 || c != http.StatusServiceUnavailable) {
+			t.Errorf("call %d to a backend that allows no streams: %d, want 502", i, c)
+		}
+	}
+	if none.answered.Load() != 0 || none.conns.Load() > 5 {
+		t.Errorf("a backend that allows no streams: %d answered, %d connections", none.answered.Load(), none.conns.Load())
+	}
+}
