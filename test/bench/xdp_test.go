@@ -82,6 +82,7 @@ type variant struct {
 	frame  []byte
 	prime  []byte        // run once right before the timed runs, on the same CPU (the SYN of an established flow)
 	primer *ebpf.Program // what runs prime (default: the balancer)
+	env    *lbtest.Env   // whose counters check and newFlw read (default: the bench's)
 	vary   bool          // a new flow on every run
 	check  string        // lb stat that must grow by exactly repeat ("" for floors)
 	newFlw bool          // service new_flows must grow by repeat too
@@ -98,6 +99,19 @@ func BenchmarkXDP(t *testing.B) {
 		fmt.Sscan(s, &flows)
 	}
 	env := lbtest.NewWithFlowTable(t, flows)
+	envs := []*lbtest.Env{env}
+	// XLB_BENCH_BASELINE names another build of the balancer (say the
+	// lb_bpfel.o of the commit before a change): its rows are timed in the
+	// same rounds, for a before/after that shares the machine's state.
+	var base *lbtest.Env
+	if path := os.Getenv("XLB_BENCH_BASELINE"); path != "" {
+		spec, err := ebpf.LoadCollectionSpec(path)
+		if err != nil {
+			t.Fatalf("XLB_BENCH_BASELINE: %v", err)
+		}
+		base = env.Sibling(t, spec)
+		envs = append(envs, base)
+	}
 
 	vip := netip.MustParseAddr("10.0.0.100")
 	client := netip.MustParseAddr("192.0.2.10")
@@ -110,10 +124,12 @@ func BenchmarkXDP(t *testing.B) {
 		for i := 1; i <= 9; i++ {
 			bes = append(bes, lbtest.Backend4(i))
 		}
-		env.AddService(t, lbtest.ServiceSpec{
-			Service:  maps.Service{ServiceKey: maps.ServiceKey{VIP: s.vip, Port: 80, Proto: maps.ProtoTCP}, ID: s.id, DSR: s.dsr},
-			Backends: bes, FirstID: s.id * 100,
-		})
+		for _, e := range envs {
+			e.AddService(t, lbtest.ServiceSpec{
+				Service:  maps.Service{ServiceKey: maps.ServiceKey{VIP: s.vip, Port: 80, Proto: maps.ProtoTCP}, ID: s.id, DSR: s.dsr},
+				Backends: bes, FirstID: s.id * 100,
+			})
+		}
 	}
 
 	var bo bpf.BenchObjects
@@ -148,6 +164,18 @@ func BenchmarkXDP(t *testing.B) {
 		{name: "xlb dsr established flow", prog: env.Objs.XlbLb, frame: dsrACK, prime: dsrSYN, check: "tx"},
 		{name: "xlb ipip new flow (SYN)", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true},
 		{name: "xlb dsr new flow (SYN)", prog: env.Objs.XlbLb, frame: dsrSYN, vary: true, check: "tx", newFlw: true},
+	}
+	if base != nil {
+		var all []variant
+		for _, v := range variants {
+			all = append(all, v)
+			if strings.HasPrefix(v.name, "xlb ") {
+				v.name = "baseline " + strings.TrimPrefix(v.name, "xlb ")
+				v.prog, v.primer, v.env = base.Objs.XlbLb, base.Objs.XlbLb, base
+				all = append(all, v)
+			}
+		}
+		variants = all
 	}
 	// XLB_BENCH_ONLY keeps only the xlb variants whose name contains it (the
 	// floors always run): for profiling one path with perf.
@@ -207,8 +235,12 @@ func BenchmarkXDP(t *testing.B) {
 						return fmt.Errorf("%s: priming SYN: verdict %d, %v", v.name, ret, err)
 					}
 				}
-				before := statOf(env, v.check)
-				newBefore := newFlows(env)
+				venv := env
+				if v.env != nil {
+					venv = v.env
+				}
+				before := statOf(venv, v.check)
+				newBefore := newFlows(venv)
 				ret, ns, err := timeRun(bo.XlbBenchDriver, v.frame, env.Link.Index, n)
 				if err != nil {
 					return fmt.Errorf("%s: run: %w", v.name, err)
@@ -218,16 +250,16 @@ func BenchmarkXDP(t *testing.B) {
 				}
 				// Every timed run must have taken the path it claims.
 				if v.check != "" {
-					if got := statOf(env, v.check) - before; got < uint64(n) {
+					if got := statOf(venv, v.check) - before; got < uint64(n) {
 						return fmt.Errorf("%s: %d of %d runs counted as %s", v.name, got, n, v.check)
 					}
 				}
 				if v.newFlw {
-					if got := newFlows(env) - newBefore; got < uint64(n) {
+					if got := newFlows(venv) - newBefore; got < uint64(n) {
 						return fmt.Errorf("%s: only %d of %d runs were new flows", v.name, got, n)
 					}
-				} else if v.check != "" && newFlows(env) != newBefore {
-					return fmt.Errorf("%s: established-flow runs created %d flows", v.name, newFlows(env)-newBefore)
+				} else if v.check != "" && newFlows(venv) != newBefore {
+					return fmt.Errorf("%s: established-flow runs created %d flows", v.name, newFlows(venv)-newBefore)
 				}
 				if r > 0 {
 					results[i] = append(results[i], ns)
