@@ -86,6 +86,7 @@ type variant struct {
 	vary   bool          // a new flow on every run
 	check  string        // lb stat that must grow by exactly repeat ("" for floors)
 	newFlw bool          // service new_flows must grow by repeat too
+	capped bool          // run with flow_insert_limit 1/s: new flows are forwarded and not remembered
 }
 
 // BenchmarkXDP times every variant in alternation, rounds times, and prints
@@ -164,6 +165,9 @@ func BenchmarkXDP(t *testing.B) {
 		{name: "xlb dsr established flow", prog: env.Objs.XlbLb, frame: dsrACK, prime: dsrSYN, check: "tx"},
 		{name: "xlb ipip new flow (SYN)", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true},
 		{name: "xlb dsr new flow (SYN)", prog: env.Objs.XlbLb, frame: dsrSYN, vary: true, check: "tx", newFlw: true},
+		// A SYN flood past xdp.flow_insert_limit: every new flow is still
+		// chosen and forwarded, but no longer inserted.
+		{name: "xlb ipip new flow past flow_insert_limit", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true, capped: true},
 	}
 	if base != nil {
 		var all []variant
@@ -226,6 +230,16 @@ func BenchmarkXDP(t *testing.B) {
 				if err := bo.BenchInput.Put(uint32(0), &in); err != nil {
 					return err
 				}
+				venv := env
+				if v.env != nil {
+					venv = v.env
+				}
+				if v.capped {
+					if err := venv.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6, MaxNewFlowsPerCPU: 1}); err != nil {
+						return err
+					}
+				}
+				skippedBefore := statOf(venv, "flow_insert_skipped")
 				if v.prime != nil {
 					primer := env.Objs.XlbLb
 					if v.primer != nil {
@@ -234,10 +248,6 @@ func BenchmarkXDP(t *testing.B) {
 					if ret, _, err := timeRun(primer, v.prime, env.Link.Index, 1); err != nil || ret != xdpTX {
 						return fmt.Errorf("%s: priming SYN: verdict %d, %v", v.name, ret, err)
 					}
-				}
-				venv := env
-				if v.env != nil {
-					venv = v.env
 				}
 				before := statOf(venv, v.check)
 				newBefore := newFlows(venv)
@@ -260,6 +270,15 @@ func BenchmarkXDP(t *testing.B) {
 					}
 				} else if v.check != "" && newFlows(venv) != newBefore {
 					return fmt.Errorf("%s: established-flow runs created %d flows", v.name, newFlows(venv)-newBefore)
+				}
+				if v.capped {
+					if err := venv.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6}); err != nil {
+						return err
+					}
+					// One insert per second of run time gets through the cap.
+					if got := statOf(venv, "flow_insert_skipped") - skippedBefore; got+10 < uint64(n) {
+						return fmt.Errorf("%s: only %d of %d new flows skipped the insert", v.name, got, n)
+					}
 				}
 				if r > 0 {
 					results[i] = append(results[i], ns)
