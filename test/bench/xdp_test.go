@@ -299,35 +299,55 @@ func BenchmarkXDP(t *testing.B) {
 		slices.Sort(s)
 		med[i] = s[len(s)/2]
 	}
-	// The driver's own cost is in every figure; "net" figures subtract it
-	// (the median driver-only run), so that ratios compare the programs alone.
-	drv := float64(med[0])
-	net := func(i int) float64 { return max(float64(med[i])-drv, 1) }
+	// The driver's own cost is in every figure; "net" figures subtract it, so
+	// that ratios compare the programs alone. The machine's speed drifts
+	// between rounds (other work on it moves every variant of a round alike),
+	// so the net figures and all ratios are taken round by round, from runs
+	// seconds apart, and then their median: a ratio of medians from
+	// different rounds would mix those states.
+	rs := len(results[0])
+	perRound := func(f func(r int) float64) float64 {
+		v := make([]float64, rs)
+		for r := range v {
+			v[r] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	netr := func(i, r int) float64 { return max(float64(results[i][r])-float64(results[0][r]), 1) }
+	net := func(i int) float64 { return perRound(func(r int) float64 { return netr(i, r) }) }
+	ratio := func(i, j int) float64 {
+		return perRound(func(r int) float64 { return float64(results[i][r]) / float64(results[j][r]) })
+	}
+	netRatio := func(i, j int) float64 { return perRound(func(r int) float64 { return netr(i, r) / netr(j, r) }) }
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nXDP per-packet cost, BPF_PROG_TEST_RUN through a restoring driver, %d runs x %d rounds, median (kernel %s)\n", repeat, rounds, kernelRelease())
 	fmt.Fprintf(&b, "flow table %d entries, LRU without common list; new flows meet a full table (warm-up round): every insert evicts\n", env.Objs.Flows.MaxEntries())
-	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted in the net columns\n", med[0])
+	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted round by round in the net columns; ratios are medians of per-round ratios\n", med[0])
 	fmt.Fprintf(&b, "%-42s %7s %7s %9s %9s %9s %9s\n", "program", "ns/pkt", "net ns", "x dsr", "x ipip", "net x dsr", "net x ipip")
 	for i, v := range variants {
 		fmt.Fprintf(&b, "%-42s %7d %7.0f %9.2f %9.2f %9.2f %10.2f   rounds %v\n", v.name, med[i], net(i),
-			float64(med[i])/float64(med[1]), float64(med[i])/float64(med[2]), net(i)/net(1), net(i)/net(2), results[i])
+			ratio(i, 1), ratio(i, 2), netRatio(i, 1), netRatio(i, 2), results[i])
 	}
 	// What one flow-table lookup and one insert cost by themselves: a net
 	// target of k x a floor leaves (k - 1) x that floor for all the work
 	// beyond it, and the lookup alone already takes its share.
 	if lk, ins := index(variants, "floor lookup"), index(variants, "floor insert"); lk >= 0 && ins >= 0 {
-		look := float64(med[lk]) - float64(med[1])
+		alone := func(i, r int) float64 { return float64(results[i][r]) - float64(results[1][r]) }
 		fmt.Fprintf(&b, "one flow-table lookup alone: %.0f ns = %.2f x the dsr floor's net, %.2f x the ipip floor's net; one insert into the full table: %.0f ns\n",
-			look, look/net(1), look/net(2), float64(med[ins])-float64(med[1]))
+			perRound(func(r int) float64 { return alone(lk, r) }),
+			perRound(func(r int) float64 { return alone(lk, r) / netr(1, r) }),
+			perRound(func(r int) float64 { return alone(lk, r) / netr(2, r) }),
+			perRound(func(r int) float64 { return alone(ins, r) }))
 	}
 	fmt.Print(b.String())
 	for i, v := range variants {
 		switch v.name {
 		case "xlb ipip established flow":
 			t.ReportMetric(float64(med[i]), "ns/ipip-established")
-			t.ReportMetric(net(i)/net(2), "net-x-ipip-floor(ipip-established)")
+			t.ReportMetric(netRatio(i, 2), "net-x-ipip-floor(ipip-established)")
 		case "xlb dsr established flow":
-			t.ReportMetric(net(i)/net(1), "net-x-dsr-floor(dsr-established)")
+			t.ReportMetric(netRatio(i, 1), "net-x-dsr-floor(dsr-established)")
 		}
 	}
 }
