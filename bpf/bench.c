@@ -13,6 +13,7 @@
 #include "include/libbpf/bpf_helpers.h"
 #include "include/libbpf/bpf_endian.h"
 #include "include/consts.h"
+#include "include/structs.h"
 #include "include/csum.h"
 #include "include/parse.h"
 
@@ -42,6 +43,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } bench_target SEC(".maps");
+
+/* bench_flows has the shape and flags of lb.c's flow table (the bench gives
+ * it the same size): the floors below time one lookup or one insert of the
+ * kernel's LRU hash, the least a flow-table path costs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, XLB_FLOWS_DEFAULT);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} bench_flows SEC(".maps");
 
 SEC("xdp")
 int xlb_bench_driver(struct xdp_md *ctx)
@@ -137,4 +149,48 @@ int xlb_floor_ipip(struct xdp_md *ctx)
 	o->daddr = p.key.src[0];
 	o->check = csum_ipv4_hdr(o);
 	return XDP_TX;
+}
+
+static __always_inline int floor_mac_swap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 mac[ETH_ALEN];
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return XDP_TX;
+}
+
+/* xlb_floor_lookup is the dsr floor plus one flow-table lookup that hits:
+ * the least an established flow costs. */
+SEC("xdp")
+int xlb_floor_lookup(struct xdp_md *ctx)
+{
+	struct packet p = {};
+
+	if (floor_parse(ctx, &p) != PARSE_OK)
+		return XDP_PASS;
+	if (!bpf_map_lookup_elem(&bench_flows, &p.key))
+		return XDP_PASS;
+	return floor_mac_swap(ctx);
+}
+
+/* xlb_floor_insert is the dsr floor plus one flow-table insert: the least a
+ * remembered new flow costs (with a new flow per run, a full table evicts). */
+SEC("xdp")
+int xlb_floor_insert(struct xdp_md *ctx)
+{
+	struct flow f = { .backend_id = 1 };
+	struct packet p = {};
+
+	if (floor_parse(ctx, &p) != PARSE_OK)
+		return XDP_PASS;
+	if (bpf_map_update_elem(&bench_flows, &p.key, &f, BPF_ANY))
+		return XDP_DROP;
+	return floor_mac_swap(ctx);
 }

@@ -23,16 +23,39 @@ type BenchBenchPkt struct {
 	Data     [256]uint8
 }
 
+type BenchFlow struct {
+	_         structs.HostLayout
+	BackendId uint32
+	SvcId     uint32
+	Gen       uint32
+	Pad       uint32
+	AtimeNs   uint64
+}
+
+type BenchFlowKey struct {
+	_      structs.HostLayout
+	Src    [4]uint32
+	Dst    [4]uint32
+	Sport  uint16
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Pad    uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	BenchMapBenchFlows      = "bench_flows"
 	BenchMapBenchInput      = "bench_input"
 	BenchMapBenchTarget     = "bench_target"
 	BenchProgXlbBenchDriver = "xlb_bench_driver"
 	BenchProgXlbFloorDriver = "xlb_floor_driver"
 	BenchProgXlbFloorDsr    = "xlb_floor_dsr"
+	BenchProgXlbFloorInsert = "xlb_floor_insert"
 	BenchProgXlbFloorIpip   = "xlb_floor_ipip"
+	BenchProgXlbFloorLookup = "xlb_floor_lookup"
 )
 
 // LoadBench returns the embedded CollectionSpec for Bench.
@@ -80,13 +103,16 @@ type BenchProgramSpecs struct {
 	XlbBenchDriver *ebpf.ProgramSpec `ebpf:"xlb_bench_driver"`
 	XlbFloorDriver *ebpf.ProgramSpec `ebpf:"xlb_floor_driver"`
 	XlbFloorDsr    *ebpf.ProgramSpec `ebpf:"xlb_floor_dsr"`
+	XlbFloorInsert *ebpf.ProgramSpec `ebpf:"xlb_floor_insert"`
 	XlbFloorIpip   *ebpf.ProgramSpec `ebpf:"xlb_floor_ipip"`
+	XlbFloorLookup *ebpf.ProgramSpec `ebpf:"xlb_floor_lookup"`
 }
 
 // BenchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BenchMapSpecs struct {
+	BenchFlows  *ebpf.MapSpec `ebpf:"bench_flows"`
 	BenchInput  *ebpf.MapSpec `ebpf:"bench_input"`
 	BenchTarget *ebpf.MapSpec `ebpf:"bench_target"`
 }
@@ -117,12 +143,14 @@ func (o *BenchObjects) Close() error {
 //
 // It can be passed to LoadBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BenchMaps struct {
+	BenchFlows  *ebpf.Map `ebpf:"bench_flows"`
 	BenchInput  *ebpf.Map `ebpf:"bench_input"`
 	BenchTarget *ebpf.Map `ebpf:"bench_target"`
 }
 
 func (m *BenchMaps) Close() error {
 	return _BenchClose(
+		m.BenchFlows,
 		m.BenchInput,
 		m.BenchTarget,
 	)
@@ -141,7 +169,9 @@ type BenchPrograms struct {
 	XlbBenchDriver *ebpf.Program `ebpf:"xlb_bench_driver"`
 	XlbFloorDriver *ebpf.Program `ebpf:"xlb_floor_driver"`
 	XlbFloorDsr    *ebpf.Program `ebpf:"xlb_floor_dsr"`
+	XlbFloorInsert *ebpf.Program `ebpf:"xlb_floor_insert"`
 	XlbFloorIpip   *ebpf.Program `ebpf:"xlb_floor_ipip"`
+	XlbFloorLookup *ebpf.Program `ebpf:"xlb_floor_lookup"`
 }
 
 func (p *BenchPrograms) Close() error {
@@ -149,7 +179,9 @@ func (p *BenchPrograms) Close() error {
 		p.XlbBenchDriver,
 		p.XlbFloorDriver,
 		p.XlbFloorDsr,
+		p.XlbFloorInsert,
 		p.XlbFloorIpip,
+		p.XlbFloorLookup,
 	)
 }
 

@@ -107,7 +107,6 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	struct backend *be = NULL;
 	struct flow *f = NULL;
 	struct svc *svc = NULL;
-	__u64 now;
 
 	r = parse_packet(ctx, p);
 	if (r == PARSE_PASS)
@@ -140,10 +139,9 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 			return XLB_STAT_PASS_NOT_VIP;
 		if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
 			stats_count(XLB_STAT_EV_FLOW_MISS, 0);
-		now = bpf_ktime_get_ns();
 		/* An ICMP error is no new connection: it follows the table
 		 * without being rate limited or remembered. */
-		if (!p->icmp && !ratelimit_allow(svc, &p->key, now))
+		if (!p->icmp && !ratelimit_allow(svc, &p->key))
 			return XLB_STAT_DROP_RATE_LIMIT;
 		backend_id = select_maglev(svc, &p->key);
 		if (!backend_id)
@@ -152,7 +150,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		if (!be)
 			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, svc->id, backend_id, be, now, bpf_ktime_get_coarse_ns(), cfg);
+			select_remember(p, svc->id, backend_id, be, cfg);
 			new_flow = 1;
 		}
 	}

@@ -5,9 +5,6 @@
 
 #include "maps.h"
 
-/* ratelimit_allow says whether one more new connection from src fits in the
- * service's rate. Concurrent CPUs may race on one entry; the error is at most
- * one extra connection per racing CPU, which is fine for DDoS protection. */
 /* ratelimit_gcra is one GCRA step on the theoretical arrival time stored
  * under key in map: a token bucket of (tau / interval + 1) tokens refilled
  * one per interval. */
@@ -28,7 +25,12 @@ static __always_inline int ratelimit_gcra(void *map, const void *key, __u64 inte
 	return 1;
 }
 
-static __always_inline int ratelimit_allow(const struct svc *svc, const struct flow_key *k, __u64 now)
+/* ratelimit_allow says whether one more new connection from src fits in the
+ * service's rate. Concurrent CPUs may race on one entry; the error is at most
+ * one extra connection per racing CPU, which is fine for DDoS protection. The
+ * clock is read only for a service with a limit: a helper call saved on
+ * every other new flow. */
+static __always_inline int ratelimit_allow(const struct svc *svc, const struct flow_key *k)
 {
 	struct rl_key rk = {};
 
@@ -40,7 +42,7 @@ static __always_inline int ratelimit_allow(const struct svc *svc, const struct f
 	rk.addr[3] = k->src[3];
 	rk.svc_id = svc->id;
 	rk.family = k->family;
-	return ratelimit_gcra(&rate_limits, &rk, svc->rl_interval_ns, svc->rl_tau_ns, now);
+	return ratelimit_gcra(&rate_limits, &rk, svc->rl_interval_ns, svc->rl_tau_ns, bpf_ktime_get_ns());
 }
 
 /* ratelimit_icmp says whether the client may get one more ICMP too-big answer. */

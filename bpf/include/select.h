@@ -63,16 +63,20 @@ static __always_inline struct backend *select_flow(const struct packet *p, const
 
 /* select_remember stores a new flow, unless this CPU has already stored its
  * quota this second: under a new-flow flood the table keeps its established
- * flows, and the unremembered ones still hash to the same backend. */
+ * flows, and the unremembered ones still hash to the same backend. One read
+ * of the coarse clock serves both the entry's time and the quota's one-second
+ * window (its few milliseconds of resolution do not matter there). */
 static __always_inline void select_remember(const struct packet *p, __u32 svc_id, __u32 backend_id,
-					    const struct backend *be, __u64 now, __u64 coarse_now,
-					    const struct globals *cfg)
+					    const struct backend *be, const struct globals *cfg)
 {
-	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen, .atime_ns = coarse_now };
+	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen };
 	__u32 zero = 0;
+	__u64 now;
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))
 		return;
+	now = bpf_ktime_get_coarse_ns();
+	f.atime_ns = now;
 	if (cfg->max_new_flows_cpu) {
 		struct flood_window *g = bpf_map_lookup_elem(&flood_guard, &zero);
 

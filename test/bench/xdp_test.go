@@ -80,17 +80,39 @@ type variant struct {
 	name   string
 	prog   *ebpf.Program
 	frame  []byte
-	prime  []byte // run once right before the timed runs, on the same CPU (the SYN of an established flow)
-	vary   bool   // a new flow on every run
-	check  string // lb stat that must grow by exactly repeat ("" for floors)
-	newFlw bool   // service new_flows must grow by repeat too
+	prime  []byte        // run once right before the timed runs, on the same CPU (the SYN of an established flow)
+	primer *ebpf.Program // what runs prime (default: the balancer)
+	env    *lbtest.Env   // whose counters check and newFlw read (default: the bench's)
+	vary   bool          // a new flow on every run
+	check  string        // lb stat that must grow by exactly repeat ("" for floors)
+	newFlw bool          // service new_flows must grow by repeat too
+	capped bool          // run with flow_insert_limit 1/s: new flows are forwarded and not remembered
 }
 
 // BenchmarkXDP times every variant in alternation, rounds times, and prints
 // a table; run it once (-benchtime 1x): it sizes its own loops.
 func BenchmarkXDP(t *testing.B) {
 	privileged.Require(t)
-	env := lbtest.New(t)
+	// XLB_BENCH_FLOWS sizes the flow table (default: the compiled-in size,
+	// xdp.flow_table_size's default), to tell cache misses from instructions.
+	var flows uint32
+	if s := os.Getenv("XLB_BENCH_FLOWS"); s != "" {
+		fmt.Sscan(s, &flows)
+	}
+	env := lbtest.NewWithFlowTable(t, flows)
+	envs := []*lbtest.Env{env}
+	// XLB_BENCH_BASELINE names another build of the balancer (say the
+	// lb_bpfel.o of the commit before a change): its rows are timed in the
+	// same rounds, for a before/after that shares the machine's state.
+	var base *lbtest.Env
+	if path := os.Getenv("XLB_BENCH_BASELINE"); path != "" {
+		spec, err := ebpf.LoadCollectionSpec(path)
+		if err != nil {
+			t.Fatalf("XLB_BENCH_BASELINE: %v", err)
+		}
+		base = env.Sibling(t, spec)
+		envs = append(envs, base)
+	}
 
 	vip := netip.MustParseAddr("10.0.0.100")
 	client := netip.MustParseAddr("192.0.2.10")
@@ -103,14 +125,22 @@ func BenchmarkXDP(t *testing.B) {
 		for i := 1; i <= 9; i++ {
 			bes = append(bes, lbtest.Backend4(i))
 		}
-		env.AddService(t, lbtest.ServiceSpec{
-			Service:  maps.Service{ServiceKey: maps.ServiceKey{VIP: s.vip, Port: 80, Proto: maps.ProtoTCP}, ID: s.id, DSR: s.dsr},
-			Backends: bes, FirstID: s.id * 100,
-		})
+		for _, e := range envs {
+			e.AddService(t, lbtest.ServiceSpec{
+				Service:  maps.Service{ServiceKey: maps.ServiceKey{VIP: s.vip, Port: 80, Proto: maps.ProtoTCP}, ID: s.id, DSR: s.dsr},
+				Backends: bes, FirstID: s.id * 100,
+			})
+		}
 	}
 
 	var bo bpf.BenchObjects
-	if err := bpf.LoadBenchObjects(&bo, nil); err != nil {
+	bspec, err := bpf.LoadBench()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The flow-table floors use a table of the balancer's size.
+	bspec.Maps[bpf.BenchMapBenchFlows].MaxEntries = env.Objs.Flows.MaxEntries()
+	if err := bspec.LoadAndAssign(&bo, nil); err != nil {
 		t.Fatalf("load bench programs: %v", err)
 	}
 	defer bo.Close()
@@ -129,10 +159,34 @@ func BenchmarkXDP(t *testing.B) {
 		{name: "floor driver (restore + tail call + TX)", prog: bo.XlbFloorDriver, frame: ipipACK},
 		{name: "floor dsr (parse + MAC swap + TX)", prog: bo.XlbFloorDsr, frame: ipipACK},
 		{name: "floor ipip (parse + bare encap + TX)", prog: bo.XlbFloorIpip, frame: ipipACK},
+		{name: "floor lookup (dsr floor + flow lookup)", prog: bo.XlbFloorLookup, frame: ipipACK, prime: ipipACK, primer: bo.XlbFloorInsert},
+		{name: "floor insert (dsr floor + flow insert)", prog: bo.XlbFloorInsert, frame: ipipSYN, vary: true},
 		{name: "xlb ipip established flow", prog: env.Objs.XlbLb, frame: ipipACK, prime: ipipSYN, check: "tx"},
 		{name: "xlb dsr established flow", prog: env.Objs.XlbLb, frame: dsrACK, prime: dsrSYN, check: "tx"},
 		{name: "xlb ipip new flow (SYN)", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true},
 		{name: "xlb dsr new flow (SYN)", prog: env.Objs.XlbLb, frame: dsrSYN, vary: true, check: "tx", newFlw: true},
+		// A SYN flood past xdp.flow_insert_limit: every new flow is still
+		// chosen and forwarded, but no longer inserted.
+		{name: "xlb ipip new flow past flow_insert_limit", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true, capped: true},
+	}
+	if base != nil {
+		var all []variant
+		for _, v := range variants {
+			all = append(all, v)
+			if strings.HasPrefix(v.name, "xlb ") {
+				v.name = "baseline " + strings.TrimPrefix(v.name, "xlb ")
+				v.prog, v.primer, v.env = base.Objs.XlbLb, base.Objs.XlbLb, base
+				all = append(all, v)
+			}
+		}
+		variants = all
+	}
+	// XLB_BENCH_ONLY keeps only the xlb variants whose name contains it (the
+	// floors always run): for profiling one path with perf.
+	if only := os.Getenv("XLB_BENCH_ONLY"); only != "" {
+		variants = slices.DeleteFunc(variants, func(v variant) bool {
+			return !strings.HasPrefix(v.name, "floor") && !strings.Contains(v.name, only)
+		})
 	}
 	const rounds = 5
 	repeat := uint32(1_000_000)
@@ -141,19 +195,34 @@ func BenchmarkXDP(t *testing.B) {
 	}
 	results := make([][]uint32, len(variants))
 
-	err := env.Host.Do(func() error {
+	err = env.Host.Do(func() error {
 		// One CPU for every run: per-CPU maps and caches stay comparable.
 		var set unix.CPUSet
 		set.Set(0)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			return err
 		}
-		for r := 0; r < rounds; r++ {
+		// Round 0 warms up and is not recorded: caches and branch
+		// predictors settle, and the new-flow variants fill their flow
+		// tables, so that every recorded new flow meets a full table and
+		// evicts (the steady state under load) instead of the first
+		// round's filling a table and the others' evicting.
+		var seq uint32 // each round's new flows are new to every earlier round too
+		for r := 0; r <= rounds; r++ {
+			roundLen := uint32(0)
 			for i, v := range variants {
+				n := repeat
+				if r == 0 {
+					n = max(repeat/10, 1)
+					if v.vary {
+						n = max(repeat, env.Objs.Flows.MaxEntries())
+					}
+				}
 				if err := bo.BenchTarget.Put(uint32(0), v.prog); err != nil {
 					return fmt.Errorf("%s: set target: %w", v.name, err)
 				}
-				in := bpf.BenchBenchPkt{Len: uint32(len(v.frame)), SportOff: 14 + 20, SaddrOff: 14 + 12 + 2, Seq: uint32(r) << 20}
+				roundLen = max(roundLen, n)
+				in := bpf.BenchBenchPkt{Len: uint32(len(v.frame)), SportOff: 14 + 20, SaddrOff: 14 + 12 + 2, Seq: seq}
 				if v.vary {
 					in.Vary = 1
 				}
@@ -161,14 +230,28 @@ func BenchmarkXDP(t *testing.B) {
 				if err := bo.BenchInput.Put(uint32(0), &in); err != nil {
 					return err
 				}
+				venv := env
+				if v.env != nil {
+					venv = v.env
+				}
+				if v.capped {
+					if err := venv.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6, MaxNewFlowsPerCPU: 1}); err != nil {
+						return err
+					}
+				}
+				skippedBefore := statOf(venv, "flow_insert_skipped")
 				if v.prime != nil {
-					if ret, _, err := timeRun(env.Objs.XlbLb, v.prime, env.Link.Index, 1); err != nil || ret != xdpTX {
+					primer := env.Objs.XlbLb
+					if v.primer != nil {
+						primer = v.primer
+					}
+					if ret, _, err := timeRun(primer, v.prime, env.Link.Index, 1); err != nil || ret != xdpTX {
 						return fmt.Errorf("%s: priming SYN: verdict %d, %v", v.name, ret, err)
 					}
 				}
-				before := statOf(env, v.check)
-				newBefore := newFlows(env)
-				ret, ns, err := timeRun(bo.XlbBenchDriver, v.frame, env.Link.Index, repeat)
+				before := statOf(venv, v.check)
+				newBefore := newFlows(venv)
+				ret, ns, err := timeRun(bo.XlbBenchDriver, v.frame, env.Link.Index, n)
 				if err != nil {
 					return fmt.Errorf("%s: run: %w", v.name, err)
 				}
@@ -177,19 +260,32 @@ func BenchmarkXDP(t *testing.B) {
 				}
 				// Every timed run must have taken the path it claims.
 				if v.check != "" {
-					if got := statOf(env, v.check) - before; got < uint64(repeat) {
-						return fmt.Errorf("%s: %d of %d runs counted as %s", v.name, got, repeat, v.check)
+					if got := statOf(venv, v.check) - before; got < uint64(n) {
+						return fmt.Errorf("%s: %d of %d runs counted as %s", v.name, got, n, v.check)
 					}
 				}
 				if v.newFlw {
-					if got := newFlows(env) - newBefore; got < uint64(repeat) {
-						return fmt.Errorf("%s: only %d of %d runs were new flows", v.name, got, repeat)
+					if got := newFlows(venv) - newBefore; got < uint64(n) {
+						return fmt.Errorf("%s: only %d of %d runs were new flows", v.name, got, n)
 					}
-				} else if v.check != "" && newFlows(env) != newBefore {
-					return fmt.Errorf("%s: established-flow runs created %d flows", v.name, newFlows(env)-newBefore)
+				} else if v.check != "" && newFlows(venv) != newBefore {
+					return fmt.Errorf("%s: established-flow runs created %d flows", v.name, newFlows(venv)-newBefore)
 				}
-				results[i] = append(results[i], ns)
+				if v.capped {
+					if err := venv.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6}); err != nil {
+						return err
+					}
+					// One insert per second of run time gets through the cap.
+					through := uint64(ns)*uint64(n)/1e9 + 2
+					if got := statOf(venv, "flow_insert_skipped") - skippedBefore; got+through < uint64(n) {
+						return fmt.Errorf("%s: only %d of %d new flows skipped the insert", v.name, got, n)
+					}
+				}
+				if r > 0 {
+					results[i] = append(results[i], ns)
+				}
 			}
+			seq += roundLen
 		}
 		return nil
 	})
@@ -203,22 +299,62 @@ func BenchmarkXDP(t *testing.B) {
 		slices.Sort(s)
 		med[i] = s[len(s)/2]
 	}
-	// The driver's own cost is in every figure; "net" figures subtract it
-	// (the median driver-only run), so that ratios compare the programs alone.
-	drv := float64(med[0])
-	net := func(i int) float64 { return max(float64(med[i])-drv, 1) }
+	// The driver's own cost is in every figure; "net" figures subtract it, so
+	// that ratios compare the programs alone. The machine's speed drifts
+	// between rounds (other work on it moves every variant of a round alike),
+	// so the net figures and all ratios are taken round by round, from runs
+	// seconds apart, and then their median: a ratio of medians from
+	// different rounds would mix those states.
+	rs := len(results[0])
+	perRound := func(f func(r int) float64) float64 {
+		v := make([]float64, rs)
+		for r := range v {
+			v[r] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	netr := func(i, r int) float64 { return max(float64(results[i][r])-float64(results[0][r]), 1) }
+	net := func(i int) float64 { return perRound(func(r int) float64 { return netr(i, r) }) }
+	ratio := func(i, j int) float64 {
+		return perRound(func(r int) float64 { return float64(results[i][r]) / float64(results[j][r]) })
+	}
+	netRatio := func(i, j int) float64 { return perRound(func(r int) float64 { return netr(i, r) / netr(j, r) }) }
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nXDP per-packet cost, BPF_PROG_TEST_RUN through a restoring driver, %d runs x %d rounds, median (kernel %s)\n", repeat, rounds, kernelRelease())
-	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted in the net columns\n", med[0])
+	fmt.Fprintf(&b, "flow table %d entries, LRU without common list; new flows meet a full table (warm-up round): every insert evicts\n", env.Objs.Flows.MaxEntries())
+	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted round by round in the net columns; ratios are medians of per-round ratios\n", med[0])
 	fmt.Fprintf(&b, "%-42s %7s %7s %9s %9s %9s %9s\n", "program", "ns/pkt", "net ns", "x dsr", "x ipip", "net x dsr", "net x ipip")
 	for i, v := range variants {
 		fmt.Fprintf(&b, "%-42s %7d %7.0f %9.2f %9.2f %9.2f %10.2f   rounds %v\n", v.name, med[i], net(i),
-			float64(med[i])/float64(med[1]), float64(med[i])/float64(med[2]), net(i)/net(1), net(i)/net(2), results[i])
+			ratio(i, 1), ratio(i, 2), netRatio(i, 1), netRatio(i, 2), results[i])
+	}
+	// What one flow-table lookup and one insert cost by themselves: a net
+	// target of k x a floor leaves (k - 1) x that floor for all the work
+	// beyond it, and the lookup alone already takes its share.
+	if lk, ins := index(variants, "floor lookup"), index(variants, "floor insert"); lk >= 0 && ins >= 0 {
+		alone := func(i, r int) float64 { return float64(results[i][r]) - float64(results[1][r]) }
+		fmt.Fprintf(&b, "one flow-table lookup alone: %.0f ns = %.2f x the dsr floor's net, %.2f x the ipip floor's net; one insert into the full table: %.0f ns\n",
+			perRound(func(r int) float64 { return alone(lk, r) }),
+			perRound(func(r int) float64 { return alone(lk, r) / netr(1, r) }),
+			perRound(func(r int) float64 { return alone(lk, r) / netr(2, r) }),
+			perRound(func(r int) float64 { return alone(ins, r) }))
 	}
 	fmt.Print(b.String())
-	t.ReportMetric(float64(med[3]), "ns/ipip-established")
-	t.ReportMetric(net(4)/net(1), "net-x-dsr-floor(dsr-established)")
-	t.ReportMetric(net(3)/net(2), "net-x-ipip-floor(ipip-established)")
+	for i, v := range variants {
+		switch v.name {
+		case "xlb ipip established flow":
+			t.ReportMetric(float64(med[i]), "ns/ipip-established")
+			t.ReportMetric(netRatio(i, 2), "net-x-ipip-floor(ipip-established)")
+		case "xlb dsr established flow":
+			t.ReportMetric(netRatio(i, 1), "net-x-dsr-floor(dsr-established)")
+		}
+	}
+}
+
+// index is the position of the variant whose name starts with prefix, or -1.
+func index(vs []variant, prefix string) int {
+	return slices.IndexFunc(vs, func(v variant) bool { return strings.HasPrefix(v.name, prefix) })
 }
 
 func statOf(env *lbtest.Env, name string) uint64 {

@@ -76,11 +76,22 @@ func NewWithFlowTable(t testing.TB, flows uint32) *Env {
 	lb.Neigh(t, "eth0", GWAddr4, GWMAC)
 	lb.Route(t, RemoteNet4, "via", GWAddr4.String())
 
-	objs := new(bpf.LbObjects)
 	spec, err := bpf.LoadLb()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return load(t, lb, l, spec, flows)
+}
+
+// Sibling loads another build of the LB program (spec, e.g. an older
+// lb_bpfel.o) with maps of its own, in e's namespace and on e's link: the
+// bench times it beside e's in the same run.
+func (e *Env) Sibling(t testing.TB, spec *ebpf.CollectionSpec) *Env {
+	return load(t, e.Host, e.Link, spec, e.Objs.Flows.MaxEntries())
+}
+
+func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec, flows uint32) *Env {
+	objs := new(bpf.LbObjects)
 	if flows != 0 {
 		spec.Maps[bpf.LbMapFlows].MaxEntries = flows
 	}
