@@ -14,8 +14,8 @@
 #              default), against nginx (`listen ... ssl http2`, port 18581),
 #              haproxy (`bind ... alpn h2`, port 18582) and xlb's TLS service
 #              (ALPN h2, its own HTTP/2 engine); backends stay HTTP/1.1
-#              keep-alive. h2load reports no percentiles: the p50/p99 columns
-#              are its mean and max request time there.
+#              keep-alive. h2load's summary has no percentiles: p50 and p99
+#              are computed from its per-request log (--log-file).
 #   grpc       gRPC unary calls (grpc.health.v1.Health/Check) in cleartext HTTP/2:
 #              test/benchl7/grpcload -c H2_CONNS -m H2_STREAMS, to three gRPC
 #              backends (grpcload -serve, 127.0.0.1:19011-19013) through nginx
@@ -758,7 +758,7 @@ run_load() { # SCENARIO DURATION PORT OUTFILE
 	http) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$3/") ;;
 	https) cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "https://127.0.0.1:$3/") ;;
 	https-new) cmd=(env GOMAXPROCS="$THREADS" "$tmp/tlsnew" -c "$CONNS" -d "$(go_duration "$2")" -servername $TLS_NAME "https://127.0.0.1:$3/") ;;
-	h2) cmd=(h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$(seconds "$2")" "https://127.0.0.1:$3/") ;;
+	h2) cmd=(h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$(seconds "$2")" --log-file="$4.log" "https://127.0.0.1:$3/") ;;
 	grpc) cmd=(env GOMAXPROCS="$THREADS" "$tmp/grpcload" -c "$H2_CONNS" -m "$H2_STREAMS" -d "$(go_duration "$2")" "127.0.0.1:$3") ;;
 	esac
 	"${cmd[@]}" >"$4" 2>&1 &
@@ -791,24 +791,27 @@ parse_wrk() {
 	}' "$1"
 }
 
-# parse_h2load FILE: the same fields from h2load's output; it has no
-# percentiles, so its mean and max request times stand for p50 and p99.
+# parse_h2load FILE: the same fields from h2load's output; its summary has
+# no percentiles, so p50 and p99 come from its per-request log (FILE.log,
+# --log-file: the third column is each request's time in microseconds).
 parse_h2load() {
-	awk '
-	function us(v) {
-		if (v ~ /us$/) return v + 0
-		if (v ~ /ms$/) return (v + 0) * 1000
-		if (v ~ /s$/) return (v + 0) * 1e6
-		return -1
-	}
+	local pct
+	pct=$(cut -f3 "$1.log" 2>/dev/null | sort -n | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print "bad"; exit }
+		i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+		i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+		printf "%.1f %.1f\n", v[i50], v[i99]
+	}')
+	[[ -n $pct && $pct != bad ]] || { echo bad; return; }
+	awk -v pct="$pct" '
 	/^finished in/ { rps = $4 }
 	/^requests:/ { reqs = $8; errs += $12 + $14 + $16 }
 	/^status codes:/ { errs += $5 + $7 + $9 }
-	/^time for request:/ { mean = us($6); mx = us($5) }
 	/^Application protocol:/ { proto = $3 }
 	END {
-		if (reqs == "" || rps == "" || mean == "" || proto != "h2") { print "bad"; exit }
-		printf "%d %.2f %.1f %.1f %d\n", reqs, rps, mean, mx, errs + 0
+		if (reqs == "" || rps == "" || proto != "h2") { print "bad"; exit }
+		split(pct, q, " ")
+		printf "%d %.2f %.1f %.1f %d\n", reqs, rps, q[1], q[2], errs + 0
 	}' "$1"
 }
 
@@ -912,7 +915,7 @@ report() { # SCENARIO
 	https) echo "https: HTTP/1.1 keep-alive over TLS 1.3 ($(load_client https)); backends plain HTTP/1.1" ;;
 	https-new) echo "https-new: a new connection and a full TLS 1.3 handshake per request, no session resumption ($(load_client https-new)); backends plain HTTP/1.1 keep-alive" ;;
 	grpc) echo "grpc: gRPC unary calls in cleartext HTTP/2, $H2_CONNS connections x $H2_STREAMS calls ($(load_client grpc)); backends gRPC servers (grpc-go health service) over h2c; backend shares are not counted (0/0/0%)" ;;
-	h2) echo "h2: HTTP/2 over TLS 1.3, $H2_CONNS connections x $H2_STREAMS streams ($(load_client h2)); backends plain HTTP/1.1 keep-alive; p50/p99 columns: h2load's mean/max request time" ;;
+	h2) echo "h2: HTTP/2 over TLS 1.3, $H2_CONNS connections x $H2_STREAMS streams ($(load_client h2)); backends plain HTTP/1.1 keep-alive; p50/p99 from h2load's per-request log" ;;
 	esac
 	awk -F'\t' -v sc="$1" -v xlb_reason="$xlb_reason" '
 function median(name, col,    n, i, j, t, v) {
