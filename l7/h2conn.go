@@ -739,6 +739,12 @@ func (c *h2Conn) settings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
+	// The acknowledgement goes out before any DATA the new window lets a
+	// stream send: wmu is held while the streams are woken (clients such
+	// as h2spec read the ACK first).
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wfr.WriteSettingsAck()
 	if delta != 0 {
 		c.mu.Lock()
 		for _, s := range c.streams {
@@ -751,11 +757,7 @@ func (c *h2Conn) settings(f *http2.SettingsFrame) error {
 		}
 		c.mu.Unlock()
 	}
-	c.wmu.Lock()
-	c.wfr.WriteSettingsAck()
-	err = c.flushIfBig()
-	c.wmu.Unlock()
-	return err
+	return c.flushIfBig()
 }
 
 func (c *h2Conn) windowUpdate(f *http2.WindowUpdateFrame) error {
