@@ -281,8 +281,8 @@ func dialH2(b *h2Backend) (*h2Up, error) {
 		c.fail(err)
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.addr, Err: fmt.Errorf("HTTP/2 preface: %w", err)}
 	}
+	c.check = time.AfterFunc(h2UpCheckEvery, c.watch) // before the reader, which may fail at once
 	go c.read()
-	c.check = time.AfterFunc(h2UpCheckEvery, c.watch)
 	return c, nil
 }
 
