@@ -20,8 +20,10 @@ for cmd in bird birdc bridge; do
 	command -v $cmd >/dev/null || { echo "demo-bgp: $cmd not found: make deps installs bird2" >&2; exit 1; }
 done
 
-P=xlbbgp
-DIR=/run/xlb-demo-bgp
+# XLB_DEMO_PREFIX and XLB_DEMO_DIR name its namespaces and files (tests give
+# each run its own, so that two runs on one machine do not collide).
+P=${XLB_DEMO_PREFIX:-xlbbgp}
+DIR=${XLB_DEMO_DIR:-/run/xlb-demo-bgp}
 BIN=$PWD/bin
 VIP=10.0.0.100
 pids=()

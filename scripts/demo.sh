@@ -13,8 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-P=xlbdemo
-DIR=/run/xlb-demo
+# XLB_DEMO_PREFIX and XLB_DEMO_DIR name its namespaces and files (tests give
+# each run its own, so that two runs on one machine do not collide).
+P=${XLB_DEMO_PREFIX:-xlbdemo}
+DIR=${XLB_DEMO_DIR:-/run/xlb-demo}
 BIN=$PWD/bin
 VIP=10.0.0.100
 pids=()

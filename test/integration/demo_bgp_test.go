@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,8 +19,10 @@ import (
 // and nothing may be left behind.
 func TestDemoBGP(t *testing.T) {
 	privileged.Require(t)
+	prefix := fmt.Sprintf("%s%d", "xlbbgp", os.Getpid()%100000)
+	dir := fmt.Sprintf("%s-%d", "/run/xlb-demo-bgp", os.Getpid())
 	cmd := exec.Command("bash", "../../scripts/demo-bgp.sh")
-	cmd.Env = append(os.Environ(), "DEMO_SECONDS=20")
+	cmd.Env = append(os.Environ(), "DEMO_SECONDS=20", "XLB_DEMO_PREFIX="+prefix, "XLB_DEMO_DIR="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := make(chan error, 1)
@@ -46,10 +49,10 @@ func TestDemoBGP(t *testing.T) {
 	if t.Failed() {
 		t.Logf("demo-bgp output:\n%s", s)
 	}
-	if ns, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(ns, []byte("xlbbgp")) {
+	if ns, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(ns, []byte(prefix+"-")) {
 		t.Errorf("demo-bgp left namespaces behind:\n%s", ns)
 	}
-	if _, err := os.Stat("/run/xlb-demo-bgp"); err == nil {
+	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("demo-bgp left /run/xlb-demo-bgp behind")
 	}
 }

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,8 +18,10 @@ import (
 // the backend it kills, and leave nothing behind.
 func TestDemo(t *testing.T) {
 	privileged.Require(t)
+	prefix := fmt.Sprintf("%s%d", "xlbdemo", os.Getpid()%100000)
+	dir := fmt.Sprintf("%s-%d", "/run/xlb-demo", os.Getpid())
 	cmd := exec.Command("bash", "../../scripts/demo.sh")
-	cmd.Env = append(os.Environ(), "DEMO_SECONDS=20")
+	cmd.Env = append(os.Environ(), "DEMO_SECONDS=20", "XLB_DEMO_PREFIX="+prefix, "XLB_DEMO_DIR="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := make(chan error, 1)
@@ -45,10 +48,10 @@ func TestDemo(t *testing.T) {
 	if t.Failed() {
 		t.Logf("demo output:\n%s", s)
 	}
-	if ns, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(ns, []byte("xlbdemo")) {
+	if ns, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(ns, []byte(prefix+"-")) {
 		t.Errorf("demo left namespaces behind:\n%s", ns)
 	}
-	if _, err := os.Stat("/run/xlb-demo"); err == nil {
+	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("demo left /run/xlb-demo behind")
 	}
 }
