@@ -45,6 +45,11 @@ type LbFlow struct {
 	AtimeNs   uint64
 }
 
+type LbFlowBucket struct {
+	_    structs.HostLayout
+	Ways [4]LbFlowWay
+}
+
 type LbFlowKey struct {
 	_      structs.HostLayout
 	Src    [4]uint32
@@ -54,6 +59,12 @@ type LbFlowKey struct {
 	Proto  uint8
 	Family uint8
 	Pad    uint16
+}
+
+type LbFlowWay struct {
+	_    structs.HostLayout
+	Key  LbFlowKey
+	Flow LbFlow
 }
 
 type LbFrag struct {
@@ -80,7 +91,7 @@ type LbGlobals struct {
 	Src4           uint32
 	Src4Mask       uint32
 	Src4Prefix     uint32
-	Pad2           uint32
+	FlowMask       uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
 	IcmpIntervalNs uint64
@@ -159,7 +170,8 @@ const (
 	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED     LbXlbStat = 15
 	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED LbXlbStat = 16
 	LbXlbStatXLB_STAT_DROP_ICMP_LIMITED   LbXlbStat = 17
-	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 18
+	LbXlbStatXLB_STAT_EV_FLOW_OTHER_CPU   LbXlbStat = 18
+	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 19
 )
 
 // Names of all BPF objects in the ELF.

@@ -32,6 +32,7 @@ var StatNames = []string{
 	"flow_insert_skipped",
 	"flow_udp_expired",
 	"drop_icmp_rate_limit",
+	"flow_other_cpu",
 }
 
 // Stat is a summed counter of one verdict or event.

@@ -1,0 +1,133 @@
+/* flowtab.h: the connection table, a per-CPU set-associative array (see struct
+ * flow_bucket). A lookup is one inlined array lookup and up to XLB_FLOW_WAYS
+ * key compares; an insert takes the flow's own way, else an empty one, else
+ * the least recently seen one of its bucket. Plain loads and stores: the
+ * bucket is this CPU's. maps/ has the Go twin (index, insert, lookup). */
+#ifndef XLB_FLOWTAB_H
+#define XLB_FLOWTAB_H
+
+#include "libbpf/bpf_helpers.h"
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "stats.h"
+
+static __always_inline int flow_key_eq(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u64 *x = (const void *)a, *y = (const void *)b;
+
+	/* Word 4 holds the ports, protocol and family: it tells flows of one
+	 * client apart, so it goes first. */
+	return x[4] == y[4] && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* flow_find returns the way of b that holds k, or -1. */
+static __always_inline int flow_find(const struct flow_bucket *b, const struct flow_key *k)
+{
+#pragma unroll
+	for (int i = 0; i < XLB_FLOW_WAYS; i++)
+		if (flow_key_eq(&b->ways[i].key, k))
+			return i;
+	return -1;
+}
+
+static __always_inline struct flow_bucket *flow_bucket_of(const struct globals *cfg, __u32 hash)
+{
+	__u32 idx = hash & cfg->flow_mask;
+
+	return bpf_map_lookup_elem(&flows, &idx);
+}
+
+/* flow_store writes k's entry into b: into k's own way if it has one, else
+ * an empty way, else the way seen longest ago. */
+static __always_inline struct flow *flow_store(struct flow_bucket *b, const struct flow_key *k, const struct flow *f)
+{
+	__u64 oldest = ~0ULL;
+	int victim = 0, empty = -1;
+
+#pragma unroll
+	for (int i = 0; i < XLB_FLOW_WAYS; i++) {
+		struct flow_way *w = &b->ways[i];
+
+		if (flow_key_eq(&w->key, k)) {
+			victim = i;
+			goto store;
+		}
+		if (!w->key.family) {
+			if (empty < 0)
+				empty = i;
+		} else if (w->flow.atime_ns < oldest) {
+			oldest = w->flow.atime_ns;
+			victim = i;
+		}
+	}
+	if (empty >= 0)
+		victim = empty;
+store:
+	victim &= XLB_FLOW_WAYS - 1;
+	b->ways[victim].key = *k;
+	b->ways[victim].flow = *f;
+	return &b->ways[victim].flow;
+}
+
+/* A flow's packets normally reach one CPU (RSS hashes the same tuple the same
+ * way), but a sender that migrates between CPUs (veth, generic XDP) takes its
+ * flow to another CPU's table. flow_probe_cpu looks for the key in one other
+ * CPU's copy of the bucket, for bpf_loop. */
+struct flow_probe {
+	struct flow_key key;
+	struct flow flow; /* the copy found */
+	__u32 idx;
+	__u32 self;
+	__u32 found;
+	__u32 pad;
+};
+
+static long flow_probe_cpu(__u64 cpu, void *data)
+{
+	struct flow_probe *pr = data;
+	struct flow_bucket *b;
+	int w;
+
+	if (cpu == pr->self)
+		return 0;
+	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
+	if (!b)
+		return 1; /* past the last CPU */
+	w = flow_find(b, &pr->key);
+	if (w < 0)
+		return 0;
+	pr->flow = b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
+	pr->found = 1;
+	return 1;
+}
+
+/* flow_lookup finds k's entry in this CPU's table; when other_cpus is set and
+ * it is not there, in another CPU's table, from which it is copied into this
+ * one (the copy is what the caller gets, so its updates stay local). */
+static __always_inline struct flow *flow_lookup(const struct globals *cfg, const struct flow_key *k, __u32 hash,
+						int other_cpus)
+{
+	struct flow_bucket *b = flow_bucket_of(cfg, hash);
+	struct flow_probe pr;
+	int w;
+
+	if (!b)
+		return NULL;
+	w = flow_find(b, k);
+	if (w >= 0)
+		return &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
+	if (!other_cpus)
+		return NULL;
+	__builtin_memset(&pr, 0, sizeof(pr));
+	pr.key = *k;
+	pr.idx = hash & cfg->flow_mask;
+	pr.self = bpf_get_smp_processor_id();
+	bpf_loop(XLB_MAX_CPUS, flow_probe_cpu, &pr, 0);
+	if (!pr.found)
+		return NULL;
+	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
+	return flow_store(b, k, &pr.flow);
+}
+
+#endif
