@@ -16,13 +16,17 @@ const (
 	FlowWays = 4
 	// FlowEntriesDefault is XLB_FLOWS_DEFAULT: xdp.flow_table_size's default.
 	FlowEntriesDefault = 1 << 20
+
+	flowWaySize = 64 // sizeof(struct flow_way)
 )
 
 // FlowBuckets is the number of buckets per CPU that holds a table of entries
 // flows in total over cpus CPUs: entries / FlowWays / cpus, rounded up to a
 // power of two (the program masks the flow hash), at least 1.
-func FlowBuckets(entries uint32, cpus int) uint32 {
-	n := uint64(entries) / FlowWays / uint64(max(cpus, 1))
+func FlowBuckets(entries uint32, cpus int) uint32 { return flowBuckets(entries, cpus, FlowWays) }
+
+func flowBuckets(entries uint32, cpus int, ways uint32) uint32 {
+	n := uint64(entries) / uint64(max(ways, 1)) / uint64(max(cpus, 1))
 	if n <= 1 {
 		return 1
 	}
@@ -50,6 +54,8 @@ func SizeFlowTable(spec *ebpf.CollectionSpec, entries uint32) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("size flow table: %w", err)
 	}
-	ms.MaxEntries = FlowBuckets(entries, cpus)
+	// The ways from the bucket's size (64 bytes a way): a build with another
+	// XLB_FLOW_WAYS (the bench compares them) gets the same entries.
+	ms.MaxEntries = flowBuckets(entries, cpus, ms.ValueSize/flowWaySize)
 	return ms.MaxEntries, nil
 }

@@ -193,19 +193,29 @@ func TestFlowFoundOnAnotherCPU(t *testing.T) {
 		t.Errorf("flow_miss_non_syn = %d, want 0", got)
 	}
 
-	// A SYN is a new connection: on a CPU without its tuple's entry it goes
-	// to the Maglev table without looking at the other CPUs' tables.
-	syn2 := tcp4(client4, syn.SrcPort+1, vip4, 80, "S")
-	for _, cpu := range []int{0, 1} {
-		in = pkt.MustBuild(t, syn2)
-		act, out = runOnCPU(t, w.Env, cpu, in)
-		wantAction(t, act, xdpTX)
-		w.checkEncap(t, in, out, w.want(1, syn2, false))
+	// A new connection on the same 5-tuple (clients reuse ports quickly)
+	// starts on CPU 0: it follows the new table, does not look in CPU 1's
+	// table, and removes the old connection's entry from it, so its next
+	// packets on CPU 1 follow the new entry, not the old one.
+	in = pkt.MustBuild(t, syn)
+	act, out = runOnCPU(t, w.Env, 0, in)
+	wantAction(t, act, xdpTX)
+	second := w.want(1, syn, false)
+	if second == first {
+		t.Fatal("test flow does not move")
 	}
+	w.checkEncap(t, in, out, second)
 	if got := w.Stat(t, "flow_other_cpu"); got != 1 {
-		t.Errorf("after SYNs: flow_other_cpu = %d, want 1 (SYNs do not look)", got)
+		t.Errorf("after the SYN: flow_other_cpu = %d, want 1 (SYNs do not look)", got)
 	}
-	if got := flowCPUs(t, w.Maps, tcpKey(client4, syn2.SrcPort, vip4)); !slices.Equal(got, []int{0, 1}) {
-		t.Errorf("SYNs on CPUs 0 and 1: the flow is in the tables of CPUs %v", got)
+	if got := flowCPUs(t, w.Maps, key); !slices.Equal(got, []int{0}) {
+		t.Errorf("after a new connection's SYN on CPU 0 the flow is in the tables of CPUs %v, want [0]", got)
+	}
+	in = pkt.MustBuild(t, ack)
+	act, out = runOnCPU(t, w.Env, 1, in)
+	wantAction(t, act, xdpTX)
+	w.checkEncap(t, in, out, second)
+	if got := w.Stat(t, "flow_other_cpu"); got != 2 {
+		t.Errorf("ACK of the new connection on CPU 1: flow_other_cpu = %d, want 2", got)
 	}
 }

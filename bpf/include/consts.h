@@ -8,7 +8,9 @@
 #define XLB_FLOWS_DEFAULT 1048576
 /* Ways per flow-table bucket (a power of two). The map's own max_entries
  * counts buckets per CPU; the loader sizes it from xdp.flow_table_size. */
-#define XLB_FLOW_WAYS 4
+#ifndef XLB_FLOW_WAYS
+#define XLB_FLOW_WAYS 4 /* -DXLB_FLOW_WAYS=8 builds another shape, for the bench */
+#endif
 #define XLB_FLOW_BUCKETS_DEFAULT (XLB_FLOWS_DEFAULT / XLB_FLOW_WAYS)
 /* Most CPUs a flow missed on this one is looked for on (CPU migration). */
 #define XLB_MAX_CPUS 1024

@@ -102,6 +102,43 @@ static long flow_probe_cpu(__u64 cpu, void *data)
 	return 1;
 }
 
+/* flow_forget_cpu empties k's way in one other CPU's copy of the bucket, for
+ * bpf_loop. The way is another CPU's, which may be writing it: at worst an
+ * entry it is making right now is lost, and its next packet searches. */
+static long flow_forget_cpu(__u64 cpu, void *data)
+{
+	struct flow_probe *pr = data;
+	struct flow_bucket *b;
+	int w;
+
+	if (cpu == pr->self)
+		return 0;
+	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
+	if (!b)
+		return 1; /* past the last CPU */
+	w = flow_find(b, &pr->key);
+	if (w >= 0)
+		b->ways[w & (XLB_FLOW_WAYS - 1)].key.family = 0;
+	return 0;
+}
+
+/* flow_forget_others removes k's entries from the other CPUs' tables. A new
+ * connection (SYN) calls it after making its own entry: a CPU that holds an
+ * entry of an earlier connection on the same 5-tuple (clients reuse ports
+ * quickly when the server closed first) would otherwise send the new
+ * connection's next packets to the old connection's backend, if the sender
+ * moved to that CPU and the Maglev table changed in between. */
+static __always_inline void flow_forget_others(const struct globals *cfg, const struct flow_key *k, __u32 hash)
+{
+	struct flow_probe pr;
+
+	__builtin_memset(&pr, 0, sizeof(pr));
+	pr.key = *k;
+	pr.idx = hash & cfg->flow_mask;
+	pr.self = bpf_get_smp_processor_id();
+	bpf_loop(XLB_MAX_CPUS, flow_forget_cpu, &pr, 0);
+}
+
 /* flow_lookup finds k's entry in this CPU's table; when other_cpus is set and
  * it is not there, in another CPU's table, from which it is copied into this
  * one (the copy is what the caller gets, so its updates stay local). */

@@ -95,8 +95,11 @@ static __always_inline void select_remember(const struct packet *p, __u32 hash, 
 		g->count++;
 	}
 	b = flow_bucket_of(cfg, hash);
-	if (b)
-		flow_store(b, &p->key, &f);
+	if (!b)
+		return;
+	flow_store(b, &p->key, &f);
+	if (select_is_syn(p))
+		flow_forget_others(cfg, &p->key, hash);
 }
 
 #endif
