@@ -288,10 +288,12 @@ func checkPinnedMaps(spec *ebpf.CollectionSpec, dir string) ([]string, error) {
 		}
 		err = ms.Compatible(m)
 		pinnedEntries := m.MaxEntries()
+		sameShape := m.Type() == ms.Type && m.ValueSize() == ms.ValueSize
 		m.Close()
 		if err != nil {
 			hint := `it was made by another xlb version or configuration: run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`
-			if name == bpf.LbMapFlows && pinnedEntries != ms.MaxEntries {
+			// (A flows map of another type or bucket shape is another xlb version's.)
+			if name == bpf.LbMapFlows && sameShape && pinnedEntries != ms.MaxEntries {
 				// The map counts buckets per CPU; people count entries.
 				pinned, configured := flowEntries(pinnedEntries), flowEntries(ms.MaxEntries)
 				hint = fmt.Sprintf(`the flow table size changed (pinned %d entries, configured %d; %d and %d buckets of %d per CPU): set xdp.flow_table_size back to %d to keep established flows, or run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`,

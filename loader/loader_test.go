@@ -732,3 +732,25 @@ func TestVerifierLogIsShortUnlessVerbose(t *testing.T) {
 		}
 	}
 }
+
+// An LRU-hash flows map pinned by an xlb from before the per-CPU bucket table
+// is refused as another version's, not as a size change.
+func TestLoadRejectsPinnedLRUFlows(t *testing.T) {
+	pin := bpffs(t)
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "flows", Type: ebpf.LRUHash, KeySize: 40, ValueSize: 24, MaxEntries: 1 << 20, Flags: 1 << 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Pin(filepath.Join(pin, "flows")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(Options{PinPath: pin})
+	if err == nil {
+		d.Close()
+		t.Fatal("Load adopted an LRU-hash flows map")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "another xlb version") || strings.Contains(msg, "flow table size changed") {
+		t.Errorf("error: %v", err)
+	}
+}
