@@ -219,3 +219,66 @@ func TestFlowFoundOnAnotherCPU(t *testing.T) {
 		t.Errorf("ACK of the new connection on CPU 1: flow_other_cpu = %d, want 2", got)
 	}
 }
+
+// TestUDPFlowExpiredHereAliveElsewhere: a UDP flow whose sender moved to CPU 1
+// for longer than the UDP timeout has an expired entry on CPU 0 and a live one
+// on CPU 1; back on CPU 0 it takes CPU 1's, and keeps its backend although the
+// Maglev table changed.
+func TestUDPFlowExpiredHereAliveElsewhere(t *testing.T) {
+	w := newWorld(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	const timeout = 300 * time.Millisecond
+	if err := w.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6, UDPTimeout: timeout}); err != nil {
+		t.Fatal(err)
+	}
+	oldT := w.tables[2]
+	if err := w.Maps.PutBackend(maps.Backend{ID: 41, ServiceID: 2, Addr: lbtest.Backend4(8), Up: true}); err != nil {
+		t.Fatal(err)
+	}
+	w.addrOf[41], w.macOf[41] = lbtest.Backend4(8), lbtest.BackendMAC(8)
+	var mb []maps.MaglevBackend
+	for _, id := range []uint32{4, 5, 6, 41} {
+		mb = append(mb, maps.MaglevBackend{Key: w.addrOf[id].String(), ID: id, Weight: 1})
+	}
+	newT, err := maps.BuildMaglev(mb, maps.DefaultRingSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s pkt.Spec
+	for port := uint16(30000); ; port++ {
+		if port == 40000 {
+			t.Fatal("no UDP flow moves between the tables")
+		}
+		s = udp(client4, port, vip4, 53)
+		src, dst := netip.AddrPortFrom(client4, port), netip.AddrPortFrom(vip4, 53)
+		if maps.Pick(oldT, false, src, dst, maps.ProtoUDP) != maps.Pick(newT, false, src, dst, maps.ProtoUDP) {
+			break
+		}
+	}
+	first := w.want(2, s, false)
+	send := func(cpu int) {
+		t.Helper()
+		in := pkt.MustBuild(t, s)
+		act, out := runOnCPU(t, w.Env, cpu, in)
+		wantAction(t, act, xdpTX)
+		w.checkEncap(t, in, out, first)
+	}
+	send(0)
+	if err := w.Maps.PutRing(2, newT); err != nil {
+		t.Fatal(err)
+	}
+	w.tables[2] = newT
+	for end := time.Now().Add(timeout + 100*time.Millisecond); time.Now().Before(end); {
+		send(1)
+		time.Sleep(50 * time.Millisecond)
+	}
+	send(0)
+	if got := w.Stat(t, "flow_udp_expired"); got != 0 {
+		t.Errorf("flow_udp_expired = %d, want 0", got)
+	}
+	if got := w.Stat(t, "flow_other_cpu"); got != 2 {
+		t.Errorf("flow_other_cpu = %d, want 2 (to CPU 1, then back)", got)
+	}
+}

@@ -103,6 +103,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	struct svc_key sk = {};
 	struct globals *cfg;
 	__u32 zero = 0, backend_id, hash;
+	__u64 now;
 	int r, new_flow = 0, syn;
 	struct backend *be = NULL;
 	struct flow *f = NULL;
@@ -122,14 +123,17 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	/* One hash of the 5-tuple names the flow's bucket, its Maglev slot
 	 * and its IPv6 flow label. */
 	hash = hash_flow(&p->key);
+	/* The coarse clock is enough for UDP timeouts of seconds, a bucket's
+	 * eviction order and the insert cap's one-second window, and cheap. */
+	now = bpf_ktime_get_coarse_ns();
 	/* Established flows first: their entry names the service and the
 	 * backend, so they need no service lookup. A packet that is no SYN
 	 * looks in the other CPUs' tables too before it counts as a miss. */
 	syn = select_is_syn(p);
 	if (!syn) {
-		f = flow_lookup(cfg, &p->key, hash, 1);
+		f = flow_lookup(cfg, &p->key, hash, now);
 		if (f)
-			be = select_flow(p, cfg, f, &svc);
+			be = select_flow(p, cfg, f, now, &svc);
 	}
 	if (be) {
 		backend_id = f->backend_id;
@@ -154,7 +158,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		if (!be)
 			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, hash, svc->id, backend_id, be, cfg);
+			select_remember(p, hash, now, svc->id, backend_id, be, cfg);
 			new_flow = 1;
 		}
 	}

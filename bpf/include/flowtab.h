@@ -139,32 +139,43 @@ static __always_inline void flow_forget_others(const struct globals *cfg, const 
 	bpf_loop(XLB_MAX_CPUS, flow_forget_cpu, &pr, 0);
 }
 
-/* flow_lookup finds k's entry in this CPU's table; when other_cpus is set and
- * it is not there, in another CPU's table, from which it is copied into this
- * one (the copy is what the caller gets, so its updates stay local). */
+/* flow_lookup finds k's entry in this CPU's table or, when it is not there
+ * (or is a UDP entry that expired here), in another CPU's table, from which
+ * it is copied into this one: the sender moved, and the copy is what the
+ * caller gets, so its updates stay local. */
 static __always_inline struct flow *flow_lookup(const struct globals *cfg, const struct flow_key *k, __u32 hash,
-						int other_cpus)
+						__u64 now)
 {
 	struct flow_bucket *b = flow_bucket_of(cfg, hash);
+	struct flow *f = NULL;
 	struct flow_probe pr;
 	int w;
 
 	if (!b)
 		return NULL;
 	w = flow_find(b, k);
-	if (w >= 0)
-		return &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
-	if (!other_cpus)
-		return NULL;
+	if (w >= 0) {
+		f = &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
+		if (k->proto != IPPROTO_UDP || now - f->atime_ns <= cfg->udp_timeout_ns)
+			return f;
+	}
 	__builtin_memset(&pr, 0, sizeof(pr));
 	pr.key = *k;
 	pr.idx = hash & cfg->flow_mask;
 	pr.self = bpf_get_smp_processor_id();
 	bpf_loop(XLB_MAX_CPUS, flow_probe_cpu, &pr, 0);
 	if (!pr.found)
-		return NULL;
+		return f;
+	if (f) {
+		/* Expired here: the other CPU's copy, if it is fresher. */
+		if (pr.flow.atime_ns <= f->atime_ns)
+			return f;
+		*f = pr.flow;
+	} else {
+		f = flow_store(b, k, &pr.flow);
+	}
 	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
-	return flow_store(b, k, &pr.flow);
+	return f;
 }
 
 #endif

@@ -37,11 +37,8 @@ static __always_inline int select_is_syn(const struct packet *p)
  * down or whose slot now holds another backend. The caller skips it for a
  * SYN, so a stale entry from an old connection cannot pin a new one. */
 static __always_inline struct backend *select_flow(const struct packet *p, const struct globals *cfg,
-						   struct flow *f, struct svc **svc_out)
+						   struct flow *f, __u64 now, struct svc **svc_out)
 {
-	/* The coarse clock is enough for a timeout of seconds and for the
-	 * bucket's eviction order, and cheap. */
-	__u64 now = bpf_ktime_get_coarse_ns();
 	struct backend *be;
 	struct svc *svc;
 
@@ -64,20 +61,18 @@ static __always_inline struct backend *select_flow(const struct packet *p, const
 
 /* select_remember stores a new flow, unless this CPU has already stored its
  * quota this second: under a new-flow flood the table keeps its established
- * flows, and the unremembered ones still hash to the same backend. One read
- * of the coarse clock serves both the entry's time and the quota's one-second
- * window (its few milliseconds of resolution do not matter there). */
-static __always_inline void select_remember(const struct packet *p, __u32 hash, __u32 svc_id, __u32 backend_id,
-					    const struct backend *be, const struct globals *cfg)
+ * flows, and the unremembered ones still hash to the same backend. The
+ * caller's one read of the coarse clock (now) serves both the entry's time
+ * and the quota's one-second window. */
+static __always_inline void select_remember(const struct packet *p, __u32 hash, __u64 now, __u32 svc_id,
+					    __u32 backend_id, const struct backend *be, const struct globals *cfg)
 {
 	struct flow_bucket *b;
 	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen };
 	__u32 zero = 0;
-	__u64 now;
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))
 		return;
-	now = bpf_ktime_get_coarse_ns();
 	f.atime_ns = now;
 	if (cfg->max_new_flows_cpu) {
 		struct flood_window *g = bpf_map_lookup_elem(&flood_guard, &zero);
