@@ -17,7 +17,7 @@ const (
 	// FlowEntriesDefault is XLB_FLOWS_DEFAULT: xdp.flow_table_size's default.
 	FlowEntriesDefault = 1 << 20
 
-	flowWaySize = 64 // sizeof(struct flow_way)
+	flowWaySize = 72 // sizeof(struct flow_way) and its tag and age in the bucket
 )
 
 // FlowBuckets is the number of buckets per CPU that holds a table of entries
@@ -54,7 +54,7 @@ func SizeFlowTable(spec *ebpf.CollectionSpec, entries uint32) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("size flow table: %w", err)
 	}
-	// The ways from the bucket's size (64 bytes a way): a build with another
+	// The ways from the bucket's size (72 bytes a way): a build with another
 	// XLB_FLOW_WAYS (the bench compares them) gets the same entries.
 	ms.MaxEntries = flowBuckets(entries, cpus, ms.ValueSize/flowWaySize)
 	return ms.MaxEntries, nil

@@ -47,6 +47,8 @@ type LbFlow struct {
 
 type LbFlowBucket struct {
 	_    structs.HostLayout
+	Tag  [4]uint32
+	Age  [4]uint32
 	Ways [4]LbFlowWay
 }
 

@@ -34,7 +34,7 @@ func TestStructSizes(t *testing.T) {
 		{"flow_key", unsafe.Sizeof(bpf.LbFlowKey{}), 40},
 		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 24},
 		{"flow_way", unsafe.Sizeof(bpf.LbFlowWay{}), 64},
-		{"flow_bucket", unsafe.Sizeof(bpf.LbFlowBucket{}), 64 * bpf.FlowWays},
+		{"flow_bucket", unsafe.Sizeof(bpf.LbFlowBucket{}), 72 * bpf.FlowWays},
 		{"frag_key", unsafe.Sizeof(bpf.LbFragKey{}), 40},
 		{"frag", unsafe.Sizeof(bpf.LbFrag{}), 16},
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},

@@ -52,10 +52,15 @@ func FlowBucket(k FlowKey, buckets uint32) uint32 {
 	return flowHash(k.kernel()) & (buckets - 1)
 }
 
+// flowTag and flowAge are flow_tag and flow_age.
+func flowTag(hash uint32) uint32 { return hash | 1 }
+func flowAge(ns uint64) uint32   { return uint32(ns >> 20) }
+
 // flowFind is flow_find: the way of b holding k, or -1.
 func flowFind(b *bpf.LbFlowBucket, k bpf.LbFlowKey) int {
+	tag := flowTag(flowHash(k))
 	for i := range b.Ways {
-		if b.Ways[i].Key == k {
+		if b.Tag[i] == tag && b.Ways[i].Key == k {
 			return i
 		}
 	}
@@ -67,18 +72,18 @@ func flowFind(b *bpf.LbFlowBucket, k bpf.LbFlowKey) int {
 func flowStore(b *bpf.LbFlowBucket, k bpf.LbFlowKey, f bpf.LbFlow) {
 	victim := flowFind(b, k)
 	if victim < 0 {
-		oldest := ^uint64(0)
+		victim = 0
 		for i := range b.Ways {
-			w := &b.Ways[i]
-			if w.Key.Family == 0 {
+			if b.Tag[i] == 0 {
 				victim = i
 				break
 			}
-			if w.Flow.AtimeNs < oldest {
-				oldest, victim = w.Flow.AtimeNs, i
+			if int32(b.Age[i]-b.Age[victim]) < 0 {
+				victim = i
 			}
 		}
 	}
+	b.Tag[victim], b.Age[victim] = flowTag(flowHash(k)), flowAge(f.AtimeNs)
 	b.Ways[victim] = bpf.LbFlowWay{Key: k, Flow: f}
 }
 
@@ -173,8 +178,8 @@ func (m *Maps) eachFlow(fn func(Flow) bool) error {
 			seen = seen[:0]
 			for _, b := range vals[i*cpus : (i+1)*cpus] {
 			ways:
-				for _, w := range b.Ways {
-					if w.Key.Family == 0 {
+				for wi, w := range b.Ways {
+					if b.Tag[wi] == 0 {
 						continue
 					}
 					for j := range seen {

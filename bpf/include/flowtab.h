@@ -21,12 +21,24 @@ static __always_inline int flow_key_eq(const struct flow_key *a, const struct fl
 	return x[4] == y[4] && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-/* flow_find returns the way of b that holds k, or -1. */
-static __always_inline int flow_find(const struct flow_bucket *b, const struct flow_key *k)
+#define XLB_FLOW_AGE_SHIFT 20
+
+static __always_inline __u32 flow_tag(__u32 hash)
+{
+	return hash | 1;
+}
+
+static __always_inline __u32 flow_age(__u64 now)
+{
+	return (__u32)(now >> XLB_FLOW_AGE_SHIFT);
+}
+
+/* flow_find returns the way of b that holds k (whose tag is tag), or -1. */
+static __always_inline int flow_find(const struct flow_bucket *b, const struct flow_key *k, __u32 tag)
 {
 #pragma unroll
 	for (int i = 0; i < XLB_FLOW_WAYS; i++)
-		if (flow_key_eq(&b->ways[i].key, k))
+		if (b->tag[i] == tag && flow_key_eq(&b->ways[i].key, k))
 			return i;
 	return -1;
 }
@@ -40,24 +52,23 @@ static __always_inline struct flow_bucket *flow_bucket_of(const struct globals *
 
 /* flow_store writes k's entry into b: into k's own way if it has one, else
  * an empty way, else the way seen longest ago. */
-static __always_inline struct flow *flow_store(struct flow_bucket *b, const struct flow_key *k, const struct flow *f)
+static __always_inline struct flow *flow_store(struct flow_bucket *b, const struct flow_key *k, __u32 hash,
+					       const struct flow *f)
 {
-	__u64 oldest = ~0ULL;
+	__u32 tag = flow_tag(hash), oldest = b->age[0];
 	int victim = 0, empty = -1;
 
 #pragma unroll
 	for (int i = 0; i < XLB_FLOW_WAYS; i++) {
-		struct flow_way *w = &b->ways[i];
-
-		if (flow_key_eq(&w->key, k)) {
+		if (b->tag[i] == tag && flow_key_eq(&b->ways[i].key, k)) {
 			victim = i;
 			goto store;
 		}
-		if (!w->key.family) {
+		if (!b->tag[i]) {
 			if (empty < 0)
 				empty = i;
-		} else if (w->flow.atime_ns < oldest) {
-			oldest = w->flow.atime_ns;
+		} else if ((__s32)(b->age[i] - oldest) < 0) {
+			oldest = b->age[i];
 			victim = i;
 		}
 	}
@@ -65,6 +76,8 @@ static __always_inline struct flow *flow_store(struct flow_bucket *b, const stru
 		victim = empty;
 store:
 	victim &= XLB_FLOW_WAYS - 1;
+	b->tag[victim] = tag;
+	b->age[victim] = flow_age(f->atime_ns);
 	b->ways[victim].key = *k;
 	b->ways[victim].flow = *f;
 	return &b->ways[victim].flow;
@@ -78,9 +91,9 @@ struct flow_probe {
 	struct flow_key key;
 	struct flow flow; /* the copy found */
 	__u32 idx;
+	__u32 tag;
 	__u32 self;
 	__u32 found;
-	__u32 pad;
 };
 
 static long flow_probe_cpu(__u64 cpu, void *data)
@@ -94,7 +107,7 @@ static long flow_probe_cpu(__u64 cpu, void *data)
 	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
 	if (!b)
 		return 1; /* past the last CPU */
-	w = flow_find(b, &pr->key);
+	w = flow_find(b, &pr->key, pr->tag);
 	if (w < 0)
 		return 0;
 	pr->flow = b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
@@ -116,9 +129,12 @@ static long flow_forget_cpu(__u64 cpu, void *data)
 	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
 	if (!b)
 		return 1; /* past the last CPU */
-	w = flow_find(b, &pr->key);
-	if (w >= 0)
-		b->ways[w & (XLB_FLOW_WAYS - 1)].key.family = 0;
+	w = flow_find(b, &pr->key, pr->tag);
+	if (w >= 0) {
+		w &= XLB_FLOW_WAYS - 1;
+		b->tag[w] = 0;
+		b->ways[w].key.family = 0;
+	}
 	return 0;
 }
 
@@ -135,6 +151,7 @@ static __always_inline void flow_forget_others(const struct globals *cfg, const 
 	__builtin_memset(&pr, 0, sizeof(pr));
 	pr.key = *k;
 	pr.idx = hash & cfg->flow_mask;
+	pr.tag = flow_tag(hash);
 	pr.self = bpf_get_smp_processor_id();
 	bpf_loop(XLB_MAX_CPUS, flow_forget_cpu, &pr, 0);
 }
@@ -153,15 +170,19 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 
 	if (!b)
 		return NULL;
-	w = flow_find(b, k);
+	w = flow_find(b, k, flow_tag(hash));
 	if (w >= 0) {
-		f = &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
-		if (k->proto != IPPROTO_UDP || now - f->atime_ns <= cfg->udp_timeout_ns)
+		w &= XLB_FLOW_WAYS - 1;
+		f = &b->ways[w].flow;
+		if (k->proto != IPPROTO_UDP || now - f->atime_ns <= cfg->udp_timeout_ns) {
+			b->age[w] = flow_age(now);
 			return f;
+		}
 	}
 	__builtin_memset(&pr, 0, sizeof(pr));
 	pr.key = *k;
 	pr.idx = hash & cfg->flow_mask;
+	pr.tag = flow_tag(hash);
 	pr.self = bpf_get_smp_processor_id();
 	bpf_loop(XLB_MAX_CPUS, flow_probe_cpu, &pr, 0);
 	if (!pr.found)
@@ -171,8 +192,9 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 		if (pr.flow.atime_ns <= f->atime_ns)
 			return f;
 		*f = pr.flow;
+		b->age[w & (XLB_FLOW_WAYS - 1)] = flow_age(pr.flow.atime_ns);
 	} else {
-		f = flow_store(b, k, &pr.flow);
+		f = flow_store(b, k, hash, &pr.flow);
 	}
 	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
 	return f;

@@ -92,7 +92,7 @@ static __always_inline void select_remember(const struct packet *p, __u32 hash, 
 	b = flow_bucket_of(cfg, hash);
 	if (!b)
 		return;
-	flow_store(b, &p->key, &f);
+	flow_store(b, &p->key, hash, &f);
 	if (select_is_syn(p))
 		flow_forget_others(cfg, &p->key, hash);
 }

@@ -66,7 +66,13 @@ struct flow_way {
 	struct flow flow;
 };
 
+/* The bucket's first bytes say which way holds which flow and how recently
+ * it was seen, so that a lookup reads them and one way, and an insert into a
+ * full bucket writes one way: a new flow touches two or three cache lines of
+ * a bucket it most likely finds in memory, not every way's. */
 struct flow_bucket {
+	__u32 tag[XLB_FLOW_WAYS]; /* the flow hash | 1 of the way's flow; 0: the way is empty */
+	__u32 age[XLB_FLOW_WAYS]; /* coarse ns >> 20 (about 1 ms) of its last packet: eviction order */
 	struct flow_way ways[XLB_FLOW_WAYS];
 };
 
@@ -162,7 +168,7 @@ _Static_assert(sizeof(struct backend) == 28, "backend size");
 _Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
 _Static_assert(sizeof(struct flow) == 24, "flow size");
 _Static_assert(sizeof(struct flow_way) == 64, "flow_way size");
-_Static_assert(sizeof(struct flow_bucket) == 64 * XLB_FLOW_WAYS, "flow_bucket size");
+_Static_assert(sizeof(struct flow_bucket) == 72 * XLB_FLOW_WAYS, "flow_bucket size");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
