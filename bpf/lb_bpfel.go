@@ -183,6 +183,7 @@ const (
 	LbMapBackendStats = "backend_stats"
 	LbMapBackends     = "backends"
 	LbMapFloodGuard   = "flood_guard"
+	LbMapFlowSyns     = "flow_syns"
 	LbMapFlows        = "flows"
 	LbMapFrags        = "frags"
 	LbMapIcmpLimits   = "icmp_limits"
@@ -251,6 +252,7 @@ type LbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	FloodGuard   *ebpf.MapSpec `ebpf:"flood_guard"`
+	FlowSyns     *ebpf.MapSpec `ebpf:"flow_syns"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
 	IcmpLimits   *ebpf.MapSpec `ebpf:"icmp_limits"`
@@ -293,6 +295,7 @@ type LbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
 	FloodGuard   *ebpf.Map `ebpf:"flood_guard"`
+	FlowSyns     *ebpf.Map `ebpf:"flow_syns"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Frags        *ebpf.Map `ebpf:"frags"`
 	IcmpLimits   *ebpf.Map `ebpf:"icmp_limits"`
@@ -311,6 +314,7 @@ func (m *LbMaps) Close() error {
 		m.BackendStats,
 		m.Backends,
 		m.FloodGuard,
+		m.FlowSyns,
 		m.Flows,
 		m.Frags,
 		m.IcmpLimits,

@@ -12,6 +12,9 @@
 #define XLB_FLOW_WAYS 4 /* -DXLB_FLOW_WAYS=8 builds another shape, for the bench */
 #endif
 #define XLB_FLOW_BUCKETS_DEFAULT (XLB_FLOWS_DEFAULT / XLB_FLOW_WAYS)
+/* Records of the last SYN per flow-hash slot (struct flow_syn), shared by
+ * the CPUs: a power of two. */
+#define XLB_FLOW_SYN_ENTRIES 65536
 /* Most CPUs a flow missed on this one is looked for on (CPU migration). */
 #define XLB_MAX_CPUS 1024
 #define XLB_FRAG_ENTRIES 16384

@@ -115,45 +115,49 @@ static long flow_probe_cpu(__u64 cpu, void *data)
 	return 1;
 }
 
-/* flow_forget_cpu empties k's way in one other CPU's copy of the bucket, for
- * bpf_loop. The way is another CPU's, which may be writing it: at worst an
- * entry it is making right now is lost, and its next packet searches. */
-static long flow_forget_cpu(__u64 cpu, void *data)
+/* flow_syn_of is k's slot in flow_syns. */
+static __always_inline __u64 *flow_syn_of(__u32 hash)
 {
-	struct flow_probe *pr = data;
-	struct flow_bucket *b;
-	int w;
+	__u32 idx = hash & (XLB_FLOW_SYN_ENTRIES - 1);
 
-	if (cpu == pr->self)
-		return 0;
-	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
-	if (!b)
-		return 1; /* past the last CPU */
-	w = flow_find(b, &pr->key, pr->tag);
-	if (w >= 0) {
-		w &= XLB_FLOW_WAYS - 1;
-		b->tag[w] = 0;
-		b->ways[w].key.family = 0;
-	}
-	return 0;
+	return bpf_map_lookup_elem(&flow_syns, &idx);
 }
 
-/* flow_forget_others removes k's entries from the other CPUs' tables. A new
- * connection (SYN) calls it after making its own entry: a CPU that holds an
- * entry of an earlier connection on the same 5-tuple (clients reuse ports
- * quickly when the server closed first) would otherwise send the new
- * connection's next packets to the old connection's backend, if the sender
- * moved to that CPU and the Maglev table changed in between. */
-static __always_inline void flow_forget_others(const struct globals *cfg, const struct flow_key *k, __u32 hash)
+/* flow_mark_latest records that this CPU holds the latest entry of the flow
+ * (a SYN made it, or it was copied from the CPU that had it). */
+static __always_inline void flow_mark_latest(__u32 hash, __u32 self)
 {
-	struct flow_probe pr;
+	__u64 *rec = flow_syn_of(hash);
 
-	__builtin_memset(&pr, 0, sizeof(pr));
-	pr.key = *k;
-	pr.idx = hash & cfg->flow_mask;
-	pr.tag = flow_tag(hash);
-	pr.self = bpf_get_smp_processor_id();
-	bpf_loop(XLB_MAX_CPUS, flow_forget_cpu, &pr, 0);
+	if (rec)
+		*rec = ((__u64)flow_tag(hash) << 32) | self;
+}
+
+/* flow_take_latest copies the flow fields of k's entry on CPU cpu, which
+ * made its latest entry, into way w of this CPU's bucket b, unless cpu is
+ * this one; this CPU then holds the latest entry. */
+static __always_inline void flow_take_latest(const struct globals *cfg, struct flow_bucket *b, int w,
+					     const struct flow_key *k, __u32 hash, __u32 cpu)
+{
+	__u32 self = bpf_get_smp_processor_id(), idx = hash & cfg->flow_mask;
+	struct flow_bucket *o;
+	int ow;
+
+	if (cpu == self)
+		return;
+	o = bpf_map_lookup_percpu_elem(&flows, &idx, cpu);
+	if (o) {
+		ow = flow_find(o, k, flow_tag(hash));
+		if (ow >= 0) {
+			struct flow *src = &o->ways[ow & (XLB_FLOW_WAYS - 1)].flow, *dst = &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
+
+			dst->backend_id = src->backend_id;
+			dst->svc_id = src->svc_id;
+			dst->gen = src->gen;
+			stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
+		}
+	}
+	flow_mark_latest(hash, self);
 }
 
 /* flow_lookup finds k's entry in this CPU's table or, when it is not there
@@ -175,7 +179,14 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 		w &= XLB_FLOW_WAYS - 1;
 		f = &b->ways[w].flow;
 		if (k->proto != IPPROTO_UDP || now - f->atime_ns <= cfg->udp_timeout_ns) {
+			__u64 *rec = flow_syn_of(hash);
+
 			b->age[w] = flow_age(now);
+			/* The latest entry of this 5-tuple is another CPU's (a new
+			 * connection on a reused port began there): this copy may
+			 * be an older connection's. Take that CPU's. */
+			if (rec && (__u32)(*rec >> 32) == flow_tag(hash))
+				flow_take_latest(cfg, b, w, k, hash, (__u32)*rec);
 			return f;
 		}
 	}
@@ -196,6 +207,7 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 	} else {
 		f = flow_store(b, k, hash, &pr.flow);
 	}
+	flow_mark_latest(hash, pr.self);
 	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
 	return f;
 }

@@ -68,6 +68,16 @@ struct {
 	__type(value, struct flow_bucket);
 } flows SEC(".maps");
 
+/* Which CPU made the latest entry of a 5-tuple (by flow hash): shared, so that
+ * a CPU holding an older connection's entry of the same 5-tuple learns that
+ * its copy may be stale. One u64: (flow tag << 32) | CPU, stored whole. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_FLOW_SYN_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_syns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XLB_FRAG_ENTRIES);

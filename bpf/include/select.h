@@ -94,7 +94,7 @@ static __always_inline void select_remember(const struct packet *p, __u32 hash, 
 		return;
 	flow_store(b, &p->key, hash, &f);
 	if (select_is_syn(p))
-		flow_forget_others(cfg, &p->key, hash);
+		flow_mark_latest(hash, bpf_get_smp_processor_id());
 }
 
 #endif

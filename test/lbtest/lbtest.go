@@ -95,6 +95,15 @@ func (e *Env) Sibling(t testing.TB, spec *ebpf.CollectionSpec) *Env {
 
 func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec, flows uint32) *Env {
 	objs := new(bpf.LbObjects)
+	// An older build (a baseline) may lack maps today's objects have: give it
+	// today's, which its program does not use.
+	if cur, err := bpf.LoadLb(); err == nil {
+		for name, ms := range cur.Maps {
+			if _, ok := spec.Maps[name]; !ok {
+				spec.Maps[name] = ms
+			}
+		}
+	}
 	if flows == 0 {
 		flows = bpf.FlowEntriesDefault
 	}
