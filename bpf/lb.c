@@ -102,7 +102,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 {
 	struct svc_key sk = {};
 	struct globals *cfg;
-	__u32 zero = 0, backend_id, hash;
+	__u32 zero = 0, backend_id, hash, age;
 	__u64 now;
 	int r, new_flow = 0, syn;
 	struct backend *be = NULL;
@@ -123,15 +123,16 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	/* One hash of the 5-tuple names the flow's bucket, its Maglev slot
 	 * and its IPv6 flow label. */
 	hash = hash_flow(&p->key);
-	/* The coarse clock is enough for UDP timeouts of seconds, a bucket's
-	 * eviction order and the insert cap's one-second window, and cheap. */
-	now = bpf_ktime_get_coarse_ns();
+	/* UDP flows need the time for their timeout (the coarse clock is
+	 * enough for seconds); TCP ones only a bucket's eviction order. */
+	now = p->key.proto == IPPROTO_UDP ? bpf_ktime_get_coarse_ns() : 0;
+	age = flow_age();
 	/* Established flows first: their entry names the service and the
 	 * backend, so they need no service lookup. A packet that is no SYN
 	 * looks in the other CPUs' tables too before it counts as a miss. */
 	syn = select_is_syn(p);
 	if (!syn) {
-		f = flow_lookup(cfg, &p->key, hash, now);
+		f = flow_lookup(cfg, &p->key, hash, now, age);
 		if (f)
 			be = select_flow(p, cfg, f, now, &svc);
 	}
@@ -158,7 +159,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		if (!be)
 			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, hash, now, svc->id, backend_id, be, cfg);
+			select_remember(p, hash, now, age, svc->id, backend_id, be, cfg);
 			new_flow = 1;
 		}
 	}

@@ -24,7 +24,7 @@ type Flow struct {
 	BackendID uint32
 	ServiceID uint32
 	Gen       uint32 // the backend slot's generation when the flow was made
-	LastSeen  uint64 // CLOCK_MONOTONIC (coarse) ns of the last packet
+	LastSeen  uint64 // CLOCK_MONOTONIC (coarse) ns: UDP, of the last packet; TCP, of the entry's making
 	CPU       int    `json:"-"` // whose table holds this copy (FlowCopies only)
 }
 
@@ -52,9 +52,22 @@ func FlowBucket(k FlowKey, buckets uint32) uint32 {
 	return flowHash(k.kernel()) & (buckets - 1)
 }
 
-// flowTag and flowAge are flow_tag and flow_age.
+// flowTag is flow_tag.
 func flowTag(hash uint32) uint32 { return hash | 1 }
-func flowAge(ns uint64) uint32   { return uint32(ns >> 20) }
+
+// newestAge is the age of b's most recently seen way (ages are the
+// kernel's jiffies, which userspace does not read): an entry put with it
+// counts as just seen.
+func newestAge(b *bpf.LbFlowBucket) uint32 {
+	var newest uint32
+	found := false
+	for i := range b.Ways {
+		if b.Tag[i] != 0 && (!found || int32(b.Age[i]-newest) > 0) {
+			newest, found = b.Age[i], true
+		}
+	}
+	return newest
+}
 
 // flowFind is flow_find: the way of b holding k, or -1.
 func flowFind(b *bpf.LbFlowBucket, k bpf.LbFlowKey) int {
@@ -69,7 +82,7 @@ func flowFind(b *bpf.LbFlowBucket, k bpf.LbFlowKey) int {
 
 // flowStore is flow_store: k's own way, else an empty one, else the one
 // seen longest ago.
-func flowStore(b *bpf.LbFlowBucket, k bpf.LbFlowKey, f bpf.LbFlow) {
+func flowStore(b *bpf.LbFlowBucket, k bpf.LbFlowKey, f bpf.LbFlow, age uint32) {
 	victim := flowFind(b, k)
 	if victim < 0 {
 		victim = 0
@@ -83,7 +96,7 @@ func flowStore(b *bpf.LbFlowBucket, k bpf.LbFlowKey, f bpf.LbFlow) {
 			}
 		}
 	}
-	b.Tag[victim], b.Age[victim] = flowTag(flowHash(k)), flowAge(f.AtimeNs)
+	b.Tag[victim], b.Age[victim] = flowTag(flowHash(k)), age
 	b.Ways[victim] = bpf.LbFlowWay{Key: k, Flow: f}
 }
 
@@ -110,7 +123,7 @@ func (m *Maps) LookupFlow(k FlowKey) (Flow, error) {
 }
 
 // FlowCopies returns the copies of a flow's entry, one per CPU that holds
-// it (Flow.CPU), the most recently seen first.
+// it (Flow.CPU), the most recently seen first (by the bucket's ages).
 func (m *Maps) FlowCopies(k FlowKey) ([]Flow, error) {
 	kk := k.kernel()
 	idx := flowHash(kk) & (m.flowBuckets() - 1)
@@ -118,15 +131,20 @@ func (m *Maps) FlowCopies(k FlowKey) ([]Flow, error) {
 	if err := m.Flows.Lookup(idx, &per); err != nil {
 		return nil, fmt.Errorf("lookup flow %v: %w", k, err)
 	}
-	var out []Flow
+	var (
+		out  []Flow
+		ages = map[int]uint32{}
+	)
 	for c := range per {
 		if w := flowFind(&per[c], kk); w >= 0 {
 			f := flowFrom(k, per[c].Ways[w].Flow)
 			f.CPU = c
+			ages[c] = per[c].Age[w]
 			out = append(out, f)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Flow) int { return cmp.Compare(b.LastSeen, a.LastSeen) })
+	// Ages are jiffies, the same clock on every CPU.
+	slices.SortStableFunc(out, func(a, b Flow) int { return cmp.Compare(int32(ages[b.CPU]-ages[a.CPU]), 0) })
 	return out, nil
 }
 
@@ -143,7 +161,7 @@ func (m *Maps) PutFlow(f Flow) error {
 	}
 	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: f.ServiceID, Gen: f.Gen, AtimeNs: f.LastSeen}
 	for c := range per {
-		flowStore(&per[c], kk, v)
+		flowStore(&per[c], kk, v, newestAge(&per[c]))
 	}
 	if err := m.Flows.Put(idx, per); err != nil {
 		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
@@ -166,7 +184,11 @@ func (m *Maps) eachFlow(fn func(Flow) bool) error {
 	n := min(m.flowBuckets(), flowBatch)
 	keys := make([]uint32, n)
 	vals := make([]bpf.LbFlowBucket, int(n)*cpus)
-	seen := make([]bpf.LbFlowWay, 0, bpf.FlowWays*cpus)
+	type way struct {
+		bpf.LbFlowWay
+		age uint32
+	}
+	seen := make([]way, 0, bpf.FlowWays*cpus)
 	var cursor ebpf.MapBatchCursor
 	for {
 		got, err := m.Flows.BatchLookup(&cursor, keys, vals, nil)
@@ -184,13 +206,13 @@ func (m *Maps) eachFlow(fn func(Flow) bool) error {
 					}
 					for j := range seen {
 						if seen[j].Key == w.Key {
-							if w.Flow.AtimeNs > seen[j].Flow.AtimeNs {
-								seen[j].Flow = w.Flow
+							if int32(b.Age[wi]-seen[j].age) > 0 {
+								seen[j] = way{w, b.Age[wi]}
 							}
 							continue ways
 						}
 					}
-					seen = append(seen, w)
+					seen = append(seen, way{w, b.Age[wi]})
 				}
 			}
 			for _, w := range seen {

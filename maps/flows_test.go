@@ -30,7 +30,7 @@ func TestFlowStoreTakesOwnThenEmptyThenOldest(t *testing.T) {
 	}
 	var b bpf.LbFlowBucket
 	for i := range bpf.FlowWays {
-		flowStore(&b, key(uint16(i)), bpf.LbFlow{BackendId: uint32(i), AtimeNs: uint64(10+i) << 20})
+		flowStore(&b, key(uint16(i)), bpf.LbFlow{BackendId: uint32(i)}, uint32(10+i))
 	}
 	for i := range bpf.FlowWays {
 		if w := flowFind(&b, key(uint16(i))); w != i {
@@ -38,12 +38,12 @@ func TestFlowStoreTakesOwnThenEmptyThenOldest(t *testing.T) {
 		}
 	}
 	// Its own way: no eviction.
-	flowStore(&b, key(2), bpf.LbFlow{BackendId: 22, AtimeNs: 5 << 20})
+	flowStore(&b, key(2), bpf.LbFlow{BackendId: 22}, 5)
 	if w := flowFind(&b, key(2)); w != 2 || b.Ways[2].Flow.BackendId != 22 {
 		t.Fatalf("rewritten flow in way %d: %+v", w, b.Ways[w])
 	}
 	// Full: the oldest way (now way 2, time 5) goes.
-	flowStore(&b, key(100), bpf.LbFlow{AtimeNs: 50 << 20})
+	flowStore(&b, key(100), bpf.LbFlow{}, 50)
 	if w := flowFind(&b, key(100)); w != 2 {
 		t.Errorf("new flow in way %d, want the oldest, 2", w)
 	}

@@ -21,16 +21,17 @@ static __always_inline int flow_key_eq(const struct flow_key *a, const struct fl
 	return x[4] == y[4] && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-#define XLB_FLOW_AGE_SHIFT 20
-
 static __always_inline __u32 flow_tag(__u32 hash)
 {
 	return hash | 1;
 }
 
-static __always_inline __u32 flow_age(__u64 now)
+/* flow_age is the time of a bucket's eviction order: jiffies, which the
+ * verifier inlines as one load (the coarse ns clock is a helper call, and
+ * an established TCP flow needs no other time). */
+static __always_inline __u32 flow_age(void)
 {
-	return (__u32)(now >> XLB_FLOW_AGE_SHIFT);
+	return (__u32)bpf_jiffies64();
 }
 
 /* flow_find returns the way of b that holds k (whose tag is tag), or -1. */
@@ -53,7 +54,7 @@ static __always_inline struct flow_bucket *flow_bucket_of(const struct globals *
 /* flow_store writes k's entry into b: into k's own way if it has one, else
  * an empty way, else the way seen longest ago. */
 static __always_inline struct flow *flow_store(struct flow_bucket *b, const struct flow_key *k, __u32 hash,
-					       const struct flow *f)
+					       const struct flow *f, __u32 age)
 {
 	__u32 tag = flow_tag(hash), oldest = b->age[0];
 	int victim = 0, empty = -1;
@@ -77,7 +78,7 @@ static __always_inline struct flow *flow_store(struct flow_bucket *b, const stru
 store:
 	victim &= XLB_FLOW_WAYS - 1;
 	b->tag[victim] = tag;
-	b->age[victim] = flow_age(f->atime_ns);
+	b->age[victim] = age;
 	b->ways[victim].key = *k;
 	b->ways[victim].flow = *f;
 	return &b->ways[victim].flow;
@@ -165,7 +166,7 @@ static __always_inline void flow_take_latest(const struct globals *cfg, struct f
  * it is copied into this one: the sender moved, and the copy is what the
  * caller gets, so its updates stay local. */
 static __always_inline struct flow *flow_lookup(const struct globals *cfg, const struct flow_key *k, __u32 hash,
-						__u64 now)
+						__u64 now, __u32 age)
 {
 	struct flow_bucket *b = flow_bucket_of(cfg, hash);
 	struct flow *f = NULL;
@@ -181,7 +182,7 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 		if (k->proto != IPPROTO_UDP || now - f->atime_ns <= cfg->udp_timeout_ns) {
 			__u64 *rec = flow_syn_of(hash);
 
-			b->age[w] = flow_age(now);
+			b->age[w] = age;
 			/* The latest entry of this 5-tuple is another CPU's (a new
 			 * connection on a reused port began there): this copy may
 			 * be an older connection's. Take that CPU's. */
@@ -203,9 +204,9 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 		if (pr.flow.atime_ns <= f->atime_ns)
 			return f;
 		*f = pr.flow;
-		b->age[w & (XLB_FLOW_WAYS - 1)] = flow_age(pr.flow.atime_ns);
+		b->age[w & (XLB_FLOW_WAYS - 1)] = age;
 	} else {
-		f = flow_store(b, k, hash, &pr.flow);
+		f = flow_store(b, k, hash, &pr.flow, age);
 	}
 	flow_mark_latest(hash, pr.self);
 	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);

@@ -46,7 +46,7 @@ static __always_inline struct backend *select_flow(const struct packet *p, const
 		stats_count(XLB_STAT_EV_FLOW_UDP_EXPIRED, 0);
 		return 0;
 	}
-	if (!p->icmp)
+	if (p->key.proto == IPPROTO_UDP && !p->icmp)
 		f->atime_ns = now;
 	svc = bpf_map_lookup_elem(&svc_by_id, &f->svc_id);
 	be = bpf_map_lookup_elem(&backends, &f->backend_id);
@@ -61,11 +61,12 @@ static __always_inline struct backend *select_flow(const struct packet *p, const
 
 /* select_remember stores a new flow, unless this CPU has already stored its
  * quota this second: under a new-flow flood the table keeps its established
- * flows, and the unremembered ones still hash to the same backend. The
- * caller's one read of the coarse clock (now) serves both the entry's time
- * and the quota's one-second window. */
-static __always_inline void select_remember(const struct packet *p, __u32 hash, __u64 now, __u32 svc_id,
-					    __u32 backend_id, const struct backend *be, const struct globals *cfg)
+ * flows, and the unremembered ones still hash to the same backend. One read
+ * of the coarse clock (the caller's for UDP, in now) serves both the entry's
+ * time and the quota's one-second window. */
+static __always_inline void select_remember(const struct packet *p, __u32 hash, __u64 now, __u32 age,
+					    __u32 svc_id, __u32 backend_id, const struct backend *be,
+					    const struct globals *cfg)
 {
 	struct flow_bucket *b;
 	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen };
@@ -73,6 +74,8 @@ static __always_inline void select_remember(const struct packet *p, __u32 hash, 
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))
 		return;
+	if (!now)
+		now = bpf_ktime_get_coarse_ns();
 	f.atime_ns = now;
 	if (cfg->max_new_flows_cpu) {
 		struct flood_window *g = bpf_map_lookup_elem(&flood_guard, &zero);
@@ -92,7 +95,7 @@ static __always_inline void select_remember(const struct packet *p, __u32 hash, 
 	b = flow_bucket_of(cfg, hash);
 	if (!b)
 		return;
-	flow_store(b, &p->key, hash, &f);
+	flow_store(b, &p->key, hash, &f, age);
 	if (select_is_syn(p))
 		flow_mark_latest(hash, bpf_get_smp_processor_id());
 }

@@ -54,7 +54,7 @@ struct flow {
 	__u32 svc_id;
 	__u32 gen;      /* backend's gen when the flow was made */
 	__u32 pad;
-	__u64 atime_ns; /* last packet: UDP expiry, and the bucket's eviction order */
+	__u64 atime_ns; /* coarse ns: UDP, of the last packet (expiry); TCP, of the entry's making */
 };
 
 /* The connection table is a per-CPU array of buckets, each a small set of
@@ -72,7 +72,7 @@ struct flow_way {
  * a bucket it most likely finds in memory, not every way's. */
 struct flow_bucket {
 	__u32 tag[XLB_FLOW_WAYS]; /* the flow hash | 1 of the way's flow; 0: the way is empty */
-	__u32 age[XLB_FLOW_WAYS]; /* coarse ns >> 20 (about 1 ms) of its last packet: eviction order */
+	__u32 age[XLB_FLOW_WAYS]; /* jiffies of its last packet: eviction order */
 	struct flow_way ways[XLB_FLOW_WAYS];
 };
 
