@@ -22,7 +22,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* lb_forward sends the packet to one backend: IPIP/IP6IP6 or a MAC rewrite
  * (DSR), to the next hop the kernel's FIB names. */
-static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 svc_flags,
+static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 hash, __u32 svc_flags,
 						__u32 backend_id, const struct backend *be, const struct globals *cfg)
 {
 	int dsr = svc_flags & XLB_SVC_F_DSR;
@@ -57,7 +57,7 @@ static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct
 		if (p->key.family == XLB_AF_INET)
 			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
 		else
-			err = encap_v6(ctx, p, cfg->src6, be->addr, hash_flow(&p->key));
+			err = encap_v6(ctx, p, cfg->src6, be->addr, hash);
 		if (err)
 			return XLB_STAT_DROP_ENCAP;
 	}
@@ -95,14 +95,15 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 		return XLB_STAT_DROP_NO_BACKEND;
 	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
 	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
-	return lb_forward(ctx, p, fr->svc_flags, fr->backend_id, be, cfg);
+	return lb_forward(ctx, p, hash_flow(&p->key), fr->svc_flags, fr->backend_id, be, cfg);
 }
 
 static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
 {
 	struct svc_key sk = {};
 	struct globals *cfg;
-	__u32 zero = 0, backend_id;
+	__u32 zero = 0, backend_id, hash, age;
+	__u64 now;
 	int r, new_flow = 0, syn;
 	struct backend *be = NULL;
 	struct flow *f = NULL;
@@ -119,13 +120,21 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	if (p->frag == FRAG_LATER)
 		return lb_later_fragment(ctx, p, cfg, bytes);
 
+	/* One hash of the 5-tuple names the flow's bucket, its Maglev slot
+	 * and its IPv6 flow label. */
+	hash = hash_flow(&p->key);
+	/* UDP flows need the time for their timeout (the coarse clock is
+	 * enough for seconds); TCP ones only a bucket's eviction order. */
+	now = p->key.proto == IPPROTO_UDP ? bpf_ktime_get_coarse_ns() : 0;
+	age = flow_age();
 	/* Established flows first: their entry names the service and the
-	 * backend, so they need no service lookup. */
+	 * backend, so they need no service lookup. A packet that is no SYN
+	 * looks in the other CPUs' tables too before it counts as a miss. */
 	syn = select_is_syn(p);
 	if (!syn) {
-		f = bpf_map_lookup_elem(&flows, &p->key);
+		f = flow_lookup(cfg, &p->key, hash, now, age);
 		if (f)
-			be = select_flow(p, cfg, f, &svc);
+			be = select_flow(p, cfg, f, now, &svc);
 	}
 	if (be) {
 		backend_id = f->backend_id;
@@ -143,14 +152,14 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		 * without being rate limited or remembered. */
 		if (!p->icmp && !ratelimit_allow(svc, &p->key))
 			return XLB_STAT_DROP_RATE_LIMIT;
-		backend_id = select_maglev(svc, &p->key);
+		backend_id = select_maglev(svc, &p->key, hash);
 		if (!backend_id)
 			return XLB_STAT_DROP_NO_BACKEND;
 		be = bpf_map_lookup_elem(&backends, &backend_id);
 		if (!be)
 			return XLB_STAT_DROP_NO_BACKEND;
 		if (!p->icmp) {
-			select_remember(p, svc->id, backend_id, be, cfg);
+			select_remember(p, hash, now, age, svc->id, backend_id, be, cfg);
 			new_flow = 1;
 		}
 	}
@@ -165,7 +174,7 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
 	stats_flow(&svc_stats, svc->id, bytes, new_flow);
 	stats_flow(&backend_stats, backend_id, bytes, new_flow);
-	return lb_forward(ctx, p, svc->flags, backend_id, be, cfg);
+	return lb_forward(ctx, p, hash, svc->flags, backend_id, be, cfg);
 }
 
 static __always_inline int lb_action(enum xlb_stat s)

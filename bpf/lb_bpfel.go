@@ -45,6 +45,13 @@ type LbFlow struct {
 	AtimeNs   uint64
 }
 
+type LbFlowBucket struct {
+	_    structs.HostLayout
+	Tag  [4]uint32
+	Age  [4]uint32
+	Ways [4]LbFlowWay
+}
+
 type LbFlowKey struct {
 	_      structs.HostLayout
 	Src    [4]uint32
@@ -54,6 +61,12 @@ type LbFlowKey struct {
 	Proto  uint8
 	Family uint8
 	Pad    uint16
+}
+
+type LbFlowWay struct {
+	_    structs.HostLayout
+	Key  LbFlowKey
+	Flow LbFlow
 }
 
 type LbFrag struct {
@@ -80,7 +93,7 @@ type LbGlobals struct {
 	Src4           uint32
 	Src4Mask       uint32
 	Src4Prefix     uint32
-	Pad2           uint32
+	FlowMask       uint32
 	UdpTimeoutNs   uint64
 	MaxNewFlowsCpu uint64
 	IcmpIntervalNs uint64
@@ -159,7 +172,8 @@ const (
 	LbXlbStatXLB_STAT_EV_FLOW_SKIPPED     LbXlbStat = 15
 	LbXlbStatXLB_STAT_EV_FLOW_UDP_EXPIRED LbXlbStat = 16
 	LbXlbStatXLB_STAT_DROP_ICMP_LIMITED   LbXlbStat = 17
-	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 18
+	LbXlbStatXLB_STAT_EV_FLOW_OTHER_CPU   LbXlbStat = 18
+	LbXlbStatXLB_STAT_MAX                 LbXlbStat = 19
 )
 
 // Names of all BPF objects in the ELF.
@@ -169,6 +183,7 @@ const (
 	LbMapBackendStats = "backend_stats"
 	LbMapBackends     = "backends"
 	LbMapFloodGuard   = "flood_guard"
+	LbMapFlowSyns     = "flow_syns"
 	LbMapFlows        = "flows"
 	LbMapFrags        = "frags"
 	LbMapIcmpLimits   = "icmp_limits"
@@ -237,6 +252,7 @@ type LbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	FloodGuard   *ebpf.MapSpec `ebpf:"flood_guard"`
+	FlowSyns     *ebpf.MapSpec `ebpf:"flow_syns"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
 	IcmpLimits   *ebpf.MapSpec `ebpf:"icmp_limits"`
@@ -279,6 +295,7 @@ type LbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
 	FloodGuard   *ebpf.Map `ebpf:"flood_guard"`
+	FlowSyns     *ebpf.Map `ebpf:"flow_syns"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Frags        *ebpf.Map `ebpf:"frags"`
 	IcmpLimits   *ebpf.Map `ebpf:"icmp_limits"`
@@ -297,6 +314,7 @@ func (m *LbMaps) Close() error {
 		m.BackendStats,
 		m.Backends,
 		m.FloodGuard,
+		m.FlowSyns,
 		m.Flows,
 		m.Frags,
 		m.IcmpLimits,

@@ -33,6 +33,8 @@ func TestStructSizes(t *testing.T) {
 		{"backend", unsafe.Sizeof(bpf.LbBackend{}), 28},
 		{"flow_key", unsafe.Sizeof(bpf.LbFlowKey{}), 40},
 		{"flow", unsafe.Sizeof(bpf.LbFlow{}), 24},
+		{"flow_way", unsafe.Sizeof(bpf.LbFlowWay{}), 64},
+		{"flow_bucket", unsafe.Sizeof(bpf.LbFlowBucket{}), 72 * bpf.FlowWays},
 		{"frag_key", unsafe.Sizeof(bpf.LbFragKey{}), 40},
 		{"frag", unsafe.Sizeof(bpf.LbFrag{}), 16},
 		{"rl_key", unsafe.Sizeof(bpf.LbRlKey{}), 24},
@@ -66,6 +68,7 @@ func TestStatNamesFollowEnum(t *testing.T) {
 		"EV_FLOW_SKIPPED":     "flow_insert_skipped",
 		"EV_FLOW_UDP_EXPIRED": "flow_udp_expired",
 		"DROP_ICMP_LIMITED":   "drop_icmp_rate_limit",
+		"EV_FLOW_OTHER_CPU":   "flow_other_cpu",
 	}
 	var want []string
 	for _, v := range e.Values {

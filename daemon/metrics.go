@@ -72,7 +72,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 // events are the counters of enum xlb_stat that are not verdicts.
 var eventNames = map[string]bool{
 	"icmp_too_big_forwarded": true, "flow_miss_non_syn": true, "flow_reselect": true,
-	"flow_insert_skipped": true, "flow_udp_expired": true,
+	"flow_insert_skipped": true, "flow_udp_expired": true, "flow_other_cpu": true,
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {

@@ -76,7 +76,8 @@ type Options struct {
 	// PinPath is the bpffs folder for pinned maps and links (default DefaultPinPath).
 	// When the folder is not on a bpffs, one is mounted there (mkdir -p, mount -t bpf).
 	PinPath string
-	// FlowTableSize is the flows map's max_entries; 0 keeps the compiled-in default.
+	// FlowTableSize is the flow table's entries over all CPUs (the flows map holds
+	// buckets of bpf.FlowWays per CPU: see bpf.FlowBuckets); 0 is bpf.FlowEntriesDefault.
 	FlowTableSize uint32
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
@@ -128,8 +129,9 @@ func Load(opts Options) (_ *Dataplane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load xlb: %w", err)
 	}
-	if opts.FlowTableSize != 0 {
-		spec.Maps[bpf.LbMapFlows].MaxEntries = opts.FlowTableSize
+	buckets, err := bpf.SizeFlowTable(spec, opts.FlowTableSize)
+	if err != nil {
+		return nil, fmt.Errorf("load xlb: %w", err)
 	}
 
 	d := &Dataplane{log: log, links: make(map[string]*attachment)}
@@ -191,8 +193,14 @@ func Load(opts Options) (_ *Dataplane, err error) {
 	slices.Sort(created)
 	log.Info("loaded xdp collection", keyPath, d.pinPath, keyProgramID, d.progID,
 		"adopted_maps", adopted, "created_maps", created,
-		"flow_table_size", spec.Maps[bpf.LbMapFlows].MaxEntries)
+		"flow_table_size", flowEntries(buckets), "flow_buckets_per_cpu", buckets)
 	return d, nil
+}
+
+// flowEntries is the flow table's entries over all CPUs, from its buckets per CPU.
+func flowEntries(buckets uint32) uint64 {
+	cpus, _ := ebpf.PossibleCPU()
+	return bpf.FlowEntries(buckets, cpus)
 }
 
 // sysBPF is the conventional bpffs mount point, an empty folder of sysfs.
@@ -280,12 +288,16 @@ func checkPinnedMaps(spec *ebpf.CollectionSpec, dir string) ([]string, error) {
 		}
 		err = ms.Compatible(m)
 		pinnedEntries := m.MaxEntries()
+		sameShape := m.Type() == ms.Type && m.ValueSize() == ms.ValueSize
 		m.Close()
 		if err != nil {
 			hint := `it was made by another xlb version or configuration: run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`
-			if name == bpf.LbMapFlows && pinnedEntries != ms.MaxEntries {
-				hint = fmt.Sprintf(`the flow table size changed (pinned %d entries, configured %d): set xdp.flow_table_size back to %d to keep established flows, or run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`,
-					pinnedEntries, ms.MaxEntries, pinnedEntries)
+			// (A flows map of another type or bucket shape is another xlb version's.)
+			if name == bpf.LbMapFlows && sameShape && pinnedEntries != ms.MaxEntries {
+				// The map counts buckets per CPU; people count entries.
+				pinned, configured := flowEntries(pinnedEntries), flowEntries(ms.MaxEntries)
+				hint = fmt.Sprintf(`the flow table size changed (pinned %d entries, configured %d; %d and %d buckets of %d per CPU): set xdp.flow_table_size back to %d to keep established flows, or run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`,
+					pinned, configured, pinnedEntries, ms.MaxEntries, bpf.FlowWays, pinned)
 			}
 			return nil, fmt.Errorf("pinned map %q at %s does not match the program (%w); %s", name, path, err, hint)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/maps"
 	"github.com/xlbproject/xlb/test/netns"
 	"github.com/xlbproject/xlb/test/privileged"
 )
@@ -219,8 +221,12 @@ func TestLoadNoPinNeedsNoBPFFS(t *testing.T) {
 	if d.Objs.XlbLb == nil || d.Objs.Flows == nil || d.Objs.MaglevRings == nil {
 		t.Fatal("objects not assigned")
 	}
-	if got := d.Objs.Flows.MaxEntries(); got != 4096 {
-		t.Errorf("flows max_entries = %d, want 4096", got)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.Objs.Flows.MaxEntries(), bpf.FlowBuckets(4096, cpus); got != want {
+		t.Errorf("flows max_entries = %d buckets, want %d (4096 entries over %d CPUs)", got, want, cpus)
 	}
 	if d.Adopted {
 		t.Error("Adopted without pins")
@@ -371,9 +377,8 @@ func TestAttachNativeWarnsAboutBareVethPeer(t *testing.T) {
 }
 
 // flowKey is an arbitrary established flow written before the restart.
-var flowKey = bpf.LbFlowKey{
-	Src: [4]uint32{0x0100000a}, Dst: [4]uint32{0x0a00000a},
-	Sport: 40000, Dport: 80, Proto: unix.IPPROTO_TCP, Family: unix.AF_INET,
+var flowKey = maps.FlowKey{
+	Src: netip.MustParseAddrPort("10.0.0.1:40000"), Dst: netip.MustParseAddrPort("10.0.0.10:80"), Proto: unix.IPPROTO_TCP,
 }
 
 func TestRestartAdoptsMapsAndReplacesProgramInPlace(t *testing.T) {
@@ -386,7 +391,7 @@ func TestRestartAdoptsMapsAndReplacesProgramInPlace(t *testing.T) {
 		t.Fatal("first Load reports Adopted")
 	}
 	a1 := attach(t, lb, d1, "eth0", ModeGeneric)
-	if err := d1.Objs.Flows.Put(&flowKey, &bpf.LbFlow{BackendId: 7}); err != nil {
+	if err := maps.FromObjects(&d1.Objs.LbMaps).PutFlow(maps.Flow{FlowKey: flowKey, BackendID: 7}); err != nil {
 		t.Fatalf("write flow: %v", err)
 	}
 	linkID := func() link.ID {
@@ -453,8 +458,7 @@ func TestRestartAdoptsMapsAndReplacesProgramInPlace(t *testing.T) {
 	if !d2.Adopted {
 		t.Error("second Load does not report Adopted")
 	}
-	var got bpf.LbFlow
-	if err := d2.Objs.Flows.Lookup(&flowKey, &got); err != nil || got.BackendId != 7 {
+	if got, err := maps.FromObjects(&d2.Objs.LbMaps).LookupFlow(flowKey); err != nil || got.BackendID != 7 {
 		t.Errorf("flow after restart: %+v, %v; want backend 7", got, err)
 	}
 	a2 := attach(t, lb, d2, "eth0", ModeGeneric)
@@ -575,7 +579,7 @@ func TestLoadRejectsIncompatiblePinnedFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if m.MaxEntries() != 1024 {
+	if cpus, _ := ebpf.PossibleCPU(); m.MaxEntries() != bpf.FlowBuckets(1024, cpus) {
 		t.Errorf("pinned flows replaced: max_entries %d", m.MaxEntries())
 	}
 }
@@ -726,5 +730,27 @@ func TestVerifierLogIsShortUnlessVerbose(t *testing.T) {
 		if !errors.Is(err, unix.EACCES) {
 			t.Errorf("%v does not wrap the cause", err)
 		}
+	}
+}
+
+// An LRU-hash flows map pinned by an xlb from before the per-CPU bucket table
+// is refused as another version's, not as a size change.
+func TestLoadRejectsPinnedLRUFlows(t *testing.T) {
+	pin := bpffs(t)
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "flows", Type: ebpf.LRUHash, KeySize: 40, ValueSize: 24, MaxEntries: 1 << 20, Flags: 1 << 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Pin(filepath.Join(pin, "flows")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(Options{PinPath: pin})
+	if err == nil {
+		d.Close()
+		t.Fatal("Load adopted an LRU-hash flows map")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "another xlb version") || strings.Contains(msg, "flow table size changed") {
+		t.Errorf("error: %v", err)
 	}
 }

@@ -410,6 +410,11 @@ const DefaultUDPTimeout = 30 * time.Second
 // PutSettings writes the global settings.
 func (m *Maps) PutSettings(s Settings) error {
 	v := bpf.LbGlobals{MaxNewFlowsCpu: s.MaxNewFlowsPerCPU}
+	// The program takes its flow-table mask from here: the table's own
+	// size (a power of two, set by the loader) less one.
+	if m.Flows != nil {
+		v.FlowMask = m.Flows.MaxEntries() - 1
+	}
 	if s.Src4.IsValid() {
 		if !s.Src4.Is4() {
 			return fmt.Errorf("settings: outer IPv4 source %s is not IPv4", s.Src4)
@@ -474,73 +479,6 @@ func flowKeyFrom(k bpf.LbFlowKey) FlowKey {
 		Dst:   netip.AddrPortFrom(AddrFrom16(k.Dst, k.Family), portHost(k.Dport)),
 		Proto: k.Proto,
 	}
-}
-
-// Flow is one connection-table entry.
-type Flow struct {
-	FlowKey
-	BackendID uint32
-	ServiceID uint32
-	Gen       uint32 // the backend slot's generation when the flow was made
-	LastSeen  uint64 // CLOCK_MONOTONIC ns of the last packet (UDP only; TCP: creation)
-}
-
-func flowFrom(k FlowKey, v bpf.LbFlow) Flow {
-	return Flow{FlowKey: k, BackendID: v.BackendId, ServiceID: v.SvcId, Gen: v.Gen, LastSeen: v.AtimeNs}
-}
-
-// LookupFlow returns the backend a flow is pinned to.
-func (m *Maps) LookupFlow(k FlowKey) (Flow, error) {
-	kk := k.kernel()
-	var v bpf.LbFlow
-	if err := m.Flows.Lookup(&kk, &v); err != nil {
-		return Flow{}, fmt.Errorf("lookup flow %v: %w", k, err)
-	}
-	return flowFrom(k, v), nil
-}
-
-// PutFlow pins a flow to a backend (tests, and restoring state). The flow
-// only holds while ServiceID and Gen match the backend's record.
-func (m *Maps) PutFlow(f Flow) error {
-	kk := f.FlowKey.kernel()
-	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: f.ServiceID, Gen: f.Gen, AtimeNs: f.LastSeen}
-	if err := m.Flows.Put(&kk, &v); err != nil {
-		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
-	}
-	return nil
-}
-
-// ListFlows lists the connection table, up to limit entries (0 = all).
-func (m *Maps) ListFlows(limit int) ([]Flow, error) {
-	var (
-		out []Flow
-		k   bpf.LbFlowKey
-		v   bpf.LbFlow
-	)
-	it := m.Flows.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, flowFrom(flowKeyFrom(k), v))
-		if limit > 0 && len(out) >= limit {
-			return out, nil
-		}
-	}
-	if err := it.Err(); err != nil {
-		return out, fmt.Errorf("iterate flows: %w", err)
-	}
-	return out, nil
-}
-
-// CountFlows counts connection-table entries per backend id.
-func (m *Maps) CountFlows() (map[uint32]int, error) {
-	flows, err := m.ListFlows(0)
-	if err != nil {
-		return nil, err
-	}
-	n := make(map[uint32]int)
-	for _, f := range flows {
-		n[f.BackendID]++
-	}
-	return n, nil
 }
 
 // ListServices reads every service record.

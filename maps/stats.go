@@ -32,6 +32,7 @@ var StatNames = []string{
 	"flow_insert_skipped",
 	"flow_udp_expired",
 	"drop_icmp_rate_limit",
+	"flow_other_cpu",
 }
 
 // Stat is a summed counter of one verdict or event.
@@ -48,10 +49,12 @@ type Counters struct {
 	NewFlows uint64
 }
 
-// ReadStats sums the verdict and event counters over CPUs.
+// ReadStats sums the verdict and event counters over CPUs. A stats map of an
+// older build, with fewer counters (the bench's baseline), yields those.
 func (m *Maps) ReadStats() ([]Stat, error) {
-	out := make([]Stat, len(StatNames))
-	for i, name := range StatNames {
+	names := StatNames[:min(len(StatNames), int(m.Stats.MaxEntries()))]
+	out := make([]Stat, len(names))
+	for i, name := range names {
 		var per []bpf.LbStat
 		if err := m.Stats.Lookup(uint32(i), &per); err != nil {
 			return nil, fmt.Errorf("read stat %s: %w", name, err)

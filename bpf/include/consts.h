@@ -6,6 +6,17 @@
 #define XLB_MAX_BACKENDS 16384
 #define XLB_DEFAULT_RING 65537
 #define XLB_FLOWS_DEFAULT 1048576
+/* Ways per flow-table bucket (a power of two). The map's own max_entries
+ * counts buckets per CPU; the loader sizes it from xdp.flow_table_size. */
+#ifndef XLB_FLOW_WAYS
+#define XLB_FLOW_WAYS 4 /* -DXLB_FLOW_WAYS=8 builds another shape, for the bench */
+#endif
+#define XLB_FLOW_BUCKETS_DEFAULT (XLB_FLOWS_DEFAULT / XLB_FLOW_WAYS)
+/* Records of the last SYN per flow-hash slot (struct flow_syn), shared by
+ * the CPUs: a power of two. */
+#define XLB_FLOW_SYN_ENTRIES 65536
+/* Most CPUs a flow missed on this one is looked for on (CPU migration). */
+#define XLB_MAX_CPUS 1024
 #define XLB_FRAG_ENTRIES 16384
 #define XLB_RL_ENTRIES 262144
 #define XLB_ICMP_RL_ENTRIES 65536
@@ -72,6 +83,7 @@ enum xlb_stat {
 	XLB_STAT_EV_FLOW_SKIPPED,      /* event: flow not remembered (per-CPU insert cap) */
 	XLB_STAT_EV_FLOW_UDP_EXPIRED,  /* event: UDP flow entry older than the timeout */
 	XLB_STAT_DROP_ICMP_LIMITED,    /* too big; the client's ICMP answers are over their rate */
+	XLB_STAT_EV_FLOW_OTHER_CPU,    /* event: a flow missing from this CPU's table was found in another's */
 	XLB_STAT_MAX,
 };
 

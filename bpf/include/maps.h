@@ -57,16 +57,26 @@ struct {
 	__array(values, struct ring);
 } maglev_rings SEC(".maps");
 
-/* The connection table. No common LRU: each CPU evicts its own entries, which
- * is cheaper and keeps one CPU's flood from evicting another CPU's flows.
- * The loader resizes it from xdp.flow_table_size. */
+/* The connection table (see struct flow_bucket): buckets indexed by the
+ * flow hash masked with globals.flow_mask, one copy per CPU. The loader sizes
+ * it from xdp.flow_table_size (buckets per CPU: entries / ways / CPUs, rounded
+ * up to a power of two). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, XLB_FLOWS_DEFAULT);
-	__type(key, struct flow_key);
-	__type(value, struct flow);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_FLOW_BUCKETS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct flow_bucket);
 } flows SEC(".maps");
+
+/* Which CPU made the latest entry of a 5-tuple (by flow hash): shared, so that
+ * a CPU holding an older connection's entry of the same 5-tuple learns that
+ * its copy may be stale. One u64: (flow tag << 32) | CPU, stored whole. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_FLOW_SYN_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_syns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -5,10 +5,13 @@
 #include "maps.h"
 #include "hash.h"
 #include "stats.h"
+#include "flowtab.h"
 
-static __always_inline __u32 select_maglev(const struct svc *svc, const struct flow_key *k)
+/* select_maglev indexes the service's table with the flow hash (hash, the
+ * caller's hash_flow of k) or, for ip_hash, the source hash. */
+static __always_inline __u32 select_maglev(const struct svc *svc, const struct flow_key *k, __u32 hash)
 {
-	__u32 h = (svc->flags & XLB_SVC_F_IP_HASH) ? hash_src(k) : hash_flow(k);
+	__u32 h = (svc->flags & XLB_SVC_F_IP_HASH) ? hash_src(k) : hash;
 	__u32 idx = XLB_RING_SIZE_SLOT, *size, *id;
 	void *ring;
 
@@ -34,22 +37,17 @@ static __always_inline int select_is_syn(const struct packet *p)
  * down or whose slot now holds another backend. The caller skips it for a
  * SYN, so a stale entry from an old connection cannot pin a new one. */
 static __always_inline struct backend *select_flow(const struct packet *p, const struct globals *cfg,
-						   struct flow *f, struct svc **svc_out)
+						   struct flow *f, __u64 now, struct svc **svc_out)
 {
 	struct backend *be;
 	struct svc *svc;
 
-	if (p->key.proto == IPPROTO_UDP) {
-		/* The coarse clock is enough for a timeout of seconds, and cheap. */
-		__u64 now = bpf_ktime_get_coarse_ns();
-
-		if (now - f->atime_ns > cfg->udp_timeout_ns) {
-			stats_count(XLB_STAT_EV_FLOW_UDP_EXPIRED, 0);
-			return 0;
-		}
-		if (!p->icmp)
-			f->atime_ns = now;
+	if (p->key.proto == IPPROTO_UDP && now - f->atime_ns > cfg->udp_timeout_ns) {
+		stats_count(XLB_STAT_EV_FLOW_UDP_EXPIRED, 0);
+		return 0;
 	}
+	if (p->key.proto == IPPROTO_UDP && !p->icmp)
+		f->atime_ns = now;
 	svc = bpf_map_lookup_elem(&svc_by_id, &f->svc_id);
 	be = bpf_map_lookup_elem(&backends, &f->backend_id);
 	if (!svc || svc->id != f->svc_id || !be || be->svc_id != f->svc_id || be->gen != f->gen ||
@@ -64,18 +62,20 @@ static __always_inline struct backend *select_flow(const struct packet *p, const
 /* select_remember stores a new flow, unless this CPU has already stored its
  * quota this second: under a new-flow flood the table keeps its established
  * flows, and the unremembered ones still hash to the same backend. One read
- * of the coarse clock serves both the entry's time and the quota's one-second
- * window (its few milliseconds of resolution do not matter there). */
-static __always_inline void select_remember(const struct packet *p, __u32 svc_id, __u32 backend_id,
-					    const struct backend *be, const struct globals *cfg)
+ * of the coarse clock (the caller's for UDP, in now) serves both the entry's
+ * time and the quota's one-second window. */
+static __always_inline void select_remember(const struct packet *p, __u32 hash, __u64 now, __u32 age,
+					    __u32 svc_id, __u32 backend_id, const struct backend *be,
+					    const struct globals *cfg)
 {
+	struct flow_bucket *b;
 	struct flow f = { .backend_id = backend_id, .svc_id = svc_id, .gen = be->gen };
 	__u32 zero = 0;
-	__u64 now;
 
 	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & XLB_TCP_RST))
 		return;
-	now = bpf_ktime_get_coarse_ns();
+	if (!now)
+		now = bpf_ktime_get_coarse_ns();
 	f.atime_ns = now;
 	if (cfg->max_new_flows_cpu) {
 		struct flood_window *g = bpf_map_lookup_elem(&flood_guard, &zero);
@@ -92,7 +92,12 @@ static __always_inline void select_remember(const struct packet *p, __u32 svc_id
 		}
 		g->count++;
 	}
-	bpf_map_update_elem(&flows, &p->key, &f, BPF_ANY);
+	b = flow_bucket_of(cfg, hash);
+	if (!b)
+		return;
+	flow_store(b, &p->key, hash, &f, age);
+	if (select_is_syn(p))
+		flow_mark_latest(hash, bpf_get_smp_processor_id());
 }
 
 #endif

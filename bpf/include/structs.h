@@ -4,6 +4,7 @@
 #define XLB_STRUCTS_H
 
 #include <linux/types.h>
+#include "consts.h"
 
 /* Addresses are 16 bytes in network order; IPv4 uses the first word only, the
  * rest is zero. Words (not bytes) keep every access 4-byte aligned. */
@@ -33,15 +34,17 @@ struct backend {
 	__u16 pad;
 };
 
+/* 8-byte aligned (its size is unchanged): the flow table compares keys a
+ * double word at a time, and the verifier wants stack accesses aligned. */
 struct flow_key {
 	__be32 src[4];
 	__be32 dst[4];
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
-	__u8 family;
+	__u8 family; /* 0 only in an empty way of the flow table */
 	__u16 pad;
-};
+} __attribute__((aligned(8)));
 
 /* A flow names its service and its backend slot's generation: an entry
  * that outlived its service, or whose backend id now belongs to another
@@ -51,7 +54,26 @@ struct flow {
 	__u32 svc_id;
 	__u32 gen;      /* backend's gen when the flow was made */
 	__u32 pad;
-	__u64 atime_ns; /* last packet, for UDP expiry */
+	__u64 atime_ns; /* coarse ns: UDP, of the last packet (expiry); TCP, of the entry's making */
+};
+
+/* The connection table is a per-CPU array of buckets, each a small set of
+ * ways (set-associative, like a CPU cache): a flow lives in the bucket its
+ * hash names, in any of its ways; a full bucket evicts its least recently
+ * seen way. Every CPU has its own copy, so no locks. */
+struct flow_way {
+	struct flow_key key;
+	struct flow flow;
+};
+
+/* The bucket's first bytes say which way holds which flow and how recently
+ * it was seen, so that a lookup reads them and one way, and an insert into a
+ * full bucket writes one way: a new flow touches two or three cache lines of
+ * a bucket it most likely finds in memory, not every way's. */
+struct flow_bucket {
+	__u32 tag[XLB_FLOW_WAYS]; /* the flow hash | 1 of the way's flow; 0: the way is empty */
+	__u32 age[XLB_FLOW_WAYS]; /* jiffies of its last packet: eviction order */
+	struct flow_way ways[XLB_FLOW_WAYS];
 };
 
 /* Non-first IPv4 fragments carry no ports: they follow the first fragment's
@@ -102,7 +124,7 @@ struct globals {
 	__be32 src4;        /* the balancer's IPv4 address: outer source of IPIP packets, FIB lookups */
 	__be32 src4_mask;   /* nonzero: IPIP outer sources come from src4_prefix; the bits each flow chooses */
 	__be32 src4_prefix; /* xdp.ipip_source_prefix */
-	__u32 pad2;
+	__u32 flow_mask;    /* flow table buckets - 1 (a power of two less one): the bucket of a flow is hash & mask */
 	__u64 udp_timeout_ns;     /* a UDP flow idle longer re-selects */
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
 	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
@@ -145,6 +167,8 @@ _Static_assert(sizeof(struct svc) == 32, "svc size");
 _Static_assert(sizeof(struct backend) == 28, "backend size");
 _Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
 _Static_assert(sizeof(struct flow) == 24, "flow size");
+_Static_assert(sizeof(struct flow_way) == 64, "flow_way size");
+_Static_assert(sizeof(struct flow_bucket) == 72 * XLB_FLOW_WAYS, "flow_bucket size");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");

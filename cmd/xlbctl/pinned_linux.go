@@ -63,12 +63,18 @@ func dumpPinned(pinPath string, w io.Writer, asJSON bool) error {
 		}
 		d.Rings = append(d.Rings, rs)
 	}
-	all, err := m.ListFlows(0)
+	// Counted, and only the first flowLimit listed: a full table holds a
+	// million flows.
+	counts, err := m.CountFlows()
 	if err != nil {
 		return err
 	}
-	d.FlowsAll = len(all)
-	d.Flows = all[:min(len(all), flowLimit)]
+	for _, n := range counts {
+		d.FlowsAll += n
+	}
+	if d.Flows, err = m.ListFlows(flowLimit); err != nil {
+		return err
+	}
 	if d.Stats, err = m.ReadStats(); err != nil {
 		return err
 	}

@@ -52,6 +52,9 @@ type Env struct {
 	Objs  *bpf.LbObjects
 	Maps  *maps.Maps
 	LBMAC net.HardwareAddr
+	// FlowEntries is the flow table's size in entries over all CPUs
+	// (xdp.flow_table_size).
+	FlowEntries uint32
 }
 
 // New builds the environment; everything is removed in t.Cleanup.
@@ -87,13 +90,31 @@ func NewWithFlowTable(t testing.TB, flows uint32) *Env {
 // lb_bpfel.o) with maps of its own, in e's namespace and on e's link: the
 // bench times it beside e's in the same run.
 func (e *Env) Sibling(t testing.TB, spec *ebpf.CollectionSpec) *Env {
-	return load(t, e.Host, e.Link, spec, e.Objs.Flows.MaxEntries())
+	return load(t, e.Host, e.Link, spec, e.FlowEntries)
 }
 
 func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec, flows uint32) *Env {
 	objs := new(bpf.LbObjects)
-	if flows != 0 {
-		spec.Maps[bpf.LbMapFlows].MaxEntries = flows
+	// An older build (a baseline) may lack maps today's objects have: give it
+	// today's, which its program does not use.
+	if cur, err := bpf.LoadLb(); err == nil {
+		for name, ms := range cur.Maps {
+			if _, ok := spec.Maps[name]; !ok {
+				spec.Maps[name] = ms
+			}
+		}
+	}
+	if flows == 0 {
+		flows = bpf.FlowEntriesDefault
+	}
+	// Today's flow table is a per-CPU array of buckets; an older build's
+	// (a baseline's) an LRU hash of entries.
+	if ms := spec.Maps[bpf.LbMapFlows]; ms.Type == ebpf.PerCPUArray {
+		if _, err := bpf.SizeFlowTable(spec, flows); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		ms.MaxEntries = flows
 	}
 	if err := spec.LoadAndAssign(objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -103,7 +124,7 @@ func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec,
 		t.Fatalf("load lb: %v", err)
 	}
 	t.Cleanup(func() { objs.Close() })
-	e := &Env{Host: lb, Link: l, Objs: objs, Maps: maps.FromObjects(&objs.LbMaps), LBMAC: l.MAC}
+	e := &Env{Host: lb, Link: l, Objs: objs, Maps: maps.FromObjects(&objs.LbMaps), LBMAC: l.MAC, FlowEntries: flows}
 	if err := e.Maps.PutSettings(maps.Settings{Src4: LBAddr4, Src6: LBAddr6}); err != nil {
 		t.Fatal(err)
 	}
