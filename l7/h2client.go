@@ -810,15 +810,8 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 // lowerName lower-cases a field name into c.lower (wmu held); the encoder
 // keeps no table, so the view is used and forgotten.
 func (c *h2Up) lowerName(name []byte) string {
-	b := c.lower[:0]
-	for _, ch := range name {
-		if 'A' <= ch && ch <= 'Z' {
-			ch += 'a' - 'A'
-		}
-		b = append(b, ch)
-	}
-	c.lower = b
-	return bstr(b)
+	c.lower = appendLower(c.lower[:0], name)
+	return bstr(c.lower)
 }
 
 func (c *h2Up) hfield(name, value string) { c.hbuf.b = appendHpack(c.hbuf.b, name, value) }

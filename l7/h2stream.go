@@ -462,15 +462,19 @@ func (s *h2Stream) replyGRPC(code int, msg string, id []byte) bool {
 // lowerName lower-cases a backend's field name into c.lower (wmu held);
 // the encoder keeps no table, so the view is used and forgotten.
 func (c *h2Conn) lowerName(name []byte) string {
-	b := c.lower[:0]
+	c.lower = appendLower(c.lower[:0], name)
+	return bstr(c.lower)
+}
+
+// appendLower appends name in lower case: HTTP/2 field names are.
+func appendLower(b, name []byte) []byte {
 	for _, ch := range name {
 		if 'A' <= ch && ch <= 'Z' {
 			ch += 'a' - 'A'
 		}
 		b = append(b, ch)
 	}
-	c.lower = b
-	return bstr(b)
+	return b
 }
 
 // respond sends a backend's answer: HEADERS, then DATA as the body comes,
