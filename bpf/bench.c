@@ -100,23 +100,29 @@ static __always_inline int floor_parse(struct xdp_md *ctx, struct packet *p)
 	return parse_packet(ctx, p);
 }
 
-SEC("xdp")
-int xlb_floor_dsr(struct xdp_md *ctx)
+static __always_inline int floor_mac_swap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct packet p = {};
 	__u8 mac[ETH_ALEN];
 
-	if (floor_parse(ctx, &p) != PARSE_OK)
-		return XDP_PASS;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
 	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
 	return XDP_TX;
+}
+
+SEC("xdp")
+int xlb_floor_dsr(struct xdp_md *ctx)
+{
+	struct packet p = {};
+
+	if (floor_parse(ctx, &p) != PARSE_OK)
+		return XDP_PASS;
+	return floor_mac_swap(ctx);
 }
 
 SEC("xdp")
@@ -148,21 +154,6 @@ int xlb_floor_ipip(struct xdp_md *ctx)
 	o->saddr = p.key.dst[0];
 	o->daddr = p.key.src[0];
 	o->check = csum_ipv4_hdr(o);
-	return XDP_TX;
-}
-
-static __always_inline int floor_mac_swap(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u8 mac[ETH_ALEN];
-
-	if ((void *)(eth + 1) > data_end)
-		return XDP_DROP;
-	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
 	return XDP_TX;
 }
 

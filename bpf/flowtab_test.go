@@ -147,19 +147,7 @@ func TestFlowFoundOnAnotherCPU(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs two CPUs")
 	}
-	oldT := w.tables[1]
-	if err := w.Maps.PutBackend(maps.Backend{ID: 40, ServiceID: 1, Addr: lbtest.Backend4(7), Up: true}); err != nil {
-		t.Fatal(err)
-	}
-	w.addrOf[40], w.macOf[40] = lbtest.Backend4(7), lbtest.BackendMAC(7)
-	var mb []maps.MaglevBackend
-	for _, id := range []uint32{1, 2, 3, 40} {
-		mb = append(mb, maps.MaglevBackend{Key: w.addrOf[id].String(), ID: id, Weight: 1})
-	}
-	newT, err := maps.BuildMaglev(mb, maps.DefaultRingSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldT, newT := w.tableWithBackend40(t)
 	syn := flowAcrossChange(t, oldT, newT)
 	key := tcpKey(syn.Src, syn.SrcPort, syn.Dst)
 	in := pkt.MustBuild(t, syn)

@@ -354,9 +354,11 @@ func flowAcrossChange(t *testing.T, oldT, newT []uint32) pkt.Spec {
 	return pkt.Spec{}
 }
 
-func TestFlowKeptAfterTableChange(t *testing.T) {
-	w := newWorld(t)
-	oldT := w.tables[1]
+// tableWithBackend40 adds backend 40 to service 1 and returns the service's
+// Maglev table before and after it (the new one not installed).
+func (w *world) tableWithBackend40(t *testing.T) (oldT, newT []uint32) {
+	t.Helper()
+	oldT = w.tables[1]
 	if err := w.Maps.PutBackend(maps.Backend{ID: 40, ServiceID: 1, Addr: lbtest.Backend4(7), Up: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +371,12 @@ func TestFlowKeptAfterTableChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return oldT, newT
+}
+
+func TestFlowKeptAfterTableChange(t *testing.T) {
+	w := newWorld(t)
+	oldT, newT := w.tableWithBackend40(t)
 	syn := flowAcrossChange(t, oldT, newT)
 	in := pkt.MustBuild(t, syn)
 	act, out := w.run(t, in)
