@@ -16,6 +16,7 @@
 #include "include/structs.h"
 #include "include/csum.h"
 #include "include/parse.h"
+#include "include/l2.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -102,17 +103,7 @@ static __always_inline int floor_parse(struct xdp_md *ctx, struct packet *p)
 
 static __always_inline int floor_mac_swap(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u8 mac[ETH_ALEN];
-
-	if ((void *)(eth + 1) > data_end)
-		return XDP_DROP;
-	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
-	return XDP_TX;
+	return l2_swap_macs(ctx) ? XDP_DROP : XDP_TX;
 }
 
 SEC("xdp")

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 )
 
 // The flow table's shape (bpf/include/consts.h): a per-CPU array of buckets of
@@ -17,7 +18,7 @@ const (
 	// FlowEntriesDefault is XLB_FLOWS_DEFAULT: xdp.flow_table_size's default.
 	FlowEntriesDefault = 1 << 20
 
-	flowWaySize = 72 // sizeof(struct flow_way) and its tag and age in the bucket
+	flowWaySize = 112 // sizeof(struct flow_way) and its tag and age in the bucket
 )
 
 // FlowBuckets is the number of buckets per CPU that holds a table of entries
@@ -54,8 +55,21 @@ func SizeFlowTable(spec *ebpf.CollectionSpec, entries uint32) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("size flow table: %w", err)
 	}
-	// The ways from the bucket's size (72 bytes a way): a build with another
-	// XLB_FLOW_WAYS (the bench compares them) gets the same entries.
-	ms.MaxEntries = flowBuckets(entries, cpus, ms.ValueSize/flowWaySize)
+	// The ways from the bucket's type: a build with another XLB_FLOW_WAYS or
+	// another way size (the bench compares them) gets the same entries.
+	ms.MaxEntries = flowBuckets(entries, cpus, bucketWays(ms))
 	return ms.MaxEntries, nil
+}
+
+// bucketWays is the length of the ways array of a flows map's bucket type,
+// or, without BTF, its size over this build's way size.
+func bucketWays(ms *ebpf.MapSpec) uint32 {
+	if s, ok := btf.UnderlyingType(ms.Value).(*btf.Struct); ok {
+		for _, m := range s.Members {
+			if a, ok := btf.UnderlyingType(m.Type).(*btf.Array); ok && m.Name == "ways" {
+				return a.Nelems
+			}
+		}
+	}
+	return ms.ValueSize / flowWaySize
 }

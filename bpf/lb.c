@@ -14,59 +14,80 @@
 #include "include/ratelimit.h"
 #include "include/encap.h"
 #include "include/nexthop.h"
+#include "include/route.h"
+#include "include/l2.h"
 #include "include/icmp.h"
 #include "include/stats.h"
 #include "include/hc.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* lb_forward sends the packet to one backend: IPIP/IP6IP6 or a MAC rewrite
- * (DSR), to the next hop the kernel's FIB names. */
-static __always_inline enum xlb_stat lb_forward(struct xdp_md *ctx, const struct packet *p, __u32 hash, __u32 svc_flags,
-						__u32 backend_id, const struct backend *be, const struct globals *cfg)
+/* lb_overhead is what forwarding along rt adds to a packet of family family. */
+static __always_inline __u32 lb_overhead(const struct route *rt, __u8 family)
 {
-	int dsr = svc_flags & XLB_SVC_F_DSR;
-	struct nexthop *nh;
-	__u32 overhead;
-	long rc;
+	if (rt->svc_flags & XLB_SVC_F_DSR)
+		return 0;
+	return family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+}
 
-	if (be->family != p->key.family)
-		return XLB_STAT_DROP_NO_BACKEND;
-	nh = nexthop_get(ctx, be, backend_id, cfg, &rc);
-	if (!nh)
-		return rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XLB_STAT_PASS_NO_NEIGH : XLB_STAT_PASS_FIB;
+/* lb_emit forwards the packet (which fits rt's MTU) along rt to backend
+ * backend_id (of generation gen): IPIP/IP6IP6 or a MAC rewrite (DSR), to
+ * the next hop rt names. */
+static __always_inline enum xlb_stat lb_emit(struct xdp_md *ctx, const struct packet *p, __u32 hash,
+					     const struct route *rt, __u32 backend_id, __u32 gen,
+					     const struct globals *cfg)
+{
+	if (!(rt->svc_flags & XLB_SVC_F_DSR)) {
+		int err;
 
-	overhead = 0;
-	if (!dsr)
-		overhead = p->key.family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	if (p->ip_len + overhead > nh->mtu) {
+		if (p->key.family == XLB_AF_INET) {
+			err = encap_v4(ctx, p, rt->saddr4, rt->daddr4);
+		} else {
+			/* 16 bytes of address are not copied into every route. */
+			struct backend *be = bpf_map_lookup_elem(&backends, &backend_id);
+
+			if (!be || be->gen != gen)
+				return XLB_STAT_DROP_NO_BACKEND;
+			err = encap_v6(ctx, p, cfg->src6, be->addr, hash);
+		}
+		if (err)
+			return XLB_STAT_DROP_ENCAP;
+	}
+	if (l2_set_macs(ctx, rt->dmac))
+		return XLB_STAT_DROP_ENCAP;
+	if (rt->ifindex == ctx->ingress_ifindex)
+		return XLB_STAT_TX;
+	bpf_redirect(rt->ifindex, 0);
+	return XLB_STAT_REDIRECT;
+}
+
+/* lb_send forwards the packet along rt as lb_emit does or, when it does not
+ * fit the MTU, answers the client with an ICMP too-big (as a router would)
+ * or drops it. */
+static __always_inline enum xlb_stat lb_send(struct xdp_md *ctx, const struct packet *p, __u32 hash,
+					     const struct route *rt, __u32 backend_id, __u32 gen,
+					     const struct globals *cfg)
+{
+	__u32 overhead = lb_overhead(rt, p->key.family);
+
+	if (p->ip_len + overhead > rt->mtu) {
 		/* Routers may fragment an IPv4 packet without DF; XDP cannot. An
 		 * ICMP error about an ICMP error is never sent. */
 		if (p->icmp || p->frag || (p->key.family == XLB_AF_INET && !p->df))
 			return XLB_STAT_DROP_TOO_BIG;
 		if (!ratelimit_icmp(cfg, &p->key))
 			return XLB_STAT_DROP_ICMP_LIMITED;
-		if (icmp_too_big(ctx, p, nh->mtu, overhead))
+		if (icmp_too_big(ctx, p, rt->mtu, overhead))
 			return XLB_STAT_DROP_TOO_BIG;
 		return XLB_STAT_ICMP_TOO_BIG_SENT;
 	}
+	return lb_emit(ctx, p, hash, rt, backend_id, gen, cfg);
+}
 
-	if (!dsr) {
-		int err;
-
-		if (p->key.family == XLB_AF_INET)
-			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
-		else
-			err = encap_v6(ctx, p, cfg->src6, be->addr, hash);
-		if (err)
-			return XLB_STAT_DROP_ENCAP;
-	}
-	if (encap_set_macs(ctx, nh->smac, nh->dmac))
-		return XLB_STAT_DROP_ENCAP;
-	if (nh->ifindex == ctx->ingress_ifindex)
-		return XLB_STAT_TX;
-	bpf_redirect(nh->ifindex, 0);
-	return XLB_STAT_REDIRECT;
+/* lb_no_route is the verdict on a packet whose backend has no next hop. */
+static __always_inline enum xlb_stat lb_no_route(long rc)
+{
+	return rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XLB_STAT_PASS_NO_NEIGH : XLB_STAT_PASS_FIB;
 }
 
 static __always_inline void lb_frag_key(const struct packet *p, struct frag_key *fk)
@@ -78,36 +99,139 @@ static __always_inline void lb_frag_key(const struct packet *p, struct frag_key 
 	fk->family = p->key.family;
 }
 
+/* lb_remember_frag records where a first fragment went, for the later ones. */
+static __always_inline void lb_remember_frag(const struct packet *p, __u32 backend_id, __u32 svc_id, __u32 svc_flags)
+{
+	struct frag_key fk = {};
+	struct frag fr = { .backend_id = backend_id, .svc_id = svc_id, .svc_flags = svc_flags };
+
+	lb_frag_key(p, &fk);
+	bpf_map_update_elem(&frags, &fk, &fr, BPF_ANY);
+}
+
 /* lb_later_fragment forwards a non-first fragment where its first fragment went. */
 static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const struct packet *p,
 						       const struct globals *cfg, __u64 bytes)
 {
 	struct frag_key fk = {};
+	struct route rt = {};
 	struct backend *be;
 	struct frag *fr;
+	long rc;
 
 	lb_frag_key(p, &fk);
 	fr = bpf_map_lookup_elem(&frags, &fk);
 	if (!fr)
 		return XLB_STAT_PASS_FRAG;
 	be = bpf_map_lookup_elem(&backends, &fr->backend_id);
-	if (!be)
+	if (!be || be->family != p->key.family)
 		return XLB_STAT_DROP_NO_BACKEND;
 	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
 	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
-	return lb_forward(ctx, p, hash_flow(&p->key), fr->svc_flags, fr->backend_id, be, cfg);
+	if (!route_take(ctx, &rt, be, fr->backend_id, fr->svc_flags, cfg, &p->key, &rc))
+		return lb_no_route(rc);
+	return lb_send(ctx, p, hash_flow(&p->key), &rt, fr->backend_id, be->gen, cfg);
 }
 
-static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
+/* What lb_process hands its slow path. */
+struct lb_state {
+	__u64 bytes;
+	__u64 now; /* coarse ns, for UDP only */
+	__u64 jif;
+	__u32 hash;
+	__u32 epoch;
+};
+
+/* lb_slow handles every packet the fast path leaves: later fragments, SYNs
+ * and other new flows, misses (which look in the other CPUs' tables too),
+ * and established flows whose route must be taken again. Not inlined, so
+ * that the fast path's registers and stack are its own. */
+static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct globals *cfg,
+					struct lb_state *st)
 {
 	struct svc_key sk = {};
+	__u32 hash = st->hash, age = (__u32)st->jif;
+	__u64 now = st->now, bytes = st->bytes;
+	int new_flow = 0, syn;
+	long rc = BPF_FIB_LKUP_RET_NOT_FWDED;
+	struct route *rt = NULL;
+	struct flow *f = NULL, nf = {};
+	struct backend *be;
+	struct svc *svc;
+
+	if (p->frag == FRAG_LATER)
+		return lb_later_fragment(ctx, p, cfg, bytes);
+	syn = select_is_syn(p);
+	if (!syn) {
+		f = flow_lookup(cfg, &p->key, hash, now, age);
+		if (f && select_flow_alive(p, cfg, f, now)) {
+			nf.backend_id = f->backend_id;
+			nf.svc_id = f->svc_id;
+			nf.gen = f->gen;
+			if (route_good(f, st->epoch, st->jif, ctx)) {
+				rt = &f->rt;
+				goto send;
+			}
+			be = select_flow(f, &svc);
+			if (be) {
+				if (be->family != p->key.family)
+					return XLB_STAT_DROP_NO_BACKEND;
+				rt = route_take(ctx, &f->rt, be, f->backend_id, svc->flags, cfg, &p->key, &rc);
+				f->epoch = rt ? st->epoch : 0;
+				goto send;
+			}
+		}
+	}
+
+	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
+	sk.port = p->key.dport;
+	sk.proto = p->key.proto;
+	sk.family = p->key.family;
+	svc = bpf_map_lookup_elem(&services, &sk);
+	if (!svc)
+		return XLB_STAT_PASS_NOT_VIP;
+	if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
+		stats_count(XLB_STAT_EV_FLOW_MISS, 0);
+	/* An ICMP error is no new connection: it follows the table without
+	 * being rate limited or remembered. */
+	if (!p->icmp && !ratelimit_allow(svc, &p->key))
+		return XLB_STAT_DROP_RATE_LIMIT;
+	nf.backend_id = select_maglev(svc, &p->key, hash);
+	if (!nf.backend_id)
+		return XLB_STAT_DROP_NO_BACKEND;
+	be = bpf_map_lookup_elem(&backends, &nf.backend_id);
+	if (!be || be->family != p->key.family)
+		return XLB_STAT_DROP_NO_BACKEND;
+	nf.svc_id = svc->id;
+	nf.gen = be->gen;
+	rt = route_take(ctx, &nf.rt, be, nf.backend_id, svc->flags, cfg, &p->key, &rc);
+	nf.epoch = rt ? st->epoch : 0;
+	if (!p->icmp) {
+		select_remember(p, hash, now, age, &nf, cfg);
+		new_flow = 1;
+	}
+send:
+	if (p->frag == FRAG_FIRST && rt)
+		lb_remember_frag(p, nf.backend_id, nf.svc_id, rt->svc_flags);
+	if (p->icmp)
+		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
+	stats_flow(&svc_stats, nf.svc_id, bytes, new_flow);
+	stats_flow(&backend_stats, nf.backend_id, bytes, new_flow);
+	if (!rt)
+		return lb_no_route(rc);
+	return lb_send(ctx, p, hash, rt, nf.backend_id, nf.gen, cfg);
+}
+
+/* lb_process forwards a packet of an established flow from its flow-table
+ * entry alone while the entry's route is good (the fast path), and hands
+ * every other packet to lb_slow. */
+static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
+{
+	struct lb_state st = { .bytes = bytes };
 	struct globals *cfg;
-	__u32 zero = 0, backend_id, hash, age;
-	__u64 now;
-	int r, new_flow = 0, syn;
-	struct backend *be = NULL;
-	struct flow *f = NULL;
-	struct svc *svc = NULL;
+	__u32 zero = 0;
+	struct flow *f;
+	int r;
 
 	r = parse_packet(ctx, p);
 	if (r == PARSE_PASS)
@@ -117,64 +241,35 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return XLB_STAT_PASS_NOT_VIP;
+	/* Read before any service or backend: a route taken from what they
+	 * say afterwards is tagged with the epoch that preceded it, so a change
+	 * that lands meanwhile (and moves the epoch after it) still retires it. */
+	st.epoch = *(volatile __u32 *)&cfg->epoch;
+	asm volatile("" ::: "memory");
 	if (p->frag == FRAG_LATER)
-		return lb_later_fragment(ctx, p, cfg, bytes);
+		return lb_slow(ctx, p, cfg, &st);
 
 	/* One hash of the 5-tuple names the flow's bucket, its Maglev slot
 	 * and its IPv6 flow label. */
-	hash = hash_flow(&p->key);
+	st.hash = hash_flow(&p->key);
 	/* UDP flows need the time for their timeout (the coarse clock is
-	 * enough for seconds); TCP ones only a bucket's eviction order. */
-	now = p->key.proto == IPPROTO_UDP ? bpf_ktime_get_coarse_ns() : 0;
-	age = flow_age();
-	/* Established flows first: their entry names the service and the
-	 * backend, so they need no service lookup. A packet that is no SYN
-	 * looks in the other CPUs' tables too before it counts as a miss. */
-	syn = select_is_syn(p);
-	if (!syn) {
-		f = flow_lookup(cfg, &p->key, hash, now, age);
-		if (f)
-			be = select_flow(p, cfg, f, now, &svc);
-	}
-	if (be) {
-		backend_id = f->backend_id;
-	} else {
-		__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
-		sk.port = p->key.dport;
-		sk.proto = p->key.proto;
-		sk.family = p->key.family;
-		svc = bpf_map_lookup_elem(&services, &sk);
-		if (!svc)
-			return XLB_STAT_PASS_NOT_VIP;
-		if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
-			stats_count(XLB_STAT_EV_FLOW_MISS, 0);
-		/* An ICMP error is no new connection: it follows the table
-		 * without being rate limited or remembered. */
-		if (!p->icmp && !ratelimit_allow(svc, &p->key))
-			return XLB_STAT_DROP_RATE_LIMIT;
-		backend_id = select_maglev(svc, &p->key, hash);
-		if (!backend_id)
-			return XLB_STAT_DROP_NO_BACKEND;
-		be = bpf_map_lookup_elem(&backends, &backend_id);
-		if (!be)
-			return XLB_STAT_DROP_NO_BACKEND;
-		if (!p->icmp) {
-			select_remember(p, hash, now, age, svc->id, backend_id, be, cfg);
-			new_flow = 1;
-		}
-	}
-	if (p->frag == FRAG_FIRST) {
-		struct frag_key fk = {};
-		struct frag fr = { .backend_id = backend_id, .svc_id = svc->id, .svc_flags = svc->flags };
-
-		lb_frag_key(p, &fk);
-		bpf_map_update_elem(&frags, &fk, &fr, BPF_ANY);
-	}
-	if (p->icmp)
-		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
-	stats_flow(&svc_stats, svc->id, bytes, new_flow);
-	stats_flow(&backend_stats, backend_id, bytes, new_flow);
-	return lb_forward(ctx, p, hash, svc->flags, backend_id, be, cfg);
+	 * enough for seconds); TCP ones only jiffies, for a bucket's eviction
+	 * order and the route's expiry (a load, which the verifier inlines). */
+	st.now = p->key.proto == IPPROTO_UDP ? bpf_ktime_get_coarse_ns() : 0;
+	st.jif = bpf_jiffies64();
+	/* A SYN is a new connection even if its 5-tuple has an entry. First
+	 * fragments, ICMP errors and packets too big for the route take the
+	 * slow path too: the fast one is for what most packets are. */
+	if (select_is_syn(p) || p->frag || p->icmp)
+		return lb_slow(ctx, p, cfg, &st);
+	f = flow_here(cfg, &p->key, st.hash, st.now, (__u32)st.jif);
+	if (!f || !route_good(f, st.epoch, st.jif, ctx) || p->ip_len + lb_overhead(&f->rt, p->key.family) > f->rt.mtu)
+		return lb_slow(ctx, p, cfg, &st);
+	if (p->key.proto == IPPROTO_UDP)
+		f->atime_ns = st.now;
+	stats_flow(&svc_stats, f->svc_id, bytes, 0);
+	stats_flow(&backend_stats, f->backend_id, bytes, 0);
+	return lb_emit(ctx, p, st.hash, &f->rt, f->backend_id, f->gen, cfg);
 }
 
 static __always_inline int lb_action(enum xlb_stat s)

@@ -30,6 +30,11 @@ type LbCounters struct {
 	NewFlows uint64
 }
 
+type LbFibScratch struct {
+	_      structs.HostLayout
+	Params [64]uint8
+}
+
 type LbFloodWindow struct {
 	_        structs.HostLayout
 	WindowNs uint64
@@ -41,8 +46,9 @@ type LbFlow struct {
 	BackendId uint32
 	SvcId     uint32
 	Gen       uint32
-	Pad       uint32
+	Epoch     uint32
 	AtimeNs   uint64
+	Rt        LbRoute
 }
 
 type LbFlowBucket struct {
@@ -98,6 +104,8 @@ type LbGlobals struct {
 	MaxNewFlowsCpu uint64
 	IcmpIntervalNs uint64
 	IcmpTauNs      uint64
+	Epoch          uint32
+	Pad            uint32
 }
 
 type LbIcmpRlKey struct {
@@ -125,6 +133,20 @@ type LbRlKey struct {
 	SvcId  uint32
 	Family uint8
 	Pad    [3]uint8
+}
+
+type LbRoute struct {
+	_         structs.HostLayout
+	Expires   uint64
+	Ifindex   uint32
+	InIfindex uint32
+	Saddr4    uint32
+	Daddr4    uint32
+	Dmac      [6]uint8
+	Smac      [6]uint8
+	Mtu       uint16
+	SvcFlags  uint8
+	Family    uint8
 }
 
 type LbStat struct {
@@ -182,6 +204,7 @@ const (
 const (
 	LbMapBackendStats = "backend_stats"
 	LbMapBackends     = "backends"
+	LbMapFibScratch   = "fib_scratch"
 	LbMapFloodGuard   = "flood_guard"
 	LbMapFlowSyns     = "flow_syns"
 	LbMapFlows        = "flows"
@@ -251,6 +274,7 @@ type LbProgramSpecs struct {
 type LbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	FibScratch   *ebpf.MapSpec `ebpf:"fib_scratch"`
 	FloodGuard   *ebpf.MapSpec `ebpf:"flood_guard"`
 	FlowSyns     *ebpf.MapSpec `ebpf:"flow_syns"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
@@ -294,6 +318,7 @@ func (o *LbObjects) Close() error {
 type LbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
+	FibScratch   *ebpf.Map `ebpf:"fib_scratch"`
 	FloodGuard   *ebpf.Map `ebpf:"flood_guard"`
 	FlowSyns     *ebpf.Map `ebpf:"flow_syns"`
 	Flows        *ebpf.Map `ebpf:"flows"`
@@ -313,6 +338,7 @@ func (m *LbMaps) Close() error {
 	return _LbClose(
 		m.BackendStats,
 		m.Backends,
+		m.FibScratch,
 		m.FloodGuard,
 		m.FlowSyns,
 		m.Flows,

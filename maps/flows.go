@@ -4,6 +4,7 @@ package maps
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,16 +35,18 @@ func flowFrom(k FlowKey, v bpf.LbFlow) Flow {
 
 // flowHash is hash_flow of a kernel key: HashFlow of its 5-tuple.
 func flowHash(k bpf.LbFlowKey) uint32 {
-	h := hashSeed
-	for _, w := range k.Src {
-		h = hashMix(h, w)
+	var b [40]byte
+	for i, w := range k.Src {
+		binary.NativeEndian.PutUint32(b[i*4:], w)
 	}
-	for _, w := range k.Dst {
-		h = hashMix(h, w)
+	for i, w := range k.Dst {
+		binary.NativeEndian.PutUint32(b[16+i*4:], w)
 	}
-	h = hashMix(h, uint32(k.Sport)<<16|uint32(k.Dport))
-	h = hashMix(h, uint32(k.Proto))
-	return hashFinal(h, 40)
+	binary.NativeEndian.PutUint16(b[32:], k.Sport)
+	binary.NativeEndian.PutUint16(b[34:], k.Dport)
+	b[36], b[37] = k.Proto, k.Family
+	binary.NativeEndian.PutUint16(b[38:], k.Pad)
+	return hashKey(&b)
 }
 
 // FlowBucket is the bucket of the connection table (of buckets buckets per

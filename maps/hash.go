@@ -52,16 +52,36 @@ func port16(p uint16) uint32 {
 
 // HashFlow is the data plane's 5-tuple hash (hash_flow in bpf/include/hash.h).
 func HashFlow(src, dst netip.AddrPort, proto uint8) uint32 {
-	h := hashSeed
-	for _, w := range words(src.Addr()) {
-		h = hashMix(h, w)
+	var k [40]byte
+	a, b := src.Addr().As16(), dst.Addr().As16()
+	family := byte(6)
+	if src.Addr().Is4() {
+		a, b = [16]byte{}, [16]byte{}
+		s4, d4 := src.Addr().As4(), dst.Addr().As4()
+		copy(a[:], s4[:])
+		copy(b[:], d4[:])
+		family = 4
 	}
-	for _, w := range words(dst.Addr()) {
-		h = hashMix(h, w)
-	}
-	h = hashMix(h, port16(src.Port())<<16|port16(dst.Port()))
-	h = hashMix(h, uint32(proto))
-	return hashFinal(h, 40)
+	copy(k[0:], a[:])
+	copy(k[16:], b[:])
+	binary.BigEndian.PutUint16(k[32:], src.Port())
+	binary.BigEndian.PutUint16(k[34:], dst.Port())
+	k[36], k[37] = proto, family
+	return hashKey(&k)
+}
+
+// hashKey is hash_flow of a flow key as the kernel lays it out.
+func hashKey(k *[40]byte) uint32 {
+	w := func(i int) uint64 { return binary.NativeEndian.Uint64(k[i*8:]) }
+	x := uint64(hashSeed)
+	x += w(0)*0x9e3779b97f4a7c15 + w(1)*0xbf58476d1ce4e5b9 + w(2)*0x94d049bb133111eb +
+		w(3)*0xd6e8feb86659fd93 + w(4)*0xa0761d6478bd642f
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return uint32(x)
 }
 
 // HashSource is the data plane's source-address hash (hash_src), for ip_hash.

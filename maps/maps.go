@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -50,6 +51,40 @@ type Maps struct {
 	SvcStats     *ebpf.Map
 	BackendStats *ebpf.Map
 	Settings     *ebpf.Map
+
+	// epochMu orders the read-modify-writes of the settings' epoch (see
+	// bumpEpoch) among this process's writers; xlbd is the maps' one writer.
+	epochMu sync.Mutex
+}
+
+// bumpEpoch moves the data plane's epoch on: every flow's kept route (struct
+// route: the backend's address, next hop and service flags as they were
+// when taken) stops being followed, and each flow takes its route afresh on
+// its next packet. Every write a route depends on calls it after the write,
+// so that a route taken from the old state carries the old epoch.
+func (m *Maps) bumpEpoch() error {
+	if m.Settings == nil {
+		return nil
+	}
+	m.epochMu.Lock()
+	defer m.epochMu.Unlock()
+	var v bpf.LbGlobals
+	if err := m.Settings.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("read settings: %w", err)
+	}
+	v.Epoch = nextEpoch(v.Epoch)
+	if err := m.Settings.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("move epoch: %w", err)
+	}
+	return nil
+}
+
+// nextEpoch skips 0, which marks a flow without a route.
+func nextEpoch(e uint32) uint32 {
+	if e+1 == 0 {
+		return 1
+	}
+	return e + 1
 }
 
 // FromObjects takes the maps of a loaded LB collection. It does not own them:
@@ -185,6 +220,10 @@ func (m *Maps) PutService(s Service) error {
 	if err := m.Services.Put(&k, &v); err != nil {
 		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
 	}
+	// Its flows' routes carry its flags (dsr).
+	if err := m.bumpEpoch(); err != nil {
+		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
+	}
 	return nil
 }
 
@@ -203,6 +242,9 @@ func (m *Maps) DeleteService(k ServiceKey) error {
 		return fmt.Errorf("delete service %s: %w", k, err)
 	}
 	if err := m.SvcByID.Put(v.Id, &bpf.LbSvc{}); err != nil {
+		return fmt.Errorf("delete service %s: %w", k, err)
+	}
+	if err := m.bumpEpoch(); err != nil {
 		return fmt.Errorf("delete service %s: %w", k, err)
 	}
 	return nil
@@ -261,17 +303,21 @@ func (m *Maps) DeleteBackend(id uint32) error {
 	return nil
 }
 
-// InvalidateNexthop clears a backend's cached next hop on every CPU, so the
-// next packet to it asks the FIB again (a new address, or a MAC that moved).
+// InvalidateNexthop clears a backend's cached next hop on every CPU, and the
+// routes flows keep (bumpEpoch), so the next packet to it asks the FIB
+// again (a new address, or a MAC that moved) and every flow re-checks its
+// backend. PutBackend and DeleteBackend end with it.
 func (m *Maps) InvalidateNexthop(id uint32) error {
-	if m.Nexthops == nil {
-		return nil
+	if m.Nexthops != nil {
+		n, err := ebpf.PossibleCPU()
+		if err != nil {
+			return err
+		}
+		if err := m.Nexthops.Put(id, make([]bpf.LbNexthop, n)); err != nil {
+			return fmt.Errorf("invalidate next hop of backend %d: %w", id, err)
+		}
 	}
-	n, err := ebpf.PossibleCPU()
-	if err != nil {
-		return err
-	}
-	if err := m.Nexthops.Put(id, make([]bpf.LbNexthop, n)); err != nil {
+	if err := m.bumpEpoch(); err != nil {
 		return fmt.Errorf("invalidate next hop of backend %d: %w", id, err)
 	}
 	return nil
@@ -454,6 +500,14 @@ func (m *Maps) PutSettings(s Settings) error {
 	if s.UDPTimeout <= 0 {
 		v.UdpTimeoutNs = uint64(DefaultUDPTimeout)
 	}
+	// Flows' routes carry the outer source: a new epoch retires them.
+	m.epochMu.Lock()
+	defer m.epochMu.Unlock()
+	var cur bpf.LbGlobals
+	if err := m.Settings.Lookup(uint32(0), &cur); err != nil {
+		return fmt.Errorf("read settings: %w", err)
+	}
+	v.Epoch = nextEpoch(cur.Epoch)
 	if err := m.Settings.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("put settings: %w", err)
 	}

@@ -105,18 +105,4 @@ static __always_inline int encap_v6(struct xdp_md *ctx, const struct packet *p, 
 	return 0;
 }
 
-/* encap_set_macs writes the next hop's MACs into the (possibly moved) L2 header. */
-static __always_inline int encap_set_macs(struct xdp_md *ctx, const __u8 *smac, const __u8 *dmac)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return -1;
-	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	return 0;
-}
-
 #endif

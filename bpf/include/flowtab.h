@@ -26,14 +26,6 @@ static __always_inline __u32 flow_tag(__u32 hash)
 	return hash | 1;
 }
 
-/* flow_age is the time of a bucket's eviction order: jiffies, which the
- * verifier inlines as one load (the coarse ns clock is a helper call, and
- * an established TCP flow needs no other time). */
-static __always_inline __u32 flow_age(void)
-{
-	return (__u32)bpf_jiffies64();
-}
-
 /* flow_find returns the way of b that holds k (whose tag is tag), or -1. */
 static __always_inline int flow_find(const struct flow_bucket *b, const struct flow_key *k, __u32 tag)
 {
@@ -90,11 +82,10 @@ store:
  * CPU's copy of the bucket, for bpf_loop. */
 struct flow_probe {
 	struct flow_key key;
-	struct flow flow; /* the copy found */
 	__u32 idx;
 	__u32 tag;
 	__u32 self;
-	__u32 found;
+	__u32 found; /* 1 + the CPU whose copy holds the key */
 };
 
 static long flow_probe_cpu(__u64 cpu, void *data)
@@ -111,8 +102,7 @@ static long flow_probe_cpu(__u64 cpu, void *data)
 	w = flow_find(b, &pr->key, pr->tag);
 	if (w < 0)
 		return 0;
-	pr->flow = b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
-	pr->found = 1;
+	pr->found = 1 + (__u32)cpu;
 	return 1;
 }
 
@@ -150,15 +140,39 @@ static __always_inline void flow_take_latest(const struct globals *cfg, struct f
 	if (o) {
 		ow = flow_find(o, k, flow_tag(hash));
 		if (ow >= 0) {
-			struct flow *src = &o->ways[ow & (XLB_FLOW_WAYS - 1)].flow, *dst = &b->ways[w & (XLB_FLOW_WAYS - 1)].flow;
-
-			dst->backend_id = src->backend_id;
-			dst->svc_id = src->svc_id;
-			dst->gen = src->gen;
+			b->ways[w & (XLB_FLOW_WAYS - 1)].flow = o->ways[ow & (XLB_FLOW_WAYS - 1)].flow;
 			stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);
 		}
 	}
 	flow_mark_latest(hash, self);
+}
+
+/* flow_here returns k's entry in this CPU's table when it is there, alive (a
+ * UDP entry within its timeout) and the latest of its 5-tuple (no other CPU
+ * made a newer one), and counts it as seen; else NULL, and the caller takes
+ * the full path (flow_lookup). */
+static __always_inline struct flow *flow_here(const struct globals *cfg, const struct flow_key *k, __u32 hash,
+					      __u64 now, __u32 age)
+{
+	struct flow_bucket *b = flow_bucket_of(cfg, hash);
+	struct flow *f;
+	__u64 *rec;
+	int w;
+
+	if (!b)
+		return NULL;
+	w = flow_find(b, k, flow_tag(hash));
+	if (w < 0)
+		return NULL;
+	w &= XLB_FLOW_WAYS - 1;
+	f = &b->ways[w].flow;
+	if (k->proto == IPPROTO_UDP && now - f->atime_ns > cfg->udp_timeout_ns)
+		return NULL;
+	rec = flow_syn_of(hash);
+	if (rec && (__u32)(*rec >> 32) == flow_tag(hash) && (__u32)*rec != bpf_get_smp_processor_id())
+		return NULL;
+	b->age[w] = age;
+	return f;
 }
 
 /* flow_lookup finds k's entry in this CPU's table or, when it is not there
@@ -169,9 +183,10 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 						__u64 now, __u32 age)
 {
 	struct flow_bucket *b = flow_bucket_of(cfg, hash);
-	struct flow *f = NULL;
+	struct flow *f = NULL, *of;
+	struct flow_bucket *o;
 	struct flow_probe pr;
-	int w;
+	int w, ow;
 
 	if (!b)
 		return NULL;
@@ -199,14 +214,22 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 	bpf_loop(XLB_MAX_CPUS, flow_probe_cpu, &pr, 0);
 	if (!pr.found)
 		return f;
+	/* Found again rather than copied out by the loop: the stack is short. */
+	o = bpf_map_lookup_percpu_elem(&flows, &pr.idx, pr.found - 1);
+	if (!o)
+		return f;
+	ow = flow_find(o, k, pr.tag);
+	if (ow < 0)
+		return f;
+	of = &o->ways[ow & (XLB_FLOW_WAYS - 1)].flow;
 	if (f) {
 		/* Expired here: the other CPU's copy, if it is fresher. */
-		if (pr.flow.atime_ns <= f->atime_ns)
+		if (of->atime_ns <= f->atime_ns)
 			return f;
-		*f = pr.flow;
+		*f = *of;
 		b->age[w & (XLB_FLOW_WAYS - 1)] = age;
 	} else {
-		f = flow_store(b, k, hash, &pr.flow, age);
+		f = flow_store(b, k, hash, of, age);
 	}
 	flow_mark_latest(hash, pr.self);
 	stats_count(XLB_STAT_EV_FLOW_OTHER_CPU, 0);

@@ -193,8 +193,10 @@ func BenchmarkXDP(t *testing.B) {
 			return !strings.HasPrefix(v.name, "floor") && !strings.Contains(v.name, only)
 		})
 	}
-	const rounds = 5
-	repeat := uint32(1_000_000)
+	rounds, repeat := 5, uint32(1_000_000)
+	if s := os.Getenv("XLB_BENCH_ROUNDS"); s != "" {
+		fmt.Sscan(s, &rounds)
+	}
 	if s := os.Getenv("XLB_BENCH_REPEAT"); s != "" {
 		fmt.Sscan(s, &repeat)
 	}

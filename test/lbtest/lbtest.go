@@ -96,12 +96,16 @@ func (e *Env) Sibling(t testing.TB, spec *ebpf.CollectionSpec) *Env {
 func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec, flows uint32) *Env {
 	objs := new(bpf.LbObjects)
 	// An older build (a baseline) may lack maps today's objects have: give it
-	// today's, which its program does not use.
+	// today's, which its program does not use. Its settings may be shorter:
+	// give it today's, whose start its program reads.
 	if cur, err := bpf.LoadLb(); err == nil {
 		for name, ms := range cur.Maps {
 			if _, ok := spec.Maps[name]; !ok {
 				spec.Maps[name] = ms
 			}
+		}
+		if old := spec.Maps[bpf.LbMapSettings]; old.ValueSize < cur.Maps[bpf.LbMapSettings].ValueSize {
+			spec.Maps[bpf.LbMapSettings] = cur.Maps[bpf.LbMapSettings]
 		}
 	}
 	if flows == 0 {
