@@ -152,7 +152,8 @@ func loadKatran(t testing.TB, env *lbtest.Env) (*katranBench, string) {
 	}
 	perCPU := env.FlowEntries / uint32(cpus)
 	outer := coll.Maps["lru_mapping"]
-	for cpu := 0; cpu < cpus; cpu++ {
+	// (lru_mapping holds MAX_SUPPORTED_CPUS; CPUs past it take fallback_cache.)
+	for cpu := 0; cpu < min(cpus, int(outer.MaxEntries())); cpu++ {
 		is := spec.Maps["lru_mapping"].InnerMap.Copy()
 		is.Name, is.MaxEntries, is.Flags = fmt.Sprintf("katran_lru%d", cpu), perCPU, 0
 		inner, err := ebpf.NewMap(is)
