@@ -88,6 +88,9 @@ type variant struct {
 	newFlw bool          // service new_flows must grow by repeat too
 	capped bool          // run with flow_insert_limit 1/s: new flows are forwarded and not remembered
 	seqOff uint32        // with vary: flows of their own, not the other varying rows' (that run first)
+	// verify, called right before the timed runs, returns what checks them
+	// (n runs from flow seq on) against counters other than xlb's.
+	verify func() func(n, seq uint32) error
 }
 
 // BenchmarkXDP times every variant in alternation, rounds times, and prints
@@ -174,6 +177,12 @@ func BenchmarkXDP(t *testing.B) {
 		// chosen and forwarded, but no longer inserted.
 		{name: "xlb ipip new flow past flow_insert_limit", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true, capped: true},
 	}
+	// Katran (katran.go): its balancer, built from source, timed in the same rounds.
+	kb, katranNote := loadKatran(t, env)
+	if kb != nil {
+		variants = append(variants, kb.variants(ipipACK, ipipSYN)...)
+	}
+	// End of Katran.
 	if base != nil {
 		var all []variant
 		for _, v := range variants {
@@ -257,6 +266,10 @@ func BenchmarkXDP(t *testing.B) {
 					}
 				}
 				before := statOf(venv, v.check)
+				var verify func(n, seq uint32) error
+				if v.verify != nil {
+					verify = v.verify()
+				}
 				newBefore := newFlows(venv)
 				ret, ns, err := timeRun(bo.XlbBenchDriver, v.frame, env.Link.Index, n)
 				if err != nil {
@@ -269,6 +282,11 @@ func BenchmarkXDP(t *testing.B) {
 				if v.check != "" {
 					if got := statOf(venv, v.check) - before; got < uint64(n) {
 						return fmt.Errorf("%s: %d of %d runs counted as %s", v.name, got, n, v.check)
+					}
+				}
+				if verify != nil {
+					if err := verify(n, in.Seq); err != nil {
+						return fmt.Errorf("%s: %w", v.name, err)
 					}
 				}
 				if v.newFlw {
@@ -333,6 +351,7 @@ func BenchmarkXDP(t *testing.B) {
 	fmt.Fprintf(&b, "flow table %d entries: per CPU %d buckets of %d ways (the floors: an LRU hash of %d entries without common list); new flows meet a full table (warm-up round): every insert evicts\n",
 		env.FlowEntries, env.Objs.Flows.MaxEntries(), bpf.FlowWays, env.FlowEntries)
 	fmt.Fprintf(&b, "every run on CPU 0 of %d\n", cpus)
+	fmt.Fprintln(&b, katranNote)
 	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted round by round in the net columns; ratios are medians of per-round ratios\n", med[0])
 	fmt.Fprintf(&b, "%-42s %7s %7s %9s %9s %9s %9s\n", "program", "ns/pkt", "net ns", "x dsr", "x ipip", "net x dsr", "net x ipip")
 	for i, v := range variants {
