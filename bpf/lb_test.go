@@ -18,10 +18,11 @@ import (
 )
 
 const (
-	xdpAborted = 0
-	xdpDrop    = 1
-	xdpPass    = 2
-	xdpTX      = 3
+	xdpAborted  = 0
+	xdpDrop     = 1
+	xdpPass     = 2
+	xdpTX       = 3
+	xdpRedirect = 4
 )
 
 var actionNames = map[uint32]string{0: "ABORTED", 1: "DROP", 2: "PASS", 3: "TX", 4: "REDIRECT"}

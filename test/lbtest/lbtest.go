@@ -138,6 +138,13 @@ func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec,
 // Run runs the program once on frame, as if it arrived on eth0.
 func (e *Env) Run(t testing.TB, prog *ebpf.Program, frame []byte) (uint32, []byte) {
 	t.Helper()
+	return e.RunOn(t, prog, frame, e.Link.Index)
+}
+
+// RunOn runs the program once on frame, as if it arrived on the interface
+// of index ifindex.
+func (e *Env) RunOn(t testing.TB, prog *ebpf.Program, frame []byte, ifindex int) (uint32, []byte) {
+	t.Helper()
 	var (
 		ret uint32
 		out []byte
@@ -146,7 +153,7 @@ func (e *Env) Run(t testing.TB, prog *ebpf.Program, frame []byte) (uint32, []byt
 		opts := &ebpf.RunOptions{
 			Data:    frame,
 			DataOut: make([]byte, len(frame)+512),
-			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.Link.Index)},
+			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
 		}
 		var err error
 		ret, err = prog.Run(opts)
