@@ -381,10 +381,20 @@ func TestStartAndRun(t *testing.T) {
 	tp := New(t)
 	h := tp.AddHost("h")
 	cmd := h.Start(t, "sleep", "600")
-	// The process runs inside the namespace.
-	pids := h.Run(t, "ip", "netns", "pids", h.Name)
-	if !strings.Contains(" "+strings.Join(strings.Fields(pids), " ")+" ", fmt.Sprintf(" %d ", cmd.Process.Pid)) {
-		t.Fatalf("pid %d not in namespace %s (pids: %q)", cmd.Process.Pid, h.Name, pids)
+	// The process runs inside the namespace, once `ip netns exec` (which
+	// Start has only started) has entered it: a listing made at once
+	// sometimes found only itself there (seen once in CI).
+	in := func(pids string) bool {
+		return strings.Contains(" "+strings.Join(strings.Fields(pids), " ")+" ", fmt.Sprintf(" %d ", cmd.Process.Pid))
+	}
+	var pids string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if pids = h.Run(t, "ip", "netns", "pids", h.Name); in(pids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not in namespace %s after 5s (pids: %q)", cmd.Process.Pid, h.Name, pids)
+		}
 	}
 	if out := h.Run(t, "echo", "hi"); out != "hi\n" {
 		t.Fatalf("Run output %q", out)
