@@ -26,23 +26,12 @@ type BenchBenchPkt struct {
 type BenchFlow struct {
 	_         structs.HostLayout
 	BackendId uint32
-	SvcId     uint32
+	SvcId     uint16
+	SvcFlags  uint8
+	Pad       uint8
 	Gen       uint32
 	Epoch     uint32
 	AtimeNs   uint64
-	Rt        struct {
-		_         structs.HostLayout
-		Expires   uint64
-		Ifindex   uint32
-		InIfindex uint32
-		Saddr4    uint32
-		Daddr4    uint32
-		Dmac      [6]uint8
-		Smac      [6]uint8
-		Mtu       uint16
-		SvcFlags  uint8
-		Family    uint8
-	}
 }
 
 type BenchFlowKey struct {

@@ -18,7 +18,7 @@ const (
 	// FlowEntriesDefault is XLB_FLOWS_DEFAULT: xdp.flow_table_size's default.
 	FlowEntriesDefault = 1 << 20
 
-	flowWaySize = 112 // sizeof(struct flow_way) and its tag and age in the bucket
+	flowWaySize = 72 // sizeof(struct flow_way) and its tag and age in the bucket
 )
 
 // FlowBuckets is the number of buckets per CPU that holds a table of entries

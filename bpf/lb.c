@@ -14,7 +14,6 @@
 #include "include/ratelimit.h"
 #include "include/encap.h"
 #include "include/nexthop.h"
-#include "include/route.h"
 #include "include/l2.h"
 #include "include/icmp.h"
 #include "include/stats.h"
@@ -22,66 +21,63 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* lb_overhead is what forwarding along rt adds to a packet of family family. */
-static __always_inline __u32 lb_overhead(const struct route *rt, __u8 family)
+/* lb_overhead is what forwarding for a service of flags svc_flags adds to a
+ * packet of family family. */
+static __always_inline __u32 lb_overhead(__u32 svc_flags, __u8 family)
 {
-	if (rt->svc_flags & XLB_SVC_F_DSR)
+	if (svc_flags & XLB_SVC_F_DSR)
 		return 0;
 	return family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 }
 
-/* lb_emit forwards the packet (which fits rt's MTU) along rt to backend
- * backend_id (of generation gen): IPIP/IP6IP6 or a MAC rewrite (DSR), to
- * the next hop rt names. */
+/* lb_emit forwards the packet (which fits the MTU) to backend be of a
+ * service of flags svc_flags, through next hop nh: IPIP/IP6IP6, or a MAC
+ * rewrite alone (DSR, which needs no be). */
 static __always_inline enum xlb_stat lb_emit(struct xdp_md *ctx, const struct packet *p, __u32 hash,
-					     const struct route *rt, __u32 backend_id, __u32 gen,
+					     __u32 svc_flags, const struct backend *be, const struct nexthop *nh,
 					     const struct globals *cfg)
 {
-	if (!(rt->svc_flags & XLB_SVC_F_DSR)) {
+	if (!(svc_flags & XLB_SVC_F_DSR)) {
 		int err;
 
-		if (p->key.family == XLB_AF_INET) {
-			err = encap_v4(ctx, p, rt->saddr4, rt->daddr4);
-		} else {
-			/* 16 bytes of address are not copied into every route. */
-			struct backend *be = bpf_map_lookup_elem(&backends, &backend_id);
-
-			if (!be || be->gen != gen)
-				return XLB_STAT_DROP_NO_BACKEND;
+		if (!be)
+			return XLB_STAT_DROP_NO_BACKEND;
+		if (p->key.family == XLB_AF_INET)
+			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
+		else
 			err = encap_v6(ctx, p, cfg->src6, be->addr, hash);
-		}
 		if (err)
 			return XLB_STAT_DROP_ENCAP;
 	}
-	if (l2_set_macs(ctx, rt->dmac))
+	if (l2_set_macs(ctx, nh->dmac))
 		return XLB_STAT_DROP_ENCAP;
-	if (rt->ifindex == ctx->ingress_ifindex)
+	if (nh->ifindex == ctx->ingress_ifindex)
 		return XLB_STAT_TX;
-	bpf_redirect(rt->ifindex, 0);
+	bpf_redirect(nh->ifindex, 0);
 	return XLB_STAT_REDIRECT;
 }
 
-/* lb_send forwards the packet along rt as lb_emit does or, when it does not
- * fit the MTU, answers the client with an ICMP too-big (as a router would)
- * or drops it. */
+/* lb_send forwards the packet as lb_emit does or, when it does not fit the
+ * MTU, answers the client with an ICMP too-big (as a router would) or drops
+ * it. */
 static __always_inline enum xlb_stat lb_send(struct xdp_md *ctx, const struct packet *p, __u32 hash,
-					     const struct route *rt, __u32 backend_id, __u32 gen,
+					     __u32 svc_flags, const struct backend *be, const struct nexthop *nh,
 					     const struct globals *cfg)
 {
-	__u32 overhead = lb_overhead(rt, p->key.family);
+	__u32 overhead = lb_overhead(svc_flags, p->key.family);
 
-	if (p->ip_len + overhead > rt->mtu) {
+	if (p->ip_len + overhead > nh->mtu) {
 		/* Routers may fragment an IPv4 packet without DF; XDP cannot. An
 		 * ICMP error about an ICMP error is never sent. */
 		if (p->icmp || p->frag || (p->key.family == XLB_AF_INET && !p->df))
 			return XLB_STAT_DROP_TOO_BIG;
 		if (!ratelimit_icmp(cfg, &p->key))
 			return XLB_STAT_DROP_ICMP_LIMITED;
-		if (icmp_too_big(ctx, p, rt->mtu, overhead))
+		if (icmp_too_big(ctx, p, nh->mtu, overhead))
 			return XLB_STAT_DROP_TOO_BIG;
 		return XLB_STAT_ICMP_TOO_BIG_SENT;
 	}
-	return lb_emit(ctx, p, hash, rt, backend_id, gen, cfg);
+	return lb_emit(ctx, p, hash, svc_flags, be, nh, cfg);
 }
 
 /* lb_no_route is the verdict on a packet whose backend has no next hop. */
@@ -114,7 +110,7 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 						       const struct globals *cfg, __u64 bytes)
 {
 	struct frag_key fk = {};
-	struct route rt = {};
+	struct nexthop *nh;
 	struct backend *be;
 	struct frag *fr;
 	long rc;
@@ -128,9 +124,10 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 		return XLB_STAT_DROP_NO_BACKEND;
 	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
 	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
-	if (!route_take(ctx, &rt, be, fr->backend_id, fr->svc_flags, cfg, &p->key, &rc))
+	nh = nexthop_get(ctx, be, fr->backend_id, cfg, &rc);
+	if (!nh)
 		return lb_no_route(rc);
-	return lb_send(ctx, p, hash_flow(&p->key), &rt, fr->backend_id, be->gen, cfg);
+	return lb_send(ctx, p, hash_flow(&p->key), fr->svc_flags, be, nh, cfg);
 }
 
 /* What lb_process hands its slow path. */
@@ -144,18 +141,18 @@ struct lb_state {
 
 /* lb_slow handles every packet the fast path leaves: later fragments, SYNs
  * and other new flows, misses (which look in the other CPUs' tables too),
- * and established flows whose route must be taken again. Not inlined, so
- * that the fast path's registers and stack are its own. */
+ * established flows not checked under the current epoch, and those whose
+ * next hop must be looked up again. */
 static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct globals *cfg,
-					struct lb_state *st)
+					     struct lb_state *st)
 {
 	struct svc_key sk = {};
-	__u32 hash = st->hash, age = (__u32)st->jif;
+	__u32 hash = st->hash, age = (__u32)st->jif, backend_id, svc_id, svc_flags;
 	__u64 now = st->now, bytes = st->bytes;
 	int new_flow = 0, syn;
 	long rc = BPF_FIB_LKUP_RET_NOT_FWDED;
-	struct route *rt = NULL;
 	struct flow *f = NULL, nf = {};
+	struct nexthop *nh;
 	struct backend *be;
 	struct svc *svc;
 
@@ -165,19 +162,15 @@ static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *
 	if (!syn) {
 		f = flow_lookup(cfg, &p->key, hash, now, age);
 		if (f && select_flow_alive(p, cfg, f, now)) {
-			nf.backend_id = f->backend_id;
-			nf.svc_id = f->svc_id;
-			nf.gen = f->gen;
-			if (route_good(f, st->epoch, st->jif, ctx)) {
-				rt = &f->rt;
-				goto send;
-			}
 			be = select_flow(f, &svc);
 			if (be) {
 				if (be->family != p->key.family)
 					return XLB_STAT_DROP_NO_BACKEND;
-				rt = route_take(ctx, &f->rt, be, f->backend_id, svc->flags, cfg, &p->key, &rc);
-				f->epoch = rt ? st->epoch : 0;
+				f->svc_flags = svc->flags;
+				f->epoch = st->epoch;
+				backend_id = f->backend_id;
+				svc_id = f->svc_id;
+				svc_flags = svc->flags;
 				goto send;
 			}
 		}
@@ -196,39 +189,46 @@ static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *
 	 * being rate limited or remembered. */
 	if (!p->icmp && !ratelimit_allow(svc, &p->key))
 		return XLB_STAT_DROP_RATE_LIMIT;
-	nf.backend_id = select_maglev(svc, &p->key, hash);
-	if (!nf.backend_id)
+	backend_id = select_maglev(svc, &p->key, hash);
+	if (!backend_id)
 		return XLB_STAT_DROP_NO_BACKEND;
-	be = bpf_map_lookup_elem(&backends, &nf.backend_id);
+	be = bpf_map_lookup_elem(&backends, &backend_id);
 	if (!be || be->family != p->key.family)
 		return XLB_STAT_DROP_NO_BACKEND;
-	nf.svc_id = svc->id;
-	nf.gen = be->gen;
-	rt = route_take(ctx, &nf.rt, be, nf.backend_id, svc->flags, cfg, &p->key, &rc);
-	nf.epoch = rt ? st->epoch : 0;
+	svc_id = svc->id;
+	svc_flags = svc->flags;
 	if (!p->icmp) {
+		nf.backend_id = backend_id;
+		nf.svc_id = svc_id;
+		nf.svc_flags = svc_flags;
+		nf.gen = be->gen;
+		nf.epoch = st->epoch;
 		select_remember(p, hash, now, age, &nf, cfg);
 		new_flow = 1;
 	}
 send:
-	if (p->frag == FRAG_FIRST && rt)
-		lb_remember_frag(p, nf.backend_id, nf.svc_id, rt->svc_flags);
+	if (p->frag == FRAG_FIRST)
+		lb_remember_frag(p, backend_id, svc_id, svc_flags);
 	if (p->icmp)
 		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
-	stats_flow(&svc_stats, nf.svc_id, bytes, new_flow);
-	stats_flow(&backend_stats, nf.backend_id, bytes, new_flow);
-	if (!rt)
+	stats_flow(&svc_stats, svc_id, bytes, new_flow);
+	stats_flow(&backend_stats, backend_id, bytes, new_flow);
+	nh = nexthop_get(ctx, be, backend_id, cfg, &rc);
+	if (!nh)
 		return lb_no_route(rc);
-	return lb_send(ctx, p, hash, rt, nf.backend_id, nf.gen, cfg);
+	return lb_send(ctx, p, hash, svc_flags, be, nh, cfg);
 }
 
-/* lb_process forwards a packet of an established flow from its flow-table
- * entry alone while the entry's route is good (the fast path), and hands
- * every other packet to lb_slow. */
+/* lb_process forwards a packet of an established flow checked under the
+ * current epoch from its flow-table entry and its backend's cached next hop
+ * (the fast path: no service lookup, no backend checks), and hands every
+ * other packet to lb_slow. */
 static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
 {
 	struct lb_state st = { .bytes = bytes };
+	struct backend *be = NULL;
 	struct globals *cfg;
+	struct nexthop *nh;
 	__u32 zero = 0;
 	struct flow *f;
 	int r;
@@ -241,9 +241,10 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return XLB_STAT_PASS_NOT_VIP;
-	/* Read before any service or backend: a route taken from what they
-	 * say afterwards is tagged with the epoch that preceded it, so a change
-	 * that lands meanwhile (and moves the epoch after it) still retires it. */
+	/* Read before any service or backend: a flow checked against what they
+	 * say afterwards is marked with the epoch that preceded it, so a change
+	 * that lands meanwhile (and moves the epoch after it) still has it
+	 * checked again. */
 	st.epoch = *(volatile __u32 *)&cfg->epoch;
 	asm volatile("" ::: "memory");
 	if (p->frag == FRAG_LATER)
@@ -254,22 +255,33 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	st.hash = hash_flow(&p->key);
 	/* UDP flows need the time for their timeout (the coarse clock is
 	 * enough for seconds); TCP ones only jiffies, for a bucket's eviction
-	 * order and the route's expiry (a load, which the verifier inlines). */
+	 * order and the next hop's expiry (a load, which the verifier inlines). */
 	st.now = p->key.proto == IPPROTO_UDP ? bpf_ktime_get_coarse_ns() : 0;
 	st.jif = bpf_jiffies64();
 	/* A SYN is a new connection even if its 5-tuple has an entry. First
-	 * fragments, ICMP errors and packets too big for the route take the
+	 * fragments, ICMP errors and packets too big for the next hop take the
 	 * slow path too: the fast one is for what most packets are. */
 	if (select_is_syn(p) || p->frag || p->icmp)
 		return lb_slow(ctx, p, cfg, &st);
 	f = flow_here(cfg, &p->key, st.hash, st.now, (__u32)st.jif);
-	if (!f || !route_good(f, st.epoch, st.jif, ctx) || p->ip_len + lb_overhead(&f->rt, p->key.family) > f->rt.mtu)
+	if (!f || f->epoch != st.epoch)
 		return lb_slow(ctx, p, cfg, &st);
+	nh = bpf_map_lookup_elem(&nexthops, &f->backend_id);
+	if (!nh || !nexthop_fresh(ctx, nh, p->key.family, st.jif) ||
+	    p->ip_len + lb_overhead(f->svc_flags, p->key.family) > nh->mtu)
+		return lb_slow(ctx, p, cfg, &st);
+	if (!(f->svc_flags & XLB_SVC_F_DSR)) {
+		/* The address to encapsulate to; the generation guards the moment
+		 * between a slot's rewrite and the epoch's move. */
+		be = bpf_map_lookup_elem(&backends, &f->backend_id);
+		if (!be || be->gen != f->gen)
+			return lb_slow(ctx, p, cfg, &st);
+	}
 	if (p->key.proto == IPPROTO_UDP)
 		f->atime_ns = st.now;
 	stats_flow(&svc_stats, f->svc_id, bytes, 0);
 	stats_flow(&backend_stats, f->backend_id, bytes, 0);
-	return lb_emit(ctx, p, st.hash, &f->rt, f->backend_id, f->gen, cfg);
+	return lb_emit(ctx, p, st.hash, f->svc_flags, be, nh, cfg);
 }
 
 static __always_inline int lb_action(enum xlb_stat s)

@@ -44,11 +44,12 @@ type LbFloodWindow struct {
 type LbFlow struct {
 	_         structs.HostLayout
 	BackendId uint32
-	SvcId     uint32
+	SvcId     uint16
+	SvcFlags  uint8
+	Pad       uint8
 	Gen       uint32
 	Epoch     uint32
 	AtimeNs   uint64
-	Rt        LbRoute
 }
 
 type LbFlowBucket struct {
@@ -117,8 +118,8 @@ type LbIcmpRlKey struct {
 
 type LbNexthop struct {
 	_         structs.HostLayout
-	Smac      [6]uint8
 	Dmac      [6]uint8
+	Smac      [6]uint8
 	Ifindex   uint32
 	InIfindex uint32
 	Mtu       uint16
@@ -133,20 +134,6 @@ type LbRlKey struct {
 	SvcId  uint32
 	Family uint8
 	Pad    [3]uint8
-}
-
-type LbRoute struct {
-	_         structs.HostLayout
-	Expires   uint64
-	Ifindex   uint32
-	InIfindex uint32
-	Saddr4    uint32
-	Daddr4    uint32
-	Dmac      [6]uint8
-	Smac      [6]uint8
-	Mtu       uint16
-	SvcFlags  uint8
-	Family    uint8
 }
 
 type LbStat struct {

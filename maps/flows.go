@@ -30,7 +30,7 @@ type Flow struct {
 }
 
 func flowFrom(k FlowKey, v bpf.LbFlow) Flow {
-	return Flow{FlowKey: k, BackendID: v.BackendId, ServiceID: v.SvcId, Gen: v.Gen, LastSeen: v.AtimeNs}
+	return Flow{FlowKey: k, BackendID: v.BackendId, ServiceID: uint32(v.SvcId), Gen: v.Gen, LastSeen: v.AtimeNs}
 }
 
 // flowHash is hash_flow of a kernel key: HashFlow of its 5-tuple.
@@ -162,7 +162,7 @@ func (m *Maps) PutFlow(f Flow) error {
 	if err := m.Flows.Lookup(idx, &per); err != nil {
 		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
 	}
-	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: f.ServiceID, Gen: f.Gen, AtimeNs: f.LastSeen}
+	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: uint16(f.ServiceID), Gen: f.Gen, AtimeNs: f.LastSeen}
 	for c := range per {
 		flowStore(&per[c], kk, v, newestAge(&per[c]))
 	}

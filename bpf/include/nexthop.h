@@ -92,6 +92,14 @@ static __always_inline long nexthop_refresh(struct xdp_md *ctx, struct nexthop *
 	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
+/* nexthop_fresh says whether nh, a backend's cached next hop, may be used
+ * for a packet of family family that came in on ctx's interface. */
+static __always_inline int nexthop_fresh(const struct xdp_md *ctx, const struct nexthop *nh, __u8 family,
+					 __u64 jiffies)
+{
+	return nh->expires > jiffies && nh->in_ifindex == ctx->ingress_ifindex && nh->family == family;
+}
+
 /* nexthop_get returns the cached next hop of a backend, refreshing it from
  * the FIB when it is older than XLB_NEXTHOP_TTL_JIFFIES or was learnt on another
  * interface. *rc is the bpf_fib_lookup verdict (BPF_FIB_LKUP_RET_*). */
@@ -104,7 +112,7 @@ static __always_inline struct nexthop *nexthop_get(struct xdp_md *ctx, const str
 		*rc = BPF_FIB_LKUP_RET_NOT_FWDED;
 		return NULL;
 	}
-	if (nh->expires > bpf_jiffies64() && nh->in_ifindex == ctx->ingress_ifindex && nh->family == be->family) {
+	if (nexthop_fresh(ctx, nh, be->family, bpf_jiffies64())) {
 		*rc = BPF_FIB_LKUP_RET_SUCCESS;
 		return nh;
 	}

@@ -68,7 +68,7 @@ static __always_inline struct backend *select_flow(const struct flow *f, struct 
 	return be;
 }
 
-/* select_remember stores the new flow f (its route and epoch filled in),
+/* select_remember stores the new flow f (its epoch filled in),
  * unless this CPU has already stored its quota this second: under a
  * new-flow flood the table keeps its established flows, and the
  * unremembered ones still hash to the same backend. One read of the coarse

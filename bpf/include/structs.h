@@ -46,34 +46,20 @@ struct flow_key {
 	__u16 pad;
 } __attribute__((aligned(8)));
 
-/* Where a flow's packets go, as the full path last worked it out from the
- * service, the backend and its next hop: an established flow whose route is
- * still good needs none of those lookups. */
-struct route {
-	__u64 expires;    /* jiffies: its next hop's expiry (nexthops) */
-	__u32 ifindex;    /* egress */
-	__u32 in_ifindex; /* the ingress the next hop was looked up from */
-	__be32 saddr4;    /* IPIP outer source */
-	__be32 daddr4;    /* IPIP outer destination: the backend */
-	__u8 dmac[6];     /* dmac then smac, 8-aligned: the Ethernet header's */
-	__u8 smac[6];     /* first 12 bytes, written with two stores */
-	__u16 mtu;
-	__u8 svc_flags;   /* enum xlb_svc_flags */
-	__u8 family;      /* the backend's */
-};
-
 /* A flow names its service and its backend slot's generation: an entry
  * that outlived its service, or whose backend id now belongs to another
- * backend, re-selects instead of following the id. Its route is good while
- * epoch is globals.epoch (userspace moves that on every change of services,
- * backends, next hops or settings) and the next hop has not expired. */
+ * backend, re-selects instead of following the id. An entry checked under
+ * the current epoch (globals.epoch: userspace moves it on every change of
+ * services, backends, next hops or settings) is followed without those
+ * checks, straight to its backend's next hop. */
 struct flow {
 	__u32 backend_id;
-	__u32 svc_id;
+	__u16 svc_id;
+	__u8 svc_flags; /* the service's (enum xlb_svc_flags) when checked */
+	__u8 pad;
 	__u32 gen;      /* backend's gen when the flow was made */
-	__u32 epoch;    /* globals.epoch when route was taken; 0: no route */
+	__u32 epoch;    /* globals.epoch when last checked; 0: not checked */
 	__u64 atime_ns; /* coarse ns: UDP, of the last packet (expiry); TCP, of the entry's making */
-	struct route rt;
 };
 
 /* The connection table is a per-CPU array of buckets, each a small set of
@@ -148,14 +134,15 @@ struct globals {
 	__u64 max_new_flows_cpu;  /* per CPU per second; 0 = no cap */
 	__u64 icmp_interval_ns;   /* ICMP too-big answers per client: one per interval; 0 = unlimited */
 	__u64 icmp_tau_ns;        /* their burst tolerance: (burst - 1) * interval */
-	__u32 epoch;              /* moved by userspace on every change a flow's route depends on; never 0 */
+	__u32 epoch;              /* moved by userspace on every change an established flow's checks depend on; never 0 */
 	__u32 pad;
 };
 
-/* A backend's next hop as bpf_fib_lookup last named it (per CPU). */
+/* A backend's next hop as bpf_fib_lookup last named it (per CPU). The MACs
+ * in the Ethernet header's order, 8-aligned: written with two stores. */
 struct nexthop {
-	__u8 smac[6];
 	__u8 dmac[6];
+	__u8 smac[6];
 	__u32 ifindex;    /* egress */
 	__u32 in_ifindex; /* the ingress interface the lookup was made from */
 	__u16 mtu;        /* of the route: bigger packets are not forwarded */
@@ -187,12 +174,10 @@ _Static_assert(sizeof(struct svc_key) == 20, "svc_key size");
 _Static_assert(sizeof(struct svc) == 32, "svc size");
 _Static_assert(sizeof(struct backend) == 28, "backend size");
 _Static_assert(sizeof(struct flow_key) == 40, "flow_key size");
-_Static_assert(sizeof(struct route) == 40, "route size");
-_Static_assert(__builtin_offsetof(struct route, dmac) % 8 == 0 && __builtin_offsetof(struct route, smac) == __builtin_offsetof(struct route, dmac) + 6, "route macs: 8-aligned, the Ethernet header's order");
-_Static_assert(__builtin_offsetof(struct flow, rt) % 8 == 0, "flow route alignment");
-_Static_assert(sizeof(struct flow) == 64, "flow size");
-_Static_assert(sizeof(struct flow_way) == 104, "flow_way size");
-_Static_assert(sizeof(struct flow_bucket) == 112 * XLB_FLOW_WAYS, "flow_bucket size");
+_Static_assert(sizeof(struct flow) == 24, "flow size");
+_Static_assert(sizeof(struct flow_way) == 64, "flow_way size");
+_Static_assert(sizeof(struct flow_bucket) == 72 * XLB_FLOW_WAYS, "flow_bucket size");
+_Static_assert(__builtin_offsetof(struct nexthop, smac) == __builtin_offsetof(struct nexthop, dmac) + 6, "nexthop macs: the Ethernet header's order");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");

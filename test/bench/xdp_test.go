@@ -177,7 +177,7 @@ func BenchmarkXDP(t *testing.B) {
 		// chosen and forwarded, but no longer inserted.
 		{name: "xlb ipip new flow past flow_insert_limit", prog: env.Objs.XlbLb, frame: ipipSYN, vary: true, check: "tx", newFlw: true, capped: true},
 	}
-	// Katran (katran.go): its balancer, built from source, timed in the same rounds.
+	// Katran (katran_test.go): its balancer, built from source, timed in the same rounds.
 	kb, katranNote := loadKatran(t, env)
 	if kb != nil {
 		variants = append(variants, kb.variants(ipipACK, ipipSYN)...)

@@ -10,11 +10,12 @@ import (
 	"github.com/xlbproject/xlb/test/pkt"
 )
 
-// TestRouteRetakenOnOtherIngress: a flow's kept route names the interface
-// its next hop was looked up from, because the FIB's answer may depend on
-// it (policy routing by incoming interface). A packet of the flow that
-// arrives on another interface takes its route afresh.
-func TestRouteRetakenOnOtherIngress(t *testing.T) {
+// TestNexthopFollowsIngress: a backend's cached next hop names the
+// interface it was looked up from, because the FIB's answer may depend on it
+// (policy routing by incoming interface). A packet of an established flow
+// (whose fast path reads that cache) that arrives on another interface has
+// its next hop looked up again.
+func TestNexthopFollowsIngress(t *testing.T) {
 	w := newWorld(t)
 	id, ack := establish(t, w, 42500)
 	in := pkt.MustBuild(t, ack)
