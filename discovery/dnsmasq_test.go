@@ -25,6 +25,7 @@ type dnsmasq struct {
 	addr  string
 	hosts string
 	cmd   *exec.Cmd
+	out   *lockedBuffer
 }
 
 func startDnsmasq(t *testing.T) *dnsmasq {
@@ -57,6 +58,7 @@ func startDnsmasq(t *testing.T) *dnsmasq {
 		"--local=/xlb.test/", "--local-ttl=1",
 	)
 	out := &lockedBuffer{}
+	m.out = out
 	m.cmd.Stdout, m.cmd.Stderr = out, out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start dnsmasq: %v", err)
@@ -104,11 +106,20 @@ func (m *dnsmasq) write(addrs ...string) {
 	}
 }
 
-// reload makes dnsmasq read addn-hosts again (and clear its cache).
+// reload makes dnsmasq read addn-hosts again (and clear its cache), and
+// waits until it has: it handles SIGHUP later, and a query it answered
+// before that met the old file (an NXDOMAIN the resolver then keeps).
 func (m *dnsmasq) reload() {
 	m.t.Helper()
+	read := "read " + m.hosts + " - "
+	before := strings.Count(m.out.String(), read)
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		m.t.Fatalf("SIGHUP dnsmasq: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(m.out.String(), read) == before; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("dnsmasq did not read %s again within 5s after SIGHUP:\n%s", m.hosts, m.out.String())
+		}
 	}
 }
 
