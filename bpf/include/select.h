@@ -54,10 +54,11 @@ static __always_inline int select_flow_alive(const struct packet *p, const struc
  * connection cannot pin a new one. */
 static __always_inline struct backend *select_flow(const struct flow *f, struct svc **svc_out)
 {
+	__u32 svc_id = f->svc_id; /* a whole key: the field is 16 bits */
 	struct backend *be;
 	struct svc *svc;
 
-	svc = bpf_map_lookup_elem(&svc_by_id, &f->svc_id);
+	svc = bpf_map_lookup_elem(&svc_by_id, &svc_id);
 	be = bpf_map_lookup_elem(&backends, &f->backend_id);
 	if (!svc || svc->id != f->svc_id || !be || be->svc_id != f->svc_id || be->gen != f->gen ||
 	    !(be->flags & XLB_BE_F_UP)) {
