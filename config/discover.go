@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,21 +144,21 @@ func (p *parser) discover(n *yaml.Node, path string, s *Service) *Discover {
 
 	if e := f.get("resolvers"); e != nil {
 		items, _ := p.seq(e.v, join(path, "resolvers"), "[10.0.0.2:53]")
-		seen := map[netip.AddrPort]int{}
+		seen := map[string]int{}
 		for i, it := range items {
 			ipath := index(join(path, "resolvers"), i)
-			ap, ok := p.resolver(it, ipath)
+			r, ok := p.resolver(it, ipath)
 			if !ok {
 				valid = false
 				continue
 			}
-			if line, dup := seen[ap]; dup {
-				p.errorf(it, ipath, "resolver %s is listed twice (first on line %d)", ap, line)
+			if line, dup := seen[r]; dup {
+				p.errorf(it, ipath, "resolver %s is listed twice (first on line %d)", r, line)
 				valid = false
 				continue
 			}
-			seen[ap] = it.Line
-			d.Resolvers = append(d.Resolvers, ap.String())
+			seen[r] = it.Line
+			d.Resolvers = append(d.Resolvers, r)
 		}
 	}
 
@@ -218,30 +220,48 @@ func (p *parser) refresh(n *yaml.Node, path string) (time.Duration, bool) {
 
 // resolver decodes a DNS server's IP:port. Names are refused: resolving a
 // resolver's name would need a resolver.
-func (p *parser) resolver(n *yaml.Node, path string) (netip.AddrPort, bool) {
+// resolver reads one resolver, host:port: an IP address (IPv6 in brackets)
+// or a host name, which the system's resolver (/etc/hosts, resolv.conf)
+// turns into addresses each time the resolver is asked.
+func (p *parser) resolver(n *yaml.Node, path string) (string, bool) {
 	v, ok := p.str(n, path)
 	if !ok {
-		return netip.AddrPort{}, false
+		return "", false
 	}
 	v = strings.TrimSpace(v)
 	if a, err := netip.ParseAddr(v); err == nil {
 		p.errorf(n, path, "a resolver needs a port: write %s", netip.AddrPortFrom(a, 53))
-		return netip.AddrPort{}, false
+		return "", false
 	}
-	ap, err := netip.ParseAddrPort(v)
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		if ap.Port() == 0 {
+			p.errorf(n, path, "port must be between 1 and 65535, got 0")
+			return "", false
+		}
+		if a := ap.Addr(); a.IsUnspecified() || a.IsMulticast() {
+			p.errorf(n, path, "%s cannot be a resolver's address", a)
+			return "", false
+		}
+		return ap.String(), true
+	}
+	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		p.errorf(n, path, "expected a resolver's IP:port like 10.0.0.2:53, got %q (names are not resolved here)", v)
-		return netip.AddrPort{}, false
+		if validHostname(v) {
+			p.errorf(n, path, "a resolver needs a port: write %s", net.JoinHostPort(v, "53"))
+		} else {
+			p.errorf(n, path, "expected a resolver's host:port like 10.0.0.2:53 or ns1.internal:53, got %q", v)
+		}
+		return "", false
 	}
-	if ap.Port() == 0 {
-		p.errorf(n, path, "port must be between 1 and 65535, got 0")
-		return netip.AddrPort{}, false
+	if !validHostname(host) {
+		p.errorf(n, path, "expected a resolver's host:port like 10.0.0.2:53 or ns1.internal:53, got %q: %q is no IP address or host name", v, host)
+		return "", false
 	}
-	if a := ap.Addr(); a.IsUnspecified() || a.IsMulticast() {
-		p.errorf(n, path, "%s cannot be a resolver's address", a)
-		return netip.AddrPort{}, false
+	if pn, err := strconv.Atoi(port); err != nil || pn < 1 || pn > 65535 {
+		p.errorf(n, path, "port must be between 1 and 65535, got %q", port)
+		return "", false
 	}
-	return ap, true
+	return net.JoinHostPort(strings.ToLower(strings.TrimSuffix(host, ".")), port), true
 }
 
 // discover reports changes of a service's discover section.

@@ -73,8 +73,12 @@ services:
 			`xlb.yaml:6: services[0].discover.resolvers: expected a list like [10.0.0.2:53], got "10.0.0.2:53"`}},
 		{"resolver-without-port", l4 + "    discover: {dns: api.internal, resolvers: [10.0.0.2]}\n", []string{
 			`xlb.yaml:6: services[0].discover.resolvers[0]: a resolver needs a port: write 10.0.0.2:53`}},
-		{"resolver-name", l4 + "    discover: {dns: api.internal, resolvers: [\"ns1.internal:53\"]}\n", []string{
-			`xlb.yaml:6: services[0].discover.resolvers[0]: expected a resolver's IP:port like 10.0.0.2:53, got "ns1.internal:53" (names are not resolved here)`}},
+		{"resolver-name-without-port", l4 + "    discover: {dns: api.internal, resolvers: [ns1.internal]}\n", []string{
+			`xlb.yaml:6: services[0].discover.resolvers[0]: a resolver needs a port: write ns1.internal:53`}},
+		{"resolver-bad-name", l4 + "    discover: {dns: api.internal, resolvers: [\"ns 1.internal:53\"]}\n", []string{
+			`xlb.yaml:6: services[0].discover.resolvers[0]: expected a resolver's host:port like 10.0.0.2:53 or ns1.internal:53, got "ns 1.internal:53": "ns 1.internal" is no IP address or host name`}},
+		{"resolver-name-bad-port", l4 + "    discover: {dns: api.internal, resolvers: [\"ns1.internal:99999\"]}\n", []string{
+			`xlb.yaml:6: services[0].discover.resolvers[0]: port must be between 1 and 65535, got "99999"`}},
 		{"resolver-twice", `
 services:
   - name: api
@@ -148,10 +152,10 @@ services:
       type: aaaa
       weight: 5
       refresh: 10s
-      resolvers: ["[2001:db8::53]:53", 10.0.0.2:5353]
+      resolvers: ["[2001:db8::53]:53", 10.0.0.2:5353, NS1.Internal.:53]
       max_backends: 16
 `, Discover{DNS: "api.internal.", Type: "aaaa", Weight: 5, Refresh: 10 * time.Second,
-			Resolvers: []string{"[2001:db8::53]:53", "10.0.0.2:5353"}, MaxBackends: 16, Line: 7}},
+			Resolvers: []string{"[2001:db8::53]:53", "10.0.0.2:5353", "ns1.internal:53"}, MaxBackends: 16, Line: 7}},
 		{"l7-a-with-port", l7 + "    discover: {dns: web.internal, port: 8080, refresh: ttl}\n",
 			Discover{DNS: "web.internal", Type: "a", Port: 8080, Weight: 1, MaxBackends: 256, Line: 5}},
 		{"l7-srv", l7 + "    discover: {dns: _http._tcp.web.internal, type: srv, max_backends: 4096}\n",

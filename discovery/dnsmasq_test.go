@@ -171,3 +171,32 @@ func TestDnsmasqScale(t *testing.T) {
 		t.Errorf("a name dnsmasq does not know: %s (%v), want nxdomain", u.Result, u.Err)
 	}
 }
+
+// TestDnsmasqResolverByName: a resolver may be named by host name
+// (discover.resolvers is host:port); the system's resolver turns it into
+// addresses, each asked in turn: "localhost" is ::1 (where dnsmasq does not
+// listen) and 127.0.0.1 (where it does).
+func TestDnsmasqResolverByName(t *testing.T) {
+	t.Parallel()
+	m := startDnsmasq(t)
+	m.write("10.4.0.7")
+	m.reload()
+	_, port, err := net.SplitHostPort(m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, w, _ := start(t, Options{})
+	if err := d.Set([]Target{{Service: "app", Layer: 7, Name: "app.xlb.test", Type: "a", Port: 8080,
+		Resolvers: []string{net.JoinHostPort("localhost", port)}}}); err != nil {
+		t.Fatal(err)
+	}
+	w.waitSet("app", 3*time.Second, "10.4.0.7:8080")
+	if err := d.Set([]Target{{Service: "app", Layer: 7, Name: "app.xlb.test", Type: "a", Port: 8080,
+		Resolvers: []string{"no-such-resolver.invalid:53"}}}); err != nil {
+		t.Fatal(err)
+	}
+	u := w.wait("app", 5*time.Second, "a failed lookup", func(u Update) bool { return u.Err != nil })
+	if !strings.Contains(u.Err.Error(), "no-such-resolver.invalid") {
+		t.Errorf("a resolver whose name does not resolve: %v, want an error naming it", u.Err)
+	}
+}

@@ -73,7 +73,7 @@ func (l *loop) ask(ctx context.Context, servers []string, name string, qtype uin
 	q.SetEdns0(ednsSize, false)
 	var errs []error
 	allTimeouts := true
-	for _, server := range servers {
+	for _, server := range l.addresses(ctx, servers, &errs, &allTimeouts) {
 		r, err := l.exchange(ctx, server, q)
 		if err != nil {
 			allTimeouts = allTimeouts && isTimeout(err)
@@ -97,6 +97,38 @@ func (l *loop) ask(ctx context.Context, servers []string, name string, qtype uin
 		return nil, ResultTimeout, err
 	}
 	return nil, ResultError, err
+}
+
+// addresses turns resolvers named by host name into their addresses (each
+// asked in turn, as a list of resolvers is), through the system's resolver,
+// at every lookup: a resolver that moves is followed. A name that does not
+// resolve adds its error to errs.
+func (l *loop) addresses(ctx context.Context, servers []string, errs *[]error, allTimeouts *bool) []string {
+	out := make([]string, 0, len(servers))
+	for _, s := range servers {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("resolver %s: %w", s, err))
+			*allTimeouts = false
+			continue
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			out = append(out, s)
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.opts.QueryTimeout)
+		ips, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		cancel()
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("resolver %s: %w", s, err))
+			*allTimeouts = *allTimeouts && isTimeout(err)
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, net.JoinHostPort(ip.Unmap().String(), port))
+		}
+	}
+	return out
 }
 
 // exchange asks one server over UDP, and again over TCP when the UDP
