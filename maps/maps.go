@@ -57,29 +57,38 @@ type Maps struct {
 	epochMu sync.Mutex
 }
 
-// bumpEpoch moves the data plane's epoch on: every flow's kept route (struct
-// route: the backend's address, next hop and service flags as they were
-// when taken) stops being followed, and each flow takes its route afresh on
-// its next packet. Every write a route depends on calls it after the write,
-// so that a route taken from the old state carries the old epoch.
+// bumpEpoch moves the data plane's epoch on: an established flow is followed
+// on its entry alone (no service lookup, no backend checks) only while the
+// epoch it was checked under is current, so each flow is checked again on its
+// next packet. Every write those checks depend on calls it after the write,
+// so that a flow checked against the old state carries the old epoch.
 func (m *Maps) bumpEpoch() error {
 	if m.Settings == nil {
 		return nil
 	}
+	return m.writeSettings(nil)
+}
+
+// writeSettings writes v, or the current settings when v is nil, with the
+// next epoch.
+func (m *Maps) writeSettings(v *bpf.LbGlobals) error {
 	m.epochMu.Lock()
 	defer m.epochMu.Unlock()
-	var v bpf.LbGlobals
-	if err := m.Settings.Lookup(uint32(0), &v); err != nil {
+	var cur bpf.LbGlobals
+	if err := m.Settings.Lookup(uint32(0), &cur); err != nil {
 		return fmt.Errorf("read settings: %w", err)
 	}
-	v.Epoch = nextEpoch(v.Epoch)
-	if err := m.Settings.Put(uint32(0), &v); err != nil {
-		return fmt.Errorf("move epoch: %w", err)
+	if v == nil {
+		v = &cur
+	}
+	v.Epoch = nextEpoch(cur.Epoch)
+	if err := m.Settings.Put(uint32(0), v); err != nil {
+		return fmt.Errorf("write settings: %w", err)
 	}
 	return nil
 }
 
-// nextEpoch skips 0, which marks a flow without a route.
+// nextEpoch skips 0, which marks a flow never checked.
 func nextEpoch(e uint32) uint32 {
 	if e+1 == 0 {
 		return 1
@@ -220,7 +229,7 @@ func (m *Maps) PutService(s Service) error {
 	if err := m.Services.Put(&k, &v); err != nil {
 		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
 	}
-	// Its flows' routes carry its flags (dsr).
+	// Its flows carry its flags (dsr).
 	if err := m.bumpEpoch(); err != nil {
 		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
 	}
@@ -303,10 +312,10 @@ func (m *Maps) DeleteBackend(id uint32) error {
 	return nil
 }
 
-// InvalidateNexthop clears a backend's cached next hop on every CPU, and the
-// routes flows keep (bumpEpoch), so the next packet to it asks the FIB
-// again (a new address, or a MAC that moved) and every flow re-checks its
-// backend. PutBackend and DeleteBackend end with it.
+// InvalidateNexthop clears a backend's cached next hop on every CPU, so the
+// next packet to it asks the FIB again (a new address, or a MAC that moved),
+// and moves the epoch (bumpEpoch), so every flow checks its backend again.
+// PutBackend and DeleteBackend end with it.
 func (m *Maps) InvalidateNexthop(id uint32) error {
 	if m.Nexthops != nil {
 		n, err := ebpf.PossibleCPU()
@@ -500,15 +509,7 @@ func (m *Maps) PutSettings(s Settings) error {
 	if s.UDPTimeout <= 0 {
 		v.UdpTimeoutNs = uint64(DefaultUDPTimeout)
 	}
-	// Flows' routes carry the outer source: a new epoch retires them.
-	m.epochMu.Lock()
-	defer m.epochMu.Unlock()
-	var cur bpf.LbGlobals
-	if err := m.Settings.Lookup(uint32(0), &cur); err != nil {
-		return fmt.Errorf("read settings: %w", err)
-	}
-	v.Epoch = nextEpoch(cur.Epoch)
-	if err := m.Settings.Put(uint32(0), &v); err != nil {
+	if err := m.writeSettings(&v); err != nil {
 		return fmt.Errorf("put settings: %w", err)
 	}
 	return nil

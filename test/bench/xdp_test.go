@@ -212,10 +212,7 @@ func BenchmarkXDP(t *testing.B) {
 	results := make([][]uint32, len(variants))
 
 	err = env.Host.Do(func() error {
-		// One CPU for every run: per-CPU maps and caches stay comparable.
-		var set unix.CPUSet
-		set.Set(0)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
+		if err := onCPU0(); err != nil {
 			return err
 		}
 		// Round 0 warms up and is not recorded: caches and branch
@@ -381,9 +378,7 @@ func BenchmarkXDP(t *testing.B) {
 	}
 	dres := make([][]uint32, len(direct))
 	err = env.Host.Do(func() error {
-		var set unix.CPUSet
-		set.Set(0)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
+		if err := onCPU0(); err != nil {
 			return err
 		}
 		const n = 2_000_000
@@ -434,6 +429,14 @@ func BenchmarkXDP(t *testing.B) {
 			t.ReportMetric(netRatio(i, 1), "net-x-dsr-floor(dsr-established)")
 		}
 	}
+}
+
+// onCPU0 keeps the calling thread on CPU 0: per-CPU maps and caches stay
+// comparable between runs.
+func onCPU0() error {
+	var set unix.CPUSet
+	set.Set(0)
+	return unix.SchedSetaffinity(0, &set)
 }
 
 // index is the position of the variant whose name starts with prefix, or -1.
