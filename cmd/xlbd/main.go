@@ -42,7 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		configPath = fs.String("config", "/etc/xlb/xlb.yaml", "config file")
 		check      = fs.Bool("check", false, "validate the config, print ok or every error, and exit 0/1")
 		showVer    = fs.Bool("version", false, "print the version and exit")
-		detach     = fs.Bool("detach", false, "remove the XDP program and the pinned maps, and exit (same as xlbctl detach)")
+		detach     = fs.Bool("detach", false, "ask the running xlbd to withdraw its VIPs from the BGP peers, remove the XDP program and the pinned maps, and exit (same as xlbctl detach)")
+		wdWait     = fs.Duration("withdraw-wait", time.Second, "with -detach: after the VIPs are withdrawn, wait this long before detaching")
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		accessLog  = fs.String("access-log", "", "L7 access log (JSON lines): a file path, - for stderr, empty for none")
@@ -68,9 +69,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *detach {
-		pinPath := loader.DefaultPinPath
-		if cfg, err := config.Load(*configPath); err == nil && cfg.XDP.PinPath != "" {
-			pinPath = cfg.XDP.PinPath
+		pinPath, admin := loader.DefaultPinPath, config.Admin{}
+		if cfg, err := config.Load(*configPath); err == nil {
+			admin = cfg.Admin
+			if cfg.XDP.PinPath != "" {
+				pinPath = cfg.XDP.PinPath
+			}
+		}
+		if err := withdrawBeforeDetach(context.Background(), admin, *wdWait, stderr); err != nil {
+			fmt.Fprintf(stderr, "xlbd: detach: %v\n", err)
+			return 1
 		}
 		if err := loader.Unpin(pinPath); err != nil {
 			fmt.Fprintf(stderr, "xlbd: %v\n", err)
