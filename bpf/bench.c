@@ -26,6 +26,8 @@ struct bench_pkt {
 	__u32 len;
 	__u32 seq;       /* bumped per run when vary is set */
 	__u32 vary;      /* 1: write seq into the flow so every run is a new flow */
+	__u32 mask;      /* with vary, nonzero: base + (seq & mask): runs cycle over mask + 1 flows */
+	__u32 base;
 	__u16 sport_off; /* where the source port lies */
 	__u16 saddr_off; /* where the last two bytes of the source address lie */
 	__u8 data[BENCH_MAX_PKT];
@@ -77,6 +79,9 @@ int xlb_bench_driver(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	if (bp->vary) {
 		__u32 seq = bp->seq++;
+
+		if (bp->mask)
+			seq = bp->base + (seq & bp->mask);
 		__be16 port = bpf_htons(1024 + (seq & 0x7fff));
 		__be16 host = bpf_htons(seq >> 15);
 

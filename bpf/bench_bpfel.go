@@ -18,6 +18,8 @@ type BenchBenchPkt struct {
 	Len      uint32
 	Seq      uint32
 	Vary     uint32
+	Mask     uint32
+	Base     uint32
 	SportOff uint16
 	SaddrOff uint16
 	Data     [256]uint8
