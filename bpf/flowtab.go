@@ -42,7 +42,9 @@ func FlowEntries(buckets uint32, cpus int) uint64 {
 
 // SizeFlowTable sets the flows map of an LB collection to hold entries flows
 // in total (0: FlowEntriesDefault) on this machine's possible CPUs, and
-// returns its buckets per CPU.
+// returns its buckets per CPU. The map holds a slice of that many buckets
+// per CPU (a per-CPU array of an older build: that many buckets, each per
+// CPU).
 func SizeFlowTable(spec *ebpf.CollectionSpec, entries uint32) (uint32, error) {
 	ms, ok := spec.Maps[LbMapFlows]
 	if !ok {
@@ -57,8 +59,12 @@ func SizeFlowTable(spec *ebpf.CollectionSpec, entries uint32) (uint32, error) {
 	}
 	// The ways from the bucket's type: a build with another XLB_FLOW_WAYS or
 	// another way size (the bench compares them) gets the same entries.
-	ms.MaxEntries = flowBuckets(entries, cpus, bucketWays(ms))
-	return ms.MaxEntries, nil
+	buckets := flowBuckets(entries, cpus, bucketWays(ms))
+	ms.MaxEntries = buckets
+	if ms.Type == ebpf.Array {
+		ms.MaxEntries = buckets * uint32(cpus)
+	}
+	return buckets, nil
 }
 
 // bucketWays is the length of the ways array of a flows map's bucket type,

@@ -294,10 +294,12 @@ func checkPinnedMaps(spec *ebpf.CollectionSpec, dir string) ([]string, error) {
 			hint := `it was made by another xlb version or configuration: run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`
 			// (A flows map of another type or bucket shape is another xlb version's.)
 			if name == bpf.LbMapFlows && sameShape && pinnedEntries != ms.MaxEntries {
-				// The map counts buckets per CPU; people count entries.
-				pinned, configured := flowEntries(pinnedEntries), flowEntries(ms.MaxEntries)
+				// The map counts buckets over all CPUs; people count entries.
+				cpus, _ := ebpf.PossibleCPU()
+				pb, cb := pinnedEntries/uint32(max(cpus, 1)), ms.MaxEntries/uint32(max(cpus, 1))
+				pinned, configured := flowEntries(pb), flowEntries(cb)
 				hint = fmt.Sprintf(`the flow table size changed (pinned %d entries, configured %d; %d and %d buckets of %d per CPU): set xdp.flow_table_size back to %d to keep established flows, or run "xlbctl detach" to remove the pinned objects (this drops established flows) and start again`,
-					pinned, configured, pinnedEntries, ms.MaxEntries, bpf.FlowWays, pinned)
+					pinned, configured, pb, cb, bpf.FlowWays, pinned)
 			}
 			return nil, fmt.Errorf("pinned map %q at %s does not match the program (%w); %s", name, path, err, hint)
 		}

@@ -225,8 +225,8 @@ func TestLoadNoPinNeedsNoBPFFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := d.Objs.Flows.MaxEntries(), bpf.FlowBuckets(4096, cpus); got != want {
-		t.Errorf("flows max_entries = %d buckets, want %d (4096 entries over %d CPUs)", got, want, cpus)
+	if got, want := d.Objs.Flows.MaxEntries(), bpf.FlowBuckets(4096, cpus)*uint32(cpus); got != want {
+		t.Errorf("flows max_entries = %d buckets, want %d (4096 entries over %d CPUs, a slice each)", got, want, cpus)
 	}
 	if d.Adopted {
 		t.Error("Adopted without pins")
@@ -579,7 +579,7 @@ func TestLoadRejectsIncompatiblePinnedFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if cpus, _ := ebpf.PossibleCPU(); m.MaxEntries() != bpf.FlowBuckets(1024, cpus) {
+	if cpus, _ := ebpf.PossibleCPU(); m.MaxEntries() != bpf.FlowBuckets(1024, cpus)*uint32(cpus) {
 		t.Errorf("pinned flows replaced: max_entries %d", m.MaxEntries())
 	}
 }

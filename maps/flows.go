@@ -5,9 +5,9 @@ package maps
 import (
 	"cmp"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -103,7 +103,39 @@ func flowStore(b *bpf.LbFlowBucket, k bpf.LbFlowKey, f bpf.LbFlow, age uint32) {
 	b.Ways[victim] = bpf.LbFlowWay{Key: k, Flow: f}
 }
 
-func (m *Maps) flowBuckets() uint32 { return m.Flows.MaxEntries() }
+// flowCPUs is how many CPU slices the table has: the possible CPUs.
+func flowCPUs() (int, error) {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return 0, fmt.Errorf("flow table: %w", err)
+	}
+	return max(n, 1), nil
+}
+
+// flowBuckets is the buckets of one CPU's slice (of an older build's per-CPU
+// array, which the bench times as a baseline: its entries).
+func (m *Maps) flowBuckets() uint32 {
+	n, err := flowCPUs()
+	if err != nil || m.Flows.Type() == ebpf.PerCPUArray {
+		return m.Flows.MaxEntries()
+	}
+	return m.Flows.MaxEntries() / uint32(n)
+}
+
+// bucketCopies reads bucket idx of every CPU's slice.
+func (m *Maps) bucketCopies(idx uint32) ([]bpf.LbFlowBucket, error) {
+	n, err := flowCPUs()
+	if err != nil {
+		return nil, err
+	}
+	per := make([]bpf.LbFlowBucket, n)
+	for c := range per {
+		if err := m.Flows.Lookup(uint32(c)*m.flowBuckets()+idx, &per[c]); err != nil {
+			return nil, err
+		}
+	}
+	return per, nil
+}
 
 // LookupFlow returns the entry a packet of the flow follows. Each CPU that
 // saw the flow holds a copy (a sender that migrated leaves one behind); of
@@ -129,9 +161,8 @@ func (m *Maps) LookupFlow(k FlowKey) (Flow, error) {
 // it (Flow.CPU), the most recently seen first (by the bucket's ages).
 func (m *Maps) FlowCopies(k FlowKey) ([]Flow, error) {
 	kk := k.kernel()
-	idx := flowHash(kk) & (m.flowBuckets() - 1)
-	var per []bpf.LbFlowBucket
-	if err := m.Flows.Lookup(idx, &per); err != nil {
+	per, err := m.bucketCopies(flowHash(kk) & (m.flowBuckets() - 1))
+	if err != nil {
 		return nil, fmt.Errorf("lookup flow %v: %w", k, err)
 	}
 	var (
@@ -158,50 +189,61 @@ func (m *Maps) FlowCopies(k FlowKey) ([]Flow, error) {
 func (m *Maps) PutFlow(f Flow) error {
 	kk := f.FlowKey.kernel()
 	idx := flowHash(kk) & (m.flowBuckets() - 1)
-	var per []bpf.LbFlowBucket
-	if err := m.Flows.Lookup(idx, &per); err != nil {
+	per, err := m.bucketCopies(idx)
+	if err != nil {
 		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
 	}
 	v := bpf.LbFlow{BackendId: f.BackendID, SvcId: uint16(f.ServiceID), Gen: f.Gen, AtimeNs: f.LastSeen}
 	for c := range per {
 		flowStore(&per[c], kk, v, newestAge(&per[c]))
-	}
-	if err := m.Flows.Put(idx, per); err != nil {
-		return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
+		if err := m.Flows.Put(uint32(c)*m.flowBuckets()+idx, &per[c]); err != nil {
+			return fmt.Errorf("put flow %v: %w", f.FlowKey, err)
+		}
 	}
 	return nil
 }
 
-// flowBatch is how many buckets one batch lookup reads.
+// flowBatch is how many buckets of each CPU one read takes.
 const flowBatch = 1024
 
 // eachFlow calls fn with every entry of the table, once per flow (a flow
 // several CPUs hold counts once, with its most recent copy), until fn
-// returns false. It reads the table in batches: a 1M-entry table is some
-// 64 MB of per-CPU buckets, so callers do it on request only.
+// returns false. It reads the CPUs' slices side by side, through the map's
+// memory: a 1M-entry table is some 72 MB, so callers do it on request only.
+// The data plane writes while it reads: a bucket read mid-write may show a
+// way half old, half new, which a listing can live with.
 func (m *Maps) eachFlow(fn func(Flow) bool) error {
-	cpus, err := ebpf.PossibleCPU()
+	cpus, err := flowCPUs()
 	if err != nil {
 		return err
 	}
-	n := min(m.flowBuckets(), flowBatch)
-	keys := make([]uint32, n)
-	vals := make([]bpf.LbFlowBucket, int(n)*cpus)
+	mem, err := m.Flows.Memory()
+	if err != nil {
+		return fmt.Errorf("read flows: %w", err)
+	}
+	buckets := m.flowBuckets()
+	size := int64(unsafe.Sizeof(bpf.LbFlowBucket{}))
+	chunk := make([][]bpf.LbFlowBucket, cpus)
+	for c := range chunk {
+		chunk[c] = make([]bpf.LbFlowBucket, min(buckets, flowBatch))
+	}
 	type way struct {
 		bpf.LbFlowWay
 		age uint32
 	}
 	seen := make([]way, 0, bpf.FlowWays*cpus)
-	var cursor ebpf.MapBatchCursor
-	for {
-		got, err := m.Flows.BatchLookup(&cursor, keys, vals, nil)
-		done := errors.Is(err, ebpf.ErrKeyNotExist)
-		if err != nil && !done {
-			return fmt.Errorf("read flows: %w", err)
+	for first := uint32(0); first < buckets; first += flowBatch {
+		n := min(buckets-first, flowBatch)
+		for c := range chunk {
+			raw := unsafe.Slice((*byte)(unsafe.Pointer(&chunk[c][0])), int64(n)*size)
+			if _, err := mem.ReadAt(raw, (int64(c)*int64(buckets)+int64(first))*size); err != nil {
+				return fmt.Errorf("read flows: %w", err)
+			}
 		}
-		for i := range got {
+		for i := range n {
 			seen = seen[:0]
-			for _, b := range vals[i*cpus : (i+1)*cpus] {
+			for c := range chunk {
+				b := &chunk[c][i]
 			ways:
 				for wi, w := range b.Ways {
 					if b.Tag[wi] == 0 {
@@ -224,10 +266,8 @@ func (m *Maps) eachFlow(fn func(Flow) bool) error {
 				}
 			}
 		}
-		if done || got == 0 {
-			return nil
-		}
 	}
+	return nil
 }
 
 // ListFlows lists the connection table, up to limit entries (0 = all).

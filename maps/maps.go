@@ -465,10 +465,10 @@ const DefaultUDPTimeout = 30 * time.Second
 // PutSettings writes the global settings.
 func (m *Maps) PutSettings(s Settings) error {
 	v := bpf.LbGlobals{MaxNewFlowsCpu: s.MaxNewFlowsPerCPU}
-	// The program takes its flow-table mask from here: the table's own
-	// size (a power of two, set by the loader) less one.
+	// The program takes its flow-table mask from here: the buckets of one
+	// CPU's slice (a power of two, set by the loader) less one.
 	if m.Flows != nil {
-		v.FlowMask = m.Flows.MaxEntries() - 1
+		v.FlowMask = m.flowBuckets() - 1
 	}
 	if s.Src4.IsValid() {
 		if !s.Src4.Is4() {

@@ -36,11 +36,17 @@ static __always_inline int flow_find(const struct flow_bucket *b, const struct f
 	return -1;
 }
 
+/* flow_bucket_on is bucket idx of CPU cpu's slice, NULL past the last CPU. */
+static __always_inline struct flow_bucket *flow_bucket_on(const struct globals *cfg, __u32 idx, __u32 cpu)
+{
+	__u32 key = cpu * (cfg->flow_mask + 1) + idx;
+
+	return bpf_map_lookup_elem(&flows, &key);
+}
+
 static __always_inline struct flow_bucket *flow_bucket_of(const struct globals *cfg, __u32 hash)
 {
-	__u32 idx = hash & cfg->flow_mask;
-
-	return bpf_map_lookup_elem(&flows, &idx);
+	return flow_bucket_on(cfg, hash & cfg->flow_mask, bpf_get_smp_processor_id());
 }
 
 /* flow_store writes k's entry into b: into k's own way if it has one, else
@@ -82,6 +88,7 @@ store:
  * CPU's copy of the bucket, for bpf_loop. */
 struct flow_probe {
 	struct flow_key key;
+	const struct globals *cfg;
 	__u32 idx;
 	__u32 tag;
 	__u32 self;
@@ -96,7 +103,7 @@ static long flow_probe_cpu(__u64 cpu, void *data)
 
 	if (cpu == pr->self)
 		return 0;
-	b = bpf_map_lookup_percpu_elem(&flows, &pr->idx, (__u32)cpu);
+	b = flow_bucket_on(pr->cfg, pr->idx, (__u32)cpu);
 	if (!b)
 		return 1; /* past the last CPU */
 	w = flow_find(b, &pr->key, pr->tag);
@@ -136,7 +143,7 @@ static __always_inline void flow_take_latest(const struct globals *cfg, struct f
 
 	if (cpu == self)
 		return;
-	o = bpf_map_lookup_percpu_elem(&flows, &idx, cpu);
+	o = flow_bucket_on(cfg, idx, cpu);
 	if (o) {
 		ow = flow_find(o, k, flow_tag(hash));
 		if (ow >= 0) {
@@ -208,6 +215,7 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 	}
 	__builtin_memset(&pr, 0, sizeof(pr));
 	pr.key = *k;
+	pr.cfg = cfg;
 	pr.idx = hash & cfg->flow_mask;
 	pr.tag = flow_tag(hash);
 	pr.self = bpf_get_smp_processor_id();
@@ -215,7 +223,7 @@ static __always_inline struct flow *flow_lookup(const struct globals *cfg, const
 	if (!pr.found)
 		return f;
 	/* Found again rather than copied out by the loop: the stack is short. */
-	o = bpf_map_lookup_percpu_elem(&flows, &pr.idx, pr.found - 1);
+	o = flow_bucket_on(cfg, pr.idx, pr.found - 1);
 	if (!o)
 		return f;
 	ow = flow_find(o, k, pr.tag);

@@ -57,12 +57,18 @@ struct {
 	__array(values, struct ring);
 } maglev_rings SEC(".maps");
 
-/* The connection table (see struct flow_bucket): buckets indexed by the
- * flow hash masked with globals.flow_mask, one copy per CPU. The loader sizes
- * it from xdp.flow_table_size (buckets per CPU: entries / ways / CPUs, rounded
- * up to a power of two). */
+/* The connection table (see struct flow_bucket): one slice of buckets per
+ * CPU, CPU c's bucket i at c * buckets + i, i the flow hash masked with
+ * globals.flow_mask (buckets - 1). A plain array, not a per-CPU one: a
+ * per-CPU array's elements are separate allocations reached through an
+ * array of pointers, one more dependent cache miss on every lookup of a
+ * table that does not fit the caches. Mmapable, so userspace lists it
+ * without a system call per bucket. The loader sizes it from
+ * xdp.flow_table_size (buckets per CPU: entries / ways / CPUs, rounded up
+ * to a power of two, times the CPUs). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, XLB_FLOW_BUCKETS_DEFAULT);
 	__type(key, __u32);
 	__type(value, struct flow_bucket);

@@ -486,6 +486,7 @@ func (k *katranBench) variants(ack, syn []byte) []variant {
 	}
 	return []variant{
 		{name: "katran established flow", prog: k.prog, frame: ack, prime: syn, primer: k.prog, verify: verify(false)},
+		{name: "katran established, 65536 flows in turn", prog: k.prog, frame: ack, prime: syn, vary: true, cycle: 1 << 16, seqOff: 1 << 29, verify: verify(false)},
 		{name: "katran new flow (SYN)", prog: k.prog, frame: syn, vary: true, verify: verify(true)},
 	}
 }

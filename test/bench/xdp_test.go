@@ -383,7 +383,7 @@ func BenchmarkXDP(t *testing.B) {
 	fmt.Fprintf(&b, "\nXDP per-packet cost, BPF_PROG_TEST_RUN through a restoring driver, %d runs x %d rounds, median (kernel %s)\n", repeat, rounds, kernelRelease())
 	cpus, _ := ebpf.PossibleCPU()
 	fmt.Fprintf(&b, "flow table %d entries: per CPU %d buckets of %d ways (the floors: an LRU hash of %d entries without common list); new flows meet a full table (warm-up round): every insert evicts\n",
-		env.FlowEntries, env.Objs.Flows.MaxEntries(), bpf.FlowWays, env.FlowEntries)
+		env.FlowEntries, env.Objs.Flows.MaxEntries()/uint32(max(cpus, 1)), bpf.FlowWays, env.FlowEntries)
 	fmt.Fprintf(&b, "every run on CPU 0 of %d\n", cpus)
 	fmt.Fprintln(&b, katranNote)
 	fmt.Fprintf(&b, "driver's own cost %d ns, subtracted round by round in the net columns; ratios are medians of per-round ratios\n", med[0])

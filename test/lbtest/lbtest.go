@@ -113,7 +113,7 @@ func load(t testing.TB, lb *netns.Host, l netns.Link, spec *ebpf.CollectionSpec,
 	}
 	// Today's flow table is a per-CPU array of buckets; an older build's
 	// (a baseline's) an LRU hash of entries.
-	if ms := spec.Maps[bpf.LbMapFlows]; ms.Type == ebpf.PerCPUArray {
+	if ms := spec.Maps[bpf.LbMapFlows]; ms.Type == ebpf.PerCPUArray || ms.Type == ebpf.Array {
 		if _, err := bpf.SizeFlowTable(spec, flows); err != nil {
 			t.Fatal(err)
 		}
