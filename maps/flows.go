@@ -209,20 +209,33 @@ const flowBatch = 1024
 // eachFlow calls fn with every entry of the table, once per flow (a flow
 // several CPUs hold counts once, with its most recent copy), until fn
 // returns false. It reads the CPUs' slices side by side, through the map's
-// memory: a 1M-entry table is some 72 MB, so callers do it on request only.
-// The data plane writes while it reads: a bucket read mid-write may show a
-// way half old, half new, which a listing can live with.
+// memory (a 1M-entry table is some 72 MB, so callers do it on request
+// only), or bucket by bucket when the map cannot be mapped: a read-only
+// descriptor (OpenPinned's) cannot map a BPF map. The data plane writes
+// while it reads: a bucket read mid-write may show a way half old, half
+// new, which a listing can live with.
 func (m *Maps) eachFlow(fn func(Flow) bool) error {
 	cpus, err := flowCPUs()
 	if err != nil {
 		return err
 	}
-	mem, err := m.Flows.Memory()
-	if err != nil {
-		return fmt.Errorf("read flows: %w", err)
-	}
 	buckets := m.flowBuckets()
-	size := int64(unsafe.Sizeof(bpf.LbFlowBucket{}))
+	read := func(c int, first uint32, into []bpf.LbFlowBucket) error {
+		for i := range into {
+			if err := m.Flows.Lookup(uint32(c)*buckets+first+uint32(i), &into[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if mem, err := m.Flows.Memory(); err == nil {
+		read = func(c int, first uint32, into []bpf.LbFlowBucket) error {
+			size := int64(unsafe.Sizeof(bpf.LbFlowBucket{}))
+			raw := unsafe.Slice((*byte)(unsafe.Pointer(&into[0])), int64(len(into))*size)
+			_, err := mem.ReadAt(raw, (int64(c)*int64(buckets)+int64(first))*size)
+			return err
+		}
+	}
 	chunk := make([][]bpf.LbFlowBucket, cpus)
 	for c := range chunk {
 		chunk[c] = make([]bpf.LbFlowBucket, min(buckets, flowBatch))
@@ -235,8 +248,7 @@ func (m *Maps) eachFlow(fn func(Flow) bool) error {
 	for first := uint32(0); first < buckets; first += flowBatch {
 		n := min(buckets-first, flowBatch)
 		for c := range chunk {
-			raw := unsafe.Slice((*byte)(unsafe.Pointer(&chunk[c][0])), int64(n)*size)
-			if _, err := mem.ReadAt(raw, (int64(c)*int64(buckets)+int64(first))*size); err != nil {
+			if err := read(c, first, chunk[c][:n]); err != nil {
 				return fmt.Errorf("read flows: %w", err)
 			}
 		}
