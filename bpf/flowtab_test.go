@@ -282,3 +282,70 @@ func TestUDPFlowExpiredHereAliveElsewhere(t *testing.T) {
 		t.Errorf("flow_other_cpu = %d, want 2 (to CPU 1, then back)", got)
 	}
 }
+
+// TestFlowListingMappedOrReadOnly: the table is listed through the map's
+// memory when the descriptor allows it and bucket by bucket when it is
+// read-only (as xlbctl's pins are: a read-only descriptor cannot map a BPF
+// map), both ways the same, and a flow several CPUs hold is listed once.
+func TestFlowListingMappedOrReadOnly(t *testing.T) {
+	privileged.Require(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	env := lbtest.NewWithFlowTable(t, 1024)
+	env.AddService(t, lbtest.ServiceSpec{Service: maps.Service{ServiceKey: maps.ServiceKey{VIP: vip4, Port: 80, Proto: maps.ProtoTCP}, ID: 1},
+		Backends: []netip.Addr{lbtest.Backend4(1), lbtest.Backend4(2), lbtest.Backend4(3)}, FirstID: 1})
+	// One flow made by a SYN on CPU 1, one put by hand on every CPU.
+	if act, _ := runOnCPU(t, env, 1, pkt.MustBuild(t, tcp4(client4, 31000, vip4, 80, "S"))); act != xdpTX {
+		t.Fatalf("SYN: action %s", actionNames[act])
+	}
+	gen, err := env.Maps.BackendGen(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Maps.PutFlow(maps.Flow{FlowKey: tcpKey(client4, 31001, vip4), BackendID: 2, ServiceID: 1, Gen: gen}); err != nil {
+		t.Fatal(err)
+	}
+	if got := flowCPUs(t, env.Maps, tcpKey(client4, 31001, vip4)); len(got) < 2 {
+		t.Fatalf("the flow put by hand is on CPUs %v, want every CPU", got)
+	}
+	ports := func(m *maps.Maps) []uint16 {
+		t.Helper()
+		flows, err := m.ListFlows(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint16
+		for _, f := range flows {
+			out = append(out, f.Src.Port())
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []uint16{31000, 31001}
+	if got := ports(env.Maps); !slices.Equal(got, want) {
+		t.Errorf("listed through memory: ports %v, want %v", got, want)
+	}
+
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, 0) })
+	pin := dir + "/flows"
+	if err := env.Objs.Flows.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Objs.Flows.Unpin() })
+	ro, err := ebpf.LoadPinnedMap(pin, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := ro.Memory(); err == nil {
+		t.Fatal("a read-only descriptor mapped the table: the bucket-by-bucket path goes untested")
+	}
+	if got := ports(&maps.Maps{Flows: ro}); !slices.Equal(got, want) {
+		t.Errorf("listed bucket by bucket: ports %v, want %v", got, want)
+	}
+}
