@@ -30,7 +30,7 @@ type BenchFlow struct {
 	BackendId uint32
 	SvcId     uint16
 	SvcFlags  uint8
-	Pad       uint8
+	OffRing   uint8
 	Gen       uint32
 	Epoch     uint32
 	AtimeNs   uint64

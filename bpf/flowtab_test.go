@@ -220,6 +220,41 @@ func TestFlowFoundOnAnotherCPU(t *testing.T) {
 	}
 }
 
+// TestReusedPortOnItsSlotStaysFast: a new connection on a reused 5-tuple
+// that begins on CPU 1, while CPU 0 still holds the old connection's entry,
+// gets the same backend from the same Maglev table; so CPU 0's next packet
+// follows its own entry on the fast path, without taking CPU 1's (no
+// flow_other_cpu), and reaches that backend. An entry off its slot takes
+// the newer one: TestFlowFoundOnAnotherCPU.
+func TestReusedPortOnItsSlotStaysFast(t *testing.T) {
+	w := newWorld(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	syn := tcp4(client4, 31500, vip4, 80, "S")
+	backend := w.want(1, syn, false)
+	for _, cpu := range []int{0, 1} {
+		in := pkt.MustBuild(t, syn)
+		act, out := runOnCPU(t, w.Env, cpu, in)
+		wantAction(t, act, xdpTX)
+		w.checkEncap(t, in, out, backend)
+	}
+	ack := syn
+	ack.TCPFlags = "A"
+	for range 2 {
+		in := pkt.MustBuild(t, ack)
+		act, out := runOnCPU(t, w.Env, 0, in)
+		wantAction(t, act, xdpTX)
+		w.checkEncap(t, in, out, backend)
+	}
+	if got := w.Stat(t, "flow_other_cpu"); got != 0 {
+		t.Errorf("flow_other_cpu = %d, want 0: CPU 0 took CPU 1's entry though both name backend %d", got, backend)
+	}
+	if got := flowCPUs(t, w.Maps, tcpKey(client4, 31500, vip4)); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("the flow is in the tables of CPUs %v, want [0 1]", got)
+	}
+}
+
 // TestUDPFlowExpiredHereAliveElsewhere: a UDP flow whose sender moved to CPU 1
 // for longer than the UDP timeout has an expired entry on CPU 0 and a live one
 // on CPU 1; back on CPU 0 it takes CPU 1's, and keeps its backend although the

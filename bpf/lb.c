@@ -167,6 +167,11 @@ static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *
 				if (be->family != p->key.family)
 					return XLB_STAT_DROP_NO_BACKEND;
 				f->svc_flags = svc->flags;
+				/* Kept across a table change, the backend may no longer
+				 * be its slot's: then another CPU's newer entry of the
+				 * 5-tuple (a reused port) may name another, and the fast
+				 * path must look for one (flow_here). */
+				f->off_ring = select_maglev(svc, &p->key, hash) != f->backend_id;
 				f->epoch = st->epoch;
 				backend_id = f->backend_id;
 				svc_id = f->svc_id;

@@ -157,7 +157,14 @@ static __always_inline void flow_take_latest(const struct globals *cfg, struct f
 /* flow_here returns k's entry in this CPU's table when it is there, alive (a
  * UDP entry within its timeout) and the latest of its 5-tuple (no other CPU
  * made a newer one), and counts it as seen; else NULL, and the caller takes
- * the full path (flow_lookup). */
+ * the full path (flow_lookup).
+ *
+ * Only an entry off its Maglev slot reads flow_syns for the latter. A
+ * newer entry of the 5-tuple elsewhere, made under the same epoch (the
+ * caller checks it), was chosen from the same Maglev table, so it names
+ * the backend an entry on its slot already names: following this one is
+ * the same. That spares nearly every established packet a read of a
+ * shared line that is seldom in the cache. */
 static __always_inline struct flow *flow_here(const struct globals *cfg, const struct flow_key *k, __u32 hash,
 					      __u64 now, __u32 age)
 {
@@ -175,9 +182,11 @@ static __always_inline struct flow *flow_here(const struct globals *cfg, const s
 	f = &b->ways[w].flow;
 	if (k->proto == IPPROTO_UDP && now - f->atime_ns > cfg->udp_timeout_ns)
 		return NULL;
-	rec = flow_syn_of(hash);
-	if (rec && (__u32)(*rec >> 32) == flow_tag(hash) && (__u32)*rec != bpf_get_smp_processor_id())
-		return NULL;
+	if (f->off_ring) {
+		rec = flow_syn_of(hash);
+		if (rec && (__u32)(*rec >> 32) == flow_tag(hash) && (__u32)*rec != bpf_get_smp_processor_id())
+			return NULL;
+	}
 	b->age[w] = age;
 	return f;
 }

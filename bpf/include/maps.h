@@ -76,7 +76,9 @@ struct {
 
 /* Which CPU made the latest entry of a 5-tuple (by flow hash): shared, so that
  * a CPU holding an older connection's entry of the same 5-tuple learns that
- * its copy may be stale. One u64: (flow tag << 32) | CPU, stored whole. */
+ * its copy may be stale (read by the slow path, and by the fast one for an
+ * entry off its Maglev slot only: see flow_here). One u64: (flow tag << 32) |
+ * CPU, stored whole. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XLB_FLOW_SYN_ENTRIES);

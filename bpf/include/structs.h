@@ -56,7 +56,7 @@ struct flow {
 	__u32 backend_id;
 	__u16 svc_id;
 	__u8 svc_flags; /* the service's (enum xlb_svc_flags) when checked */
-	__u8 pad;
+	__u8 off_ring;  /* 1: its backend is not the one its Maglev slot named when checked (see flow_here) */
 	__u32 gen;      /* backend's gen when the flow was made */
 	__u32 epoch;    /* globals.epoch when last checked; 0: not checked */
 	__u64 atime_ns; /* coarse ns: UDP, of the last packet (expiry); TCP, of the entry's making */

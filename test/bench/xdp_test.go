@@ -397,6 +397,22 @@ func BenchmarkXDP(t *testing.B) {
 			fmt.Fprintf(&b, "%s: %d of %d timed runs met an entry evicted by an overfull bucket and were new flows\n", v.name, evicted[i], timed[i])
 		}
 	}
+	// A before/after is resolved only when the difference of paired rounds
+	// stays on one side of zero: the median says how much, the quartiles
+	// how far the machine's own drift spreads it.
+	for i, v := range variants {
+		rest, ok := strings.CutPrefix(v.name, "baseline ")
+		if !ok || i == 0 || variants[i-1].name != "xlb "+rest {
+			continue
+		}
+		d := make([]float64, rs)
+		for r := range d {
+			d[r] = float64(results[i-1][r]) - float64(results[i][r])
+		}
+		slices.Sort(d)
+		fmt.Fprintf(&b, "xlb - baseline, %s: %+.0f ns a packet (paired rounds: quartiles %+.0f..%+.0f)\n",
+			rest, d[rs/2], d[rs/4], d[(3*rs)/4])
+	}
 	// What one flow-table lookup and one insert cost by themselves: a net
 	// target of k x a floor leaves (k - 1) x that floor for all the work
 	// beyond it, and the lookup alone already takes its share.
