@@ -30,22 +30,19 @@ static __always_inline __u32 lb_overhead(__u32 svc_flags, __u8 family)
 	return family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 }
 
-/* lb_emit forwards the packet (which fits the MTU) to backend be of a
- * service of flags svc_flags, through next hop nh: IPIP/IP6IP6, or a MAC
- * rewrite alone (DSR, which needs no be). */
+/* lb_emit forwards the packet (which fits the MTU) to the backend whose
+ * next hop is nh (which carries its address), for a service of flags
+ * svc_flags: IPIP/IP6IP6, or a MAC rewrite alone (DSR). */
 static __always_inline enum xlb_stat lb_emit(struct xdp_md *ctx, const struct packet *p, __u32 hash,
-					     __u32 svc_flags, const struct backend *be, const struct nexthop *nh,
-					     const struct globals *cfg)
+					     __u32 svc_flags, const struct nexthop *nh, const struct globals *cfg)
 {
 	if (!(svc_flags & XLB_SVC_F_DSR)) {
 		int err;
 
-		if (!be)
-			return XLB_STAT_DROP_NO_BACKEND;
 		if (p->key.family == XLB_AF_INET)
-			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), be->addr[0]);
+			err = encap_v4(ctx, p, encap_src4(cfg, &p->key), nh->addr[0]);
 		else
-			err = encap_v6(ctx, p, cfg->src6, be->addr, hash);
+			err = encap_v6(ctx, p, cfg->src6, nh->addr, hash);
 		if (err)
 			return XLB_STAT_DROP_ENCAP;
 	}
@@ -61,8 +58,7 @@ static __always_inline enum xlb_stat lb_emit(struct xdp_md *ctx, const struct pa
  * MTU, answers the client with an ICMP too-big (as a router would) or drops
  * it. */
 static __always_inline enum xlb_stat lb_send(struct xdp_md *ctx, const struct packet *p, __u32 hash,
-					     __u32 svc_flags, const struct backend *be, const struct nexthop *nh,
-					     const struct globals *cfg)
+					     __u32 svc_flags, const struct nexthop *nh, const struct globals *cfg)
 {
 	__u32 overhead = lb_overhead(svc_flags, p->key.family);
 
@@ -77,7 +73,7 @@ static __always_inline enum xlb_stat lb_send(struct xdp_md *ctx, const struct pa
 			return XLB_STAT_DROP_TOO_BIG;
 		return XLB_STAT_ICMP_TOO_BIG_SENT;
 	}
-	return lb_emit(ctx, p, hash, svc_flags, be, nh, cfg);
+	return lb_emit(ctx, p, hash, svc_flags, nh, cfg);
 }
 
 /* lb_no_route is the verdict on a packet whose backend has no next hop. */
@@ -127,7 +123,7 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 	nh = nexthop_get(ctx, be, fr->backend_id, cfg, &rc);
 	if (!nh)
 		return lb_no_route(rc);
-	return lb_send(ctx, p, hash_flow(&p->key), fr->svc_flags, be, nh, cfg);
+	return lb_send(ctx, p, hash_flow(&p->key), fr->svc_flags, nh, cfg);
 }
 
 /* What lb_process hands its slow path. */
@@ -221,7 +217,7 @@ send:
 	nh = nexthop_get(ctx, be, backend_id, cfg, &rc);
 	if (!nh)
 		return lb_no_route(rc);
-	return lb_send(ctx, p, hash, svc_flags, be, nh, cfg);
+	return lb_send(ctx, p, hash, svc_flags, nh, cfg);
 }
 
 /* lb_process forwards a packet of an established flow checked under the
@@ -231,7 +227,6 @@ send:
 static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packet *p, __u64 bytes)
 {
 	struct lb_state st = { .bytes = bytes };
-	struct backend *be = NULL;
 	struct globals *cfg;
 	struct nexthop *nh;
 	__u32 zero = 0;
@@ -271,22 +266,18 @@ static __always_inline enum xlb_stat lb_process(struct xdp_md *ctx, struct packe
 	f = flow_here(cfg, &p->key, st.hash, st.now, (__u32)st.jif);
 	if (!f || f->epoch != st.epoch)
 		return lb_slow(ctx, p, cfg, &st);
+	/* The next hop of the flow's backend, learnt for the flow's generation
+	 * of the slot: the generation guards the moment between a slot's
+	 * rewrite and the epoch's move, and the entry carries the address. */
 	nh = bpf_map_lookup_elem(&nexthops, &f->backend_id);
-	if (!nh || !nexthop_fresh(ctx, nh, p->key.family, st.jif) ||
+	if (!nh || !nexthop_fresh(ctx, nh, p->key.family, f->gen, st.jif) ||
 	    p->ip_len + lb_overhead(f->svc_flags, p->key.family) > nh->mtu)
 		return lb_slow(ctx, p, cfg, &st);
-	if (!(f->svc_flags & XLB_SVC_F_DSR)) {
-		/* The address to encapsulate to; the generation guards the moment
-		 * between a slot's rewrite and the epoch's move. */
-		be = bpf_map_lookup_elem(&backends, &f->backend_id);
-		if (!be || be->gen != f->gen)
-			return lb_slow(ctx, p, cfg, &st);
-	}
 	if (p->key.proto == IPPROTO_UDP)
 		f->atime_ns = st.now;
 	stats_flow(&svc_stats, f->svc_id, bytes, 0);
 	stats_flow(&backend_stats, f->backend_id, bytes, 0);
-	return lb_emit(ctx, p, st.hash, f->svc_flags, be, nh, cfg);
+	return lb_emit(ctx, p, st.hash, f->svc_flags, nh, cfg);
 }
 
 static __always_inline int lb_action(enum xlb_stat s)

@@ -126,6 +126,9 @@ type LbNexthop struct {
 	Family    uint8
 	Pad       uint8
 	Expires   uint64
+	Addr      [4]uint32
+	Gen       uint32
+	Pad2      uint32
 }
 
 type LbRlKey struct {

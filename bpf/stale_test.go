@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/maps"
 	"github.com/xlbproject/xlb/test/lbtest"
 	"github.com/xlbproject/xlb/test/pkt"
@@ -112,6 +113,66 @@ func TestBackendWriteInvalidatesNexthop(t *testing.T) {
 	// The flow was kept: same backend, same generation.
 	if got := w.backendOf(t, out); got != w.addrOf[id] {
 		t.Errorf("flow moved to %s", got)
+	}
+}
+
+// TestNexthopOfEarlierGenerationUnused: a cached next hop names the slot's
+// generation it was learnt for. One learnt for the slot's previous backend
+// (a FIB lookup that read the slot just before userspace rewrote it, and
+// stored its answer just after userspace cleared the cache) is not used,
+// neither its MAC nor its address: the next packet learns the next hop
+// again. The same entry under the current generation is used as it is,
+// so the hand-written entry is what the program reads.
+func TestNexthopOfEarlierGenerationUnused(t *testing.T) {
+	w := newWorld(t)
+	id, ack := establish(t, w, 42400)
+	in := pkt.MustBuild(t, ack)
+	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
+		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
+	}
+	gen, err := w.Maps.BackendGen(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := lbtest.BackendMAC(0x44)
+	staleAddr := lbtest.Backend4(9)
+	plant := func(gen uint32) {
+		t.Helper()
+		var per []bpf.LbNexthop
+		if err := w.Objs.Nexthops.Lookup(id, &per); err != nil {
+			t.Fatal(err)
+		}
+		for i := range per {
+			per[i].Dmac = [6]uint8(stale)
+			per[i].InIfindex = uint32(w.Link.Index)
+			per[i].Ifindex = uint32(w.Link.Index)
+			per[i].Mtu = 1500
+			per[i].Expires = ^uint64(0)
+			per[i].Addr, per[i].Family = maps.Addr16(staleAddr)
+			per[i].Gen = gen
+		}
+		if err := w.Objs.Nexthops.Put(id, per); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	plant(gen)
+	act, out := w.run(t, in)
+	wantAction(t, act, xdpTX)
+	if !bytes.Equal(out[0:6], stale) || w.backendOf(t, out) != staleAddr {
+		t.Fatalf("an entry of the current generation: to %x (%s), want the planted %s (%s)", out[0:6], w.backendOf(t, out), stale, staleAddr)
+	}
+
+	plant(gen - 1)
+	for range 4 {
+		act, out = w.run(t, in)
+		wantAction(t, act, xdpTX)
+		if !bytes.Equal(out[0:6], w.macOf[id]) {
+			t.Errorf("an entry of the previous generation: to %x, want the backend's %s", out[0:6], w.macOf[id])
+		}
+		if got := w.backendOf(t, out); got != w.addrOf[id] {
+			t.Errorf("an entry of the previous generation: encapsulated to %s, want %s", got, w.addrOf[id])
+		}
 	}
 }
 

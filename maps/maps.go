@@ -322,7 +322,13 @@ func (m *Maps) InvalidateNexthop(id uint32) error {
 		if err != nil {
 			return err
 		}
-		if err := m.Nexthops.Put(id, make([]bpf.LbNexthop, n)); err != nil {
+		// Zeroes of the map's own value size: a build whose next hops are
+		// laid out otherwise (the bench's baseline) is cleared alike.
+		zero := make([][]byte, n)
+		for i := range zero {
+			zero[i] = make([]byte, m.Nexthops.ValueSize())
+		}
+		if err := m.Nexthops.Put(id, zero); err != nil {
 			return fmt.Errorf("invalidate next hop of backend %d: %w", id, err)
 		}
 	}

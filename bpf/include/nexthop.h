@@ -1,7 +1,8 @@
 /* nexthop.h: where a backend's packets go next, from bpf_fib_lookup, cached
  * per CPU for XLB_NEXTHOP_TTL_JIFFIES: the FIB lookup costs more than the
  * rest of the established-flow path, and next hops change far less often
- * than that. Writing a backend clears its entry at once (maps/). */
+ * than that. Writing a backend clears its entry at once (maps/), and an
+ * entry serves only the generation of the slot it was learnt for. */
 #ifndef XLB_NEXTHOP_H
 #define XLB_NEXTHOP_H
 
@@ -88,16 +89,20 @@ static __always_inline long nexthop_refresh(struct xdp_md *ctx, struct nexthop *
 	nh->in_ifindex = ctx->ingress_ifindex;
 	nh->mtu = mtu;
 	nh->family = be->family;
+	__builtin_memcpy(nh->addr, be->addr, sizeof(nh->addr));
+	nh->gen = be->gen;
 	nh->expires = now + XLB_NEXTHOP_TTL_JIFFIES;
 	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
 /* nexthop_fresh says whether nh, a backend's cached next hop, may be used
- * for a packet of family family that came in on ctx's interface. */
+ * for a packet of family family that came in on ctx's interface, to the
+ * backend of generation gen in its slot. */
 static __always_inline int nexthop_fresh(const struct xdp_md *ctx, const struct nexthop *nh, __u8 family,
-					 __u64 jiffies)
+					 __u32 gen, __u64 jiffies)
 {
-	return nh->expires > jiffies && nh->in_ifindex == ctx->ingress_ifindex && nh->family == family;
+	return nh->expires > jiffies && nh->in_ifindex == ctx->ingress_ifindex && nh->family == family &&
+	       nh->gen == gen;
 }
 
 /* nexthop_get returns the cached next hop of a backend, refreshing it from
@@ -112,7 +117,7 @@ static __always_inline struct nexthop *nexthop_get(struct xdp_md *ctx, const str
 		*rc = BPF_FIB_LKUP_RET_NOT_FWDED;
 		return NULL;
 	}
-	if (nexthop_fresh(ctx, nh, be->family, bpf_jiffies64())) {
+	if (nexthop_fresh(ctx, nh, be->family, be->gen, bpf_jiffies64())) {
 		*rc = BPF_FIB_LKUP_RET_SUCCESS;
 		return nh;
 	}

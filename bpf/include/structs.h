@@ -139,7 +139,13 @@ struct globals {
 };
 
 /* A backend's next hop as bpf_fib_lookup last named it (per CPU). The MACs
- * in the Ethernet header's order, 8-aligned: written with two stores. */
+ * in the Ethernet header's order, 8-aligned: written with two stores. It
+ * names the backend slot's generation and address it was learnt for: an
+ * entry learnt from a slot's previous backend (a lookup that read the slot
+ * just before userspace rewrote it and stored its answer just after
+ * userspace cleared the entry) is never used for the new one, and an
+ * established packet reads the address to encapsulate to here, not from
+ * the backend array. */
 struct nexthop {
 	__u8 dmac[6];
 	__u8 smac[6];
@@ -149,6 +155,9 @@ struct nexthop {
 	__u8 family;
 	__u8 pad;
 	__u64 expires; /* jiffies */
+	__be32 addr[4]; /* the backend's address (the IPIP/IP6IP6 destination) */
+	__u32 gen;      /* the backend slot's generation */
+	__u32 pad2;
 };
 
 struct flood_window {
@@ -178,6 +187,7 @@ _Static_assert(sizeof(struct flow) == 24, "flow size");
 _Static_assert(sizeof(struct flow_way) == 64, "flow_way size");
 _Static_assert(sizeof(struct flow_bucket) == 72 * XLB_FLOW_WAYS, "flow_bucket size");
 _Static_assert(__builtin_offsetof(struct nexthop, smac) == __builtin_offsetof(struct nexthop, dmac) + 6, "nexthop macs: the Ethernet header's order");
+_Static_assert(sizeof(struct nexthop) == 56, "nexthop size");
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key size");
 _Static_assert(sizeof(struct frag) == 16, "frag size");
 _Static_assert(sizeof(struct rl_key) == 24, "rl_key size");
