@@ -26,6 +26,19 @@ func establish(t *testing.T, w *world, sport uint16) (uint32, pkt.Spec) {
 	return id, ack
 }
 
+// learnNexthop establishes a flow to service 1 and sends one packet of it,
+// which learns its backend's next hop: it returns the backend id and that
+// packet.
+func learnNexthop(t *testing.T, w *world, sport uint16) (uint32, []byte) {
+	t.Helper()
+	id, ack := establish(t, w, sport)
+	in := pkt.MustBuild(t, ack)
+	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
+		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
+	}
+	return id, in
+}
+
 // dropFromRing rebuilds service 1's table without backend id.
 func dropFromRing(t *testing.T, w *world, id uint32) {
 	t.Helper()
@@ -95,11 +108,7 @@ func TestFlowOfDeletedServicePasses(t *testing.T) {
 // cache's second.
 func TestBackendWriteInvalidatesNexthop(t *testing.T) {
 	w := newWorld(t)
-	id, ack := establish(t, w, 42200)
-	in := pkt.MustBuild(t, ack)
-	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
-		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
-	}
+	id, in := learnNexthop(t, w, 42200)
 	moved := lbtest.BackendMAC(0x42)
 	w.Host.Neigh(t, "eth0", w.addrOf[id], moved)
 	if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: 1, Addr: w.addrOf[id], Up: true}); err != nil {
@@ -125,11 +134,7 @@ func TestBackendWriteInvalidatesNexthop(t *testing.T) {
 // so the hand-written entry is what the program reads.
 func TestNexthopOfEarlierGenerationUnused(t *testing.T) {
 	w := newWorld(t)
-	id, ack := establish(t, w, 42400)
-	in := pkt.MustBuild(t, ack)
-	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
-		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
-	}
+	id, in := learnNexthop(t, w, 42400)
 	gen, err := w.Maps.BackendGen(id)
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +185,7 @@ func TestNexthopOfEarlierGenerationUnused(t *testing.T) {
 // once the per-CPU cache entry expires (100 jiffies: at most a second).
 func TestNexthopCacheExpires(t *testing.T) {
 	w := newWorld(t)
-	id, ack := establish(t, w, 42300)
-	in := pkt.MustBuild(t, ack)
-	if _, out := w.run(t, in); !bytes.Equal(out[0:6], w.macOf[id]) {
-		t.Fatalf("first packet to %x, want %s", out[0:6], w.macOf[id])
-	}
+	id, in := learnNexthop(t, w, 42300)
 	moved := lbtest.BackendMAC(0x43)
 	w.Host.Neigh(t, "eth0", w.addrOf[id], moved)
 	time.Sleep(1100 * time.Millisecond)

@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/internal/withdraw"
 )
 
 func cmdBGP(ctx context.Context, c *cli, _ []string) error {
@@ -52,9 +50,8 @@ func detachFlags(fs *flag.FlagSet, o *options) {
 	fs.DurationVar(&o.withdrawWait, "withdraw-wait", o.withdrawWait, "after withdrawing the VIPs from the BGP peers, wait this long before detaching")
 }
 
-// withdrawBeforeDetach asks a running xlbd to withdraw every VIP, so the
-// routers stop sending traffic here before the program goes. No xlbd, or one
-// without bgp, is fine; any other failure stops the detach.
+// withdrawBeforeDetach asks a running xlbd to withdraw every VIP and waits
+// -withdraw-wait, as xlbd -detach does (package withdraw).
 func withdrawBeforeDetach(ctx context.Context, c *cli) error {
 	base, err := parseAdminURL(c.opts.admin)
 	if err != nil {
@@ -65,23 +62,18 @@ func withdrawBeforeDetach(ctx context.Context, c *cli) error {
 		return err
 	}
 	cl := newClient(base, token, c.opts.timeout)
-	_, _, err = cl.announce(ctx, false)
-	var ae *apiError
-	switch {
-	case err == nil:
-		fmt.Fprintf(c.stderr, "withdrew every VIP from the BGP peers; waiting %s before detaching\n", c.opts.withdrawWait)
-		select {
-		case <-time.After(c.opts.withdrawWait):
-		case <-ctx.Done():
-			return ctx.Err()
+	call := func(ctx context.Context) (int, error) {
+		_, _, err := cl.announce(ctx, false)
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return ae.status, err
 		}
-		return nil
-	case errors.As(err, &ae) && ae.status == http.StatusConflict:
-		return nil // xlbd runs without bgp
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return nil // no xlbd: nothing announces
+		return 0, err
 	}
-	return fmt.Errorf("detach: withdraw the VIPs first: %w (xlbd at %s must withdraw before the program goes, or the routers keep sending traffic here)", err, c.opts.admin)
+	if err := withdraw.BeforeDetach(ctx, call, c.opts.admin, c.opts.withdrawWait, c.stderr); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	return nil
 }
 
 // renderBGP prints the speaker's state.

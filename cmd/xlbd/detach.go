@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,58 +9,50 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/withdraw"
 )
 
 // withdrawBeforeDetach asks the xlbd serving admin (the config's admin
-// section) to withdraw every VIP from its BGP peers and then waits wait, so
-// that the routers stop sending traffic here before the program goes, as
-// xlbctl detach does. No xlbd, or one without bgp, is fine; any other
-// failure stops the detach.
+// section) to withdraw every VIP from its BGP peers and then waits wait, as
+// xlbctl detach does (package withdraw).
 func withdrawBeforeDetach(ctx context.Context, admin config.Admin, wait time.Duration, stderr io.Writer) error {
 	addr, err := dialable(admin.Listen)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+api.PathBGPAnnounce, strings.NewReader(`{"enabled":false}`))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
+	var token string
 	if admin.TokenFile != "" {
 		b, err := os.ReadFile(admin.TokenFile)
 		if err != nil {
 			return fmt.Errorf("withdraw the VIPs first: token file: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		token = strings.TrimSpace(string(b))
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return nil // no xlbd: nothing announces
+	call := func(ctx context.Context) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+api.PathBGPAnnounce, strings.NewReader(`{"enabled":false}`))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			return resp.StatusCode, fmt.Errorf("xlbd answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		return resp.StatusCode, nil
 	}
-	if err != nil {
-		return fmt.Errorf("withdraw the VIPs first: %w (xlbd at %s must withdraw before the program goes, or the routers keep sending traffic here)", err, addr)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	switch {
-	case resp.StatusCode == http.StatusConflict:
-		return nil // xlbd runs without bgp
-	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("withdraw the VIPs first: xlbd at %s answered %s: %s (it must withdraw before the program goes, or the routers keep sending traffic here)",
-			addr, resp.Status, strings.TrimSpace(string(body)))
-	}
-	fmt.Fprintf(stderr, "withdrew every VIP from the BGP peers; waiting %s before detaching\n", wait)
-	select {
-	case <-time.After(wait):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return withdraw.BeforeDetach(ctx, call, addr, wait, stderr)
 }
 
 // dialable is the admin API's address as a client reaches it: a wildcard
