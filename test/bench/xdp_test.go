@@ -237,7 +237,7 @@ func BenchmarkXDP(t *testing.B) {
 			order := make([]int, len(variants))
 			for i := range order {
 				order[i] = i
-				if r%2 == 1 && i > 0 && strings.HasPrefix(variants[i].name, "baseline ") {
+				if r%2 == 1 && pairedWithPrevious(variants, i) {
 					order[i-1], order[i] = i, i-1
 				}
 			}
@@ -412,10 +412,10 @@ func BenchmarkXDP(t *testing.B) {
 	// stays on one side of zero: the median says how much, the quartiles
 	// how far the machine's own drift spreads it.
 	for i, v := range variants {
-		rest, ok := strings.CutPrefix(v.name, "baseline ")
-		if !ok || i == 0 || variants[i-1].name != "xlb "+rest {
+		if !pairedWithPrevious(variants, i) {
 			continue
 		}
+		rest := strings.TrimPrefix(v.name, "baseline ")
 		d := make([]float64, rs)
 		for r := range d {
 			d[r] = float64(results[i-1][r]) - float64(results[i][r])
@@ -506,6 +506,13 @@ func onCPU0() error {
 	var set unix.CPUSet
 	set.Set(0)
 	return unix.SchedSetaffinity(0, &set)
+}
+
+// pairedWithPrevious says whether variant i is the baseline of the xlb row
+// right before it (XLB_BENCH_ONLY may have kept one of the two only).
+func pairedWithPrevious(vs []variant, i int) bool {
+	rest, ok := strings.CutPrefix(vs[i].name, "baseline ")
+	return ok && i > 0 && vs[i-1].name == "xlb "+rest
 }
 
 // index is the position of the variant whose name starts with prefix, or -1.
