@@ -17,6 +17,7 @@
 #include "include/csum.h"
 #include "include/parse.h"
 #include "include/l2.h"
+#include "include/encap.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -125,7 +126,6 @@ SEC("xdp")
 int xlb_floor_ipip(struct xdp_md *ctx)
 {
 	struct packet p = {};
-	struct iphdr *o;
 	void *data, *data_end;
 
 	if (floor_parse(ctx, &p) != PARSE_OK || p.key.family != XLB_AF_INET)
@@ -134,22 +134,12 @@ int xlb_floor_ipip(struct xdp_md *ctx)
 		return XDP_DROP;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (data + sizeof(struct iphdr) + sizeof(struct ethhdr) + sizeof(*o) > data_end)
+	if (data + sizeof(struct iphdr) + sizeof(struct ethhdr) + sizeof(struct iphdr) > data_end)
 		return XDP_DROP;
 	__builtin_memcpy(data, data + sizeof(struct iphdr), sizeof(struct ethhdr));
-	o = data + sizeof(struct ethhdr);
-	o->version = 4;
-	o->ihl = 5;
-	o->tos = p.tos;
-	o->tot_len = bpf_htons(p.ip_len + sizeof(*o));
-	o->id = 0;
-	o->frag_off = 0;
-	o->ttl = XLB_OUTER_TTL;
-	o->protocol = XLB_IPPROTO_IPIP;
-	o->check = 0;
-	o->saddr = p.key.dst[0];
-	o->daddr = p.key.src[0];
-	o->check = csum_ipv4_hdr(o);
+	/* The outer header as the balancer writes it (encap.h): the floor
+	 * gets every saving found for the balancer's encapsulation. */
+	encap_ipv4_hdr(data + sizeof(struct ethhdr), p.ip_len, p.tos, 0, 0, p.key.dst[0], p.key.src[0]);
 	return XDP_TX;
 }
 
