@@ -217,6 +217,8 @@ func TestForward(t *testing.T) {
 	w := newWorld(t)
 	vlan := tcp4(client4, 40001, vip4, 80, "S")
 	vlan.VLAN = 42
+	vlan6 := tcp4(client6, 40001, vip6, 80, "S")
+	vlan6.VLAN = 43
 	opts := tcp4(client4, 40002, vip4, 80, "S")
 	opts.IPv4Options = []layers.IPv4Option{{OptionType: 0x94, OptionLength: 4, OptionData: []byte{0, 0}}} // router alert
 
@@ -236,6 +238,7 @@ func TestForward(t *testing.T) {
 		{"ipv4-tcp-syn-dsr-TX", tcp4(client4, 40000, dsrVIP4, 80, "S"), 4, false, true, "tx"},
 		{"ipv6-tcp-syn-dsr-TX", tcp4(client6, 40000, dsrVIP6, 443, "S"), 5, false, true, "tx"},
 		{"ipv4-vlan-tcp-syn-ipip-TX", vlan, 1, false, false, "tx"},
+		{"ipv6-vlan-tcp-syn-ip6ip6-TX", vlan6, 3, false, false, "tx"},
 		{"ipv4-options-tcp-syn-ipip-TX", opts, 1, false, false, "tx"},
 		{"ipv4-tcp-syn-ip-hash-TX", tcp4(client4, 40000, hashVIP4, 80, "S"), 6, true, false, "tx"},
 		{"ipv4-tcp-syn-backend-via-gateway-TX", tcp4(client4, 40000, farVIP4, 80, "S"), 7, false, false, "tx"},
