@@ -29,6 +29,7 @@ struct bench_pkt {
 	__u32 vary;      /* 1: write seq into the flow so every run is a new flow */
 	__u32 mask;      /* with vary, nonzero: base + (seq & mask): runs cycle over mask + 1 flows */
 	__u32 base;
+	__u32 scramble;  /* with mask: visit the cycle's flows in bench_scramble's order */
 	__u16 sport_off; /* where the source port lies */
 	__u16 saddr_off; /* where the last two bytes of the source address lie */
 	__u8 data[BENCH_MAX_PKT];
@@ -59,6 +60,21 @@ struct {
 	__type(value, struct flow);
 } bench_flows SEC(".maps");
 
+/* bench_scramble permutes the values of mask's bits (mask + 1 a power of
+ * two) with no constant stride between neighbours: a cycle's flows are
+ * primed in order and then visited in this one, so a table that lays its
+ * entries out in the order flows came (an LRU's free list) is not read as
+ * a stream the CPU's prefetcher follows. Multiplying by an odd number and
+ * xor-shifting right are both one to one on mask's bits. */
+static __always_inline __u32 bench_scramble(__u32 x, __u32 mask)
+{
+	x = (x * 0x9e3779b1u) & mask;
+	x ^= x >> 5;
+	x = (x * 0x85ebca6bu) & mask;
+	x ^= x >> 7;
+	return x;
+}
+
 SEC("xdp")
 int xlb_bench_driver(struct xdp_md *ctx)
 {
@@ -81,8 +97,12 @@ int xlb_bench_driver(struct xdp_md *ctx)
 	if (bp->vary) {
 		__u32 seq = bp->seq++;
 
-		if (bp->mask)
-			seq = bp->base + (seq & bp->mask);
+		if (bp->mask) {
+			seq &= bp->mask;
+			if (bp->scramble)
+				seq = bench_scramble(seq, bp->mask);
+			seq += bp->base;
+		}
 		__be16 port = bpf_htons(1024 + (seq & 0x7fff));
 		__be16 host = bpf_htons(seq >> 15);
 

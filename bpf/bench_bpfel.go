@@ -20,6 +20,7 @@ type BenchBenchPkt struct {
 	Vary     uint32
 	Mask     uint32
 	Base     uint32
+	Scramble uint32
 	SportOff uint16
 	SaddrOff uint16
 	Data     [256]uint8

@@ -11,6 +11,11 @@
 #include "csum.h"
 #include "parse.h"
 
+/* encap_ipv4_hdr lays out header words for a little-endian target. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "xlb builds for bpfel only"
+#endif
+
 /* encap_move_l2 moves what follows the MACs of the L2 header (the
  * ethertype, with a VLAN tag before it if there is one) from `grow` bytes in
  * to its place at the new start of the frame, and returns where the outer IP

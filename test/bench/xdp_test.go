@@ -104,6 +104,10 @@ func BenchmarkXDP(t *testing.B) {
 	if s := os.Getenv("XLB_BENCH_FLOWS"); s != "" {
 		fmt.Sscan(s, &flows)
 	}
+	// XLB_BENCH_IN_ORDER=1 times the "flows in turn" rows in the order their
+	// SYNs came, as the bench did before: it shows what a table whose
+	// entries lie in arrival order gains from the prefetcher.
+	inOrder := os.Getenv("XLB_BENCH_IN_ORDER") == "1"
 	env := lbtest.NewWithFlowTable(t, flows)
 	envs := []*lbtest.Env{env}
 	// XLB_BENCH_BASELINE names another build of the balancer (say the
@@ -264,8 +268,12 @@ func BenchmarkXDP(t *testing.B) {
 				copy(in.Data[:], v.frame)
 				if v.cycle != 0 {
 					// Every flow of the cycle gets its SYN first, through the
-					// driver, on this CPU.
+					// driver, on this CPU, in order; the timed runs visit them
+					// in another order (bench_scramble), unless asked not to.
 					syn := in
+					if !inOrder {
+						in.Scramble = 1
+					}
 					clear(syn.Data[:])
 					copy(syn.Data[:], v.prime)
 					if err := bo.BenchInput.Put(uint32(0), &syn); err != nil {
