@@ -196,3 +196,56 @@ func TestNexthopCacheExpires(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedIDsCountFromZero: ids are reused, so a backend slot given to
+// another backend, or a service id given to another service, starts its
+// counters at zero instead of at its previous owner's totals; rewriting a
+// backend or a service as it was keeps them (a reload, a restarted daemon).
+func TestReusedIDsCountFromZero(t *testing.T) {
+	w := newWorld(t)
+	id, _ := establish(t, w, 42600)
+	packets := func(c maps.Counters, err error) uint64 {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Packets
+	}
+	if got := packets(w.Maps.BackendCounters(id)); got != 1 {
+		t.Fatalf("backend %d counted %d packets, want the SYN", id, got)
+	}
+	if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: 1, Addr: w.addrOf[id], Up: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := packets(w.Maps.BackendCounters(id)); got != 1 {
+		t.Errorf("backend %d rewritten as it was: %d packets, want 1 kept", id, got)
+	}
+	if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: 2, Addr: lbtest.Backend4(9), Up: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := packets(w.Maps.BackendCounters(id)); got != 0 {
+		t.Errorf("backend slot %d given to another backend: %d packets, want 0", id, got)
+	}
+
+	// Service 1 counted the SYN; rewritten as it is, it keeps the count.
+	svc := maps.Service{ServiceKey: maps.ServiceKey{VIP: vip4, Port: 80, Proto: maps.ProtoTCP}, ID: 1}
+	if got := packets(w.Maps.ServiceCounters(1)); got != 1 {
+		t.Fatalf("service 1 counted %d packets, want the SYN", got)
+	}
+	if err := w.Maps.PutService(svc); err != nil {
+		t.Fatal(err)
+	}
+	if got := packets(w.Maps.ServiceCounters(1)); got != 1 {
+		t.Errorf("service 1 rewritten as it was: %d packets, want 1 kept", got)
+	}
+	if err := w.Maps.DeleteService(svc.ServiceKey); err != nil {
+		t.Fatal(err)
+	}
+	other := maps.Service{ServiceKey: maps.ServiceKey{VIP: netip.MustParseAddr("10.0.0.77"), Port: 80, Proto: maps.ProtoTCP}, ID: 1}
+	if err := w.Maps.PutService(other); err != nil {
+		t.Fatal(err)
+	}
+	if got := packets(w.Maps.ServiceCounters(1)); got != 0 {
+		t.Errorf("service id 1 given to another service: %d packets, want 0", got)
+	}
+}

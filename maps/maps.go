@@ -221,6 +221,19 @@ func (m *Maps) PutService(s Service) error {
 		return err
 	}
 	k := s.ServiceKey.kernel()
+	// An id whose record is empty is given to a service now (ids are
+	// reused, lowest first): its counters start at zero, not at what the
+	// id's previous service counted. A restarted daemon finds its services'
+	// records in place and keeps their counters.
+	var cur bpf.LbSvc
+	if err := m.SvcByID.Lookup(s.ID, &cur); err != nil {
+		return fmt.Errorf("put service %s: %w", s.ServiceKey, err)
+	}
+	if cur.Id == 0 {
+		if err := m.ResetCounters(m.SvcStats, s.ID); err != nil {
+			return fmt.Errorf("put service %s: reset counters: %w", s.ServiceKey, err)
+		}
+	}
 	// By id first: established flows find their service there, new flows
 	// through the key, and neither must see a service the other lacks.
 	if err := m.SvcByID.Put(s.ID, &v); err != nil {
@@ -269,8 +282,9 @@ type Backend struct {
 
 // PutBackend creates or updates a backend. A slot given to another (service,
 // address) than it held gets a new generation, so flows made for the old
-// backend re-select instead of following the id to the new one; the slot's
-// cached next hop is invalidated on every CPU.
+// backend re-select instead of following the id to the new one, and its
+// counters start at zero; the slot's cached next hop is invalidated on
+// every CPU.
 func (m *Maps) PutBackend(b Backend) error {
 	if b.ID == 0 || b.ID >= MaxBackends {
 		return fmt.Errorf("put backend %s: id %d out of range 1..%d", b.Addr, b.ID, MaxBackends-1)
@@ -292,6 +306,14 @@ func (m *Maps) PutBackend(b Backend) error {
 	}
 	if err := m.InvalidateNexthop(b.ID); err != nil {
 		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
+	}
+	// After the epoch moved (InvalidateNexthop): the old backend's flows
+	// re-select from here on, so what its last packets counted is not
+	// carried into the new backend's totals.
+	if v.Gen != cur.Gen {
+		if err := m.ResetCounters(m.BackendStats, b.ID); err != nil {
+			return fmt.Errorf("put backend %d (%s): reset counters: %w", b.ID, b.Addr, err)
+		}
 	}
 	return nil
 }

@@ -114,7 +114,9 @@ func (m *Maps) BackendCounters(id uint32) (Counters, error) {
 	return c, nil
 }
 
-// ResetCounters zeroes a backend's counters, e.g. when its id is reused.
+// ResetCounters zeroes the counters of one id of mp (SvcStats or
+// BackendStats): PutService and PutBackend call it when an id is given to
+// another service or backend.
 func (m *Maps) ResetCounters(mp *ebpf.Map, id uint32) error {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
