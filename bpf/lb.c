@@ -21,6 +21,16 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* Never called, so never loaded: it keeps enum xlb_stat in the object's BTF,
+ * for bpf2go's Go constants and the test that keeps maps.StatNames in step
+ * with it (the stats map's key cannot carry it: the kernel refuses an
+ * array's BTF unless its key is a plain integer, and the map then has none,
+ * so bpftool dumps it as raw bytes). */
+__attribute__((noinline)) int xlb_stat_btf(enum xlb_stat s)
+{
+	return s;
+}
+
 /* lb_overhead is what forwarding for a service of flags svc_flags adds to a
  * packet of family family. */
 static __always_inline __u32 lb_overhead(__u32 svc_flags, __u8 family)

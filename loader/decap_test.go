@@ -4,6 +4,7 @@ package loader
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -101,6 +102,22 @@ func TestDecapStatsOfAttachedProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prog.Close()
+	pinfo, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapIDs, _ := pinfo.MapIDs()
+	if len(mapIDs) == 0 {
+		t.Fatal("decap program uses no maps")
+	}
+	for _, mid := range mapIDs {
+		m, err := ebpf.NewMapFromID(mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMapBTF(t, m, fmt.Sprintf("id %d", mid))
+		m.Close()
+	}
 	// An IPIP packet from 10.9.9.9, outside the allow list.
 	frame := make([]byte, 14+20+20)
 	binary.BigEndian.PutUint16(frame[12:], 0x0800)

@@ -264,6 +264,7 @@ func TestLoadMountsBPFFSWhenMissing(t *testing.T) {
 			t.Errorf("map %s not pinned: %v", name, err)
 			continue
 		}
+		checkMapBTF(t, m, name)
 		m.Close()
 	}
 	if d.Adopted {
@@ -752,5 +753,23 @@ func TestLoadRejectsPinnedLRUFlows(t *testing.T) {
 	}
 	if msg := err.Error(); !strings.Contains(msg, "another xlb version") || strings.Contains(msg, "flow table size changed") {
 		t.Errorf("error: %v", err)
+	}
+}
+
+// checkMapBTF fails unless m carries BTF (so that bpftool dumps it by field
+// names, as SPEC promises), which the kernel keeps for every map but those
+// holding other maps.
+func checkMapBTF(t *testing.T, m *ebpf.Map, name string) {
+	t.Helper()
+	if m.Type() == ebpf.ArrayOfMaps || m.Type() == ebpf.HashOfMaps {
+		return
+	}
+	info, err := m.Info()
+	if err != nil {
+		t.Errorf("map %s: %v", name, err)
+		return
+	}
+	if _, ok := info.BTFID(); !ok {
+		t.Errorf("map %s carries no BTF: bpftool would dump it as raw bytes", name)
 	}
 }

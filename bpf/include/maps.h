@@ -113,7 +113,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XLB_STAT_MAX);
-	__type(key, enum xlb_stat); /* also carries the enum to Go through BTF */
+	__type(key, __u32); /* an enum xlb_stat: the kernel takes an array's BTF key only as an integer */
 	__type(value, struct stat);
 } stats SEC(".maps");
 
