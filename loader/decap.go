@@ -289,6 +289,10 @@ func FillDecapAllow(allow4, allow6 *ebpf.Map, allow []netip.Prefix) error {
 	return nil
 }
 
+// DecapAllowMax is how many -allow prefixes of one family the decap program
+// holds (XLB_DECAP_ALLOW_ENTRIES; a test keeps them equal).
+const DecapAllowMax = 256
+
 // ParseAllow parses a -allow value: comma-separated CIDRs (a bare address is a
 // single host), or "any".
 func ParseAllow(s string) ([]netip.Prefix, bool, error) {
@@ -322,6 +326,16 @@ func ParseAllow(s string) ([]netip.Prefix, bool, error) {
 	}
 	if len(out) == 0 {
 		return nil, false, fmt.Errorf("-allow: no CIDR given")
+	}
+	var v4 int
+	for _, p := range out {
+		if p.Addr().Is4() {
+			v4++
+		}
+	}
+	if v4 > DecapAllowMax || len(out)-v4 > DecapAllowMax {
+		return nil, false, fmt.Errorf("-allow: %d IPv4 and %d IPv6 prefixes; the decap program holds at most %d of each (cover the balancers with wider prefixes)",
+			v4, len(out)-v4, DecapAllowMax)
 	}
 	return out, false, nil
 }

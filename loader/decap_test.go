@@ -48,6 +48,52 @@ func TestDecapStatNamesFollowEnum(t *testing.T) {
 	}
 }
 
+// hosts is n single hosts counted up from first, comma-separated.
+func hosts(first string, n int) string {
+	a := netip.MustParseAddr(first)
+	var s []string
+	for range n {
+		s = append(s, a.String())
+		a = a.Next()
+	}
+	return strings.Join(s, ",")
+}
+
+// TestParseAllowLimit refuses more prefixes of a family than the program
+// holds, before anything is attached.
+func TestParseAllowLimit(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		err bool
+	}{
+		{in: hosts("10.1.0.1", DecapAllowMax)},
+		{in: hosts("10.1.0.1", DecapAllowMax+1), err: true},
+		{in: hosts("10.1.0.1", DecapAllowMax) + "," + hosts("fd00::1", DecapAllowMax)},
+		{in: hosts("10.1.0.1", 1) + "," + hosts("fd00::1", DecapAllowMax+1), err: true},
+	} {
+		got, _, err := ParseAllow(c.in)
+		if (err != nil) != c.err {
+			t.Errorf("ParseAllow(%d prefixes): err %v, want error %v", strings.Count(c.in, ",")+1, err, c.err)
+		}
+		if err == nil && len(got) != strings.Count(c.in, ",")+1 {
+			t.Errorf("ParseAllow: %d prefixes of %d", len(got), strings.Count(c.in, ",")+1)
+		}
+	}
+}
+
+// TestDecapAllowMaxFollowsProgram keeps DecapAllowMax at the allow maps' size.
+func TestDecapAllowMaxFollowsProgram(t *testing.T) {
+	spec, err := bpf.LoadDecap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"decap_allow4", "decap_allow6"} {
+		if got := spec.Maps[name].MaxEntries; got != DecapAllowMax {
+			t.Errorf("%s holds %d entries, DecapAllowMax is %d", name, got, DecapAllowMax)
+		}
+	}
+}
+
 func TestParseAllow(t *testing.T) {
 	for _, c := range []struct {
 		in, want string

@@ -16,6 +16,7 @@ import (
 	_ "net/http/pprof" // only served with -pprof
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -220,13 +221,24 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("xlbd decap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ifname := fs.String("interface", "", "the backend's interface that receives IPIP/IP6IP6 from xlb")
-	allowFlag := fs.String("allow", "", "outer sources to decapsulate (the balancers' addresses, or their xdp.ipip_source_prefix): CIDR[,CIDR...], or any; required")
+	// Repeated -allow flags add up: keeping only the last one would
+	// silently leave out a balancer.
+	var allows []string
+	fs.Func("allow", "outer sources to decapsulate (the balancers' addresses, or their xdp.ipip_source_prefix): CIDR[,CIDR...], or any; may be repeated; required", func(v string) error {
+		allows = append(allows, v)
+		return nil
+	})
 	mode := fs.String("mode", "auto", "auto (native, else generic), native or generic")
 	detach := fs.Bool("detach", false, "remove the decap program instead")
 	stats := fs.Bool("stats", false, "print the decap program's counters and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "xlbd decap: unexpected argument %q: -allow takes one comma-separated list (CIDR[,CIDR...]) or is repeated\n", fs.Arg(0))
+		return 2
+	}
+	allowFlag := strings.Join(allows, ",")
 	if *ifname == "" {
 		fmt.Fprintln(stderr, "xlbd decap: -interface is required")
 		return 2
@@ -251,11 +263,11 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "decap program removed from %s\n", *ifname)
 		return 0
 	}
-	if *allowFlag == "" {
+	if strings.TrimSpace(strings.ReplaceAll(allowFlag, ",", "")) == "" {
 		fmt.Fprintln(stderr, "xlbd decap: -allow is required: the balancers' outer source addresses (CIDR[,CIDR...]), or -allow any to decapsulate from every source")
 		return 2
 	}
-	allow, any, err := loader.ParseAllow(*allowFlag)
+	allow, any, err := loader.ParseAllow(allowFlag)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
 		return 2
