@@ -161,11 +161,15 @@ func (c *cli) exit(cmd *command, err error) int {
 }
 
 func (c *cli) printError(err error) {
-	fmt.Fprintf(c.stderr, "xlbctl: %s\n", err)
+	msg := err.Error()
+	fmt.Fprintf(c.stderr, "xlbctl: %s\n", msg)
 	var ae *apiError
 	if errors.As(err, &ae) {
+		// xlbd's message for a failed reload already lists every error.
 		for _, d := range ae.answer.Details {
-			fmt.Fprintln(c.stderr, d)
+			if !strings.Contains(msg, d) {
+				fmt.Fprintln(c.stderr, d)
+			}
 		}
 	}
 }

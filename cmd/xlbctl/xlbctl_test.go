@@ -18,6 +18,7 @@ import (
 
 	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/config"
 )
 
 const servicesJSON = `{
@@ -677,13 +678,13 @@ func (f *fakeController) PatchBackend(service, address string, p api.PatchBacken
 	return api.Change{Service: service, Backend: address, Result: result}, nil
 }
 
-type configErrors []string
-
-func (e configErrors) Error() string     { return fmt.Sprintf("config has %d errors", len(e)) }
-func (e configErrors) Details() []string { return e }
-
+// Reload fails as xlbd's does: with the config package's error list, whose
+// message is every error, one a line, and which the API also sends as details.
 func (f *fakeController) Reload() (api.Reload, error) {
-	return api.Reload{}, configErrors{"xlb.yaml:3: admin.listen: missing port", "xlb.yaml:9: services[0].scheduler: unknown \"fastest\""}
+	return api.Reload{}, config.ErrorList{
+		{File: "xlb.yaml", Line: 3, Key: "admin.listen", Msg: "missing port"},
+		{File: "xlb.yaml", Line: 9, Key: "services[0].scheduler", Msg: `unknown "fastest"`},
+	}
 }
 
 func (f *fakeController) Stats() (api.Stats, error) {
@@ -732,7 +733,7 @@ func TestRoundTripThroughAdminServer(t *testing.T) {
 		{[]string{"add", "web", "127.0.0.1:9002"}, 1, "", "xlbctl: backend 127.0.0.1:9002 exists: conflict\n"},
 		{[]string{"weight", "nope", "127.0.0.1:9002", "1"}, 1, "", "xlbctl: service \"nope\": not found\n"},
 		{[]string{"remove", "web", "127.0.0.1:9002"}, 0, "removed", ""},
-		{[]string{"reload"}, 1, "", "xlbctl: config has 2 errors\nxlb.yaml:3: admin.listen: missing port\nxlb.yaml:9: services[0].scheduler: unknown \"fastest\"\n"},
+		{[]string{"reload"}, 1, "", "xlbctl: xlb.yaml:3: admin.listen: missing port\nxlb.yaml:9: services[0].scheduler: unknown \"fastest\"\n"},
 		{[]string{"stats"}, 0, "tx", ""},
 	}
 	for _, s := range steps {
