@@ -1083,7 +1083,10 @@ func TestHealthCheckVia(t *testing.T) {
 		t.Errorf("typo: %v", err)
 	}
 	_, err = Parse("xlb.yaml", []byte("services:\n  - {name: w, layer: 7, listen: 127.0.0.1:8080, backends: [{address: 127.0.0.1:9001}], health_check: {via: vip}}\n"))
-	if err == nil || !strings.Contains(err.Error(), "health_check.via: applies to layer 4 services only") {
+	if err == nil || !strings.Contains(err.Error(), "xlb.yaml:2: services[0].health_check.via: vip applies to layer 4 services only") {
 		t.Errorf("layer 7: %v", err)
+	}
+	if _, err := Parse("xlb.yaml", []byte("services:\n  - {name: w, layer: 7, listen: 127.0.0.1:8080, backends: [{address: 127.0.0.1:9001}], health_check: {via: address}}\n")); err != nil {
+		t.Errorf("layer 7, via: address (what layer 7 checks do): %v", err)
 	}
 }

@@ -30,10 +30,14 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 		hc.Via = DefaultCheckVia
 	}
 	if e := f.get("via"); e != nil {
-		if layer != 4 {
-			p.errorf(e.k, join(path, "via"), "applies to layer 4 services only (layer 7 checks go to the backend's address)")
-		} else if v, ok := p.oneOf(e.v, join(path, "via"), "vip", "address"); ok {
-			hc.Via = v
+		if v, ok := p.oneOf(e.v, join(path, "via"), "vip", "address"); ok {
+			switch {
+			case layer == 4:
+				hc.Via = v
+			case v == "vip":
+				p.errorf(e.v, join(path, "via"), "vip applies to layer 4 services only (layer 7 checks go to the backend's address: via: address, or leave it out)")
+			}
+			// via: address at layer 7 says what layer 7 checks do anyway.
 		}
 	}
 	if e := f.get("type"); e != nil {
