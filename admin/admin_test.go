@@ -318,6 +318,13 @@ func TestStats(t *testing.T) {
 	if len(st.L4) != 2 || st.L4[0].Name != "tx" || st.L4[0].Packets != 10 {
 		t.Errorf("stats = %+v", st)
 	}
+	// The same counters by name, as SPEC has them.
+	var byName map[string]json.RawMessage
+	a.decode(t, &byName)
+	var mal struct{ Packets, Bytes uint64 }
+	if err := json.Unmarshal(byName["drop_malformed"], &mal); err != nil || mal.Packets != 1 || mal.Bytes != 60 {
+		t.Errorf("drop_malformed by name = %s (%v), want packets 1, bytes 60", byName["drop_malformed"], err)
+	}
 
 	h.fake.err = errors.New("read stats: map gone")
 	a = h.do(t, "GET", "/api/v1/stats", "", "")

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -98,8 +99,28 @@ type Reload struct {
 }
 
 // Stats answers GET /api/v1/stats: the data plane's verdict and event counters.
+// In JSON the list is "l4", in the data plane's order, and each counter is
+// also a key of its own ({"tx": {"packets": N, "bytes": N}, ...}), so that a
+// script reads one by name without searching the list.
 type Stats struct {
 	L4 []Stat `json:"l4"`
+}
+
+// MarshalJSON writes the list and the counters by name.
+func (s Stats) MarshalJSON() ([]byte, error) {
+	out := make(map[string]any, len(s.L4)+1)
+	for _, st := range s.L4 {
+		out[st.Name] = struct {
+			Packets uint64 `json:"packets"`
+			Bytes   uint64 `json:"bytes"`
+		}{st.Packets, st.Bytes}
+	}
+	l4 := s.L4
+	if l4 == nil {
+		l4 = []Stat{}
+	}
+	out["l4"] = l4
+	return json.Marshal(out)
 }
 
 // Stat is one summed counter.
