@@ -168,8 +168,7 @@ type Service struct {
 	Protocols []string
 	// BackendProtocol is what the proxy speaks to backends: http1 (the
 	// default), https (HTTP/1.1 over TLS) or h2c (HTTP/2 in cleartext, with
-	// prior knowledge) (layer 7). h2 (HTTP/2 over TLS) is reserved and
-	// rejected for now.
+	// prior knowledge) or h2 (HTTP/2 over TLS, ALPN h2) (layer 7).
 	BackendProtocol string
 	// BackendTLS tunes TLS to the backends; only with an https (or h2)
 	// BackendProtocol. Nil: the system's roots, each backend's host as
@@ -195,8 +194,9 @@ type Service struct {
 	// PassiveHealth takes a backend out after failed requests (layer 7).
 	PassiveHealth PassiveHealth
 
-	// Backends serve the service. Required for layer 4; a layer 7 service
-	// may leave it empty when every route has its own.
+	// Backends serve the service. Required for layer 4 unless Discover is
+	// set; a layer 7 service may leave it empty when every route has its
+	// own, or when Discover is set.
 	Backends []Backend
 	// HealthCheck, when set, probes every backend. Nil: no active checks,
 	// every backend counts as up.

@@ -63,6 +63,10 @@ func (p *parser) discover(n *yaml.Node, path string, s *Service) *Discover {
 		return nil
 	}
 	d := &Discover{Type: DefaultDiscoverType, MaxBackends: DefaultDiscoverMaxBackends, Line: r.Line}
+	if s.Layer == 4 && s.VIP.Is6() {
+		// A layer 4 backend is in its VIP's family: the type follows it.
+		d.Type = "aaaa"
+	}
 	valid := true
 	if e := f.get("type"); e != nil {
 		if v, ok := p.oneOf(e.v, join(path, "type"), discoverTypes...); ok {
@@ -102,12 +106,12 @@ func (p *parser) discover(n *yaml.Node, path string, s *Service) *Discover {
 
 	if e := f.get("port"); e != nil {
 		switch {
+		// SPEC's example carries port and weight on a service that may be
+		// either layer: where they cannot apply they are ignored, not errors.
 		case s.Layer == 4:
-			p.errorf(e.k, join(path, "port"), "applies to layer 7 services only; layer 4 backends serve on the VIP's port")
-			valid = false
+			p.warnf(e.k, join(path, "port"), "ignored: layer 4 backends serve on the VIP's port")
 		case d.Type == "srv":
-			p.errorf(e.k, join(path, "port"), "unused with type srv: the ports come from the SRV records; remove it")
-			valid = false
+			p.warnf(e.k, join(path, "port"), "ignored with type srv: the ports come from the SRV records")
 		default:
 			if v, ok := p.integer(e.v, join(path, "port"), 1, 65535); ok {
 				d.Port = uint16(v)
@@ -125,8 +129,7 @@ func (p *parser) discover(n *yaml.Node, path string, s *Service) *Discover {
 	}
 	if e := f.get("weight"); e != nil {
 		if d.Type == "srv" {
-			p.errorf(e.k, join(path, "weight"), "unused with type srv: each SRV record carries its own weight; remove it")
-			valid = false
+			p.warnf(e.k, join(path, "weight"), "ignored with type srv: each SRV record carries its own weight")
 		} else if v, ok := p.integer(e.v, join(path, "weight"), 1, MaxWeight); ok {
 			d.Weight = int(v)
 		} else {

@@ -39,26 +39,10 @@ func TestParseDiscoverErrors(t *testing.T) {
 			`xlb.yaml:5: services[0].discover.dns: an SRV name is _service._proto.name, like _http._tcp.api.internal, got "api.internal"`}},
 		{"l4-family-mismatch", l4 + "    discover: {dns: api.internal, type: aaaa}\n", []string{
 			`xlb.yaml:6: services[0].discover.type: type aaaa gives IPv6 backends but the VIP 10.0.0.10 is IPv4; a layer 4 backend must be in the VIP's family: use type a`}},
-		{"l4-family-mismatch-default-type", `
-services:
-  - name: api
-    layer: 4
-    vip: 2001:db8::10
-    port: 80
-    discover:
-      dns: api.internal
-`, []string{
-			`xlb.yaml:7: services[0].discover.type: type a gives IPv4 backends but the VIP 2001:db8::10 is IPv6; a layer 4 backend must be in the VIP's family: use type aaaa`}},
-		{"port-layer-4", l4 + "    discover: {dns: api.internal, port: 8080}\n", []string{
-			`xlb.yaml:6: services[0].discover.port: applies to layer 7 services only; layer 4 backends serve on the VIP's port`}},
 		{"port-missing-layer-7", l7 + "    discover:\n      dns: api.internal\n      type: aaaa\n", []string{
 			`xlb.yaml:6: services[0].discover.port: missing; a layer 7 service needs the port its AAAA backends serve on, like port: 8080`}},
-		{"port-with-srv", l7 + "    discover: {dns: _http._tcp.api.internal, type: srv, port: 80}\n", []string{
-			`xlb.yaml:5: services[0].discover.port: unused with type srv: the ports come from the SRV records; remove it`}},
 		{"port-out-of-range", l7 + "    discover: {dns: api.internal, port: 0}\n", []string{
 			`xlb.yaml:5: services[0].discover.port: must be between 1 and 65535, got 0`}},
-		{"weight-with-srv", l7 + "    discover: {dns: _http._tcp.api.internal, type: srv, weight: 2}\n", []string{
-			`xlb.yaml:5: services[0].discover.weight: unused with type srv: each SRV record carries its own weight; remove it`}},
 		{"weight-out-of-range", l4 + "    discover: {dns: api.internal, weight: 1001}\n", []string{
 			`xlb.yaml:6: services[0].discover.weight: must be between 1 and 1000, got 1001`}},
 		{"weight-zero", l4 + "    discover: {dns: api.internal, weight: 0}\n", []string{
@@ -133,6 +117,44 @@ services:
 
 // TestParseDiscover checks the decoded sections and their defaults, and that
 // a service with discover may have no backends of its own.
+// TestParseDiscoverIgnoredKeys: SPEC's discover example carries port and
+// weight on a service of either layer; where they cannot apply they are
+// warned about and ignored, and a layer 4 IPv6 VIP's type defaults to aaaa.
+func TestParseDiscoverIgnoredKeys(t *testing.T) {
+	l4 := "services:\n  - name: api\n    layer: 4\n    vip: 10.0.0.10\n    port: 80\n"
+	l7 := "services:\n  - name: web\n    layer: 7\n    listen: 0.0.0.0:8080\n"
+	for _, tt := range []struct {
+		name, in, warning string
+	}{
+		{"port-layer-4", l4 + "    discover: {dns: api.internal, port: 8080, weight: 1}\n",
+			`xlb.yaml:6: services[0].discover.port: ignored: layer 4 backends serve on the VIP's port`},
+		{"port-with-srv", l7 + "    discover: {dns: _http._tcp.api.internal, type: srv, port: 80}\n",
+			`xlb.yaml:5: services[0].discover.port: ignored with type srv: the ports come from the SRV records`},
+		{"weight-with-srv", l7 + "    discover: {dns: _http._tcp.api.internal, type: srv, weight: 2}\n",
+			`xlb.yaml:5: services[0].discover.weight: ignored with type srv: each SRV record carries its own weight`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("xlb.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(c.Warnings, tt.warning) {
+				t.Errorf("warnings %q lack %q", c.Warnings, tt.warning)
+			}
+			if d := c.Services[0].Discover; d.Port != 0 || (d.Type == "srv" && d.Weight != 0) {
+				t.Errorf("ignored key kept: %+v", d)
+			}
+		})
+	}
+	c, err := Parse("xlb.yaml", []byte("services:\n  - name: api\n    layer: 4\n    vip: 2001:db8::10\n    port: 80\n    discover: {dns: api.internal}\n"))
+	if err != nil {
+		t.Fatalf("IPv6 VIP, no type: %v", err)
+	}
+	if got := c.Services[0].Discover.Type; got != "aaaa" {
+		t.Errorf("IPv6 VIP: discover type %q, want aaaa", got)
+	}
+}
+
 func TestParseDiscover(t *testing.T) {
 	tests := []struct {
 		name string

@@ -62,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *check {
-		return runCheck(*configPath, stdout)
+		return runCheck(*configPath, stdout, stderr)
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -114,7 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runCheck(path string, stdout io.Writer) int {
+// runCheck prints "ok" or every error on stdout (as SPEC has it), and
+// warnings on stderr, so that a valid config's stdout is "ok" alone.
+func runCheck(path string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err != nil {
 		var list config.ErrorList
@@ -128,7 +130,7 @@ func runCheck(path string, stdout io.Writer) int {
 		return 1
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
