@@ -281,10 +281,12 @@ type Backend struct {
 
 // HealthCheck probes every backend of a service.
 type HealthCheck struct {
-	// Type is tcp (connect; the default), http (a GET that must answer an
-	// expected status), grpc (layer 7: grpc.health.v1.Health/Check over
-	// HTTP/2 cleartext for the server's overall health, up when SERVING)
-	// or none (no checks; the other keys are kept but unused).
+	// Type is tcp (connect; the default, unless path, host or
+	// expect_status is written: then http), http (a GET that must answer
+	// an expected status), grpc (layer 7: grpc.health.v1.Health/Check over
+	// the backend protocol, which must be h2c or h2; up when SERVING) or
+	// none (no checks; the other keys are kept but unused). tcp and grpc
+	// ignore the http keys.
 	Type string
 	// Port to probe. Parse sets it to the service port for layer 4 when
 	// left out; for layer 7, 0 means each backend's own port.
@@ -303,7 +305,8 @@ type HealthCheck struct {
 	ExpectMin, ExpectMax int
 	// Interval between probes, at least 100ms. Default 5s.
 	Interval time.Duration
-	// Timeout of one probe, shorter than Interval. Default 2s.
+	// Timeout of one probe, at most Interval. Default 2s, or Interval
+	// when that is shorter.
 	Timeout time.Duration
 	// HealthyThreshold is the consecutive successes that mark a backend up,
 	// 1..10. Default 2.

@@ -482,13 +482,9 @@ services:
 `, []string{`xlb.yaml:4: services[1].listen: 10.0.0.10:80 is the vip:port of layer 4 service a (line 3); the XDP program takes those packets before this listener sees them`}},
 
 		// health checks
-		{"health-timeout-not-below-interval", l4 + `    backends: [{address: 10.0.1.1}]
-    health_check: {type: tcp, interval: 2s, timeout: 2s}
-`, []string{`xlb.yaml:7: services[0].health_check.timeout: must be shorter than interval (2s), got 2s`}},
-		{"health-interval-below-default-timeout", l4 + `    backends: [{address: 10.0.1.1}]
-    health_check:
-      interval: 1s
-`, []string{`xlb.yaml:8: services[0].health_check.interval: must be longer than timeout (2s, the default), got 1s; lower timeout too`}},
+		{"health-timeout-above-interval", l4 + `    backends: [{address: 10.0.1.1}]
+    health_check: {type: tcp, interval: 2s, timeout: 3s}
+`, []string{`xlb.yaml:7: services[0].health_check.timeout: must not be longer than interval (2s), got 3s`}},
 		{"health-interval-too-short", l4 + `    backends: [{address: 10.0.1.1}]
     health_check: {interval: 50ms, timeout: 10ms}
 `, []string{`xlb.yaml:7: services[0].health_check.interval: must be at least 100ms, got 50ms`}},
@@ -519,11 +515,6 @@ services:
 			`xlb.yaml:13: services[1].health_check.expect_status: range 399-200 is backwards; write 200-399`,
 			`xlb.yaml:19: services[2].health_check.expect_status: status 600 is not between 100 and 599`,
 		}},
-		{"health-http-keys-on-tcp", l4 + `    backends: [{address: 10.0.1.1}]
-    health_check:
-      type: tcp
-      path: /health
-`, []string{`xlb.yaml:9: services[0].health_check.path: applies to http checks only; set type: http, or remove it`}},
 		{"health-type-and-path", l4 + `    backends: [{address: 10.0.1.1}]
     health_check: {type: icmp}
   - name: api2
@@ -826,6 +817,18 @@ services:
     backends: [{address: 10.0.1.1}]
     health_check: {type: tcp}
 `, []string{"xlb.yaml:9: services[0].health_check.port: a tcp health check of a udp service probes TCP port 53; set port to one the backends answer on"}},
+		{"health-http-keys-on-tcp", `
+xdp: {interfaces: [eth0]}
+services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.10
+    port: 80
+    backends: [{address: 10.0.1.1}]
+    health_check:
+      type: tcp
+      path: /health
+`, []string{"xlb.yaml:10: services[0].health_check.path: ignored with type tcp: only http checks use it"}},
 		{"quoted-numbers", `
 services:
   - {name: web, layer: "7", listen: ":8080", backends: [{address: "127.0.0.1:9001", weight: "2"}]}
@@ -898,7 +901,7 @@ services2: []
 	_, err := Parse("/etc/xlb/xlb.yaml", []byte(in))
 	want := []string{
 		`/etc/xlb/xlb.yaml:6: services[0].backends[0].weight: must be between 0 and 1000, got 2000`,
-		`/etc/xlb/xlb.yaml:7: services[0].health_check.timeout: must be shorter than interval (1s), got 3s`,
+		`/etc/xlb/xlb.yaml:7: services[0].health_check.timeout: must not be longer than interval (1s), got 3s`,
 		`/etc/xlb/xlb.yaml:9: xdp.mode: must be auto, native or generic, got "turbo"`,
 		`/etc/xlb/xlb.yaml:10: xdp.flow_table_size: must be between 1024 and 67108864, got 10`,
 		`/etc/xlb/xlb.yaml:12: admin.listen: expected host:port like 0.0.0.0:8080, got "nowhere"`,

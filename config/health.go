@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,18 +41,27 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 			// via: address at layer 7 says what layer 7 checks do anyway.
 		}
 	}
+	typeOK := true
 	if e := f.get("type"); e != nil {
-		if v, ok := p.oneOf(e.v, join(path, "type"), "http", "tcp", "grpc", "none"); ok {
+		var v string
+		if v, typeOK = p.oneOf(e.v, join(path, "type"), "http", "tcp", "grpc", "none"); typeOK {
 			hc.Type = v
 			if v == "grpc" && layer != 7 {
 				p.errorf(e.v, join(path, "type"), "grpc checks are for layer 7 services (gRPC backends); use tcp or http at layer 4")
 			}
 		}
+	} else if slices.ContainsFunc(httpCheckKeys, func(key string) bool { return f.get(key) != nil }) {
+		// Keys only an http check reads say what the user meant, more
+		// than the tcp default does.
+		hc.Type = "http"
 	}
-	if hc.Type == "tcp" || hc.Type == "grpc" {
+	// Ignored rather than refused, so that switching a check's type does
+	// not also mean deleting its http keys. After an invalid type, already
+	// reported, they are decoded as written.
+	if typeOK && (hc.Type == "tcp" || hc.Type == "grpc") {
 		for _, key := range httpCheckKeys {
-			if e := f.m[key]; e != nil {
-				p.errorf(e.k, join(path, key), "applies to http checks only; set type: http, or remove it")
+			if e := f.get(key); e != nil {
+				p.warnf(e.k, join(path, key), "ignored with type %s: only http checks use it", hc.Type)
 				delete(f.m, key)
 			}
 		}
@@ -97,22 +107,23 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 	if e := f.get("expect_status"); e != nil {
 		p.expectStatus(e.v, join(path, "expect_status"), hc)
 	}
-	var interval, timeout *yaml.Node
-	intervalOK, timeoutOK := true, true
+	intervalOK, intervalNote := true, ", the default"
 	if e := f.get("interval"); e != nil {
-		interval = e.v
 		hc.Interval, intervalOK = p.duration(e.v, join(path, "interval"), 100*time.Millisecond)
+		intervalNote = ""
 	}
+	// A probe may last its whole interval but no longer: by then the next
+	// one is due.
 	if e := f.get("timeout"); e != nil {
-		timeout = e.v
-		hc.Timeout, timeoutOK = p.duration(e.v, join(path, "timeout"), 1)
-	}
-	if intervalOK && timeoutOK && hc.Timeout >= hc.Interval {
-		if timeout != nil {
-			p.errorf(timeout, join(path, "timeout"), "must be shorter than interval (%s), got %s", hc.Interval, hc.Timeout)
-		} else {
-			p.errorf(interval, join(path, "interval"), "must be longer than timeout (%s, the default), got %s; lower timeout too", hc.Timeout, hc.Interval)
+		var ok bool
+		hc.Timeout, ok = p.duration(e.v, join(path, "timeout"), 1)
+		if ok && intervalOK && hc.Timeout > hc.Interval {
+			p.errorf(e.v, join(path, "timeout"), "must not be longer than interval (%s%s), got %s", hc.Interval, intervalNote, hc.Timeout)
 		}
+	} else if intervalOK {
+		// A short interval is how one asks for fast checks; it should not
+		// also need a timeout written out.
+		hc.Timeout = min(hc.Timeout, hc.Interval)
 	}
 	if e := f.get("healthy_threshold"); e != nil {
 		if v, ok := p.integer(e.v, join(path, "healthy_threshold"), 1, 10); ok {
@@ -152,4 +163,36 @@ func (p *parser) expectStatus(n *yaml.Node, path string, hc *HealthCheck) {
 	default:
 		hc.ExpectStatus, hc.ExpectMin, hc.ExpectMax = v, min, max
 	}
+}
+
+// checkGRPCBackend refuses a grpc check of a service that speaks HTTP/1.1
+// to its backends: the check goes over the backend protocol, and gRPC
+// needs HTTP/2. checkService calls it, where the backend protocol has its
+// default; healthCheck is given only the layer.
+func (p *parser) checkGRPCBackend(s *Service, sp *svcParse) {
+	hc := s.HealthCheck
+	if s.Layer != 7 || hc == nil || hc.Type != "grpc" || sp.backendProtocolBad || s.BackendProtocol == "h2c" || s.BackendProtocol == "h2" {
+		return
+	}
+	e := sp.f.get("health_check")
+	if e == nil {
+		return
+	}
+	proto := s.BackendProtocol
+	if sp.f.get("backend_protocol") == nil {
+		proto += " (the default)"
+	}
+	p.errorf(valueOf(p.resolve(e.v), "type"), join(sp.path, "health_check.type"),
+		"grpc checks need HTTP/2 to the backends, and this service's backend_protocol is %s; set backend_protocol: h2c (cleartext) or h2 (over TLS)", proto)
+}
+
+// valueOf returns the value of key in mapping m, or m itself when the key
+// is not written there (it may come from a merged mapping).
+func valueOf(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; m != nil && i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return m
 }

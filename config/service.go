@@ -275,6 +275,7 @@ func (p *parser) checkService(s *Service, sp *svcParse) {
 	if sp.backendTLS != nil && !sp.backendProtocolBad && !contains(tlsBackendProtocols, s.BackendProtocol) {
 		p.errorf(sp.backendTLS, join(path, "backend_tls"), "applies to backends spoken to over TLS only, and this service's backend_protocol is %s; set backend_protocol: https", s.BackendProtocol)
 	}
+	p.checkGRPCBackend(s, sp)
 
 	// A udp service's backends may not accept TCP on the service port.
 	if s.Protocol == "udp" && sp.checkPortDefault && s.HealthCheck.Type != "none" {

@@ -358,14 +358,18 @@ func TestGRPCHealthCheckAtLayer7(t *testing.T) {
 	if hc := cfg.Service("api").HealthCheck; hc == nil || hc.Type != "grpc" {
 		t.Errorf("health_check = %+v, want type grpc", hc)
 	}
-	_, err = Parse("xlb.yaml", []byte(`services:
+	cfg, err = Parse("xlb.yaml", []byte(`services:
   - name: api
     layer: 7
     listen: 127.0.0.1:8080
+    backend_protocol: h2c
     backends: [{address: 127.0.0.1:9001}]
     health_check: {type: grpc, path: /health}
 `))
-	if err == nil || !strings.Contains(err.Error(), "health_check.path: applies to http checks only") {
-		t.Errorf("a grpc check with a path: %v", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "xlb.yaml:7: services[0].health_check.path: ignored with type grpc: only http checks use it"; !slices.Contains(cfg.Warnings, want) {
+		t.Errorf("a grpc check with a path: warnings %q lack %q", cfg.Warnings, want)
 	}
 }

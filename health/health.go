@@ -25,7 +25,7 @@ import (
 const (
 	TypeHTTP = "http" // GET http://Addr+Path (https with Spec.TLS), success when the status is in [ExpectMin, ExpectMax]
 	TypeTCP  = "tcp"  // success when a TCP connection to Addr opens
-	TypeGRPC = "grpc" // grpc.health.v1.Health/Check over HTTP/2 cleartext, success when SERVING
+	TypeGRPC = "grpc" // grpc.health.v1.Health/Check over HTTP/2 (over TLS with Spec.TLS, else cleartext), success when SERVING
 	TypeNone = "none" // never probed, always up
 )
 
@@ -64,12 +64,12 @@ type Spec struct {
 	// down target up; UnhealthyThreshold the number of consecutive failures
 	// that mark an up target down. Values below 1 take the defaults.
 	HealthyThreshold, UnhealthyThreshold int
-	// TLS, if set, makes an http check speak HTTPS with this client
-	// configuration (a backend_protocol https backend's); its ServerName
-	// defaults to Addr's host. A tcp check only connects either way. Only
-	// whether TLS is set is part of a target's identity: Set takes the
-	// latest configuration, as it does Dial, since a reload rebuilds an
-	// equivalent one.
+	// TLS, if set, makes an http check speak HTTPS and a grpc check HTTP/2
+	// over TLS (ALPN h2) with this client configuration (a backend_protocol
+	// https or h2 backend's); its ServerName defaults to Addr's host. A tcp
+	// check only connects either way. Only whether TLS is set is part of a
+	// target's identity: Set takes the latest configuration, as it does
+	// Dial, since a reload rebuilds an equivalent one.
 	TLS *tls.Config
 }
 

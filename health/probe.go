@@ -34,7 +34,7 @@ func probe(ctx context.Context, t Target, s Spec) error {
 	case TypeHTTP:
 		return probeHTTP(ctx, t, s)
 	case TypeGRPC:
-		return probeGRPC(ctx, t)
+		return probeGRPC(ctx, t, s)
 	default:
 		return fmt.Errorf("unknown health check type %q", s.Type)
 	}
@@ -128,30 +128,39 @@ func clientConfig(c *tls.Config, addr string) *tls.Config {
 	return c
 }
 
-// probeGRPC asks grpc.health.v1.Health/Check for the server's overall
-// health (service ""), over HTTP/2 in cleartext on a connection of its
-// own, as gRPC servers speak: SERVING is up, anything else (NOT_SERVING,
-// an error status, no answer) down. The request and answer are built by
-// hand (a gRPC frame around a protobuf message of at most one field), so
-// the checker needs no generated code.
-func probeGRPC(ctx context.Context, t Target) error {
+// probeGRPC asks grpc.health.v1.Health/Check about s.Service (empty: the
+// server as a whole), over HTTP/2 on a connection of its own, as the
+// proxy speaks to the backend: over TLS (ALPN h2) with s.TLS, else in
+// cleartext. SERVING is up, anything else (NOT_SERVING, an error status,
+// no answer) down. The request and answer are built by hand (a gRPC frame
+// around a protobuf message of at most one field), so the checker needs
+// no generated code.
+func probeGRPC(ctx context.Context, t Target, s Spec) error {
+	scheme := "http://"
+	if s.TLS != nil {
+		scheme = "https://"
+	}
 	tr := &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			return dial(ctx, t)
+			conn, err := dial(ctx, t)
+			if err != nil || s.TLS == nil {
+				return conn, err
+			}
+			return handshakeH2(ctx, conn, clientConfig(s.TLS, t.Addr))
 		},
 	}
 	defer tr.CloseIdleConnections()
 	// A HealthCheckRequest: a gRPC frame (uncompressed, 4-byte length)
 	// around field 1, the service name, when there is one.
 	var ask []byte
-	if name := t.Spec.Service; name != "" {
+	if name := s.Service; name != "" {
 		ask = append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(name)))...)
 		ask = append(ask, name...)
 	}
 	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(ask)))
 	body = append(body, ask...)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
@@ -189,6 +198,24 @@ func probeGRPC(ctx context.Context, t Target) error {
 	default:
 		return fmt.Errorf("health status %d, want SERVING", st)
 	}
+}
+
+// handshakeH2 runs a TLS handshake on conn that must agree on HTTP/2: a
+// backend that settles for HTTP/1.1 cannot answer a gRPC call. c is not
+// modified (it may be shared with the proxy's connections).
+func handshakeH2(ctx context.Context, conn net.Conn, c *tls.Config) (net.Conn, error) {
+	c = c.Clone()
+	c.NextProtos = []string{"h2"}
+	tc := tls.Client(conn, c)
+	err := tc.HandshakeContext(ctx)
+	if err == nil && tc.ConnectionState().NegotiatedProtocol != "h2" {
+		err = fmt.Errorf("backend chose ALPN %q, not h2", tc.ConnectionState().NegotiatedProtocol)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // healthStatus reads HealthCheckResponse.status (field 1, a varint) from
