@@ -44,10 +44,17 @@ func (s *Server) bgpAnnounce(r *http.Request) (int, any, error) {
 	return http.StatusOK, normalizeBGP(st), err
 }
 
-// normalizeBGP makes empty lists [] rather than null.
+// normalizeBGP makes empty lists [] rather than null, and gives a session
+// that is not established the uptime "0s", in the format of an established
+// one's, so that a script parses every peer's uptime the same way.
 func normalizeBGP(b api.BGP) api.BGP {
 	if b.Peers == nil {
 		b.Peers = []api.BGPPeer{}
+	}
+	for i := range b.Peers {
+		if b.Peers[i].Uptime == "" {
+			b.Peers[i].Uptime = "0s"
+		}
 	}
 	if b.Announced == nil {
 		b.Announced = []api.BGPPrefix{}

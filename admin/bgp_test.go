@@ -18,7 +18,8 @@ func (f *fakeBGP) BGPStatus() api.BGP {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := api.BGP{Configured: true, Announcing: f.announcing, ASN: 65001, RouterID: "10.0.0.2",
-		Peers: []api.BGPPeer{{Address: "10.0.0.254", ASN: 65000, State: "established", Uptime: "5s"}}}
+		Peers: []api.BGPPeer{{Address: "10.0.0.254", ASN: 65000, State: "established", Uptime: "5s"},
+			{Address: "10.0.0.253", ASN: 65000, State: "active"}}}
 	if f.announcing {
 		b.Announced = []api.BGPPrefix{{Prefix: "10.0.0.10/32", NextHop: "session address", Services: []string{"api"}}}
 	}
@@ -59,11 +60,33 @@ func TestBGPStatus(t *testing.T) {
 	}
 	var b api.BGP
 	a.decode(t, &b)
-	if !b.Configured || !b.Announcing || len(b.Peers) != 1 || b.Peers[0].State != "established" || len(b.Announced) != 1 {
+	if !b.Configured || !b.Announcing || len(b.Peers) != 2 || b.Peers[0].State != "established" || len(b.Announced) != 1 {
 		t.Errorf("GET %s: %+v", api.PathBGP, b)
 	}
 	if !strings.Contains(string(a.body), `"services": []`) {
 		t.Errorf("an empty list must be [], not null: %s", a.body)
+	}
+}
+
+// TestBGPStatusUptimeOfEveryPeer: SPEC lists each peer with its uptime, so
+// a session that is not established says "0s" rather than leaving it out.
+func TestBGPStatusUptimeOfEveryPeer(t *testing.T) {
+	h, _ := newBGPHarness(t, false)
+	a := h.do(t, "GET", api.PathBGP, "", "")
+	var raw struct {
+		Peers []map[string]any `json:"peers"`
+	}
+	a.decode(t, &raw)
+	want := map[string]string{"10.0.0.254": "5s", "10.0.0.253": "0s"}
+	for _, p := range raw.Peers {
+		addr, _ := p["address"].(string)
+		up, ok := p["uptime"].(string)
+		if !ok || up != want[addr] {
+			t.Errorf("peer %s: uptime %v (present %v), want %q", addr, p["uptime"], ok, want[addr])
+		}
+	}
+	if len(raw.Peers) != len(want) {
+		t.Errorf("%d peers, want %d: %s", len(raw.Peers), len(want), a.body)
 	}
 }
 

@@ -52,7 +52,7 @@ type Backend struct {
 	Weight       int      `json:"weight"`        // effective weight (0 = drained)
 	ConfigWeight int      `json:"config_weight"` // weight in the config file
 	Healthy      bool     `json:"healthy"`
-	Draining     bool     `json:"draining"`
+	Draining     bool     `json:"draining"`             // no new flows: drained, being removed, or weight 0
 	Source       string   `json:"source"`               // "config", "api" or "dns": where it came from
 	Persisted    bool     `json:"persisted"`            // false: a runtime change the next reload will undo
 	LastCheck    string   `json:"last_check,omitempty"` // last health check result ("ok" or the error)
@@ -60,13 +60,16 @@ type Backend struct {
 	Counters     Counters `json:"counters"`
 }
 
-// Counters are traffic totals: packets and bytes for L4, requests for L7.
+// Counters are traffic totals: packets, bytes and new flows for L4,
+// requests and errors for L7. Every field is always sent (0 where the
+// layer has none), so a script reads a fresh backend's counters as it
+// reads any other's.
 type Counters struct {
-	Packets  uint64 `json:"packets,omitempty"`
-	Bytes    uint64 `json:"bytes,omitempty"`
-	NewFlows uint64 `json:"new_flows,omitempty"`
-	Requests uint64 `json:"requests,omitempty"`
-	Errors   uint64 `json:"errors,omitempty"`
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	NewFlows uint64 `json:"new_flows"`
+	Requests uint64 `json:"requests"`
+	Errors   uint64 `json:"errors"`
 }
 
 // AddBackend is the body of POST /api/v1/services/{name}/backends.

@@ -30,9 +30,9 @@ type BGP struct {
 type BGPPeer struct {
 	Address string    `json:"address"`
 	ASN     uint32    `json:"asn"`
-	State   string    `json:"state"`            // idle, connect, active, opensent, openconfirm, established
-	Uptime  string    `json:"uptime,omitempty"` // while established
-	Since   time.Time `json:"since"`            // when the state was entered
+	State   string    `json:"state"`  // idle, connect, active, opensent, openconfirm, established
+	Uptime  string    `json:"uptime"` // a Go duration while established, else "0s"
+	Since   time.Time `json:"since"`  // when the state was entered
 	// LastError is the last reason the session went down.
 	LastError string `json:"last_error,omitempty"`
 }

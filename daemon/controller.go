@@ -48,9 +48,7 @@ func (c *controller) Services() []api.Service {
 		for _, name := range m.order {
 			s := m.services[name]
 			if s.cfg.IsL4() {
-				if as, ok := c.l4Status(s, flows); ok {
-					out = append(out, as)
-				}
+				out = append(out, c.l4Status(s, flows))
 				continue
 			}
 			out = append(out, c.l7Status(s))
@@ -62,17 +60,18 @@ func (c *controller) Services() []api.Service {
 func modelBackend(b *backend) api.Backend {
 	return api.Backend{
 		Address: b.name, Weight: b.effWeight(), ConfigWeight: b.conf.Weight,
-		Healthy: b.up, Draining: b.drained(), Source: string(b.src),
+		// Weight 0 drains as a drain does (SPEC: no new flows, established
+		// ones continue), so it reads the same; the undrain and weight
+		// calls still keep the two apart.
+		Healthy: b.up, Draining: b.drained() || b.weight() == 0, Source: string(b.src),
 		Persisted: b.persisted(), LastCheck: b.lastCheck,
 	}
 }
 
-// l4Status reports an L4 service; none when L4 is off.
-func (c *controller) l4Status(s *service, flows map[uint32]int) (api.Service, bool) {
-	id, ok := c.r.l4.serviceID(s.cfg.Name)
-	if c.maps == nil || !ok {
-		return api.Service{}, false
-	}
+// l4Status reports an L4 service. With the L4 data plane off (or before
+// the service has a kernel id) it comes from the model alone: health and
+// weights, no counters, nothing active.
+func (c *controller) l4Status(s *service, flows map[uint32]int) api.Service {
 	as := api.Service{
 		Name: s.cfg.Name, Layer: 4,
 		Address:   netip.AddrPortFrom(s.cfg.VIP, uint16(s.cfg.Port)).String(),
@@ -83,12 +82,16 @@ func (c *controller) l4Status(s *service, flows map[uint32]int) (api.Service, bo
 		// Nodes given the same config and health build the same table.
 		MaglevFingerprint: c.r.l4.fingerprint(s.cfg.Name),
 	}
-	if k, err := c.maps.ServiceCounters(id); err == nil {
-		as.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}
+	id, inKernel := c.r.l4.serviceID(s.cfg.Name)
+	inKernel = inKernel && c.maps != nil
+	if inKernel {
+		if k, err := c.maps.ServiceCounters(id); err == nil {
+			as.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}
+		}
 	}
 	for _, b := range s.backends {
 		ab := modelBackend(b)
-		if bid := c.r.l4.backendID(s.cfg.Name, b.addr); bid != 0 {
+		if bid := c.r.l4.backendID(s.cfg.Name, b.addr); inKernel && bid != 0 {
 			ab.Active = int64(flows[bid])
 			if k, err := c.maps.BackendCounters(bid); err == nil {
 				ab.Counters = api.Counters{Packets: k.Packets, Bytes: k.Bytes, NewFlows: k.NewFlows}
@@ -96,7 +99,7 @@ func (c *controller) l4Status(s *service, flows map[uint32]int) (api.Service, bo
 		}
 		as.Backends = append(as.Backends, ab)
 	}
-	return as, true
+	return as
 }
 
 // l7Status reports a layer 7 service: its own backends, then those only its
@@ -219,10 +222,10 @@ func (c *controller) AddBackend(name string, req api.AddBackend) (api.Change, er
 	return ch, err
 }
 
-// RemoveBackend drains a backend, then removes it once the drain period
-// (l7.drain_timeout) is over; established flows and in-flight requests keep
-// it until then. A backend the file lists stays removed until the next
-// reload or restart.
+// RemoveBackend drains a backend, then removes it once nothing uses it (no
+// in-flight requests; no flow-table entries for L4) or when the drain
+// period (l7.drain_timeout) is over, whichever comes first. A backend the
+// file lists stays removed until the next reload or restart.
 func (c *controller) RemoveBackend(name, address string) (api.Change, error) {
 	var ch api.Change
 	err := c.r.change(name, func(m *model, s *service) error {
@@ -231,7 +234,7 @@ func (c *controller) RemoveBackend(name, address string) (api.Change, error) {
 			return err
 		}
 		m.remove(b, time.Now())
-		ch = api.Change{Service: name, Backend: b.name, Result: fmt.Sprintf("draining; removed at %s", b.removeAt.Format(time.RFC3339)), Note: notPersisted}
+		ch = api.Change{Service: name, Backend: b.name, Result: fmt.Sprintf("draining; removed once idle, at %s at the latest", b.removeAt.Format(time.RFC3339)), Note: notPersisted}
 		if b.src == fromConfig {
 			ch.Note = removedNote
 		}
@@ -266,7 +269,7 @@ func (c *controller) PatchBackend(name, address string, p api.PatchBackend) (api
 			b.drain = *p.Drain
 			result = append(result, map[bool]string{true: "draining", false: "not draining"}[*p.Drain])
 		}
-		ch = api.Change{Service: name, Backend: b.name, Result: fmt.Sprint(result), Persisted: b.persisted()}
+		ch = api.Change{Service: name, Backend: b.name, Result: strings.Join(result, ", "), Persisted: b.persisted()}
 		if !ch.Persisted {
 			ch.Note = notPersisted
 		}
@@ -285,10 +288,16 @@ func (c *controller) Reload() (api.Reload, error) {
 	return api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now()}, nil
 }
 
-// Stats reports the data plane's verdict and event counters.
+// Stats reports the data plane's verdict and event counters. With the L4
+// data plane off every counter is there at 0, so that a script reading one
+// by name works on every node.
 func (c *controller) Stats() (api.Stats, error) {
 	if c.maps == nil {
-		return api.Stats{}, nil
+		out := api.Stats{L4: make([]api.Stat, 0, len(maps.StatNames))}
+		for _, name := range maps.StatNames {
+			out.L4 = append(out.L4, api.Stat{Name: name})
+		}
+		return out, nil
 	}
 	st, err := c.maps.ReadStats()
 	if err != nil {

@@ -4,16 +4,19 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7"
+	"github.com/xlbproject/xlb/maps"
 )
 
 // l7Parts wires the reconciler and controller to a real l7 server with the
@@ -128,3 +131,177 @@ func TestControllerL7RuntimeChanges(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestControllerDeletedBackendGoesOnceIdle: a DELETE, or a reload that
+// drops an API-added backend, drains it only while it has requests in
+// flight, not for the whole drain_timeout (10s here).
+func TestControllerDeletedBackendGoesOnceIdle(t *testing.T) {
+	cfg := l7Config(t)
+	ctl, web := l7Parts(t, cfg)
+	listed := func(addr string) (api.Backend, bool) {
+		for _, s := range ctl.Services() {
+			for _, b := range s.Backends {
+				if b.Address == addr {
+					return b, true
+				}
+			}
+		}
+		return api.Backend{}, false
+	}
+	u := web.Upstream("web", "127.0.0.1:9002")
+	u.Acquire()
+	if _, err := ctl.RemoveBackend("web", "127.0.0.1:9002"); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * removalGrace)
+	if _, err := ctl.r.expire(later, false); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed("127.0.0.1:9002"); !ok || !b.Draining || b.Active != 1 {
+		t.Fatalf("with a request in flight: %+v (listed %v), want listed, draining, 1 active", b, ok)
+	}
+	u.Release()
+	if _, err := ctl.r.expire(later, false); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed("127.0.0.1:9002"); ok {
+		t.Errorf("idle deleted backend still listed: %+v", b)
+	}
+	if web.Upstream("web", "127.0.0.1:9002") != nil {
+		t.Error("idle deleted backend still in the l7 pool")
+	}
+
+	if _, err := ctl.AddBackend("web", api.AddBackend{Address: "127.0.0.1:9003"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed("127.0.0.1:9003"); !ok || !b.Draining {
+		t.Fatalf("API-added backend right after a reload: %+v (listed %v), want draining", b, ok)
+	}
+	if _, err := ctl.r.expire(time.Now().Add(2*removalGrace), false); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed("127.0.0.1:9003"); ok {
+		t.Errorf("idle API-added backend still listed after a reload: %+v", b)
+	}
+	if _, ok := listed("127.0.0.1:9001"); !ok {
+		t.Error("a backend that was not removed went")
+	}
+}
+
+// TestControllerWeightZeroReadsAsDraining: weight 0 takes no new flows, so
+// the API calls it draining; a weight back undoes it, and an undrain does
+// not give weight to a backend set to 0.
+func TestControllerWeightZeroReadsAsDraining(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	draining := func() (bool, int) {
+		for _, b := range ctl.Services()[0].Backends {
+			if b.Address == "127.0.0.1:9001" {
+				return b.Draining, b.Weight
+			}
+		}
+		t.Fatal("backend 9001 not listed")
+		return false, 0
+	}
+	for _, tc := range []struct {
+		name         string
+		patch        api.PatchBackend
+		wantDraining bool
+		wantWeight   int
+	}{
+		{"weight-0", api.PatchBackend{Weight: ptr(0)}, true, 0},
+		{"undrain-keeps-weight-0", api.PatchBackend{Drain: ptr(false)}, true, 0},
+		{"weight-back", api.PatchBackend{Weight: ptr(3)}, false, 3},
+		{"drain", api.PatchBackend{Drain: ptr(true)}, true, 0},
+		{"undrain", api.PatchBackend{Drain: ptr(false)}, false, 3},
+	} {
+		if _, err := ctl.PatchBackend("web", "127.0.0.1:9001", tc.patch); err != nil {
+			t.Fatal(err)
+		}
+		if d, w := draining(); d != tc.wantDraining || w != tc.wantWeight {
+			t.Errorf("%s: draining %v weight %d, want %v %d", tc.name, d, w, tc.wantDraining, tc.wantWeight)
+		}
+	}
+}
+
+func TestControllerPatchResultIsText(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	ch, err := ctl.PatchBackend("web", "127.0.0.1:9001", api.PatchBackend{Weight: ptr(1), Drain: ptr(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "weight 1, not draining"; ch.Result != want {
+		t.Errorf("result %q, want %q", ch.Result, want)
+	}
+}
+
+// TestControllerStatsWithL4Off: every counter is there by name, at 0.
+func TestControllerStatsWithL4Off(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	st, err := ctl.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.L4) != len(maps.StatNames) {
+		t.Fatalf("%d counters, want every one of maps.StatNames (%d)", len(st.L4), len(maps.StatNames))
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byName map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &byName); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tx", "drop_malformed", "flow_insert_skipped"} {
+		if got := string(byName[name]); got != `{"packets":0,"bytes":0}` {
+			t.Errorf("%s: %s, want 0 packets and bytes", name, got)
+		}
+	}
+}
+
+// TestControllerL4ServicesListedWithL4Off: GET lists every service, an L4
+// one from the model when no xdp.interfaces are set; changing it is a
+// conflict with the daemon's state, not a missing service.
+func TestControllerL4ServicesListedWithL4Off(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11, weight: 2}, {address: 10.0.0.12, weight: 0}]
+  - name: web
+    layer: 7
+    listen: %q
+    backends: [{address: 127.0.0.1:9001}]
+`, freeListen(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	svcs := ctl.Services()
+	if len(svcs) != 2 || svcs[0].Name != "api" || svcs[0].Layer != 4 || svcs[1].Name != "web" {
+		t.Fatalf("services %+v, want api (layer 4) and web", svcs)
+	}
+	got := fmt.Sprintf("%+v", svcs[0].Backends)
+	want := fmt.Sprintf("%+v", []api.Backend{
+		{Address: "10.0.0.11", Weight: 2, ConfigWeight: 2, Healthy: true, Source: "config", Persisted: true},
+		{Address: "10.0.0.12", Weight: 0, ConfigWeight: 0, Healthy: true, Draining: true, Source: "config", Persisted: true},
+	})
+	if got != want {
+		t.Errorf("L4 backends with L4 off:\n got %s\nwant %s", got, want)
+	}
+	if svcs[0].Address != "10.0.0.100:80" || svcs[0].Protocol != "tcp" {
+		t.Errorf("L4 service: %+v", svcs[0])
+	}
+	_, addErr := ctl.AddBackend("api", api.AddBackend{Address: "10.0.0.13"})
+	_, removeErr := ctl.RemoveBackend("api", "10.0.0.11")
+	_, patchErr := ctl.PatchBackend("api", "10.0.0.11", api.PatchBackend{Drain: ptr(true)})
+	for name, err := range map[string]error{"add": addErr, "remove": removeErr, "patch": patchErr} {
+		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "L4 data plane is off") {
+			t.Errorf("%s on an L4 service with L4 off: %v, want a conflict that says the L4 data plane is off", name, err)
+		}
+	}
+}

@@ -97,7 +97,10 @@ func New(opts Options) (*Daemon, error) {
 		pp := &probePath{log: log, dp: d.dp.dp, l4: d.r.l4}
 		paths.viaVIP = pp.viaVIP
 	}
-	d.r.retarget = func(m *model) { d.checker.Set(checkTargets(m, paths)) }
+	d.r.retarget = func(m *model) {
+		d.checker.Set(checkTargets(m, paths))
+		d.met.trackChecked(m)
+	}
 	d.r.changed = d.hk.poke
 	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig}
 	if d.follow, err = newFollower(log, d.r, reg); err != nil {

@@ -12,14 +12,25 @@ import (
 )
 
 // housekeeper does the daemon's periodic work: it removes backends whose
-// drain ended and keeps the neighbour entries of unchecked L4 backends warm
-// (a checked backend's probes do that already).
+// drain before removal ended or that have nothing left to drain, and keeps
+// the neighbour entries of unchecked L4 backends warm (a checked backend's
+// probes do that already).
 type housekeeper struct {
 	log  *slog.Logger
 	r    *reconciler
 	l4On bool
 	wake chan struct{}
+	// lastScan is when a pass last read the flow table for draining L4
+	// backends.
+	lastScan time.Time
 }
+
+// flowScanEvery spaces the flow-table reads of draining L4 backends: a
+// read walks the whole table (tens of MB, some 100 ms at the default
+// size), and TCP entries stay until their slot is reused, so a backend that
+// had traffic seldom turns idle before its drain ends anyway. L7 backends
+// are looked at on every pass (their in-flight count is a counter).
+const flowScanEvery = 5 * time.Second
 
 func newHousekeeper(log *slog.Logger, r *reconciler, l4On bool) *housekeeper {
 	return &housekeeper{log: log, r: r, l4On: l4On, wake: make(chan struct{}, 1)}
@@ -48,7 +59,11 @@ func (h *housekeeper) run(ctx context.Context) {
 }
 
 func (h *housekeeper) pass(now time.Time) {
-	if err := h.r.expire(now); err != nil {
+	scanned, err := h.r.expire(now, h.l4On && now.Sub(h.lastScan) >= flowScanEvery)
+	if scanned {
+		h.lastScan = now
+	}
+	if err != nil {
 		h.log.Error("remove drained backends", "err", err)
 	}
 	if !h.l4On {

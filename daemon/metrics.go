@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,13 +22,18 @@ type metrics struct {
 	checks      *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 
+	// checkedMu guards checked, the services whose check-duration series
+	// exist.
+	checkedMu sync.Mutex
+	checked   map[string]bool
+
 	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info *prometheus.Desc
 }
 
 func newMetrics(version string, r *reconciler) *metrics {
 	sb := []string{"service", "backend"}
-	return &metrics{
-		version: version, r: r,
+	m := &metrics{
+		version: version, r: r, checked: map[string]bool{},
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xlb_config_reloads_total", Help: "Config reloads by result (ok, error).",
 		}, []string{"result"}),
@@ -51,6 +57,37 @@ func newMetrics(version string, r *reconciler) *metrics {
 		failOpen: prometheus.NewDesc("xlb_service_fail_open", "1 when every backend is down and the service forwards to the last healthy set.", []string{"service"}, nil),
 		info:     prometheus.NewDesc("xlb_build_info", "xlbd's version.", []string{"version"}, nil),
 	}
+	// A series that appears only at the first failure cannot be alerted on
+	// with increase() until a second one, nor told apart from a daemon that
+	// does not export it.
+	for _, res := range []string{"ok", "error"} {
+		m.reloads.WithLabelValues(res)
+	}
+	return m
+}
+
+// trackChecked makes xlb_health_check_duration_seconds have a series for
+// every service with active checks, before its first check ends (for the
+// same reason as the reload counters), and drops those of services that
+// are no longer checked, as discovery does with its gauge.
+func (m *metrics) trackChecked(md *model) {
+	want := map[string]bool{}
+	for _, name := range md.order {
+		if md.services[name].checked() {
+			want[name] = true
+		}
+	}
+	m.checkedMu.Lock()
+	defer m.checkedMu.Unlock()
+	for name := range m.checked {
+		if !want[name] {
+			m.checkTime.DeleteLabelValues(name)
+		}
+	}
+	for name := range want {
+		m.checkTime.WithLabelValues(name)
+	}
+	m.checked = want
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {

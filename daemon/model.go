@@ -36,9 +36,10 @@ type backend struct {
 	src  source
 
 	// Runtime changes; a reload drops them.
-	apiWeight *int
-	drain     bool
-	removeAt  time.Time // removal pending: drained until then, then gone
+	apiWeight  *int
+	drain      bool
+	removeFrom time.Time // when the drain before removal began
+	removeAt   time.Time // removal pending: gone once idle, at the latest then
 
 	up        bool
 	lastUp    time.Time // when last known healthy: the fail-open set
@@ -46,6 +47,11 @@ type backend struct {
 }
 
 func (b *backend) removing() bool { return !b.removeAt.IsZero() }
+
+// startRemoval drains the backend before it goes: for d at the most.
+func (b *backend) startRemoval(now time.Time, d time.Duration) {
+	b.removeFrom, b.removeAt = now, now.Add(d)
+}
 
 func (b *backend) drained() bool { return b.drain || b.removing() }
 
@@ -213,8 +219,9 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 					continue
 				}
 				up, _ := pre.recoveredUp(c, a)
-				s.backends = append(s.backends, &backend{name: a.String(), addr: a, src: fromAPI,
-					conf: config.Backend{Address: a.String(), Addr: a}, removeAt: now.Add(next.drain), up: up})
+				b := &backend{name: a.String(), addr: a, src: fromAPI, conf: config.Backend{Address: a.String(), Addr: a}, up: up}
+				b.startRemoval(now, next.drain)
+				s.backends = append(s.backends, b)
 			}
 		}
 		if prev != nil {
@@ -227,7 +234,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 				// Discovered backends stay while the service follows a
 				// name: its next answer decides. Others drain and go.
 				if !b.removing() && !(b.src == fromDNS && c.Discover != nil) {
-					b.removeAt = now.Add(next.drain)
+					b.startRemoval(now, next.drain)
 				}
 				s.backends = append(s.backends, &b)
 			}
@@ -314,7 +321,7 @@ func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (
 	}
 	for _, b := range s.backends {
 		if b.src == fromDNS && !b.removing() && !in[canonical(b.name)] {
-			b.removeAt = now.Add(m.drain)
+			b.startRemoval(now, m.drain)
 			changed = true
 		}
 	}
@@ -334,19 +341,29 @@ func setWeight(b *backend, w int) {
 // stay, should an add revive it.
 func (m *model) remove(b *backend, now time.Time) {
 	if !b.removing() {
-		b.removeAt = now.Add(m.drain)
+		b.startRemoval(now, m.drain)
 	}
 }
 
-// expire removes the backends whose drain ended and returns the services
-// that lost one, with what they lost.
-func (m *model) expire(now time.Time) map[string][]*backend {
+// removalGrace is how long a backend drains before removal even when it
+// looks idle: a flow or request that picked it just before its drain began
+// (a packet between the table swap and its flow-table insert, a request
+// between its selection and its acquire) shows in the counts by then.
+const removalGrace = time.Second
+
+// expire removes the backends whose removal is due and returns the
+// services that lost one, with what they lost. A backend being removed
+// goes once idle reports nothing of it in use (after removalGrace), and at
+// the end of its drain whatever it still has; idle may be nil.
+func (m *model) expire(now time.Time, idle func(*service, *backend) bool) map[string][]*backend {
 	gone := map[string][]*backend{}
 	for _, name := range m.order {
 		s := m.services[name]
 		kept := s.backends[:0]
 		for _, b := range s.backends {
-			if b.removing() && !now.Before(b.removeAt) {
+			due := b.removing() && (!now.Before(b.removeAt) ||
+				!now.Before(b.removeFrom.Add(removalGrace)) && idle != nil && idle(s, b))
+			if due {
 				gone[name] = append(gone[name], b)
 				continue
 			}

@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestModelAPIWeightSurvivesAddDrainAndExpiry(t *testing.T) {
 	s.find("10.0.0.3:80").drain = true
 	now := time.Now()
 	m.remove(s.find("10.0.0.2:80"), now)
-	if gone := m.expire(now.Add(11 * time.Second)); len(gone["web"]) != 1 || gone["web"][0].name != "10.0.0.2:80" {
+	if gone := m.expire(now.Add(11*time.Second), nil); len(gone["web"]) != 1 || gone["web"][0].name != "10.0.0.2:80" {
 		t.Fatalf("expire removed %v, want 10.0.0.2:80", gone)
 	}
 	if b.weight() != 7 || b.effWeight() != 7 || b.persisted() {
@@ -92,7 +93,7 @@ func TestModelReloadDropsRuntimeChanges(t *testing.T) {
 	setWeight(b1, 9)
 	b1.up, b1.lastCheck = false, "connection refused"
 	m.remove(s.find("10.0.0.2:80"), now)
-	m.expire(now.Add(time.Minute)) // the config backend is gone until reload
+	m.expire(now.Add(time.Minute), nil) // the config backend is gone until reload
 	if _, err := m.add(s, apiBackend("10.0.0.3:80", 1), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestModelReloadDropsRuntimeChanges(t *testing.T) {
 	if got := ns.find("10.0.0.3:80"); got == nil || !got.removing() || got.effWeight() != 0 {
 		t.Errorf("API-added backend after reload should drain before it goes: %+v", got)
 	}
-	if gone := next.expire(now.Add(11 * time.Second)); len(gone["web"]) != 1 {
+	if gone := next.expire(now.Add(11*time.Second), nil); len(gone["web"]) != 1 {
 		t.Errorf("API-added backend not gone after its drain: %v", gone)
 	}
 	// The running model is untouched until the caller commits.
@@ -233,5 +234,45 @@ func TestModelDiscovered(t *testing.T) {
 	next = m.reloaded(cfg, false, noPrior, now)
 	if b := next.services["web"].find("10.0.0.5:80"); b == nil || !b.removing() {
 		t.Error("a reload that drops discover left its backends serving")
+	}
+}
+
+// TestModelExpireIdleBackendsGoBeforeTheDrainEnds: a backend being removed
+// goes as soon as nothing uses it (after the grace), and one still in use
+// at the end of its drain goes anyway; backends not being removed stay
+// however idle they are.
+func TestModelExpireIdleBackendsGoBeforeTheDrainEnds(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	now := time.Now()
+	idleB, busyB := s.find("10.0.0.1:80"), s.find("10.0.0.2:80")
+	m.remove(idleB, now)
+	m.remove(busyB, now)
+	if _, err := m.add(s, apiBackend("10.0.0.3:80", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	idle := func(_ *service, b *backend) bool { return b != busyB }
+	names := func(gone map[string][]*backend) []string {
+		var out []string
+		for _, b := range gone["web"] {
+			out = append(out, b.name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		at   time.Duration
+		want []string
+	}{
+		{"within-the-grace", removalGrace / 2, nil},
+		{"idle-after-the-grace", removalGrace, []string{"10.0.0.1:80"}},
+		{"busy-before-the-drain-ends", 9 * time.Second, nil},
+		{"busy-at-the-drain-end", 10 * time.Second, []string{"10.0.0.2:80"}},
+	} {
+		if got := names(m.expire(now.Add(tc.at), idle)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: removed %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if len(s.backends) != 1 || s.backends[0].name != "10.0.0.3:80" {
+		t.Errorf("left %d backends, want only the API-added one that was never removed", len(s.backends))
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/l7"
 )
 
 // reconciler keeps the model and its projections (kernel maps, l7 pools,
@@ -65,7 +66,9 @@ func (r *reconciler) change(name string, fn func(m *model, s *service) error) er
 		return err
 	}
 	if s.cfg.IsL4() && r.l4.maps == nil {
-		return fmt.Errorf("service %q: L4 data plane off: %w", name, api.ErrNotFound)
+		// The service exists (GET lists it), so not 404: the daemon's
+		// state keeps it from changing.
+		return fmt.Errorf("service %q is layer 4 and the L4 data plane is off (no xdp.interfaces): its backends cannot change at runtime: %w", name, api.ErrConflict)
 	}
 	if err := fn(r.model, s); err != nil {
 		return err
@@ -107,23 +110,60 @@ func (r *reconciler) healthChanged(key string, up bool, reason string) {
 	r.l7.setHealth(s, bs[0], now)
 }
 
-// expire removes the backends whose drain ended.
-func (r *reconciler) expire(now time.Time) error {
+// expire removes the backends whose drain before removal ended or that
+// have nothing left to drain: no in-flight requests (L7), no flow-table
+// entries (L4; what api.Backend.Active counts). Reading the flow table
+// walks all of it, so L4 backends are looked at only when scanFlows is
+// set; scanned says whether the table was read.
+func (r *reconciler) expire(now time.Time, scanFlows bool) (scanned bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	gone := r.model.expire(now)
+	var (
+		flows map[uint32]int
+		live  = map[string]map[string]l7.BackendStatus{}
+	)
+	idle := func(s *service, b *backend) bool {
+		name := s.cfg.Name
+		if !s.cfg.IsL4() {
+			st, ok := live[name]
+			if !ok {
+				st = r.l7.status(name)
+				live[name] = st
+			}
+			return st[b.name].Inflight == 0
+		}
+		id := r.l4.backendID(name, b.addr)
+		if r.l4.maps == nil || id == 0 {
+			return true // not in the kernel: no flow can use it
+		}
+		if flows == nil {
+			if !scanFlows {
+				return false
+			}
+			scanFlows, scanned = false, true // once a pass, even when it fails
+			f, err := r.l4.maps.CountFlows()
+			if err != nil {
+				r.log.Warn("count flows of draining backends; they stay until their drain ends", "err", err)
+				return false
+			}
+			flows = f
+		}
+		return flows[id] == 0
+	}
+	gone := r.model.expire(now, idle)
 	if len(gone) == 0 {
-		return nil
+		return scanned, nil
 	}
 	var errs []error
 	for name, bs := range gone {
 		for _, b := range bs {
-			r.log.Info("backend removed after draining", "service", name, "backend", b.name)
+			r.log.Info("backend removed after draining", "service", name, "backend", b.name,
+				"drained_for", now.Sub(b.removeFrom).Round(time.Millisecond), "timed_out", !now.Before(b.removeAt))
 		}
 		errs = append(errs, r.project(r.model.services[name]))
 	}
 	r.retarget(r.model)
-	return errors.Join(errs...)
+	return scanned, errors.Join(errs...)
 }
 
 // read runs fn with the running config and model, which it must not change.

@@ -94,7 +94,13 @@ func renderBGP(w io.Writer, b api.BGP) error {
 	fmt.Fprintf(&out, "AS %d, router id %s, announcing %s, graceful restart %s\n\n", b.ASN, b.RouterID, on, gr)
 	rows := [][]string{{"Peer", "ASN", "State", "Uptime", "Last error"}}
 	for _, p := range b.Peers {
-		rows = append(rows, []string{p.Address, strconv.FormatUint(uint64(p.ASN), 10), p.State, orDash(p.Uptime), p.LastError})
+		// The daemon says "0s" for a session that is not up; in a table a
+		// dash reads as "no session" at a glance.
+		uptime := "-"
+		if p.State == "established" {
+			uptime = orDash(p.Uptime)
+		}
+		rows = append(rows, []string{p.Address, strconv.FormatUint(uint64(p.ASN), 10), p.State, uptime, p.LastError})
 	}
 	out.WriteString(strings.Join(grid(rows), "\n") + "\n\n")
 	if len(b.Announced) == 0 {

@@ -12,7 +12,7 @@ const bgpJSON = `{
   "configured": true, "announcing": true, "asn": 65001, "router_id": "10.0.0.2",
   "graceful_restart": true, "restart_time": "2m0s",
   "peers": [{"address": "10.0.0.254", "asn": 65000, "state": "established", "uptime": "42s", "since": "2025-01-01T00:00:00Z"},
-            {"address": "10.0.0.253", "asn": 65000, "state": "active", "since": "2025-01-01T00:00:00Z", "last_error": "hold timer expired"}],
+            {"address": "10.0.0.253", "asn": 65000, "state": "active", "uptime": "0s", "since": "2025-01-01T00:00:00Z", "last_error": "hold timer expired"}],
   "announced": [{"prefix": "10.0.0.10/32", "next_hop": "session address", "services": ["api"]}],
   "services": [{"name": "api", "vip": "10.0.0.10", "wanted": true, "announced": true, "reason": "2 of 3 weighted backends up"},
                {"name": "dns", "vip": "10.0.0.53", "wanted": false, "announced": false, "reason": "no backend is up"}]

@@ -57,9 +57,11 @@ func renderStatus(w io.Writer, svcs []api.Service) error {
 					check = b.LastCheck
 				}
 			}
-			drain := "no"
+			// A word, as Health's "DOWN": the column is read by scanning
+			// for the exceptions, and "-" keeps the rest quiet.
+			drain := "-"
 			if b.Draining {
-				drain = "yes"
+				drain = "draining"
 			}
 			source := orDash(b.Source)
 			if !b.Persisted {

@@ -167,12 +167,12 @@ func TestStatusTable(t *testing.T) {
 		{"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service"},
 		{"->", "Backend", "Weight", "Config", "Health", "Drain", "Source", "Active", "Pkts/Reqs", "Bytes", "Check"},
 		{"TCP", "10.0.0.10:80", "maglev", "ipip", "api", "table", "3fa2b1c4d5e6"},
-		{"->", "10.0.1.1", "3", "3", "up", "no", "config", "12", "4242", "1.5K"},
-		{"->", "10.0.1.2", "0", "1", "up", "yes", "config*", "3", "7", "700"},
+		{"->", "10.0.1.1", "3", "3", "up", "-", "config", "12", "4242", "1.5K"},
+		{"->", "10.0.1.2", "0", "1", "up", "draining", "config*", "3", "7", "700"},
 		{"UDP", "[2001:db8::53]:53", "ip_hash", "dsr", "dns", "FAIL-OPEN", "(every", "backend", "down:", "serving", "the", "last", "healthy", "set)"},
-		{"->", "2001:db8::1", "1", "1", "DOWN", "no", "api*", "0", "0", "0", "dial", "udp:", "connection", "refused"},
+		{"->", "2001:db8::1", "1", "1", "DOWN", "-", "api*", "0", "0", "0", "dial", "udp:", "connection", "refused"},
 		{"HTTP", "0.0.0.0:8080", "round_robin", "-", "web"},
-		{"->", "127.0.0.1:9001", "1", "1", "up", "no", "config", "2", "99", "-"},
+		{"->", "127.0.0.1:9001", "1", "1", "up", "-", "config", "2", "99", "-"},
 	}
 	if len(lines) < len(want) {
 		t.Fatalf("status has %d lines, want at least %d:\n%s", len(lines), len(want), out)
@@ -748,7 +748,7 @@ func TestRoundTripThroughAdminServer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status web: exit %d", code)
 	}
-	want := []string{"->", "[2001:db8::7]:9001", "5", "2", "up", "yes", "config*"}
+	want := []string{"->", "[2001:db8::7]:9001", "5", "2", "up", "draining", "config*"}
 	found := false
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) >= len(want) && slices.Equal(f[:len(want)], want) {

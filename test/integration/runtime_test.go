@@ -312,8 +312,12 @@ func TestRuntimeAPIAddedGoneAfterReload(t *testing.T) {
 		l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.13"}, 201, nil)
 		waitFor(t, "added backend healthy", 5*time.Second, func() bool { return l.backend(t, "10.0.0.13").Healthy })
 		l.call(t, "POST", api.PathReload, nil, 200, nil)
-		if b := l.backend(t, "10.0.0.13"); !b.Draining || b.Weight != 0 {
-			t.Errorf("API-added backend after a reload: %+v, want draining", b)
+		// Listed while it drains, or already gone: with no flows it goes
+		// as soon as it is idle (a second after the reload at the soonest).
+		for _, b := range l.services(t).Services[0].Backends {
+			if b.Address == "10.0.0.13" && (!b.Draining || b.Weight != 0) {
+				t.Errorf("API-added backend after a reload: %+v, want draining", b)
+			}
 		}
 		if c := l.shares(t, 300); c["b3"] != 0 {
 			t.Errorf("API-added backend got new connections after a reload: %v", c)
@@ -335,8 +339,9 @@ func TestRuntimeAPIAddedGoneAfterReload(t *testing.T) {
 			t.Errorf("added backend should get a third: %v", c)
 		}
 		l.call(t, "POST", api.PathReload, nil, 200, nil)
-		if b, ok := l.backend(t, l.addr(2)); !ok || !b.Draining || b.Source != "api" {
-			t.Errorf("API-added backend right after a reload: %+v (listed %v), want listed and draining", b, ok)
+		// Listed while it drains, or already gone once idle.
+		if b, ok := l.backend(t, l.addr(2)); ok && (!b.Draining || b.Source != "api") {
+			t.Errorf("API-added backend right after a reload: %+v, want draining", b)
 		}
 		if c := l.count(t, 20); c["b3"] != 0 {
 			t.Errorf("API-added backend got requests after a reload: %v", c)
