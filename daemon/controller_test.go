@@ -15,6 +15,7 @@ import (
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/discovery"
 	"github.com/xlbproject/xlb/l7"
 	"github.com/xlbproject/xlb/maps"
 )
@@ -303,5 +304,56 @@ func TestControllerL4ServicesListedWithL4Off(t *testing.T) {
 		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "L4 data plane is off") {
 			t.Errorf("%s on an L4 service with L4 off: %v, want a conflict that says the L4 data plane is off", name, err)
 		}
+	}
+}
+
+// TestControllerDiscoveredBackendDrainsTheWholeTimeout: unlike a deleted
+// one, a backend that left its DNS answer drains for all of drain_timeout
+// even when idle (SPEC: the name may bring it back meanwhile).
+func TestControllerDiscoveredBackendDrainsTheWholeTimeout(t *testing.T) {
+	yaml := fmt.Sprintf(`l7: {drain_timeout: 10s}
+services:
+  - name: web
+    layer: 7
+    listen: %q
+    discover: {dns: web.internal, port: 9001, resolvers: ["127.0.0.1:53"]}
+`, freeListen(t))
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	listed := func() (api.Backend, bool) {
+		for _, b := range ctl.Services()[0].Backends {
+			if b.Address == "127.0.0.2:9001" {
+				return b, true
+			}
+		}
+		return api.Backend{}, false
+	}
+	if err := ctl.r.discovered("web", []discovery.Backend{{Address: "127.0.0.2:9001", Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed(); !ok {
+		t.Fatal("discovered backend not listed")
+	}
+	if err := ctl.r.discovered("web", nil); err != nil {
+		t.Fatal(err)
+	}
+	// An empty answer removes only when it comes twice (SPEC).
+	if err := ctl.r.discovered("web", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.r.expire(time.Now().Add(5*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed(); !ok || !b.Draining {
+		t.Fatalf("idle backend that left the answer, within drain_timeout: %+v (listed %v), want listed and draining", b, ok)
+	}
+	if _, err := ctl.r.expire(time.Now().Add(11*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := listed(); ok {
+		t.Errorf("backend that left the answer still listed after drain_timeout: %+v", b)
 	}
 }

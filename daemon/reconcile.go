@@ -123,6 +123,11 @@ func (r *reconciler) expire(now time.Time, scanFlows bool) (scanned bool, err er
 		live  = map[string]map[string]l7.BackendStatus{}
 	)
 	idle := func(s *service, b *backend) bool {
+		// SPEC has a backend that left its DNS answer drain for the whole
+		// drain_timeout: the name may bring it back meanwhile.
+		if b.src == fromDNS {
+			return false
+		}
 		name := s.cfg.Name
 		if !s.cfg.IsL4() {
 			st, ok := live[name]
