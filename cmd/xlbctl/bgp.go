@@ -57,7 +57,7 @@ func withdrawBeforeDetach(ctx context.Context, c *cli) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	token, err := c.token()
+	token, err := c.token(base)
 	if err != nil {
 		return err
 	}

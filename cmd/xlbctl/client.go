@@ -142,7 +142,7 @@ func (c *client) do(ctx context.Context, method, target string, in, out any) ([]
 			e.answer = api.Error{}
 		}
 		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
-			e.hint = "give -token-file or set XLB_TOKEN"
+			e.hint = "give -token-file, set XLB_TOKEN, or -config naming xlbd's config"
 		}
 		return raw, e
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -119,7 +120,7 @@ func (c *cli) setup(cmd *command, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	token, err := c.token()
+	token, err := c.token(base)
 	if err != nil {
 		return err
 	}
@@ -127,8 +128,35 @@ func (c *cli) setup(cmd *command, args []string) error {
 	return nil
 }
 
-// token is the bearer token for changes: -token-file, else XLB_TOKEN.
-func (c *cli) token() (string, error) {
+// resolveAdmin settles the admin address: -admin (or XLB_ADMIN), else
+// -config's admin.listen, else the default.
+func (c *cli) resolveAdmin() error {
+	if c.opts.configPath != "" {
+		a, err := readAdminSection(c.opts.configPath)
+		if err != nil {
+			return fmt.Errorf("-config: %w", err)
+		}
+		if c.opts.admin == "" {
+			c.opts.admin = a.Listen
+		}
+	}
+	if c.opts.admin == "" {
+		c.opts.admin = defaultAdmin
+	}
+	return nil
+}
+
+// token is the bearer token for changes to the API at base: -token-file,
+// else XLB_TOKEN, else the token_file of the local xlbd serving base.
+func (c *cli) token(base *url.URL) (string, error) {
+	token, err := c.givenToken()
+	if err != nil || token != "" {
+		return token, err
+	}
+	return localToken(base, c.opts.configPath, "/proc"), nil
+}
+
+func (c *cli) givenToken() (string, error) {
 	token := strings.TrimSpace(os.Getenv("XLB_TOKEN"))
 	if c.opts.tokenFile != "" {
 		b, err := os.ReadFile(c.opts.tokenFile)

@@ -27,7 +27,9 @@ type options struct {
 	admin     string
 	output    string
 	tokenFile string
-	timeout   time.Duration
+	// configPath is xlbd's config, for its admin.listen and token_file.
+	configPath string
+	timeout    time.Duration
 	// per command
 	interval time.Duration
 	count    int
@@ -37,12 +39,10 @@ type options struct {
 }
 
 func defaultOptions() options {
-	admin := os.Getenv("XLB_ADMIN")
-	if admin == "" {
-		admin = defaultAdmin
-	}
 	return options{
-		admin:     admin,
+		// Empty: resolved by resolveAdmin, once -config is known.
+		admin:      os.Getenv("XLB_ADMIN"),
+		configPath: os.Getenv("XLB_CONFIG"),
 		output:    "table",
 		tokenFile: os.Getenv("XLB_TOKEN_FILE"),
 		timeout:   5 * time.Second,
@@ -55,7 +55,8 @@ func defaultOptions() options {
 }
 
 func (o *options) registerGlobal(fs *flag.FlagSet) {
-	fs.StringVar(&o.admin, "admin", o.admin, "admin API `URL` (env XLB_ADMIN)")
+	fs.StringVar(&o.admin, "admin", o.admin, "admin API `URL` (env XLB_ADMIN; default: -config's admin.listen, else "+defaultAdmin+")")
+	fs.StringVar(&o.configPath, "config", o.configPath, "xlbd's config `PATH` (env XLB_CONFIG), for its admin.listen and admin.token_file; by default those of the xlbd running here, or "+defaultConfig)
 	fs.StringVar(&o.output, "o", o.output, "output `format`: table or json (json: the API's raw answer)")
 	fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "read the bearer token for changes from `PATH` (env XLB_TOKEN_FILE; else the token is env XLB_TOKEN)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "timeout of each API call")
@@ -108,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := &cli{opts: o, stdout: stdout, stderr: stderr}
+	if err := c.resolveAdmin(); err != nil {
+		return c.exit(cmd, err)
+	}
 	if err := c.setup(cmd, pos); err != nil {
 		return c.exit(cmd, err)
 	}
@@ -136,7 +140,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-const shortUsage = `usage: xlbctl [-admin URL] [-o table|json] [-token-file PATH] [-timeout D] COMMAND [ARGS]
+const shortUsage = `usage: xlbctl [-admin URL] [-config PATH] [-o table|json] [-token-file PATH] [-timeout D] COMMAND [ARGS]
 run 'xlbctl help' for the commands
 `
 
