@@ -43,11 +43,11 @@ func defaultOptions() options {
 		// Empty: resolved by resolveAdmin, once -config is known.
 		admin:      os.Getenv("XLB_ADMIN"),
 		configPath: os.Getenv("XLB_CONFIG"),
-		output:    "table",
-		tokenFile: os.Getenv("XLB_TOKEN_FILE"),
-		timeout:   5 * time.Second,
-		interval:  time.Second,
-		pinPath:   "/sys/fs/bpf/xlb",
+		output:     "table",
+		tokenFile:  os.Getenv("XLB_TOKEN_FILE"),
+		timeout:    5 * time.Second,
+		interval:   time.Second,
+		pinPath:    "/sys/fs/bpf/xlb",
 		// Routers act on a withdrawal within milliseconds; the wait covers
 		// packets already on their way.
 		withdrawWait: time.Second,

@@ -348,7 +348,7 @@ func TestAPIErrors(t *testing.T) {
 			[]string{"reload"},
 			"xlbctl: config has 2 errors\n/etc/xlb/xlb.yaml:7: services[0].port: 70000 is not a port\n/etc/xlb/xlb.yaml:12: services[1].wieght: unknown key\n"},
 		{"unauthorized-without-token", "POST /api/v1/reload", 401, `{"error":"missing or wrong bearer token"}`,
-			[]string{"reload"}, "xlbctl: missing or wrong bearer token (give -token-file or set XLB_TOKEN)\n"},
+			[]string{"reload"}, "xlbctl: missing or wrong bearer token (give -token-file, set XLB_TOKEN, or -config naming xlbd's config)\n"},
 		{"server-error", "GET /api/v1/stats", 500, `{"error":"read stat tx: map gone"}`,
 			[]string{"stats"}, "xlbctl: read stat tx: map gone\n"},
 		{"not-json", "GET /api/v1/stats", 502, "<html>Bad Gateway</html>",
