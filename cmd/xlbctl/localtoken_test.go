@@ -1,14 +1,12 @@
 package main
 
 import (
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/api"
 )
 
@@ -107,16 +105,7 @@ func TestConfigGivesAddressAndToken(t *testing.T) {
 		Backends: []api.Backend{{Address: "127.0.0.1:9001", Weight: 1, ConfigWeight: 1, Healthy: true, Source: "config", Persisted: true}},
 	}}}
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := admin.New(fake, admin.Options{TokenFile: tokenFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
+	ts := tokenServer(t, fake, filepath.Join(dir, "token"))
 	cfg := filepath.Join(dir, "xlb.yaml")
 	if err := os.WriteFile(cfg, []byte("admin:\n  listen: "+strings.TrimPrefix(ts.URL, "http://")+"\n  token_file: token\n"), 0o600); err != nil {
 		t.Fatal(err)

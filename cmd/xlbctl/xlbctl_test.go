@@ -691,14 +691,10 @@ func (f *fakeController) Stats() (api.Stats, error) {
 	return api.Stats{L4: []api.Stat{{Name: "tx", Packets: 1, Bytes: 64}}}, nil
 }
 
-func TestRoundTripThroughAdminServer(t *testing.T) {
-	fake := &fakeController{services: []api.Service{{
-		Name: "web", Layer: 7, Address: "0.0.0.0:8080", Protocol: "http", Scheduler: "round_robin",
-		Backends: []api.Backend{
-			{Address: "[2001:db8::7]:9001", Weight: 2, ConfigWeight: 2, Healthy: true, Source: "config", Persisted: true},
-		},
-	}}}
-	tokenFile := filepath.Join(t.TempDir(), "token")
+// tokenServer serves fake's admin API, whose changes need the token "tok",
+// written to tokenFile.
+func tokenServer(t *testing.T, fake *fakeController, tokenFile string) *httptest.Server {
+	t.Helper()
 	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -708,6 +704,18 @@ func TestRoundTripThroughAdminServer(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestRoundTripThroughAdminServer(t *testing.T) {
+	fake := &fakeController{services: []api.Service{{
+		Name: "web", Layer: 7, Address: "0.0.0.0:8080", Protocol: "http", Scheduler: "round_robin",
+		Backends: []api.Backend{
+			{Address: "[2001:db8::7]:9001", Weight: 2, ConfigWeight: 2, Healthy: true, Source: "config", Persisted: true},
+		},
+	}}}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	ts := tokenServer(t, fake, tokenFile)
 	ctl := func(args ...string) (int, string, string) {
 		t.Helper()
 		return xlbctl(t, append([]string{"-admin", ts.URL, "-token-file", tokenFile}, args...)...)
