@@ -638,3 +638,26 @@ func TestH2GoroutinesEndWithTheirConnections(t *testing.T) {
 		t.Errorf("%d HTTP/2 engine goroutines after every connection closed:\n%s", n, stacks)
 	}
 }
+
+// TestH2OversizedHeaderField431: one header field longer than
+// max_header_bytes gets 431, as several smaller ones adding up do (the
+// decoder's string limit once cut the connection instead).
+func TestH2OversizedHeaderField431(t *testing.T) {
+	transports(t, func(t *testing.T, withTLS bool) {
+		a := newBackend(t, "a", nil)
+		_, c, base := startH2Proxy(t, withTLS, backendsYAML(a), "max_header_bytes: 4096")
+		req, _ := http.NewRequest("GET", base+"/", nil)
+		req.Header.Set("X-Big", strings.Repeat("x", 5000))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("one 5000-byte field: %v, want a 431 answer", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 431 {
+			t.Errorf("one 5000-byte field: status %d, want 431", resp.StatusCode)
+		}
+		if a.hits.Load() != 0 {
+			t.Error("oversized request reached the backend")
+		}
+	})
+}

@@ -128,7 +128,11 @@ func newH2Conn(l *listener, c, tcp net.Conn, pending []byte) *h2Conn {
 	hc.fr.SetReuseFrames() // frames are acted on before the next is read
 	hc.fr.SetMaxReadFrameSize(h2MaxFrame)
 	hc.dec = hpack.NewDecoder(4096, hc.emit)
-	hc.dec.SetMaxStringLength(hc.maxHdr)
+	// Above max_header_bytes: a field that long must reach emit, which
+	// answers 431, not fail the decoder (a connection error). The header
+	// block's own size limit still bounds what one string may cost, and
+	// Huffman coding expands a string by less than 2x.
+	hc.dec.SetMaxStringLength(4 * hc.maxHdr)
 	hc.wfr = http2.NewFramer(&hc.out, nil)
 	// No dynamic table for answers (NGINX keeps none either): a field's
 	// strings are never stored, so they can be views of a backend's buffer,
