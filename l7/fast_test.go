@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -947,5 +948,103 @@ func TestFastIdleAfterSlowHead(t *testing.T) {
 	rc.expectClosed()
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("idle connection closed after %v, want about idle_timeout (300ms)", d)
+	}
+}
+
+// TestDrainTimeoutCutsInFlightRequests: when drain_timeout passes, a
+// request still waiting for its backend is cut, on every protocol: Shutdown
+// returns then (not when the backend answers), the client sees its
+// connection end, and the backend request is cancelled.
+func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
+	for _, proto := range []string{"http1", "https", "h2c", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			cancelled := make(chan struct{}, 1)
+			release := newGate(t)
+			slow := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				select {
+				case <-r.Context().Done():
+					cancelled <- struct{}{}
+				case <-release.ch:
+					io.WriteString(w, "too late")
+				}
+			})
+			svc := backendsYAML(slow)
+			withTLS := proto == "https" || proto == "h2"
+			if withTLS {
+				cert, key := writeSelfSigned(t, t.TempDir())
+				svc += fmt.Sprintf("tls: {cert_file: %q, key_file: %q}\n", cert, key)
+			}
+			p := startProxy(t, svc, "drain_timeout: 300ms")
+			var c *http.Client
+			scheme := "http"
+			switch proto {
+			case "http1":
+				c = &http.Client{Timeout: 20 * time.Second}
+			case "https":
+				scheme = "https"
+				tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+					TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+				t.Cleanup(tr.CloseIdleConnections)
+				c = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+			default:
+				c, scheme = h2Client(t, withTLS)
+				c.Timeout = 20 * time.Second
+			}
+			got := make(chan error, 1)
+			go func() {
+				resp, err := c.Get(scheme + "://" + p.listen + "/slow")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil {
+						err = fmt.Errorf("answered %d", resp.StatusCode)
+					}
+				}
+				got <- err
+			}()
+			select {
+			case <-arrived:
+			case <-time.After(rawTimeout):
+				t.Fatal("the request never reached the backend")
+			}
+			start := time.Now()
+			shut := make(chan error, 1)
+			go func() { shut <- p.srv.Shutdown(context.Background()) }()
+			// The backend would hold the request for 10 s.
+			go func() {
+				select {
+				case <-time.After(10 * time.Second):
+					release.open()
+				case <-release.ch:
+				}
+			}()
+			select {
+			case err := <-shut:
+				if took := time.Since(start); took > 5*time.Second {
+					t.Errorf("Shutdown returned after %v with drain_timeout 300ms", took)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Shutdown after its drain timed out: %v, want deadline exceeded", err)
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatal("Shutdown still waits for an in-flight request 8 s after a 300ms drain_timeout")
+			}
+			select {
+			case err := <-got:
+				if err == nil || strings.HasPrefix(err.Error(), "answered") {
+					t.Errorf("client of a request cut by the drain: %v, want a broken connection", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("the client still waits after the drain ended")
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(5 * time.Second):
+				t.Error("the backend request was not cancelled when the drain ended")
+			}
+			release.open()
+		})
 	}
 }

@@ -233,7 +233,7 @@ func TestGRPCStatusWhenNoBackend(t *testing.T) {
 		want           codes.Code
 	}{
 		{"drained", "backends: [{address: \"" + b.addr + "\", weight: 0}]\n", "no backend available for service web", codes.Unavailable},
-		{"refused", "backends: [{address: \"" + freePort(t) + "\"}]\nretries: {attempts: 0}\n", "Bad Gateway", codes.Unavailable},
+		{"refused", "backends: [{address: \"" + freePort(t) + "\"}]\nretries: {attempts: 0}\n", "Service Unavailable", codes.Unavailable},
 		{"rate-limited", "backends: [{address: \"" + b.addr + "\"}]\nrate_limit: {rate: 1/m, burst: 1}\n", "rate limit exceeded", codes.ResourceExhausted},
 	}
 	for _, tc := range cases {

@@ -153,6 +153,17 @@ func (fc *fastConn) gone() bool {
 	return gone
 }
 
+// abort ends the connection when a drain's time is up, without waiting
+// for the request it serves: shutting the socket down makes the client see
+// the end at once, makes the pipeline see the client gone (it cancels the
+// backend request, logged 499) and fails any further write of the answer;
+// the connection's own goroutine then closes it.
+func (fc *fastConn) abort() {
+	if fc.sock == nil || fc.sock.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) }) != nil {
+		go fc.c.Close()
+	}
+}
+
 // reply answers the request itself (429, 503, 502...). The connection stays
 // open only if the request's body is not left unread on it.
 func (fc *fastConn) reply(status int, msg string, id []byte, retryAfter int) bool {

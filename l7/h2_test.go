@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -660,4 +661,56 @@ func TestH2OversizedHeaderField431(t *testing.T) {
 			t.Error("oversized request reached the backend")
 		}
 	})
+}
+
+// h2PutWhole sends one PUT over a new h2c connection with its HEADERS and
+// DATA in one write, so the proxy reads the body whole with the head (a
+// body that arrives later is streamed, and cannot be replayed), and
+// returns the answer's status and body.
+func h2PutWhole(t *testing.T, addr, body string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var out, hb bytes.Buffer
+	out.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&out, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "PUT"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}, {"content-length", strconv.Itoa(len(body))}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteSettings()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	fr.WriteData(1, true, []byte(body))
+	if _, err := c.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	status, data := 0, ""
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("h2c PUT: %v", err)
+		}
+		if f.Header().StreamID != 1 {
+			continue
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			status, _ = strconv.Atoi(f.PseudoValue("status"))
+			if f.StreamEnded() {
+				return status, data
+			}
+		case *http2.DataFrame:
+			data += string(f.Data())
+			if f.StreamEnded() {
+				return status, data
+			}
+		case *http2.RSTStreamFrame:
+			t.Fatalf("h2c PUT: stream reset %v", f.ErrCode)
+		}
+	}
 }

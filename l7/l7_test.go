@@ -91,7 +91,11 @@ func startProxy(t *testing.T, service string, l7keys string) *proxy {
 
 func (p *proxy) apply(t *testing.T, service, l7keys string) {
 	t.Helper()
-	yaml := fmt.Sprintf("l7:\n  drain_timeout: 5s\n%s\nservices:\n  - name: web\n    layer: 7\n    listen: %q\n%s\n", indent(l7keys, "  "), p.listen, indent(service, "    "))
+	drain := "  drain_timeout: 5s\n"
+	if strings.Contains(l7keys, "drain_timeout:") {
+		drain = ""
+	}
+	yaml := fmt.Sprintf("l7:\n%s%s\nservices:\n  - name: web\n    layer: 7\n    listen: %q\n%s\n", drain, indent(l7keys, "  "), p.listen, indent(service, "    "))
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yaml, err)
@@ -213,12 +217,92 @@ func TestRetryOn503GoesElsewhere(t *testing.T) {
 	}
 }
 
+// TestRetriesIdempotentOnly: as SPEC says, only idempotent requests are
+// retried: a GET or a PUT with its body is sent to the next backend after a
+// refused connection or a 502, with the body intact; a POST never is, not
+// even after a refused connection (it gets 503: it reached no backend).
+func TestRetriesIdempotentOnly(t *testing.T) {
+	echo := func(name string, status int) *backend {
+		return newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "%s %s %s", name, r.Method, b)
+		})
+	}
+	send := func(p *proxy, method, body string) (int, string) {
+		if method == "PUT/h2" {
+			return h2PutWhole(t, p.listen, body)
+		}
+		req, _ := http.NewRequest(method, p.url+"/", strings.NewReader(body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	const keys = "retries: {attempts: 2, on: [connect_error, 502]}\npassive_health: {max_fails: 0}\n"
+
+	t.Run("refused", func(t *testing.T) {
+		good := echo("good", 200)
+		p := startProxy(t, fmt.Sprintf("backends:\n  - {address: %q}\n  - {address: %q}\n", freePort(t), good.addr())+keys, "")
+		for i := 0; i < 6; i++ {
+			for _, m := range []string{"GET", "PUT", "PUT/h2"} {
+				if code, body := send(p, m, "data"); code != 200 || body != "good "+strings.TrimSuffix(m, "/h2")+" data" {
+					t.Errorf("%s %d: %d %q, want 200 from the good backend with the body", m, i, code, body)
+				}
+			}
+		}
+		refused := 0
+		for i := 0; i < 6; i++ {
+			code, body := send(p, "POST", "data")
+			switch {
+			case code == 503:
+				refused++
+			case code != 200 || body != "good POST data":
+				t.Errorf("POST %d: %d %q", i, code, body)
+			}
+		}
+		// Round robin over two backends: every other POST meets the dead one.
+		if refused != 3 {
+			t.Errorf("%d of 6 POSTs got 503, want 3: a POST is never retried", refused)
+		}
+	})
+
+	t.Run("502", func(t *testing.T) {
+		bad, good := echo("bad", 502), echo("good", 200)
+		p := startProxy(t, backendsYAML(bad, good)+keys, "")
+		for i := 0; i < 6; i++ {
+			for _, m := range []string{"PUT", "PUT/h2"} {
+				if code, body := send(p, m, "data"); code != 200 || body != "good PUT data" {
+					t.Errorf("%s %d: %d %q, want 200 from the good backend with the body", m, i, code, body)
+				}
+			}
+		}
+		if r := bad.last.Load(); bad.hits.Load() == 0 || r.Method != "PUT" {
+			t.Fatal("the failing backend never got a PUT")
+		}
+		before := bad.hits.Load() + good.hits.Load()
+		codes := map[int]int{}
+		for i := 0; i < 6; i++ {
+			code, _ := send(p, "POST", "data")
+			codes[code]++
+		}
+		if after := bad.hits.Load() + good.hits.Load(); after-before != 6 || codes[502] != 3 {
+			t.Errorf("6 POSTs: backends saw %d requests, answers %v: want 6 requests, 3 of them 502 (no retry)", after-before, codes)
+		}
+	})
+}
+
 func TestAllBackendsDown503(t *testing.T) {
 	dead := freePort(t)
 	p := startProxy(t, fmt.Sprintf("backends:\n  - {address: %q}\n", dead), "")
+	// Before any health verdict: the connection fails, the request reached
+	// no backend, and that is what 503 says too.
 	resp, body := get(t, p.url+"/", nil)
-	if resp.StatusCode != 502 && resp.StatusCode != 503 {
-		t.Fatalf("status %d %q", resp.StatusCode, body)
+	if resp.StatusCode != 503 {
+		t.Fatalf("first request to a service whose only backend refuses connections: %d %q, want 503", resp.StatusCode, body)
 	}
 	// Passive health has ejected it now: the answer is an explicit 503.
 	resp, body = get(t, p.url+"/", nil)

@@ -119,13 +119,25 @@ func (l *listener) drainFast(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			l.mu.Lock()
+			fcs := make([]*fastConn, 0, len(l.fconns))
 			for fc := range l.fconns {
-				fc.c.Close()
+				fcs = append(fcs, fc)
 			}
+			hcs := make([]*h2Conn, 0, len(l.h2conns))
 			for hc := range l.h2conns {
-				hc.c.Close()
+				hcs = append(hcs, hc)
 			}
 			l.mu.Unlock()
+			// Outside the lock, and without waiting: closing a connection
+			// waits for its read session (where HTTP/1.1 requests are
+			// served) and a TLS close for its writer, so a request still
+			// in flight would hold the drain past its timeout.
+			for _, fc := range fcs {
+				fc.abort()
+			}
+			for _, hc := range hcs {
+				go hc.c.Close()
+			}
 			return ctx.Err()
 		case <-t.C:
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xlbproject/xlb/l7/balance"
@@ -83,10 +84,10 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 	pick.Tried = pick.Tried[:0]
 	pick.ClientIP = r.addr
 	pick.Key = s.hashKey(x)
-	// Only a request without a body may be sent again after a backend saw
-	// it; one whose body is still whole may be sent again if it never
-	// reached a backend (a connect error).
-	safe := idempotent(r.method) && !r.stream && r.body == nil
+	// Only an idempotent request may be sent again (SPEC: retries are for
+	// idempotent requests only, even after a connect error), and only while
+	// its body is whole in the buffer: a streamed one cannot be replayed.
+	safe := idempotent(r.method) && !r.stream
 	headReq := r.method == http.MethodHead
 	grpc := strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc")
 	r.deadline = time.Time{}
@@ -131,7 +132,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				rec.status, rec.err = statusClientClosed, "the call's deadline (grpc-timeout) passed: "+err.Error()
 				return s.reply(x, rec, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
 			}
-			status, retryable := s.upstreamFailure(err, u, safe, !r.read)
+			status, retryable := s.upstreamFailure(err, u, safe)
 			if grpc && !r.stream && s.retryOn[retryGRPCUnavailable] {
 				// A backend that failed before answering (reset, closed,
 				// killed) is what a gRPC client calls UNAVAILABLE: with
@@ -332,6 +333,17 @@ const (
 	failTimeout = "timeout"
 )
 
+// unreachable reports whether err is a TCP connection that could not be
+// made.
+func unreachable(err error) bool {
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 func classify(err error) string {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -351,21 +363,31 @@ func classify(err error) string {
 // through the backend's fault (the client's were handled before): it counts
 // for passive health, and the request may go to another backend if
 // retries.on names the kind of failure and the request can be sent again.
-// status is the answer if it is not retried: 504 for a response-header
-// timeout, else 502.
-func (s *service) upstreamFailure(err error, u *balance.Upstream, safe, untouched bool) (status int, retryable bool) {
+// status is the answer if it is not retried: 504 for a timeout, 503 when
+// the backend could not be reached at all (refused, unreachable: the
+// request reached no backend, as when every backend is down; Envoy and
+// HAProxy answer so too), else 502 (a backend that took the connection and
+// then failed: reset, bad TLS, not speaking HTTP/2).
+func (s *service) upstreamFailure(err error, u *balance.Upstream, safe bool) (status int, retryable bool) {
 	kind := classify(err)
-	if kind == "error" && safe {
-		// A reset or close before any response: an idempotent request may
-		// go elsewhere as if it never connected.
-		kind = failConnect
+	switch kind {
+	case failTimeout:
+		status = http.StatusGatewayTimeout
+	case failConnect:
+		status = http.StatusBadGateway
+		if unreachable(err) {
+			status = http.StatusServiceUnavailable
+		}
+	default:
+		status = http.StatusBadGateway
+		if safe {
+			// A reset or close before any response: an idempotent request
+			// may go elsewhere as if it never connected.
+			kind = failConnect
+		}
 	}
 	s.passiveFail(u)
-	status = http.StatusBadGateway
-	if kind == failTimeout {
-		status = http.StatusGatewayTimeout
-	}
-	return status, s.retryOn[kind] && (safe || (kind == failConnect && untouched))
+	return status, s.retryOn[kind] && safe
 }
 
 // answered counts a backend's answer for passive health (a 5xx, or a
