@@ -130,10 +130,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 				l7names = append(l7names, name)
 				continue
 			}
-			if _, ok := m.r.l4.serviceID(name); !ok {
-				continue
+			// With the L4 data plane off a service has no id (nor
+			// counters), but its backends are still checked.
+			if _, ok := m.r.l4.serviceID(name); ok {
+				failOpen[name] = m.r.l4.failingOpen(name)
 			}
-			failOpen[name] = m.r.l4.failingOpen(name)
 			for _, b := range s.backends {
 				rows = append(rows, row{name, b.name, m.r.l4.backendID(name, b.addr), b.up})
 			}

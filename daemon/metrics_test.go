@@ -94,3 +94,30 @@ func TestMetricsCheckDurationSeriesFollowTheConfig(t *testing.T) {
 		t.Errorf("after a reload without checks: %v, want none", got)
 	}
 }
+
+// TestMetricsBackendUpWithL4Off: with the L4 data plane off, a layer 4
+// service's backends still have xlb_backend_up (the API lists them and
+// they are checked), but no packet counters.
+func TestMetricsBackendUpWithL4Off(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11}, {address: 10.0.0.12}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	reg := prometheus.NewRegistry()
+	if err := newMetrics("test", ctl.r).register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := series(t, reg, "xlb_backend_up"), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
+		t.Errorf("xlb_backend_up with L4 off: %v, want %v", got, want)
+	}
+	if got := series(t, reg, "xlb_l4_packets_total"); len(got) != 0 {
+		t.Errorf("L4 packet counters with L4 off: %v", got)
+	}
+}
