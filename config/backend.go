@@ -150,7 +150,7 @@ func (p *parser) backendAddress(n *yaml.Node, path string, s *Service, b *Backen
 			pn, _ := strconv.Atoi(port)
 			b.AddrPort = netip.AddrPortFrom(a, uint16(pn))
 		} else if !validHostname(host) {
-			p.errorf(n, path, "%q is neither an IP address nor a host name", host)
+			p.errorf(n, path, "%s", notHost(host))
 			return false
 		}
 	}

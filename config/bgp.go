@@ -77,6 +77,10 @@ type BGPPeer struct {
 	Line int
 }
 
+// maxMD5Key is the kernel's TCP_MD5SIG_MAXKEYLEN: a longer key fails
+// when the session opens, not when the file is read.
+const maxMD5Key = 80
+
 func (p *parser) bgp(n *yaml.Node) *BGP {
 	const path = "bgp"
 	f, ok := p.fields(n, path, "a mapping with keys asn, router_id, listen_port, graceful_restart, peers and next_hop", bgpKeys)
@@ -91,7 +95,9 @@ func (p *parser) bgp(n *yaml.Node) *BGP {
 	} else {
 		p.errorf(f.at("asn", p.resolve(n)), "bgp.asn", "missing; give this node's AS number, like 65001")
 	}
-	if e := f.get("router_id"); e != nil {
+	e := f.get("router_id")
+	p.noRouterID = e == nil
+	if e != nil {
 		if a, ok := p.ipAddr(e.v, "bgp.router_id", "the router id"); ok {
 			if a.Is4() {
 				b.RouterID = a
@@ -204,8 +210,14 @@ func (p *parser) bgpPeer(n *yaml.Node, path string) (BGPPeer, *yaml.Node, bool) 
 		}
 	}
 	if e := f.get("hold_time"); e != nil {
-		if v, ok := p.duration(e.v, join(path, "hold_time"), MinHoldTime); ok {
+		if v, ok := p.duration(e.v, join(path, "hold_time"), 0); ok {
 			switch {
+			case v == 0:
+				// RFC 4271 allows 0 (no keepalives), but then a router never
+				// notices a dead balancer and keeps sending it flows.
+				p.errorf(e.v, join(path, "hold_time"), "must be at least %s: 0 turns keepalives off, and a router would keep sending flows to a balancer that died", MinHoldTime)
+			case v < MinHoldTime:
+				p.errorf(e.v, join(path, "hold_time"), "must be at least %s, got %s", MinHoldTime, v)
 			case v > maxHoldTimeSeconds*time.Second:
 				p.errorf(e.v, join(path, "hold_time"), "must be at most %ds, got %s", maxHoldTimeSeconds, v)
 			case v%time.Second != 0:
@@ -217,7 +229,7 @@ func (p *parser) bgpPeer(n *yaml.Node, path string) (BGPPeer, *yaml.Node, bool) 
 	}
 	if e := f.get("password_file"); e != nil {
 		if v, ok := p.str(e.v, join(path, "password_file")); ok && v != "" {
-			peer.PasswordFile, _ = p.existingFile(e.v, join(path, "password_file"), v)
+			peer.PasswordFile, _ = p.secretFile(e.v, join(path, "password_file"), v, "the TCP MD5 key", maxMD5Key)
 		}
 	}
 	return peer, at, valid
@@ -230,7 +242,7 @@ func (p *parser) announce(n *yaml.Node, path string) string {
 }
 
 // checkBGP checks what spans the bgp section and the services.
-func (p *parser) checkBGP(c *Config) {
+func (p *parser) checkBGP(c *Config, g globals) {
 	if c.BGP == nil {
 		for _, m := range p.svcs {
 			if m.announce != nil {
@@ -239,11 +251,14 @@ func (p *parser) checkBGP(c *Config) {
 		}
 		return
 	}
+	if p.noRouterID && len(c.XDP.Interfaces) == 0 {
+		p.errorf(g.bgp, "bgp.router_id", "missing; without xdp.interfaces there is no address to take it from: give an IPv4 address of this node, like 10.0.0.1")
+	}
 	l4 := false
 	for i := range c.Services {
 		l4 = l4 || c.Services[i].IsL4()
 	}
 	if !l4 {
-		p.warnf(nil, "bgp", "no layer 4 service: the speaker announces nothing")
+		p.warnf(g.bgp, "bgp", "no layer 4 service: the speaker announces nothing")
 	}
 }

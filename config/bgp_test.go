@@ -109,10 +109,11 @@ func TestParseBGPErrors(t *testing.T) {
 		want []string
 	}{
 		{"empty-section", "bgp: {}\n", []string{
+			`xlb.yaml:1: bgp.router_id: missing; without xdp.interfaces there is no address to take it from: give an IPv4 address of this node, like 10.0.0.1`,
 			`xlb.yaml:1: bgp.asn: missing; give this node's AS number, like 65001`,
 			`xlb.yaml:1: bgp.peers: missing; give at least one router, like [{address: 10.0.0.254, asn: 65000}]`,
 		}},
-		{"unknown-key", "bgp: {asn: 1, peers: [{address: 10.0.0.1, asn: 2}], local_as: 3}\n", []string{
+		{"unknown-key", "bgp: {asn: 1, router_id: 10.0.0.9, peers: [{address: 10.0.0.1, asn: 2}], local_as: 3}\n", []string{
 			`xlb.yaml:1: bgp.local_as: unknown key; known keys here: asn, router_id, listen_port, graceful_restart, peers, next_hop`,
 		}},
 		{"bad-values", `
@@ -143,7 +144,7 @@ bgp:
 			`xlb.yaml:11: bgp.peers[3].address: expected an IPv4 or IPv6 address, got "nope"`,
 			`xlb.yaml:11: bgp.peers[3].asn: must be between 1 and 4294967295, got -1`,
 		}},
-		{"empty-peers", "bgp: {asn: 1, peers: []}\n", []string{
+		{"empty-peers", "bgp: {asn: 1, router_id: 10.0.0.9, peers: []}\n", []string{
 			`xlb.yaml:1: bgp.peers: empty; give at least one router, like [{address: 10.0.0.254, asn: 65000}]`,
 		}},
 		{"announce-typo", svc + "    announce: healty\n", []string{

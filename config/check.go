@@ -69,7 +69,7 @@ func (p *parser) check(c *Config, g globals) {
 		}
 	}
 
-	p.checkBGP(c)
+	p.checkBGP(c, g)
 
 	// Warnings.
 	if len(c.Services) == 0 && len(p.errs) == 0 {

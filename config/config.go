@@ -77,6 +77,10 @@ type Config struct {
 	Services []Service // in file order; names are unique
 	BGP      *BGP      // the BGP speaker; nil: no bgp section
 
+	// Blank says the file holds no YAML at all (nothing, white space or
+	// comments): a fresh install's, or a truncated write's.
+	Blank bool
+
 	// Warnings are problems that do not stop the config from loading, such
 	// as an admin API reachable from the network without a token, each as
 	// "file:line: key: message".

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -44,7 +45,38 @@ func TestParseErrors(t *testing.T) {
 services:
   - name: api
     layer: [4
-`, []string{`xlb.yaml:2: invalid YAML: did not find expected ',' or ']'`}}, // the parser's line: where the construct it gave up on began
+`, []string{`xlb.yaml:3: invalid YAML: did not find expected ',' or ']': the flow opened on this line is not closed with ]`}}, // the parser says line 2, where the mapping began
+		{"yaml-tab", "services:\n  - name: a\n\tlayer: 4\n", []string{
+			`xlb.yaml:3: invalid YAML: a tab indents this line; YAML indents with spaces only`}},
+		{"yaml-tab-in-block", "l7:\n  idle_timeout: 1s\n\tdrain_timeout: 3s\n", []string{
+			`xlb.yaml:3: invalid YAML: a tab indents this line; YAML indents with spaces only`}},
+		{"yaml-unclosed-quote", `
+services:
+  - name: web
+    layer: 7
+    listen: "127.0.0.1:8080
+    backends: [{address: 127.0.0.1:9001}]
+  - name: api
+    layer: 4
+`, []string{`xlb.yaml:4: invalid YAML: the quote opened on this line is not closed on it`}},
+		{"yaml-unclosed-quote-at-end", "services:\n  - name: 'web\n", []string{
+			`xlb.yaml:2: invalid YAML: the quote opened on this line is not closed on it`}},
+		{"yaml-unclosed-flow", `
+a: 1
+services:
+  - name: a
+    vip: 10.0.0.1
+    backends: [{address: 10.0.0.2}
+    port: 80
+`, []string{`xlb.yaml:5: invalid YAML: did not find expected ',' or ']': the flow opened on this line is not closed with ]`}},
+		{"yaml-misindented", `
+services:
+  - name: a
+    layer: 4
+    backends:
+      - address: 10.0.0.2
+   port: 80
+`, []string{`xlb.yaml:6: invalid YAML: did not find expected '-' indicator: this line's indentation lines up with no block above it`}},
 		{"yaml-syntax-error-first-line", "a: b: c\n", []string{
 			`xlb.yaml:1: invalid YAML: mapping values are not allowed in this context`}},
 		{"yaml-unknown-anchor", `
@@ -365,6 +397,13 @@ services:
 services:
   - {name: web, layer: 7, listen: "my host:80", backends: [{address: "127.0.0.1:9001"}]}
 `, []string{`xlb.yaml:2: services[0].listen: "my host" is neither an IP address nor a host name`}},
+		{"mistyped-addresses-are-not-names", `
+services:
+  - {name: web, layer: 7, listen: "300.1.1.1:80", backends: [{address: "999.0.0.1:8080"}]}
+`, []string{
+			`xlb.yaml:2: services[0].listen: "300.1.1.1" is not an IPv4 address: four numbers 0-255, like 10.0.0.1`,
+			`xlb.yaml:2: services[0].backends[0].address: "999.0.0.1" is not an IPv4 address: four numbers 0-255, like 10.0.0.1`,
+		}},
 		{"l7-hash-key-format", l7 + `    scheduler: consistent_hash
     hash_key: hdr:X-User
     backends: [{address: 127.0.0.1:9001}]
@@ -1009,11 +1048,18 @@ func TestSuggest(t *testing.T) {
 		"backend":      "backends",
 		"max-conns":    "max_conns",
 		"unhealthy":    "unhealthy_threshold",
-		"vpi":          "",
+		"vpi":          "vip",
+		"naem":         "",
+		"backedns":     "backends",
 		"vi":           "vip",
 		"color":        "",
 	} {
 		if got := suggest(in, known); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"http2": "h2", "HTTP/1.1": "http1", "prot": "port", "protcol": "protocol"} {
+		if got := suggest(in, []string{"http1", "h2", "port", "protocol"}); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -1091,5 +1137,62 @@ func TestHealthCheckVia(t *testing.T) {
 	}
 	if _, err := Parse("xlb.yaml", []byte("services:\n  - {name: w, layer: 7, listen: 127.0.0.1:8080, backends: [{address: 127.0.0.1:9001}], health_check: {via: address}}\n")); err != nil {
 		t.Errorf("layer 7, via: address (what layer 7 checks do): %v", err)
+	}
+}
+
+// TestSecretFiles: a token or TCP MD5 key file that would give no secret, or
+// one the kernel refuses, is refused by -check rather than by the daemon (or
+// not at all: an empty password file meant a session without MD5).
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("empty", " \n")
+	write("good", "s3cret\n")
+	write("long", strings.Repeat("k", 81)+"\n")
+	write("eighty", strings.Repeat("k", 80)+"\n")
+	const bgp = "bgp: {asn: 65001, router_id: 10.0.0.1, peers: [{address: 10.0.0.254, asn: 65000, password_file: %s}]}\n"
+	for _, tt := range []struct{ in, want string }{
+		{"admin: {token_file: empty}\n", dir + "/empty is empty; it must hold the bearer token (or drop the key)"},
+		{"admin: {token_file: good}\n", ""},
+		{fmt.Sprintf(bgp, "empty"), dir + "/empty is empty; it must hold the TCP MD5 key (or drop the key)"},
+		{fmt.Sprintf(bgp, "long"), dir + "/long holds more than 80 bytes; the TCP MD5 key is at most 80"},
+		{fmt.Sprintf(bgp, "eighty"), ""},
+	} {
+		path := filepath.Join(dir, "xlb.yaml")
+		if err := os.WriteFile(path, []byte(tt.in), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		var list ErrorList
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.in, err)
+		case tt.want != "" && (!errors.As(err, &list) || len(list) != 1 || list[0].Msg != tt.want):
+			t.Errorf("%q: %v\nwant: %s", tt.in, err, tt.want)
+		}
+	}
+}
+
+// TestDurationZero: a bare 0 is a duration, as in Go, where 0 is allowed;
+// where it is not, the error says why.
+func TestDurationZero(t *testing.T) {
+	c, err := Parse("xlb.yaml", []byte("l7: {drain_timeout: 0}\n"))
+	if err != nil || c.L7.DrainTimeout != 0 {
+		t.Fatalf("drain_timeout: 0: %v", err)
+	}
+	for in, want := range map[string]string{
+		"l7: {idle_timeout: 0}\n": "xlb.yaml:1: l7.idle_timeout: must be positive, got 0s",
+		"bgp: {asn: 1, router_id: 10.0.0.1, peers: [{address: 10.0.0.2, asn: 2, hold_time: 0s}]}\n": "xlb.yaml:1: bgp.peers[0].hold_time: must be at least 3s: 0 turns keepalives off, and a router would keep sending flows to a balancer that died",
+		"l7: {idle_timeout: 5}\n": "xlb.yaml:1: l7.idle_timeout: expected a duration like 5s, got 5 (add a unit: 5s or 5ms)",
+	} {
+		_, err := Parse("xlb.yaml", []byte(in))
+		var list ErrorList
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Error() != want {
+			t.Errorf("%q: %v\nwant %s", in, err, want)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -86,7 +88,9 @@ func defaultConfig(file string) *Config {
 func (p *parser) parse() *Config {
 	c := defaultConfig(p.file)
 	var g globals
-	if root := p.document(); root != nil {
+	root := p.document()
+	c.Blank = root == nil
+	if root != nil {
 		f, _ := p.fields(root, "", "a mapping with keys admin, xdp, l7 and services", topKeys)
 		if e := f.get("admin"); e != nil {
 			g.adminListen = p.admin(e.v, &c.Admin)
@@ -102,6 +106,7 @@ func (p *parser) parse() *Config {
 			c.Services = p.services(e.v)
 		}
 		if e := f.get("bgp"); e != nil {
+			g.bgp = e.k
 			c.BGP = p.bgp(e.v)
 		}
 	}
@@ -113,6 +118,7 @@ func (p *parser) parse() *Config {
 type globals struct {
 	adminListen *yaml.Node // nil: the default
 	services    *yaml.Node // the services key
+	bgp         *yaml.Node // the bgp key
 }
 
 func (p *parser) admin(n *yaml.Node, a *Admin) (listen *yaml.Node) {
@@ -124,7 +130,7 @@ func (p *parser) admin(n *yaml.Node, a *Admin) (listen *yaml.Node) {
 	}
 	if e := f.get("token_file"); e != nil {
 		if v, ok := p.str(e.v, "admin.token_file"); ok && v != "" {
-			a.TokenFile, _ = p.existingFile(e.v, "admin.token_file", v)
+			a.TokenFile, _ = p.secretFile(e.v, "admin.token_file", v, "the bearer token", maxTokenBytes)
 		}
 	}
 	return listen
@@ -300,7 +306,7 @@ func (p *parser) listenAddr(n *yaml.Node, path string) (string, bool) {
 	}
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
-			p.errorf(s, path, "%q is neither an IP address nor a host name", host)
+			p.errorf(s, path, "%s", notHost(host))
 			return "", false
 		}
 	}
@@ -316,6 +322,15 @@ func validPort(s string) bool {
 	return err == nil && n >= 1 && n <= 65535 && s[0] != '+' && s[0] != '-'
 }
 
+// notHost says why host, which is neither an address nor a name, is
+// wrong; digits and dots alone are a mistyped address, not a name.
+func notHost(host string) string {
+	if strings.Trim(host, "0123456789.") == "" {
+		return fmt.Sprintf("%q is not an IPv4 address: four numbers 0-255, like 10.0.0.1", host)
+	}
+	return fmt.Sprintf("%q is neither an IP address nor a host name", host)
+}
+
 // validHostname reports whether s is a DNS name: dot-separated labels of
 // letters, digits, '-' and '_', 63 bytes at most each, 253 in all.
 func validHostname(s string) bool {
@@ -323,7 +338,13 @@ func validHostname(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	labels := strings.Split(s, ".")
+	// An all-digit last label would make 300.1.1.1 a "name": it is a
+	// mistyped address (RFC 3696 §2: top-level labels are not all-numeric).
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return false
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
@@ -334,6 +355,40 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxTokenBytes is what xlbd reads of admin.token_file at most.
+const maxTokenBytes = 64 << 10
+
+// secretFile is existingFile for a file holding one secret (what), which
+// must be readable and, trimmed of white space, neither empty nor longer
+// than max bytes: an empty file would mean no token or no TCP MD5 when the
+// key says the operator wants one.
+func (p *parser) secretFile(n *yaml.Node, path, name, what string, max int) (string, bool) {
+	name, ok := p.existingFile(n, path, name)
+	if !ok {
+		return "", false
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		p.errorf(n, path, "cannot read %s: %v", name, errors.Unwrap(err))
+		return "", false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1<<10))
+	if err != nil {
+		p.errorf(n, path, "cannot read %s: %v", name, err)
+		return "", false
+	}
+	switch v := bytes.TrimSpace(b); {
+	case len(v) == 0:
+		p.errorf(n, path, "%s is empty; it must hold %s (or drop the key)", name, what)
+		return "", false
+	case len(v) > max:
+		p.errorf(n, path, "%s holds more than %d bytes; %s is at most %d", name, max, what, max)
+		return "", false
+	}
+	return name, true
 }
 
 // existingFile resolves a path from the file against the config's folder

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +141,10 @@ func TestDiffNil(t *testing.T) {
 
 func TestRestartNeeded(t *testing.T) {
 	old := mustParse(t, diffBase)
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		edits []string
@@ -147,7 +153,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"nothing", nil, nil},
 		{"live-changes-only", []string{
 			"{address: 10.0.1.2}", "{address: 10.0.1.2, weight: 0}",
-			"xdp: {interfaces: [eth0]}", "xdp: {interfaces: [eth0]}\nl7: {idle_timeout: 1s}\nadmin: {token_file: /dev/null}",
+			"xdp: {interfaces: [eth0]}", "xdp: {interfaces: [eth0]}\nl7: {idle_timeout: 1s}\nadmin: {token_file: " + token + "}",
 		}, nil},
 		{"pins-and-admin", []string{
 			"xdp: {interfaces: [eth0]}", `xdp: {interfaces: [eth0], pin_path: /sys/fs/bpf/xlb2, flow_table_size: 4096, mode: native}

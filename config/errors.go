@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -51,9 +52,19 @@ func (l ErrorList) Details() []string {
 
 // suggest returns the known key closest to an unknown one, or "" when none
 // is close enough to be a likely typo.
+// aliases are the other names people give a value, which spelling alone
+// would not lead to ("http2" is one letter from http1, not h2).
+var aliases = map[string]string{
+	"http2": "h2", "http/2": "h2", "http_2": "h2", "http/1.1": "http1", "http1.1": "http1", "http11": "http1",
+	"tls": "https", "ssl": "https", "roundrobin": "round_robin", "rr": "round_robin", "leastconn": "least_conn",
+}
+
 func suggest(key string, known []string) string {
 	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
 	k := norm(key)
+	if alias, ok := aliases[k]; ok && slices.Contains(known, alias) {
+		return alias
+	}
 	best, bestDist := "", -1
 	for _, cand := range known {
 		c := norm(cand)
@@ -84,15 +95,16 @@ func suggest(key string, known []string) string {
 	return ""
 }
 
-// editDistance is the Levenshtein distance between a and b (bytes; keys are
-// ASCII).
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of two neighbours ("naem" for "name")
+// count one each.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	rows := [3][]int{make([]int, len(b)+1), make([]int, len(b)+1), make([]int, len(b)+1)}
+	for j := range rows[1] {
+		rows[1][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
+		prev2, prev, cur := rows[0], rows[1], rows[2]
 		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
@@ -100,8 +112,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		rows[0], rows[1], rows[2] = prev, cur, prev2
 	}
-	return prev[len(b)]
+	return rows[1][len(b)]
 }

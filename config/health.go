@@ -35,7 +35,7 @@ func (p *parser) healthCheck(n *yaml.Node, path string, layer int) *HealthCheck 
 			switch {
 			case layer == 4:
 				hc.Via = v
-			case v == "vip":
+			case v == "vip" && layer == 7: // layer 0: a bad or missing layer, already reported
 				p.errorf(e.v, join(path, "via"), "vip applies to layer 4 services only (layer 7 checks go to the backend's address: via: address, or leave it out)")
 			}
 			// via: address at layer 7 says what layer 7 checks do anyway.

@@ -33,6 +33,8 @@ type parser struct {
 	warns  []located
 	budget int
 	svcs   []svcMeta // parallel to Config.Services
+
+	noRouterID bool // the bgp section has no router_id key
 }
 
 // located is an error or warning with its column, to order the several
@@ -144,7 +146,7 @@ func (p *parser) document() *yaml.Node {
 	return doc.Content[0]
 }
 
-// syntaxError records a YAML syntax error, with the line the parser gives.
+// syntaxError records a YAML syntax error, at the line of its likely cause.
 func (p *parser) syntaxError(err error) {
 	msg := err.Error()
 	e := located{Error: Error{File: p.file}}
@@ -161,6 +163,9 @@ func (p *parser) syntaxError(err error) {
 		if !strings.Contains(msg, "anchor") {
 			e.Line = 1
 		}
+	}
+	if e.Line > 0 {
+		e.Line, msg = pinpoint(p.data, e.Line, msg)
 	}
 	e.Msg = "invalid YAML: " + msg
 	p.errs = append(p.errs, e)
@@ -387,7 +392,7 @@ func (p *parser) unknownKey(e *entry, path string, known, other []string) {
 		p.errorf(e.k, join(path, e.key), "unknown key; did you mean %q?", s)
 		return
 	}
-	p.errorf(e.k, join(path, e.key), "unknown key; known keys here: %s", strings.Join(known, ", "))
+	p.errorf(e.k, join(path, e.key), "unknown key; known keys here: %s", strings.Join(all, ", "))
 }
 
 func contains(list []string, s string) bool {
@@ -458,6 +463,9 @@ func (p *parser) duration(n *yaml.Node, path string, lo time.Duration) (time.Dur
 	}
 	switch s.ShortTag() {
 	case "!!int", "!!float":
+		if s.Value == "0" { // needs no unit, as in Go
+			break
+		}
 		p.errorf(s, path, "expected a duration like 5s, got %s (add a unit: %ss or %sms)", s.Value, s.Value, s.Value)
 		return 0, false
 	}

@@ -165,6 +165,14 @@ func (d *Daemon) ReloadConfig() error {
 		return err
 	}
 	running := d.r.config()
+	if cfg.Blank && len(running.Services) > 0 {
+		// An editor or a config manager caught mid-write leaves an empty
+		// file; loading it would stop every service at once.
+		err := config.ErrorList{{File: cfg.File, Line: 1, Msg: fmt.Sprintf("the file is empty (a write cut short?) and would stop all %d services; the running config keeps serving. To serve nothing, write services: []", len(running.Services))}}
+		d.met.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload rejected; the running config keeps serving", "err", err)
+		return err
+	}
 	for _, line := range cfg.RestartNeeded(running) {
 		d.log.Warn("reload: change needs a restart of xlbd to take effect", "change", line)
 	}

@@ -580,9 +580,24 @@ func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
 		t.Errorf("services changed after a broken reload")
 	}
 	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
+
+	// A file cut short to nothing (a write caught midway) is valid YAML, but
+	// loading it would stop every service: refused the same way.
+	if err := os.WriteFile(l.cfgPath, []byte("# xlb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e = api.Error{}
+	l.call(t, "POST", api.PathReload, nil, 400, &e)
+	if !strings.Contains(strings.Join(e.Details, "\n"), "the file is empty") {
+		t.Errorf("reload of an empty file: %+v", e)
+	}
+	if after := l.services(t); len(after.Services) != len(before.Services) {
+		t.Errorf("an empty file's reload left %d services, want %d", len(after.Services), len(before.Services))
+	}
+	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
-	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 2`)) {
-		t.Errorf("/metrics does not count 2 failed reloads")
+	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 3`)) {
+		t.Errorf("/metrics does not count 3 failed reloads")
 	}
 }
 
