@@ -82,6 +82,12 @@ func (p *parser) check(c *Config, g globals) {
 	if c.Admin.TokenFile == "" && !isLoopback(c.Admin.Listen) {
 		p.warnf(g.adminListen, "admin.listen", "%s is reachable beyond this host and admin.token_file is empty: anyone who reaches it can change backends; set a token_file or listen on 127.0.0.1", c.Admin.Listen)
 	}
+	for i := range c.Services {
+		if s := &c.Services[i]; s.Layer == 4 && s.VIP.IsLoopback() {
+			m := p.svcs[i]
+			p.warnf(m.vip, join(m.path, "vip"), "%s is a loopback address: packets to it never cross an XDP interface, so the balancer sees none", s.VIP)
+		}
+	}
 	if len(c.XDP.Interfaces) == 0 {
 		for i := range c.Services {
 			if c.Services[i].Layer == 4 {

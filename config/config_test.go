@@ -812,6 +812,11 @@ func TestParseValid(t *testing.T) {
 			"xlb.yaml:2: services: no services configured; xlb serves nothing"}},
 		{"null-sections", "admin:\nxdp:\nl7:\nservices:\n", []string{
 			"xlb.yaml:4: services: no services configured; xlb serves nothing"}},
+		{"loopback-vip", `
+xdp: {interfaces: [eth0]}
+services:
+  - {name: api, layer: 4, vip: 127.0.0.10, port: 80, backends: [{address: 10.0.1.1}]}
+`, []string{"xlb.yaml:3: services[0].vip: 127.0.0.10 is a loopback address: packets to it never cross an XDP interface, so the balancer sees none"}},
 		{"same-vip-port-other-protocol", `
 xdp: {interfaces: [eth0]}
 services:
