@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +68,7 @@ type Server struct {
 	ctl     Controller
 	log     *slog.Logger
 	ready   func() bool
-	token   *tokenFile // nil: mutating calls are open
+	token   atomic.Pointer[tokenFile] // nil: mutating calls are open
 	listen  string
 	handler http.Handler
 
@@ -101,7 +102,7 @@ func New(c Controller, o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("admin: %w", err)
 		}
-		s.token = t
+		s.token.Store(t)
 	}
 	g := o.Gatherer
 	if g == nil {
@@ -113,6 +114,24 @@ func New(c Controller, o Options) (*Server, error) {
 	})
 	s.handler = s.routes(metrics)
 	return s, nil
+}
+
+// SetTokenFile switches to the token in path ("": mutating calls need no
+// token), for a reload that changed admin.token_file. On error the token
+// in force stays.
+func (s *Server) SetTokenFile(path string) error {
+	if path == "" {
+		if s.token.Swap(nil) != nil {
+			s.log.Warn("admin API: admin.token_file removed; mutating calls need no token now")
+		}
+		return nil
+	}
+	t, err := loadTokenFile(path)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.token.Store(t)
+	return nil
 }
 
 // Handler returns the server's handler (every route), for tests and for
@@ -146,7 +165,7 @@ func (s *Server) Start() error {
 			s.log.Error("admin API stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	s.log.Info("admin API listening", "addr", ln.Addr().String(), "token", s.token != nil)
+	s.log.Info("admin API listening", "addr", ln.Addr().String(), "token", s.token.Load() != nil)
 	return nil
 }
 

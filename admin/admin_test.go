@@ -716,3 +716,60 @@ func TestStartServeShutdown(t *testing.T) {
 		t.Error("server still answers after Shutdown")
 	}
 }
+
+// TestUncleanPath: a path with "..", "." or "//" is refused in JSON, where
+// the mux would redirect (in HTML) to another resource than the one the
+// client named, and a client following it would send its PATCH there.
+func TestUncleanPath(t *testing.T) {
+	for _, target := range []string{
+		"/api/v1/services/api/backends/../../web2/backends/10.0.0.1",
+		"/api/v1/services//api",
+		"/api/v1/./reload",
+	} {
+		t.Run(target, func(t *testing.T) {
+			h := newHarness(t, false)
+			a := h.do(t, "PATCH", target, `{"weight": 2}`, "")
+			if a.status != 400 {
+				t.Fatalf("status %d, want 400: %s", a.status, a.body)
+			}
+			a.apiError(t)
+		})
+	}
+}
+
+// TestSetTokenFile: a reload's admin.token_file takes effect at once, and
+// an empty path opens mutating calls again.
+func TestSetTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	f := newFake()
+	srv, err := New(f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{fake: f, srv: srv}
+	reload := func(token string) int { return h.do(t, "POST", "/api/v1/reload", "", token).status }
+	if got := reload(""); got != 200 {
+		t.Fatalf("no token configured: %d", got)
+	}
+	if err := srv.SetTokenFile(writeToken(t, dir, "s3cret\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(""); got != 401 {
+		t.Errorf("without the token after SetTokenFile: %d, want 401", got)
+	}
+	if got := reload("s3cret"); got != 200 {
+		t.Errorf("with the token: %d, want 200", got)
+	}
+	if err := srv.SetTokenFile(filepath.Join(dir, "missing")); err == nil {
+		t.Errorf("SetTokenFile(missing file) succeeded")
+	}
+	if got := reload("s3cret"); got != 200 {
+		t.Errorf("a failed SetTokenFile changed the token: %d", got)
+	}
+	if err := srv.SetTokenFile(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(""); got != 200 {
+		t.Errorf("after SetTokenFile(\"\"): %d, want 200", got)
+	}
+}

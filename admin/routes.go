@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -69,7 +70,16 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.Error{Error: "no such path: " + r.URL.Path})
 	})
-	return mux
+	// The mux answers a path with "..", "." or "//" by a redirect to its
+	// clean form: a client that follows it would send its PATCH or DELETE
+	// to another resource than the one it wrote.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p != "/" && path.Clean(p) != strings.TrimSuffix(p, "/") {
+			writeError(w, http.StatusBadRequest, api.Error{Error: fmt.Sprintf("path %q is not in clean form (no \"..\", \".\" or \"//\")", p)})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -138,8 +148,8 @@ func (s *Server) mutating(m mutation) http.HandlerFunc {
 			s.log.Info("admin call", "method", r.Method, "path", r.URL.Path, "status", status,
 				"result", result, "remote", r.RemoteAddr, "duration", time.Since(start))
 		}
-		if s.token != nil {
-			ok, warning := s.token.check(r)
+		if t := s.token.Load(); t != nil {
+			ok, warning := t.check(r)
 			if warning != "" {
 				s.log.Warn("admin token file", "err", warning)
 			}

@@ -53,6 +53,17 @@ type Daemon struct {
 	ready   atomic.Bool
 	// reloading keeps a SIGHUP and an API reload from interleaving.
 	reloading sync.Mutex
+	// setToken applies a reload's admin.token_file to the admin API.
+	setToken func(path string) error
+}
+
+// OnTokenFile registers what applies a reloaded admin.token_file (the admin
+// server's SetTokenFile); without it a change of the file's path would be
+// reported as applied while the API kept checking the old token.
+func (d *Daemon) OnTokenFile(set func(path string) error) {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	d.setToken = set
 }
 
 // New loads the config and the data plane (adopting pinned maps left by a
@@ -179,15 +190,26 @@ func (d *Daemon) ReloadConfig() error {
 	for _, line := range config.Diff(running, cfg) {
 		d.log.Info("reload", "change", line)
 	}
+	// The token first: a reload that sets or rotates it must not leave the
+	// API open to the old token, or to none, when the rest applies.
+	if cfg.Admin.TokenFile != running.Admin.TokenFile && d.setToken != nil {
+		if err := d.setToken(cfg.Admin.TokenFile); err != nil {
+			d.met.reloads.WithLabelValues("error").Inc()
+			d.log.Error("reload rejected; the running config keeps serving", "err", err)
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
 	if err := d.dp.reattach(cfg); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload rejected; the running config keeps serving", "err", err)
 		return fmt.Errorf("reload: %w", err)
 	}
 	// Restart-only settings keep their running values.
-	cfg.XDP.PinPath, cfg.XDP.FlowTableSize, cfg.Admin = running.XDP.PinPath, running.XDP.FlowTableSize, running.Admin
+	cfg.XDP.PinPath, cfg.XDP.FlowTableSize, cfg.Admin.Listen = running.XDP.PinPath, running.XDP.FlowTableSize, running.Admin.Listen
 	keepBGP(d.log, cfg, running)
 	if err := d.r.load(cfg, false); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload rejected; the running config keeps serving", "err", err)
 		return fmt.Errorf("reload: %w", err)
 	}
 	d.follow.follow(cfg, d.dp.maps != nil)

@@ -166,6 +166,7 @@ func serve(configPath string, log, access *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.OnTokenFile(srv.SetTokenFile)
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -181,9 +182,7 @@ func serve(configPath string, log, access *slog.Logger) error {
 	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			if err := d.ReloadConfig(); err != nil {
-				log.Error("SIGHUP reload rejected; the running config keeps serving", "err", err)
-			}
+			d.ReloadConfig() // logs its own rejection
 			continue
 		}
 		log.Info("shutting down; the XDP program and its maps stay in place", "signal", sig.String())

@@ -618,6 +618,30 @@ func TestDaemonTokenAndSecondDaemon(t *testing.T) {
 		t.Errorf("after PATCH weight 3: %+v", b)
 	}
 
+	// A reload that names another token file switches to its token at once:
+	// the old one no longer opens the API.
+	token2 := filepath.Join(dir, "token2")
+	os.WriteFile(token2, []byte("n3w\n"), 0o600)
+	backends := []string{"10.0.0.11: 1", "10.0.0.12: 1", "10.0.0.13: 2"}
+	l.writeConfig(t, "ipip", backends, "  token_file: "+token2)
+	l.token = "s3cret"
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
+	l.token = "n3w"
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 200, nil)
+	// And a file without the key opens it again, as the file says (logged).
+	l.writeConfig(t, "ipip", backends, "")
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	l.token = ""
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 200, nil)
+	// Back to a token by SIGHUP: calls without it are refused again.
+	l.writeConfig(t, "ipip", backends, "  token_file: "+tokenFile)
+	l.xlbd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the SIGHUP reload", 5*time.Second, func() bool {
+		return bytes.Contains(l.call(t, "GET", api.PathMetrics, nil, 200, nil), []byte(`xlb_config_reloads_total{result="ok"} 3`))
+	})
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
+
 	// A second daemon on the same pin path is refused.
 	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbd, "-config", l.cfgPath).CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("another xlbd")) {
