@@ -8,8 +8,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -173,6 +175,14 @@ func (d *Daemon) ReloadConfig() error {
 	if err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected; the running config keeps serving", "err", err)
+		if _, ok := err.(config.ErrorList); !ok {
+			// A file gone or unreadable is the caller's to fix too (400).
+			msg := err.Error()
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				msg = "cannot read it: " + pe.Err.Error()
+			}
+			err = config.ErrorList{{File: d.opts.ConfigPath, Msg: msg}}
+		}
 		return err
 	}
 	running := d.r.config()

@@ -594,10 +594,22 @@ func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
 	if after := l.services(t); len(after.Services) != len(before.Services) {
 		t.Errorf("an empty file's reload left %d services, want %d", len(after.Services), len(before.Services))
 	}
+	// A file that is gone: a 400 naming it, not a 500.
+	if err := os.Remove(l.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	e = api.Error{}
+	l.call(t, "POST", api.PathReload, nil, 400, &e)
+	if !strings.Contains(strings.Join(e.Details, "\n"), "xlb.yaml: cannot read it: no such file or directory") {
+		t.Errorf("reload of a missing file: %+v", e)
+	}
+	if err := os.WriteFile(l.cfgPath, good, 0o644); err != nil { // for the cleanup's -detach
+		t.Fatal(err)
+	}
 	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
-	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 3`)) {
-		t.Errorf("/metrics does not count 3 failed reloads")
+	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 4`)) {
+		t.Errorf("/metrics does not count 4 failed reloads")
 	}
 }
 
