@@ -57,11 +57,12 @@ func withdrawBeforeDetach(ctx context.Context, c *cli) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	token, err := c.token(base)
+	token, note, err := c.token(base)
 	if err != nil {
 		return err
 	}
 	cl := newClient(base, token, c.opts.timeout)
+	cl.noToken = note
 	call := func(ctx context.Context) (int, error) {
 		_, _, err := cl.announce(ctx, false)
 		var ae *apiError

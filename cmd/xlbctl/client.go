@@ -22,9 +22,10 @@ const maxAnswer = 64 << 20
 
 // client talks to xlbd's admin API.
 type client struct {
-	base  *url.URL // scheme, host and an optional path prefix
-	token string   // sent as a bearer token when set
-	hc    *http.Client
+	base    *url.URL // scheme, host and an optional path prefix
+	token   string   // sent as a bearer token when set
+	noToken string   // why no token was found, for an answer that wants one
+	hc      *http.Client
 }
 
 // parseAdminURL accepts "http://host:port[/prefix]", "https://..." and a
@@ -143,6 +144,9 @@ func (c *client) do(ctx context.Context, method, target string, in, out any) ([]
 		}
 		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
 			e.hint = "give -token-file, set XLB_TOKEN, or -config naming xlbd's config"
+			if c.noToken != "" {
+				e.hint = c.noToken + "; " + e.hint
+			}
 		}
 		return raw, e
 	}

@@ -49,7 +49,7 @@ var commands = []*command{
 	{name: "which", args: "SERVICE CLIENT_IP:PORT", min: 2, max: 2, run: cmdWhich,
 		help: "the backend this client's flow gets now: from the flow table if it is there, else from the Maglev table"},
 	{name: "watch", args: "[SERVICE] [-interval D]", max: 1, run: cmdWatch, flags: watchFlags,
-		help: "status, refreshed every -interval until Ctrl-C"},
+		help: "status, refreshed every -interval until Ctrl-C (or -count); exit status 1 if the last refresh failed"},
 	{name: "maps", args: "[-pin-path DIR]", local: true, run: cmdMaps, flags: pinFlags,
 		help: "dump the pinned kernel maps in readable form (needs root)"},
 	{name: "detach", args: "[-pin-path DIR]", local: true, run: cmdDetach, flags: detachFlags,
@@ -120,16 +120,18 @@ func (c *cli) setup(cmd *command, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	token, err := c.token(base)
+	token, note, err := c.token(base)
 	if err != nil {
 		return err
 	}
 	c.api = newClient(base, token, c.opts.timeout)
+	c.api.noToken = note
 	return nil
 }
 
 // resolveAdmin settles the admin address: -admin (or XLB_ADMIN), else
-// -config's admin.listen, else the default.
+// -config's admin.listen, else that of the xlbd running here (found as its
+// token is), else the default.
 func (c *cli) resolveAdmin() error {
 	if c.opts.configPath != "" {
 		a, err := readAdminSection(c.opts.configPath)
@@ -137,8 +139,11 @@ func (c *cli) resolveAdmin() error {
 			return fmt.Errorf("-config: %w", err)
 		}
 		if c.opts.admin == "" {
-			c.opts.admin = a.Listen
+			c.opts.admin = dialAddress(a.Listen)
 		}
+	}
+	if c.opts.admin == "" {
+		c.opts.admin = localAdmin(procRoot)
 	}
 	if c.opts.admin == "" {
 		c.opts.admin = defaultAdmin
@@ -147,13 +152,15 @@ func (c *cli) resolveAdmin() error {
 }
 
 // token is the bearer token for changes to the API at base: -token-file,
-// else XLB_TOKEN, else the token_file of the local xlbd serving base.
-func (c *cli) token(base *url.URL) (string, error) {
-	token, err := c.givenToken()
+// else XLB_TOKEN, else the token_file of the local xlbd serving base. note
+// says why a local token could not be found, for when xlbd wants one.
+func (c *cli) token(base *url.URL) (token, note string, err error) {
+	token, err = c.givenToken()
 	if err != nil || token != "" {
-		return token, err
+		return token, "", err
 	}
-	return localToken(base, c.opts.configPath, "/proc"), nil
+	token, note = localToken(base, c.opts.configPath, procRoot)
+	return token, note, nil
 }
 
 func (c *cli) givenToken() (string, error) {
@@ -174,6 +181,9 @@ func (c *cli) givenToken() (string, error) {
 func (c *cli) exit(cmd *command, err error) int {
 	if err == nil {
 		return 0
+	}
+	if errors.As(err, new(shownError)) {
+		return 1
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
@@ -323,7 +333,10 @@ func cmdWhich(ctx context.Context, c *cli, args []string) error {
 const clearScreen = "\x1b[H\x1b[2J"
 
 // cmdWatch repeats status until interrupted. An error (xlbd restarting) is
-// shown in place of the table and the next refresh tries again.
+// shown in place of the table and the next refresh tries again. The exit
+// status is that of the last refresh shown, as a script running
+// "watch -count N" would expect of status: 1 if it failed (every one did,
+// or xlbd went away), else 0.
 func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if c.opts.interval <= 0 {
 		return usagef("-interval %s: want a positive duration", c.opts.interval)
@@ -335,11 +348,19 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 1 {
 		title += " " + args[0]
 	}
+	var last error // of the last refresh shown
+	end := func() error {
+		if last != nil {
+			return shownError{last}
+		}
+		return nil
+	}
 	for n := 1; ; n++ {
 		svcs, raw, err := fetchStatus(ctx, c, args)
 		if ctx.Err() != nil {
-			return nil // interrupted: the normal end
+			return end() // interrupted: the normal end
 		}
+		last = err
 		var screen bytes.Buffer
 		switch {
 		case c.json() && err != nil:
@@ -359,17 +380,24 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			}
 		}
 		if c.opts.count > 0 && n >= c.opts.count {
-			return nil
+			return end()
 		}
 		t := time.NewTimer(c.opts.interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return end()
 		case <-t.C:
 		}
 	}
 }
+
+// shownError is a failure already printed (watch shows each on its
+// screen): exit status 1 without printing it again.
+type shownError struct{ err error }
+
+func (e shownError) Error() string { return e.err.Error() }
+func (e shownError) Unwrap() error { return e.err }
 
 func cmdMaps(_ context.Context, c *cli, _ []string) error {
 	if pinnedMaps == nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -21,6 +24,17 @@ const defaultConfig = "/etc/xlb/xlb.yaml"
 type adminSection struct {
 	Listen    string
 	TokenFile string
+	// Implicit: the file names no listen (Listen is xlbd's default), as
+	// one emptied mid-edit does.
+	Implicit bool
+}
+
+// adminDoc is what is decoded of the file, or of its admin block alone.
+type adminDoc struct {
+	Admin struct {
+		Listen    string `yaml:"listen"`
+		TokenFile string `yaml:"token_file"`
+	} `yaml:"admin"`
 }
 
 func readAdminSection(path string) (adminSection, error) {
@@ -28,24 +42,92 @@ func readAdminSection(path string) (adminSection, error) {
 	if err != nil {
 		return adminSection{}, err
 	}
-	var doc struct {
-		Admin struct {
-			Listen    string `yaml:"listen"`
-			TokenFile string `yaml:"token_file"`
-		} `yaml:"admin"`
-	}
+	var doc adminDoc
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return adminSection{}, err
+		// A syntax error elsewhere (the very errors `xlbctl reload` is run
+		// to see) must not lose the token: decode the admin block alone.
+		doc = adminDoc{}
+		if err := yaml.Unmarshal(adminBlock(b), &doc); err != nil {
+			return adminSection{}, fmt.Errorf("%s: admin: %w", path, err)
+		}
 	}
 	a := adminSection{Listen: doc.Admin.Listen, TokenFile: doc.Admin.TokenFile}
 	if a.Listen == "" {
-		a.Listen = strings.TrimPrefix(defaultAdmin, "http://")
+		a.Listen, a.Implicit = strings.TrimPrefix(defaultAdmin, "http://"), true
 	}
 	// xlbd resolves a relative token_file against the config's folder.
 	if a.TokenFile != "" && !filepath.IsAbs(a.TokenFile) {
 		a.TokenFile = filepath.Join(filepath.Dir(path), a.TokenFile)
 	}
 	return a, nil
+}
+
+// adminBlock cuts the top-level admin block out of a config: the line
+// "admin:" at column 0 (or "admin: {...}" on one line) and the lines up to
+// the next one at column 0 that is not blank or a comment. nil when there
+// is none: the file then names no admin settings, and xlbd's defaults hold.
+func adminBlock(b []byte) []byte {
+	var out []byte
+	in := false
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		text := bytes.TrimRight(line, "\r\n")
+		top := len(text) > 0 && text[0] != ' ' && text[0] != '\t' && text[0] != '#'
+		if in && top {
+			break
+		}
+		if !in && top && bytes.HasPrefix(text, []byte("admin:")) {
+			rest := text[len("admin:"):]
+			in = len(rest) == 0 || rest[0] == ' ' || rest[0] == '\t'
+		}
+		if in {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// dialAddress is where a client on this host reaches a server listening on
+// listen: a listener on every address is reached on loopback.
+func dialAddress(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
+		if a.Is4() {
+			return net.JoinHostPort("127.0.0.1", port)
+		}
+		return net.JoinHostPort("::1", port)
+	}
+	return listen
+}
+
+// procRoot is where runningConfigs looks for the running xlbd; tests
+// point it at a fake.
+var procRoot = "/proc"
+
+// localConfigs are the configs that may be this host's xlbd's, in the
+// order they are tried: configPath if given, else those of the running
+// xlbd daemons, then the default.
+func localConfigs(configPath, procRoot string) []string {
+	if configPath != "" {
+		return []string{configPath}
+	}
+	return append(runningConfigs(procRoot), defaultConfig)
+}
+
+// localAdmin is the admin address of this host's xlbd, from the first of
+// its configs that reads; "" when none does.
+func localAdmin(procRoot string) string {
+	for _, p := range localConfigs("", procRoot) {
+		if a, err := readAdminSection(p); err == nil {
+			return dialAddress(a.Listen)
+		}
+	}
+	return ""
 }
 
 // runningConfigs returns the config files of the xlbd daemons running on
@@ -102,26 +184,51 @@ func runningConfigs(procRoot string) []string {
 // else of a running xlbd's config whose admin.listen is base's address, if
 // this user can read it. So an operator on the balancer (root) needs no
 // -token-file; the token only ever goes to the daemon its config names.
-// "" when there is none.
-func localToken(base *url.URL, configPath, procRoot string) string {
-	paths := []string{configPath}
-	if configPath == "" {
-		paths = append(runningConfigs(procRoot), defaultConfig)
-	}
-	for _, p := range paths {
+// "" when there is none; note then says why, when a config of this host
+// could not give it (shown if the daemon asks for a token).
+func localToken(base *url.URL, configPath, procRoot string) (token, note string) {
+	paths := localConfigs(configPath, procRoot)
+	for i, p := range paths {
 		a, err := readAdminSection(p)
-		if err != nil || a.TokenFile == "" || !sameListener(a.Listen, base.Host) {
+		// The default config, when no daemon runs with it, is only a guess:
+		// its absence is no news.
+		guess := configPath == "" && i == len(paths)-1
+		switch {
+		case err != nil && errors.Is(err, fs.ErrNotExist):
+			if !guess && note == "" {
+				note = fmt.Sprintf("xlbd's config %s is missing, so its token could not be read", p)
+			}
+			continue
+		case err != nil:
+			if note == "" {
+				note = fmt.Sprintf("the token could not be read from xlbd's config: %v", err)
+			}
+			continue
+		case a.TokenFile == "":
+			// A file that names no listen either may be base's daemon's,
+			// emptied since it started.
+			if note == "" && (a.Implicit || sameListener(a.Listen, base.Host)) {
+				note = fmt.Sprintf("xlbd's config %s names no admin.token_file", p)
+			}
+			continue
+		case !sameListener(a.Listen, base.Host):
 			continue
 		}
 		b, err := os.ReadFile(a.TokenFile)
 		if err != nil {
+			if note == "" {
+				note = fmt.Sprintf("the token could not be read: %v", err)
+			}
 			continue
 		}
 		if t := strings.TrimSpace(string(b)); t != "" {
-			return t
+			return t, ""
+		}
+		if note == "" {
+			note = fmt.Sprintf("token file %s is empty", a.TokenFile)
 		}
 	}
-	return ""
+	return "", note
 }
 
 // sameListener says whether a client dialling target (host:port) reaches a

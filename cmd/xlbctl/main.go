@@ -55,7 +55,7 @@ func defaultOptions() options {
 }
 
 func (o *options) registerGlobal(fs *flag.FlagSet) {
-	fs.StringVar(&o.admin, "admin", o.admin, "admin API `URL` (env XLB_ADMIN; default: -config's admin.listen, else "+defaultAdmin+")")
+	fs.StringVar(&o.admin, "admin", o.admin, "admin API `URL` (env XLB_ADMIN; default: the admin.listen of -config or of the xlbd running here, else "+defaultAdmin+")")
 	fs.StringVar(&o.configPath, "config", o.configPath, "xlbd's config `PATH` (env XLB_CONFIG), for its admin.listen and admin.token_file; by default those of the xlbd running here, or "+defaultConfig)
 	fs.StringVar(&o.output, "o", o.output, "output `format`: table or json (json: the API's raw answer)")
 	fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "read the bearer token for changes from `PATH` (env XLB_TOKEN_FILE; else the token is env XLB_TOKEN)")
@@ -121,23 +121,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // parseInterspersed parses flags anywhere among the arguments, as in
-// "xlbctl watch api -interval 2s"; "--" ends the flags.
+// "xlbctl watch api -interval 2s"; "--" ends the flags. An argument like
+// "-1" is a (negative) number, not a flag: "weight api b -1" gets the range
+// error, not "flag provided but not defined". So each flag, with its value
+// if it takes one, is parsed on its own.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	for len(args) > 0 {
+		a := args[0]
+		if a == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' || (a[1] >= '0' && a[1] <= '9') {
+			pos = append(pos, a)
+			args = args[1:]
+			continue
+		}
+		n := 1
+		if takesValue(fs, a) && len(args) > 1 {
+			n = 2
+		}
+		if err := fs.Parse(args[:n]); err != nil {
 			return nil, err
 		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		args = args[n:]
 	}
+	return pos, nil
+}
+
+// takesValue says whether the flag a ("-name" or "--name") is one whose
+// value is the next argument. An unknown one is left to fs.Parse to report.
+func takesValue(fs *flag.FlagSet, a string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 const shortUsage = `usage: xlbctl [-admin URL] [-config PATH] [-o table|json] [-token-file PATH] [-timeout D] COMMAND [ARGS]

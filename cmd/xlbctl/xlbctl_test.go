@@ -419,6 +419,11 @@ func TestUsageErrors(t *testing.T) {
 		{"drain-three-args", []string{"drain", "api", "a", "b"}, "usage: xlbctl drain SERVICE BACKEND"},
 		{"weight-not-number", []string{"weight", "api", "10.0.1.1", "heavy"}, `weight "heavy"`},
 		{"weight-negative", []string{"weight", "api", "10.0.1.1", "--", "-1"}, `weight "-1"`},
+		{"weight-negative-bare", []string{"weight", "api", "10.0.1.1", "-1"}, `weight "-1": want a whole number, 0 or more`},
+		{"weight-negative-after-flag", []string{"weight", "api", "10.0.1.1", "-o", "json", "-2"}, `weight "-2"`},
+		{"add-negative", []string{"add", "api", "10.0.1.1", "-3"}, `weight "-3"`},
+		{"watch-negative-count", []string{"watch", "-count", "-1"}, "-count -1: want 0 or more"},
+		{"flag-needs-value", []string{"watch", "-interval"}, "flag needs an argument"},
 		{"add-bad-weight", []string{"add", "api", "10.0.1.1", "x"}, `weight "x"`},
 		{"status-two-services", []string{"status", "a", "b"}, "usage: xlbctl status [SERVICE]"},
 		{"reload-arg", []string{"reload", "now"}, "usage: xlbctl reload"},
@@ -537,11 +542,58 @@ func TestWatch(t *testing.T) {
 		t.Errorf("%d requests, want 3", n)
 	}
 
-	// An error shows on the screen and watching goes on.
+	// An error shows on the screen and watching goes on; once.
 	c.set("GET /api/v1/services", 500, `{"error":"daemon restarting"}`)
-	code, out, _ = xlbctl(t, "-admin", url, "watch", "-interval", "10ms", "-count", "2")
-	if code != 0 || strings.Count(out, "xlbctl: daemon restarting") != 2 {
-		t.Errorf("exit %d:\n%s", code, out)
+	code, out, errOut = xlbctl(t, "-admin", url, "watch", "-interval", "10ms", "-count", "2")
+	if code != 1 || strings.Count(out, "xlbctl: daemon restarting") != 2 || errOut != "" {
+		t.Errorf("exit %d, stderr %q:\n%s", code, errOut, out)
+	}
+}
+
+// TestWatchExitStatus: watch exits as its last refresh went, so a script
+// learns that every fetch failed, or that xlbd went away at the end.
+func TestWatchExitStatus(t *testing.T) {
+	_, url := newCanned(t)
+	if code, _, _ := xlbctl(t, "-admin", url, "watch", "nope", "-interval", "10ms", "-count", "2"); code != 1 {
+		t.Errorf("unknown service: exit %d, want 1", code)
+	}
+	code, out, errOut := xlbctl(t, "-admin", url, "-o", "json", "watch", "nope", "-interval", "10ms", "-count", "1")
+	if code != 1 || out != "" || errOut != "xlbctl: service \"nope\" not found\n" {
+		t.Errorf("unknown service -o json: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	if code, _, _ := xlbctl(t, "-admin", down.URL, "watch", "-interval", "10ms", "-count", "2"); code != 1 {
+		t.Errorf("xlbd down: exit %d, want 1", code)
+	}
+
+	// The answers of a daemon that fails on the calls named.
+	flaky := func(fail ...int) string {
+		var mu sync.Mutex
+		n := 0
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			n++
+			failed := slices.Contains(fail, n)
+			mu.Unlock()
+			if failed {
+				w.WriteHeader(500)
+				io.WriteString(w, `{"error":"daemon restarting"}`)
+				return
+			}
+			io.WriteString(w, servicesJSON)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	if code, _, _ := xlbctl(t, "-admin", flaky(3), "watch", "-interval", "10ms", "-count", "3"); code != 1 {
+		t.Errorf("last refresh failed: exit %d, want 1", code)
+	}
+	if code, _, errOut := xlbctl(t, "-admin", flaky(1, 2), "watch", "-interval", "10ms", "-count", "3"); code != 0 {
+		t.Errorf("last refresh ok: exit %d, want 0 (%s)", code, errOut)
+	}
+	if _, out, _ := xlbctl(t, "help", "watch"); !strings.Contains(out, "exit status 1 if the last refresh failed") {
+		t.Errorf("help watch does not say its exit status:\n%s", out)
 	}
 }
 
