@@ -134,30 +134,113 @@ func checkWeight(w int) error {
 	return nil
 }
 
-// parseBackend checks an API-given backend address for a service: an IP of
-// the VIP's family (layer 4), or host:port as in the config file (layer 7).
+// parseBackend checks an API-given backend address for a service as the
+// config file checks it (config.backendAddress, which the package keeps to
+// itself): an IP of the VIP's family (layer 4), or host:port (layer 7)
+// whose host is an IP address or a DNS name. An add must not accept what a
+// reload of the same address would reject, nor keep two entries for one
+// backend.
 func parseBackend(s *service, address string) (config.Backend, error) {
 	if s.cfg.IsL4() {
 		a, err := netip.ParseAddr(address)
 		if err != nil {
-			return config.Backend{}, fmt.Errorf("backend address %q: L4 backends are IP addresses (they serve on the VIP's port): %w", address, api.ErrInvalid)
+			return config.Backend{}, fmt.Errorf("backend address %s: L4 backends are IP addresses (they serve on the VIP's port): %w", quoteShort(address), api.ErrInvalid)
 		}
 		a = a.Unmap()
+		if msg := addrProblem(a); msg != "" {
+			return config.Backend{}, fmt.Errorf("backend address %s: %s: %w", quoteShort(address), msg, api.ErrInvalid)
+		}
 		if a.Is4() != s.cfg.VIP.Is4() {
 			return config.Backend{}, fmt.Errorf("backend %s: address family differs from VIP %s: %w", a, s.cfg.VIP, api.ErrInvalid)
 		}
 		return config.Backend{Address: a.String(), Addr: a}, nil
 	}
+	bad := func(why string) error {
+		return fmt.Errorf("backend address %s: %s: %w", quoteShort(address), why, api.ErrInvalid)
+	}
+	if i := strings.Index(address, "://"); i >= 0 {
+		return config.Backend{}, bad("write host:port without a scheme")
+	}
 	host, port, err := net.SplitHostPort(address)
-	n, perr := strconv.Atoi(port)
-	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, "/ @") {
-		return config.Backend{}, fmt.Errorf("backend address %q: layer 7 backends are host:port, e.g. 10.0.2.1:8080: %w", address, api.ErrInvalid)
+	if err != nil || host == "" {
+		return config.Backend{}, bad("layer 7 backends are host:port, e.g. 10.0.2.1:8080")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || port[0] == '+' || port[0] == '-' {
+		return config.Backend{}, bad("the port must be between 1 and 65535")
 	}
 	b := config.Backend{Address: address}
-	if ap, err := netip.ParseAddrPort(address); err == nil {
-		b.AddrPort = ap
+	if a, err := netip.ParseAddr(host); err == nil {
+		if msg := addrProblem(a); msg != "" {
+			return config.Backend{}, bad(msg)
+		}
+		b.AddrPort = netip.AddrPortFrom(a, uint16(n))
+		return b, nil
+	}
+	if !validHostname(host) {
+		if strings.Trim(host, "0123456789.") == "" {
+			// 999.1.1.1 or 127.000.000.001: a mistyped address, which
+			// would otherwise pass for a name (and the second be a
+			// duplicate of 127.0.0.1 the pool cannot see).
+			return config.Backend{}, bad("not an IPv4 address: four numbers 0-255 without leading zeros, like 10.0.0.1")
+		}
+		return config.Backend{}, bad("the host is neither an IP address nor a host name (labels of letters, digits, '-' and '_', up to 63 bytes each and 253 in all)")
 	}
 	return b, nil
+}
+
+// addrProblem says why a cannot be a backend's address, or "": the
+// config's rules (config.addrProblem).
+func addrProblem(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return "a backend cannot have an IPv6 zone"
+	case a.Is4In6():
+		return fmt.Sprintf("write the IPv4 address %s rather than %s", a.Unmap(), a)
+	case a.IsUnspecified():
+		return fmt.Sprintf("a backend cannot be the unspecified address %s", a)
+	case a.IsMulticast():
+		return fmt.Sprintf("a backend cannot be a multicast address (%s)", a)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "a backend cannot be the broadcast address"
+	}
+	return ""
+}
+
+// validHostname is the config's test of a DNS name (config.validHostname):
+// dot-separated labels of letters, digits, '-' and '_', none starting or
+// ending with '-', 63 bytes at most each, 253 in all, the last not all
+// digits (300.1.1.1 is a mistyped address, not a name).
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return false
+	}
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// quoteShort quotes an address for an error message, cut short: the body
+// of a request may carry a name of any length.
+func quoteShort(s string) string {
+	const max = 80
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return strconv.Quote(s)
 }
 
 // target finds the backend an API call names in the service's own pool.
@@ -254,6 +337,11 @@ func (c *controller) PatchBackend(name, address string, p api.PatchBackend) (api
 		b, err := target(s, address)
 		if err != nil {
 			return err
+		}
+		if b.removing() {
+			// A drain or weight would not stop the removal, and an answer
+			// of "not draining" would say it had.
+			return fmt.Errorf("backend %s of service %s is being removed (draining); POST it again to keep it: %w", b.name, name, api.ErrConflict)
 		}
 		if p.Weight != nil {
 			if err := checkWeight(*p.Weight); err != nil {

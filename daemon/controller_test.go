@@ -357,3 +357,73 @@ services:
 		t.Errorf("backend that left the answer still listed after drain_timeout: %+v", b)
 	}
 }
+
+// TestControllerPatchOfABackendBeingRemoved: a drain or weight cannot stop
+// a removal, so a PATCH after a DELETE is a conflict that says how to keep
+// the backend, not a 200 that changed nothing.
+func TestControllerPatchOfABackendBeingRemoved(t *testing.T) {
+	ctl, web := l7Parts(t, l7Config(t))
+	u := web.Upstream("web", "127.0.0.1:9002")
+	u.Acquire() // in flight: the removal waits
+	defer u.Release()
+	if _, err := ctl.RemoveBackend("web", "127.0.0.1:9002"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []api.PatchBackend{{Weight: ptr(5), Drain: ptr(false)}, {Drain: ptr(true)}} {
+		ch, err := ctl.PatchBackend("web", "127.0.0.1:9002", p)
+		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "being removed") || !strings.Contains(err.Error(), "POST it again") {
+			t.Errorf("patch %+v of a backend being removed: %+v, %v; want a conflict that says it is being removed", p, ch, err)
+		}
+	}
+	if u.Weight() != 1 {
+		t.Errorf("the refused patch changed the l7 weight to %d", u.Weight())
+	}
+	// The way the message gives works, and then a patch does.
+	if ch, err := ctl.AddBackend("web", api.AddBackend{Address: "127.0.0.1:9002"}); err != nil || ch.Result != "removal cancelled" {
+		t.Fatalf("add back: %+v, %v", ch, err)
+	}
+	if _, err := ctl.PatchBackend("web", "127.0.0.1:9002", api.PatchBackend{Weight: ptr(5)}); err != nil {
+		t.Errorf("patch after the removal was cancelled: %v", err)
+	}
+}
+
+// TestControllerAddChecksL7AddressesAsTheConfigDoes: what the file rejects
+// an add rejects too, with a short message, and an IP written another way
+// is no second backend.
+func TestControllerAddChecksL7AddressesAsTheConfigDoes(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	long := strings.Repeat("a", 900<<10) + ":80"
+	for _, addr := range []string{
+		"999.1.1.1:80", "300.1.1.1:80", "127.000.000.001:9001", "foo_bar..x:80", "-bad-:80", "bad-.example:80",
+		strings.Repeat("a", 64) + ".example:80", strings.Repeat("abcdefgh.", 30) + "x:80", long,
+		"127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:+80", "127.0.0.1", "http://127.0.0.1:80", "host name:80",
+		"0.0.0.0:80", "224.0.0.1:80", "255.255.255.255:80", "[::ffff:127.0.0.1]:80", "[fe80::1%eth0]:80",
+	} {
+		_, err := ctl.AddBackend("web", api.AddBackend{Address: addr})
+		if !errors.Is(err, api.ErrInvalid) {
+			t.Errorf("add %.40q: %v, want ErrInvalid", addr, err)
+		} else if len(err.Error()) > 400 {
+			t.Errorf("add %.40q: a message of %d bytes", addr, len(err.Error()))
+		}
+	}
+	for _, addr := range []string{"backend-1.internal_zone.example:8080", "localhost:9003", "[2001:db8::1]:80", "web.internal.:80"} {
+		if _, err := ctl.AddBackend("web", api.AddBackend{Address: addr}); err != nil {
+			t.Errorf("add %s: %v", addr, err)
+		}
+	}
+	if _, err := ctl.AddBackend("web", api.AddBackend{Address: "[2001:DB8:0::1]:80"}); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("add of [2001:db8::1]:80 written another way: %v, want ErrConflict", err)
+	}
+}
+
+// TestControllerWhichOnAnL7Service: the service exists, so not 404.
+func TestControllerWhichOnAnL7Service(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	_, err := ctl.Which("web", "192.0.2.10:40000")
+	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "web is layer 7") {
+		t.Errorf("which on a layer 7 service: %v, want ErrInvalid saying web is layer 7", err)
+	}
+	if _, err := ctl.Which("nosuch", "192.0.2.10:40000"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("which on a missing service: %v, want ErrNotFound", err)
+	}
+}

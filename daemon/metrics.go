@@ -8,8 +8,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/maps"
 )
 
 // metrics holds the daemon's own metrics and collects the kernel's counters
@@ -91,7 +93,9 @@ func (m *metrics) trackChecked(md *model) {
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m, m.reloads, m.checkTime, m.checks, m.transitions,
+	// checks and transitions are collected by m, which knows the model's
+	// backends.
+	for _, c := range []prometheus.Collector{m, m.reloads, m.checkTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -104,6 +108,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.newFlows, m.dropped, m.verdicts, m.events, m.up, m.failOpen, m.info} {
 		ch <- d
 	}
+	m.checks.Describe(ch)
+	m.transitions.Describe(ch)
 }
 
 // events are the counters of enum xlb_stat that are not verdicts.
@@ -122,8 +128,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	var rows []row
 	failOpen := map[string]bool{}
 	var l7names []string
+	var health []prometheus.Metric
 	mp := m.r.l4.maps
 	m.r.read(func(_ *config.Config, md *model) {
+		// Under the model's lock: a backend it has cannot lose its series
+		// to a change made between this look and the pruning.
+		health = m.backendSeries(md)
 		for _, name := range md.order {
 			s := md.services[name]
 			if !s.cfg.IsL4() {
@@ -146,28 +156,41 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
+	for _, h := range health {
+		ch <- h
+	}
 	for name, fo := range failOpen {
 		ch <- prometheus.MustNewConstMetric(m.failOpen, prometheus.GaugeValue, b2f(fo), name)
 	}
 	for _, r := range rows {
 		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(r.up), r.svc, r.addr)
-		if mp == nil || r.id == 0 {
-			continue
-		}
-		c, err := mp.BackendCounters(r.id)
-		if err != nil {
-			continue
+		// With the L4 data plane off every counter is there at 0, as
+		// /api/v1/stats has them, so that a dashboard or an alert works on
+		// every node.
+		var c maps.Counters
+		if mp != nil {
+			if r.id == 0 {
+				continue
+			}
+			var err error
+			if c, err = mp.BackendCounters(r.id); err != nil {
+				continue
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(c.Packets), r.svc, r.addr)
 		ch <- prometheus.MustNewConstMetric(m.bytes, prometheus.CounterValue, float64(c.Bytes), r.svc, r.addr)
 		ch <- prometheus.MustNewConstMetric(m.newFlows, prometheus.CounterValue, float64(c.NewFlows), r.svc, r.addr)
 	}
+	var stats []maps.Stat
 	if mp == nil {
-		return
-	}
-	stats, err := mp.ReadStats()
-	if err != nil {
-		return
+		for _, name := range maps.StatNames {
+			stats = append(stats, maps.Stat{Name: name})
+		}
+	} else {
+		var err error
+		if stats, err = mp.ReadStats(); err != nil {
+			return
+		}
 	}
 	for _, s := range stats {
 		switch {
@@ -180,6 +203,61 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// backendSeries collects xlb_health_checks_total and
+// xlb_backend_transitions_total, and deletes the series of backends the
+// model no longer has: under autoscaling or discovery the addresses that
+// came and went would otherwise pile up for good. A check that ends just
+// after its backend went brings a series back; the next scrape drops it.
+func (m *metrics) backendSeries(md *model) []prometheus.Metric {
+	live := map[string]bool{}
+	for _, name := range md.order {
+		for _, b := range md.services[name].checkedBackends() {
+			live[checkKey(name, b.name)] = true
+		}
+	}
+	keep := func(l prometheus.Labels) bool { return live[checkKey(l["service"], l["backend"])] }
+	return append(prune(m.checks, keep), prune(m.transitions, keep)...)
+}
+
+// deleter is a metric vector: its series can be deleted by their labels.
+type deleter interface {
+	prometheus.Collector
+	Delete(prometheus.Labels) bool
+}
+
+// prune collects v's series, returns those keep accepts and deletes the
+// others from v.
+func prune(v deleter, keep func(prometheus.Labels) bool) []prometheus.Metric {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		v.Collect(ch)
+		close(ch)
+	}()
+	var out []prometheus.Metric
+	var stale []prometheus.Labels
+	for met := range ch {
+		var pb dto.Metric
+		if err := met.Write(&pb); err != nil {
+			out = append(out, met)
+			continue
+		}
+		l := prometheus.Labels{}
+		for _, lp := range pb.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		if keep(l) {
+			out = append(out, met)
+		} else {
+			stale = append(stale, l)
+		}
+	}
+	// Only now: v holds its lock while it collects.
+	for _, l := range stale {
+		v.Delete(l)
+	}
+	return out
 }
 
 func b2f(b bool) float64 {

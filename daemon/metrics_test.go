@@ -3,6 +3,8 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,7 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/health"
+	"github.com/xlbproject/xlb/maps"
 )
 
 // series lists a metric family's series on reg by their labels
@@ -117,7 +122,122 @@ func TestMetricsBackendUpWithL4Off(t *testing.T) {
 	if got, want := series(t, reg, "xlb_backend_up"), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
 		t.Errorf("xlb_backend_up with L4 off: %v, want %v", got, want)
 	}
-	if got := series(t, reg, "xlb_l4_packets_total"); len(got) != 0 {
-		t.Errorf("L4 packet counters with L4 off: %v", got)
+	// Every counter SPEC lists is there at 0, as /api/v1/stats has them.
+	for _, name := range []string{"xlb_l4_packets_total", "xlb_l4_bytes_total", "xlb_l4_new_flows_total"} {
+		if got, want := series(t, reg, name), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
+			t.Errorf("%s with L4 off: %v, want %v", name, got, want)
+		}
+	}
+	var reasons []string
+	for _, name := range maps.StatNames {
+		if r, ok := strings.CutPrefix(name, "drop_"); ok {
+			reasons = append(reasons, "reason="+r)
+		}
+	}
+	slices.Sort(reasons)
+	if got := series(t, reg, "xlb_l4_dropped_total"); len(reasons) == 0 || !slices.Equal(got, reasons) {
+		t.Errorf("xlb_l4_dropped_total with L4 off: %v, want %v", got, reasons)
+	}
+	if got := series(t, reg, "xlb_l4_verdicts_total"); len(got) != len(maps.StatNames)-len(eventNames) {
+		t.Errorf("xlb_l4_verdicts_total with L4 off: %v", got)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "xlb_l4_") {
+			for _, m := range f.GetMetric() {
+				if v := m.GetCounter().GetValue(); v != 0 {
+					t.Errorf("%s %v = %v with L4 off, want 0", f.GetName(), m.GetLabel(), v)
+				}
+			}
+		}
+	}
+}
+
+// TestMetricsHealthSeriesGoWithTheirBackend: xlb_health_checks_total and
+// xlb_backend_transitions_total lose the series of a backend once it is
+// removed, and of a service a reload removes, so that addresses that come
+// and go (autoscaling, discovery) do not pile up; backends that stay keep
+// theirs, across a reload too.
+func TestMetricsHealthSeriesGoWithTheirBackend(t *testing.T) {
+	listen, apiListen := freeListen(t), freeListen(t)
+	yaml := func(withAPI bool) string {
+		s := fmt.Sprintf(`services:
+  - name: web
+    layer: 7
+    listen: %q
+    backends: [{address: 127.0.0.1:9001}]
+    health_check: {type: tcp}
+`, listen)
+		if withAPI {
+			s += fmt.Sprintf(`  - name: api
+    layer: 7
+    listen: %q
+    backends: [{address: 127.0.0.1:9005}]
+    health_check: {type: tcp}
+`, apiListen)
+		}
+		return s
+	}
+	cfg, err := config.Parse("test.yaml", []byte(yaml(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	m := newMetrics("test", ctl.r)
+	reg := prometheus.NewRegistry()
+	if err := m.register(reg); err != nil {
+		t.Fatal(err)
+	}
+	sink := &healthSink{met: m, r: ctl.r}
+	check := func(key string, ok bool) {
+		var err error
+		if !ok {
+			err = errors.New("refused")
+		}
+		sink.Observed(health.Target{Key: key}, time.Millisecond, err)
+		sink.Changed(health.Target{Key: key}, ok, "test")
+	}
+	if _, err := ctl.AddBackend("web", api.AddBackend{Address: "127.0.0.1:9003"}); err != nil {
+		t.Fatal(err)
+	}
+	check("web/127.0.0.1:9001", true)
+	check("web/127.0.0.1:9003", false)
+	check("api/127.0.0.1:9005", true)
+	all := []string{
+		"backend=127.0.0.1:9001,result=ok,service=web", "backend=127.0.0.1:9003,result=fail,service=web",
+		"backend=127.0.0.1:9005,result=ok,service=api",
+	}
+	slices.Sort(all)
+	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
+		t.Fatalf("check series %v, want %v", got, all)
+	}
+
+	if _, err := ctl.RemoveBackend("web", "127.0.0.1:9003"); err != nil {
+		t.Fatal(err)
+	}
+	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
+		t.Errorf("check series while 9003 drains: %v, want them all still", got)
+	}
+	if _, err := ctl.r.expire(time.Now().Add(2*removalGrace), false); err != nil {
+		t.Fatal(err)
+	}
+	// A check that was under way when 9003 went ends after it.
+	check("web/127.0.0.1:9003", false)
+	next, err := config.Parse("test.yaml", []byte(yaml(false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.r.load(next, false); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"backend=127.0.0.1:9001,result=ok,service=web"}
+	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, want) {
+		t.Errorf("check series after 9003 went and api was removed: %v, want %v", got, want)
+	}
+	if got, want := series(t, reg, "xlb_backend_transitions_total"), []string{"backend=127.0.0.1:9001,service=web,state=up"}; !slices.Equal(got, want) {
+		t.Errorf("transition series: %v, want %v", got, want)
 	}
 }

@@ -22,13 +22,21 @@ func (c *controller) Which(service, client string) (api.Which, error) {
 		return api.Which{}, fmt.Errorf("%w: client %q: want IP:PORT, e.g. 192.0.2.10:40000 or [2001:db8::10]:40000", api.ErrInvalid, client)
 	}
 	var key maps.ServiceKey
-	ok := false
+	ok, l7 := false, false
 	c.r.read(func(_ *config.Config, m *model) {
-		if s := m.services[service]; s != nil && s.cfg.IsL4() {
-			key, ok = serviceKey(&s.cfg), true
+		if s := m.services[service]; s != nil {
+			ok, l7 = s.cfg.IsL4(), !s.cfg.IsL4()
+			if ok {
+				key = serviceKey(&s.cfg)
+			}
 		}
 	})
 	m := c.maps
+	if l7 {
+		// It exists (GET lists it): a 404 would send the operator looking
+		// for a typo in the name.
+		return api.Which{}, fmt.Errorf("%w: which works on layer 4 services; %s is layer 7 (each request is balanced on its own)", api.ErrInvalid, service)
+	}
 	if !ok {
 		return api.Which{}, fmt.Errorf("%w: no L4 service %q", api.ErrNotFound, service)
 	}

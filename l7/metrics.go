@@ -2,8 +2,10 @@ package l7
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 type metrics struct {
@@ -12,6 +14,10 @@ type metrics struct {
 	active   *prometheus.GaugeVec
 	retries  *prometheus.CounterVec
 	grpc     *prometheus.CounterVec
+
+	// srv is the server whose services and backends the series may name;
+	// nil: every series is kept.
+	srv atomic.Pointer[Server]
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,13 +42,99 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.active, m.retries, m.grpc} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
+	if err := reg.Register(liveSeries{m}); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
 		}
 	}
 	return m, nil
+}
+
+func (m *metrics) vecs() []deleter {
+	return []deleter{m.requests, m.duration, m.active, m.retries, m.grpc}
+}
+
+// liveSeries collects the server's metrics and deletes the series of
+// services it no longer runs (a reload removed them, or a failed one built
+// them and never ran them) and of backends its services no longer have
+// (DNS discovery, autoscalers), which would otherwise pile up for good. A
+// service that a reload replaces by one of the same name keeps its series.
+// Pruning at scrape time, rather than when a service or backend goes, also
+// drops the series a request that was still in flight then brings back.
+type liveSeries struct{ m *metrics }
+
+func (l liveSeries) Describe(ch chan<- *prometheus.Desc) {
+	for _, v := range l.m.vecs() {
+		v.Describe(ch)
+	}
+}
+
+func (l liveSeries) Collect(ch chan<- prometheus.Metric) {
+	srv := l.m.srv.Load()
+	if srv == nil {
+		for _, v := range l.m.vecs() {
+			v.Collect(ch)
+		}
+		return
+	}
+	var out []prometheus.Metric
+	// Under the server's lock, which Apply and SetBackends hold while they
+	// build and commit: a service or backend that runs is in upstreams, so
+	// its series (which its running value keeps resolved) stay.
+	srv.mu.Lock()
+	keep := func(lb prometheus.Labels) bool {
+		byAddr, ok := srv.upstreams[lb["service"]]
+		if !ok {
+			return false
+		}
+		b, ok := lb["backend"]
+		return !ok || b == "none" || byAddr[b] != nil
+	}
+	for _, v := range l.m.vecs() {
+		out = append(out, prune(v, keep)...)
+	}
+	srv.mu.Unlock()
+	for _, met := range out {
+		ch <- met
+	}
+}
+
+// deleter is a metric vector: its series can be deleted by their labels.
+type deleter interface {
+	prometheus.Collector
+	Delete(prometheus.Labels) bool
+}
+
+// prune collects v's series, returns those keep accepts and deletes the
+// others from v.
+func prune(v deleter, keep func(prometheus.Labels) bool) []prometheus.Metric {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		v.Collect(ch)
+		close(ch)
+	}()
+	var out []prometheus.Metric
+	var stale []prometheus.Labels
+	for met := range ch {
+		var pb dto.Metric
+		if err := met.Write(&pb); err != nil {
+			out = append(out, met)
+			continue
+		}
+		l := prometheus.Labels{}
+		for _, lp := range pb.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		if keep(l) {
+			out = append(out, met)
+		} else {
+			stale = append(stale, l)
+		}
+	}
+	// Only now: v holds its lock while it collects.
+	for _, l := range stale {
+		v.Delete(l)
+	}
+	return out
 }

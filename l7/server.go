@@ -75,6 +75,7 @@ func New(o Options) (*Server, error) {
 		tickets: map[string]*tlsconf.TicketKeys{},
 		sweeper: make(chan struct{}),
 	}
+	met.srv.Store(s)
 	go s.sweep()
 	return s, nil
 }
