@@ -254,11 +254,13 @@ func (a *announcer) maybeStart(force bool) {
 
 // keepBGP keeps the running bgp settings in a reloaded config: the speaker
 // is set up at start.
-func keepBGP(log *slog.Logger, cfg, running *config.Config) {
-	if !reflect.DeepEqual(bgpSettings(cfg.BGP), bgpSettings(running.BGP)) {
+func keepBGP(log *slog.Logger, cfg, running *config.Config) (changed bool) {
+	changed = !reflect.DeepEqual(bgpSettings(cfg.BGP), bgpSettings(running.BGP))
+	if changed {
 		log.Warn("reload: a change of the bgp section needs a restart of xlbd to take effect (announce: takes effect now)")
 	}
 	cfg.BGP = running.BGP
+	return changed
 }
 
 // bgpSettings is a bgp section without its line numbers, for comparisons.

@@ -25,7 +25,9 @@ type controller struct {
 	r      *reconciler
 	maps   *maps.Maps // nil: L4 off
 	reload func() error
-	bgp    *announcer // nil: no bgp section
+	// restartNeeded is what the last good reload left for a restart.
+	restartNeeded func() []string
+	bgp           *announcer // nil: no bgp section
 }
 
 var _ admin.Controller = (*controller)(nil)
@@ -373,7 +375,11 @@ func (c *controller) Reload() (api.Reload, error) {
 	if err := c.reload(); err != nil {
 		return api.Reload{}, err
 	}
-	return api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now()}, nil
+	out := api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now()}
+	if c.restartNeeded != nil {
+		out.RestartNeeded = c.restartNeeded()
+	}
+	return out, nil
 }
 
 // Stats reports the data plane's verdict and event counters. With the L4

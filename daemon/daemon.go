@@ -57,6 +57,8 @@ type Daemon struct {
 	reloading sync.Mutex
 	// setToken applies a reload's admin.token_file to the admin API.
 	setToken func(path string) error
+	// restartNeeded is what the last good reload left for a restart.
+	restartNeeded atomic.Pointer[[]string]
 }
 
 // OnTokenFile registers what applies a reloaded admin.token_file (the admin
@@ -115,7 +117,12 @@ func New(opts Options) (*Daemon, error) {
 		d.met.trackChecked(m)
 	}
 	d.r.changed = d.hk.poke
-	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig}
+	d.ctl = &controller{log: log, r: d.r, maps: d.dp.maps, reload: d.ReloadConfig, restartNeeded: func() []string {
+		if p := d.restartNeeded.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}}
 	if d.follow, err = newFollower(log, d.r, reg); err != nil {
 		d.dp.close()
 		return nil, err
@@ -186,6 +193,7 @@ func (d *Daemon) ReloadConfig() error {
 		return err
 	}
 	running := d.r.config()
+	d.restartNeeded.Store(nil)
 	if cfg.Blank && len(running.Services) > 0 {
 		// An editor or a config manager caught mid-write leaves an empty
 		// file; loading it would stop every service at once.
@@ -194,7 +202,8 @@ func (d *Daemon) ReloadConfig() error {
 		d.log.Error("reload rejected; the running config keeps serving", "err", err)
 		return err
 	}
-	for _, line := range cfg.RestartNeeded(running) {
+	restart := cfg.RestartNeeded(running)
+	for _, line := range restart {
 		d.log.Warn("reload: change needs a restart of xlbd to take effect", "change", line)
 	}
 	for _, line := range config.Diff(running, cfg) {
@@ -216,13 +225,16 @@ func (d *Daemon) ReloadConfig() error {
 	}
 	// Restart-only settings keep their running values.
 	cfg.XDP.PinPath, cfg.XDP.FlowTableSize, cfg.Admin.Listen = running.XDP.PinPath, running.XDP.FlowTableSize, running.Admin.Listen
-	keepBGP(d.log, cfg, running)
+	if keepBGP(d.log, cfg, running) {
+		restart = append(restart, "bgp (the section; a service's announce takes effect now)")
+	}
 	if err := d.r.load(cfg, false); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected; the running config keeps serving", "err", err)
 		return fmt.Errorf("reload: %w", err)
 	}
 	d.follow.follow(cfg, d.dp.maps != nil)
+	d.restartNeeded.Store(&restart)
 	d.met.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("config reloaded", "services", len(cfg.Services))
 	return nil

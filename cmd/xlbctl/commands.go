@@ -296,13 +296,20 @@ func (c *cli) change(ch api.Change, raw []byte, err error) error {
 }
 
 func cmdReload(ctx context.Context, c *cli, _ []string) error {
-	_, raw, err := c.api.reload(ctx)
+	r, raw, err := c.api.reload(ctx)
 	if err != nil {
 		return err
 	}
 	return c.show(raw, func(w io.Writer) error {
-		_, err := fmt.Fprintln(w, "ok")
-		return err
+		if _, err := fmt.Fprintln(w, "ok"); err != nil {
+			return err
+		}
+		for _, line := range r.RestartNeeded {
+			if _, err := fmt.Fprintf(w, "not applied until xlbd restarts: %s\n", line); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -825,3 +825,14 @@ func TestRoundTripThroughAdminServer(t *testing.T) {
 		t.Errorf("status -o json: exit %d:\n%s", code, out)
 	}
 }
+
+// TestReloadSaysWhatNeedsARestart: changes the daemon keeps its old values
+// for are printed after "ok", not only logged by xlbd.
+func TestReloadSaysWhatNeedsARestart(t *testing.T) {
+	c, url := newCanned(t)
+	c.set("POST /api/v1/reload", 200, `{"result": "ok", "services": 1, "at": "2026-12-03T05:00:00Z", "restart_needed": ["xdp.flow_table_size 1048576 -> 4096"]}`)
+	code, out, errOut := xlbctl(t, "-admin", url, "reload")
+	if code != 0 || out != "ok\nnot applied until xlbd restarts: xdp.flow_table_size 1048576 -> 4096\n" {
+		t.Errorf("reload: exit %d, %q, %q", code, out, errOut)
+	}
+}

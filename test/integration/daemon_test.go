@@ -606,6 +606,25 @@ func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
 	if err := os.WriteFile(l.cfgPath, good, 0o644); err != nil { // for the cleanup's -detach
 		t.Fatal(err)
 	}
+	// A good file with a change only a restart applies: ok, and the answer
+	// says what stays as it was.
+	bigger := strings.Replace(string(good), "  pin_path:", "  flow_table_size: 4096\n  pin_path:", 1)
+	if err := os.WriteFile(l.cfgPath, []byte(bigger), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rl api.Reload
+	l.call(t, "POST", api.PathReload, nil, 200, &rl)
+	if rl.Result != "ok" || len(rl.RestartNeeded) != 1 || !strings.HasPrefix(rl.RestartNeeded[0], "xdp.flow_table_size ") {
+		t.Errorf("reload with a restart-only change: %+v", rl)
+	}
+	if err := os.WriteFile(l.cfgPath, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rl = api.Reload{}
+	l.call(t, "POST", api.PathReload, nil, 200, &rl)
+	if len(rl.RestartNeeded) != 0 {
+		t.Errorf("reload back to the running file: %+v", rl)
+	}
 	checkShares(t, l.shares(t, 4000), []uint32{1, 1, 2})
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
 	if !bytes.Contains(metrics, []byte(`xlb_config_reloads_total{result="error"} 4`)) {
