@@ -271,6 +271,13 @@ func (p *parser) ipAddr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 }
 
 // addrProblem says why a cannot be a VIP or backend address, or "".
+// AddrProblem is addrProblem for the admin API, whose added backends must
+// pass what the file's would.
+func AddrProblem(a netip.Addr, what string) string { return addrProblem(a, what) }
+
+// ValidHostname is validHostname, for the admin API.
+func ValidHostname(s string) bool { return validHostname(s) }
+
 func addrProblem(a netip.Addr, what string) string {
 	switch {
 	case a.Zone() != "":

@@ -137,8 +137,8 @@ func checkWeight(w int) error {
 }
 
 // parseBackend checks an API-given backend address for a service as the
-// config file checks it (config.backendAddress, which the package keeps to
-// itself): an IP of the VIP's family (layer 4), or host:port (layer 7)
+// config file checks it (with the config package's rules for addresses and
+// names): an IP of the VIP's family (layer 4), or host:port (layer 7)
 // whose host is an IP address or a DNS name. An add must not accept what a
 // reload of the same address would reject, nor keep two entries for one
 // backend.
@@ -149,7 +149,7 @@ func parseBackend(s *service, address string) (config.Backend, error) {
 			return config.Backend{}, fmt.Errorf("backend address %s: L4 backends are IP addresses (they serve on the VIP's port): %w", quoteShort(address), api.ErrInvalid)
 		}
 		a = a.Unmap()
-		if msg := addrProblem(a); msg != "" {
+		if msg := config.AddrProblem(a, "a backend"); msg != "" {
 			return config.Backend{}, fmt.Errorf("backend address %s: %s: %w", quoteShort(address), msg, api.ErrInvalid)
 		}
 		if a.Is4() != s.cfg.VIP.Is4() {
@@ -173,13 +173,13 @@ func parseBackend(s *service, address string) (config.Backend, error) {
 	}
 	b := config.Backend{Address: address}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if msg := addrProblem(a); msg != "" {
+		if msg := config.AddrProblem(a, "a backend"); msg != "" {
 			return config.Backend{}, bad(msg)
 		}
 		b.AddrPort = netip.AddrPortFrom(a, uint16(n))
 		return b, nil
 	}
-	if !validHostname(host) {
+	if !config.ValidHostname(host) {
 		if strings.Trim(host, "0123456789.") == "" {
 			// 999.1.1.1 or 127.000.000.001: a mistyped address, which
 			// would otherwise pass for a name (and the second be a
@@ -189,50 +189,6 @@ func parseBackend(s *service, address string) (config.Backend, error) {
 		return config.Backend{}, bad("the host is neither an IP address nor a host name (labels of letters, digits, '-' and '_', up to 63 bytes each and 253 in all)")
 	}
 	return b, nil
-}
-
-// addrProblem says why a cannot be a backend's address, or "": the
-// config's rules (config.addrProblem).
-func addrProblem(a netip.Addr) string {
-	switch {
-	case a.Zone() != "":
-		return "a backend cannot have an IPv6 zone"
-	case a.Is4In6():
-		return fmt.Sprintf("write the IPv4 address %s rather than %s", a.Unmap(), a)
-	case a.IsUnspecified():
-		return fmt.Sprintf("a backend cannot be the unspecified address %s", a)
-	case a.IsMulticast():
-		return fmt.Sprintf("a backend cannot be a multicast address (%s)", a)
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return "a backend cannot be the broadcast address"
-	}
-	return ""
-}
-
-// validHostname is the config's test of a DNS name (config.validHostname):
-// dot-separated labels of letters, digits, '-' and '_', none starting or
-// ending with '-', 63 bytes at most each, 253 in all, the last not all
-// digits (300.1.1.1 is a mistyped address, not a name).
-func validHostname(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	labels := strings.Split(s, ".")
-	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
-		return false
-	}
-	for _, label := range labels {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range []byte(label) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // quoteShort quotes an address for an error message, cut short: the body
