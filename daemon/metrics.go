@@ -7,8 +7,9 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/xlbproject/xlb/internal/promprune"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/maps"
@@ -218,46 +219,7 @@ func (m *metrics) backendSeries(md *model) []prometheus.Metric {
 		}
 	}
 	keep := func(l prometheus.Labels) bool { return live[checkKey(l["service"], l["backend"])] }
-	return append(prune(m.checks, keep), prune(m.transitions, keep)...)
-}
-
-// deleter is a metric vector: its series can be deleted by their labels.
-type deleter interface {
-	prometheus.Collector
-	Delete(prometheus.Labels) bool
-}
-
-// prune collects v's series, returns those keep accepts and deletes the
-// others from v.
-func prune(v deleter, keep func(prometheus.Labels) bool) []prometheus.Metric {
-	ch := make(chan prometheus.Metric)
-	go func() {
-		v.Collect(ch)
-		close(ch)
-	}()
-	var out []prometheus.Metric
-	var stale []prometheus.Labels
-	for met := range ch {
-		var pb dto.Metric
-		if err := met.Write(&pb); err != nil {
-			out = append(out, met)
-			continue
-		}
-		l := prometheus.Labels{}
-		for _, lp := range pb.GetLabel() {
-			l[lp.GetName()] = lp.GetValue()
-		}
-		if keep(l) {
-			out = append(out, met)
-		} else {
-			stale = append(stale, l)
-		}
-	}
-	// Only now: v holds its lock while it collects.
-	for _, l := range stale {
-		v.Delete(l)
-	}
-	return out
+	return append(promprune.Prune(m.checks, keep), promprune.Prune(m.transitions, keep)...)
 }
 
 func b2f(b bool) float64 {

@@ -5,7 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/xlbproject/xlb/internal/promprune"
 )
 
 type metrics struct {
@@ -51,8 +52,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) vecs() []deleter {
-	return []deleter{m.requests, m.duration, m.active, m.retries, m.grpc}
+func (m *metrics) vecs() []promprune.Vec {
+	return []promprune.Vec{m.requests, m.duration, m.active, m.retries, m.grpc}
 }
 
 // liveSeries collects the server's metrics and deletes the series of
@@ -92,49 +93,10 @@ func (l liveSeries) Collect(ch chan<- prometheus.Metric) {
 		return !ok || b == "none" || byAddr[b] != nil
 	}
 	for _, v := range l.m.vecs() {
-		out = append(out, prune(v, keep)...)
+		out = append(out, promprune.Prune(v, keep)...)
 	}
 	srv.mu.Unlock()
 	for _, met := range out {
 		ch <- met
 	}
-}
-
-// deleter is a metric vector: its series can be deleted by their labels.
-type deleter interface {
-	prometheus.Collector
-	Delete(prometheus.Labels) bool
-}
-
-// prune collects v's series, returns those keep accepts and deletes the
-// others from v.
-func prune(v deleter, keep func(prometheus.Labels) bool) []prometheus.Metric {
-	ch := make(chan prometheus.Metric)
-	go func() {
-		v.Collect(ch)
-		close(ch)
-	}()
-	var out []prometheus.Metric
-	var stale []prometheus.Labels
-	for met := range ch {
-		var pb dto.Metric
-		if err := met.Write(&pb); err != nil {
-			out = append(out, met)
-			continue
-		}
-		l := prometheus.Labels{}
-		for _, lp := range pb.GetLabel() {
-			l[lp.GetName()] = lp.GetValue()
-		}
-		if keep(l) {
-			out = append(out, met)
-		} else {
-			stale = append(stale, l)
-		}
-	}
-	// Only now: v holds its lock while it collects.
-	for _, l := range stale {
-		v.Delete(l)
-	}
-	return out
 }
