@@ -63,6 +63,9 @@ func keepAliveBackend(t *testing.T, resp string) string {
 // An allocation per request is garbage collector work that NGINX does not
 // have; this test finds one the moment it creeps in.
 func TestEngineAllocatesNothingPerRequest(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
 	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 	dir := t.TempDir()
 	cert, key := writeSelfSigned(t, dir)
