@@ -135,6 +135,12 @@ func (p *parser) bgp(n *yaml.Node) *BGP {
 				p.errorf(at, index("bgp.peers", i)+".address", "peer %s is listed twice (first on line %d)", peer.Address, line)
 				continue
 			}
+			if peer.Address == b.RouterID {
+				// The router would refuse the session: an OPEN carrying
+				// its own identifier (RFC 4271 6.2, Bad BGP Identifier).
+				p.errorf(at, index("bgp.peers", i)+".address", "%s is this node's router_id; a peer is a router, another address", peer.Address)
+				continue
+			}
 			seen[peer.Address] = peer.Line
 			b.Peers = append(b.Peers, peer)
 		}

@@ -144,6 +144,9 @@ bgp:
 			`xlb.yaml:11: bgp.peers[3].address: expected an IPv4 or IPv6 address, got "nope"`,
 			`xlb.yaml:11: bgp.peers[3].asn: must be between 1 and 4294967295, got -1`,
 		}},
+		{"peer-is-router-id", "bgp: {asn: 1, router_id: 10.0.0.9, peers: [{address: 10.0.0.9, asn: 2}]}\n", []string{
+			`xlb.yaml:1: bgp.peers[0].address: 10.0.0.9 is this node's router_id; a peer is a router, another address`,
+		}},
 		{"empty-peers", "bgp: {asn: 1, router_id: 10.0.0.9, peers: []}\n", []string{
 			`xlb.yaml:1: bgp.peers: empty; give at least one router, like [{address: 10.0.0.254, asn: 65000}]`,
 		}},

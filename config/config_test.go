@@ -812,6 +812,11 @@ func TestParseValid(t *testing.T) {
 			"xlb.yaml:2: services: no services configured; xlb serves nothing"}},
 		{"null-sections", "admin:\nxdp:\nl7:\nservices:\n", []string{
 			"xlb.yaml:4: services: no services configured; xlb serves nothing"}},
+		{"vip-with-spaces", `
+xdp: {interfaces: [eth0]}
+services:
+  - {name: api, layer: 4, vip: " 10.0.0.10 ", port: 80, backends: [{address: " 10.0.1.1"}]}
+`, nil},
 		{"loopback-vip", `
 xdp: {interfaces: [eth0]}
 services:

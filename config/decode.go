@@ -254,7 +254,7 @@ func (p *parser) ipAddr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 	if !ok {
 		return netip.Addr{}, false
 	}
-	a, err := netip.ParseAddr(v)
+	a, err := netip.ParseAddr(strings.TrimSpace(v)) // as the other values are
 	if err != nil {
 		if ap, err := netip.ParseAddrPort(v); err == nil {
 			p.errorf(n, path, "expected an IP address without a port, got %q; the port goes under the service's port", ap)
