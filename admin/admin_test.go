@@ -525,6 +525,8 @@ func TestBadBodies(t *testing.T) {
 		{"add-no-address", "POST", "/api/v1/services/api/backends", `{"weight":2}`, 400},
 		{"add-negative-weight", "POST", "/api/v1/services/api/backends", `{"address":"10.0.1.3","weight":-1}`, 400},
 		{"add-weight-string", "POST", "/api/v1/services/api/backends", `{"address":"10.0.1.3","weight":"2"}`, 400},
+		{"add-field-case", "POST", "/api/v1/services/api/backends", `{"Address":"10.0.1.3"}`, 400},
+		{"patch-field-twice", "PATCH", "/api/v1/services/api/backends/10.0.1.1", `{"weight":2,"weight":0}`, 400},
 		{"add-too-large", "POST", "/api/v1/services/api/backends", big, 413},
 		{"patch-bad-json", "PATCH", "/api/v1/services/api/backends/10.0.1.1", `{drain:true}`, 400},
 		{"patch-unknown-field", "PATCH", "/api/v1/services/api/backends/10.0.1.1", `{"drained":true}`, 400},

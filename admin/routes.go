@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -246,9 +247,19 @@ func (e *statusError) Error() string { return e.msg }
 
 // decode reads exactly one JSON object with only known fields.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: reading the body: %v", api.ErrInvalid, err)
+	}
+	if err := exactKeys(body, v); err != nil {
+		return fmt.Errorf("%w: bad JSON body: %v", api.ErrInvalid, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		// A second value, or garbage, after the object.
 		if _, err2 := dec.Token(); err2 != io.EOF {
@@ -268,6 +279,52 @@ func decode(r *http.Request, v any) error {
 		return fmt.Errorf("%w: empty request body: want a JSON object", api.ErrInvalid)
 	}
 	return fmt.Errorf("%w: bad JSON body: %v", api.ErrInvalid, err)
+}
+
+// exactKeys refuses what encoding/json lets through in a body meant for the
+// struct v points to: a key that matches a field only when case is ignored
+// ("Weight" for "weight", where a typo would otherwise pass silently), and a
+// key given twice (the last would win). Bodies are flat objects; anything
+// else is left to the decoder.
+func exactKeys(body []byte, v any) error {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for f := range t.Elem().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("field %q given twice", key)
+		}
+		seen[key] = true
+		if !slices.Contains(names, key) {
+			for _, n := range names {
+				if strings.EqualFold(n, key) {
+					return fmt.Errorf("field %q: JSON names are case-sensitive; write %q", key, n)
+				}
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // fail answers err with its status and returns the status.
