@@ -7,11 +7,10 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/xlbproject/xlb/internal/promprune"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/promprune"
 	"github.com/xlbproject/xlb/maps"
 )
 
