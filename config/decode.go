@@ -275,8 +275,14 @@ func (p *parser) ipAddr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 // pass what the file's would.
 func AddrProblem(a netip.Addr, what string) string { return addrProblem(a, what) }
 
-// ValidHostname is validHostname, for the admin API.
-func ValidHostname(s string) bool { return validHostname(s) }
+// HostProblem says why host, which is not an IP address, is no host name
+// either, or "": the file's rule, for the admin API.
+func HostProblem(host string) string {
+	if validHostname(host) {
+		return ""
+	}
+	return notHost(host)
+}
 
 func addrProblem(a netip.Addr, what string) string {
 	switch {
@@ -332,6 +338,9 @@ func validPort(s string) bool {
 // notHost says why host, which is neither an address nor a name, is
 // wrong; digits and dots alone are a mistyped address, not a name.
 func notHost(host string) string {
+	if len(host) > 253 {
+		return fmt.Sprintf("a host name of %d bytes: 253 at most", len(host))
+	}
 	if strings.Trim(host, "0123456789.") == "" {
 		return fmt.Sprintf("%q is not an IPv4 address: four numbers 0-255, like 10.0.0.1", host)
 	}

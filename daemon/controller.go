@@ -179,14 +179,8 @@ func parseBackend(s *service, address string) (config.Backend, error) {
 		b.AddrPort = netip.AddrPortFrom(a, uint16(n))
 		return b, nil
 	}
-	if !config.ValidHostname(host) {
-		if strings.Trim(host, "0123456789.") == "" {
-			// 999.1.1.1 or 127.000.000.001: a mistyped address, which
-			// would otherwise pass for a name (and the second be a
-			// duplicate of 127.0.0.1 the pool cannot see).
-			return config.Backend{}, bad("not an IPv4 address: four numbers 0-255 without leading zeros, like 10.0.0.1")
-		}
-		return config.Backend{}, bad("the host is neither an IP address nor a host name (labels of letters, digits, '-' and '_', up to 63 bytes each and 253 in all)")
+	if msg := config.HostProblem(host); msg != "" {
+		return config.Backend{}, bad(msg)
 	}
 	return b, nil
 }

@@ -16,33 +16,9 @@ import (
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/health"
+	"github.com/xlbproject/xlb/internal/promtest"
 	"github.com/xlbproject/xlb/maps"
 )
-
-// series lists a metric family's series on reg by their labels
-// ("result=ok"), sorted.
-func series(t *testing.T, reg *prometheus.Registry, name string) []string {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			out = append(out, strings.Join(labels, ","))
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 func testMetrics(t *testing.T) (*metrics, *prometheus.Registry) {
 	t.Helper()
@@ -61,7 +37,7 @@ func testMetrics(t *testing.T) (*metrics, *prometheus.Registry) {
 // on the first failed reload.
 func TestMetricsReloadSeriesBeforeTheFirstReload(t *testing.T) {
 	_, reg := testMetrics(t)
-	if got, want := series(t, reg, "xlb_config_reloads_total"), []string{"result=error", "result=ok"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_config_reloads_total"), []string{"result=error", "result=ok"}; !slices.Equal(got, want) {
 		t.Errorf("reload series %v, want %v", got, want)
 	}
 }
@@ -90,12 +66,12 @@ func TestMetricsCheckDurationSeriesFollowTheConfig(t *testing.T) {
 	const name = "xlb_health_check_duration_seconds"
 	md := newModel().reloaded(cfg, true, noPrior, time.Now())
 	m.trackChecked(md)
-	if got, want := series(t, reg, name), []string{"service=checked"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, name), []string{"service=checked"}; !slices.Equal(got, want) {
 		t.Errorf("after the first load: %v, want %v", got, want)
 	}
 	cfg.Services[0].HealthCheck = nil
 	m.trackChecked(md.reloaded(cfg, false, noPrior, time.Now()))
-	if got := series(t, reg, name); len(got) != 0 {
+	if got := promtest.Series(t, reg, name); len(got) != 0 {
 		t.Errorf("after a reload without checks: %v, want none", got)
 	}
 }
@@ -119,12 +95,12 @@ func TestMetricsBackendUpWithL4Off(t *testing.T) {
 	if err := newMetrics("test", ctl.r).register(reg); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := series(t, reg, "xlb_backend_up"), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_backend_up"), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
 		t.Errorf("xlb_backend_up with L4 off: %v, want %v", got, want)
 	}
 	// Every counter SPEC lists is there at 0, as /api/v1/stats has them.
 	for _, name := range []string{"xlb_l4_packets_total", "xlb_l4_bytes_total", "xlb_l4_new_flows_total"} {
-		if got, want := series(t, reg, name), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
+		if got, want := promtest.Series(t, reg, name), []string{"backend=10.0.0.11,service=api", "backend=10.0.0.12,service=api"}; !slices.Equal(got, want) {
 			t.Errorf("%s with L4 off: %v, want %v", name, got, want)
 		}
 	}
@@ -135,10 +111,10 @@ func TestMetricsBackendUpWithL4Off(t *testing.T) {
 		}
 	}
 	slices.Sort(reasons)
-	if got := series(t, reg, "xlb_l4_dropped_total"); len(reasons) == 0 || !slices.Equal(got, reasons) {
+	if got := promtest.Series(t, reg, "xlb_l4_dropped_total"); len(reasons) == 0 || !slices.Equal(got, reasons) {
 		t.Errorf("xlb_l4_dropped_total with L4 off: %v, want %v", got, reasons)
 	}
-	if got := series(t, reg, "xlb_l4_verdicts_total"); len(got) != len(maps.StatNames)-len(eventNames) {
+	if got := promtest.Series(t, reg, "xlb_l4_verdicts_total"); len(got) != len(maps.StatNames)-len(eventNames) {
 		t.Errorf("xlb_l4_verdicts_total with L4 off: %v", got)
 	}
 	fams, err := reg.Gather()
@@ -211,14 +187,14 @@ func TestMetricsHealthSeriesGoWithTheirBackend(t *testing.T) {
 		"backend=127.0.0.1:9005,result=ok,service=api",
 	}
 	slices.Sort(all)
-	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
+	if got := promtest.Series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
 		t.Fatalf("check series %v, want %v", got, all)
 	}
 
 	if _, err := ctl.RemoveBackend("web", "127.0.0.1:9003"); err != nil {
 		t.Fatal(err)
 	}
-	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
+	if got := promtest.Series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, all) {
 		t.Errorf("check series while 9003 drains: %v, want them all still", got)
 	}
 	if _, err := ctl.r.expire(time.Now().Add(2*removalGrace), false); err != nil {
@@ -234,10 +210,10 @@ func TestMetricsHealthSeriesGoWithTheirBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"backend=127.0.0.1:9001,result=ok,service=web"}
-	if got := series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, want) {
+	if got := promtest.Series(t, reg, "xlb_health_checks_total"); !slices.Equal(got, want) {
 		t.Errorf("check series after 9003 went and api was removed: %v, want %v", got, want)
 	}
-	if got, want := series(t, reg, "xlb_backend_transitions_total"), []string{"backend=127.0.0.1:9001,service=web,state=up"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_backend_transitions_total"), []string{"backend=127.0.0.1:9001,service=web,state=up"}; !slices.Equal(got, want) {
 		t.Errorf("transition series: %v, want %v", got, want)
 	}
 }

@@ -12,34 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/promtest"
 	"github.com/xlbproject/xlb/l7"
 )
-
-// l7Series lists a family's series on reg by their labels, sorted.
-func l7Series(t *testing.T, reg *prometheus.Registry, name string) []string {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				if l.GetName() != "code" {
-					labels = append(labels, l.GetName()+"="+l.GetValue())
-				}
-			}
-			out = append(out, strings.Join(labels, ","))
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 // TestMetricsOfRemovedServicesAndBackendsGo: a reload that removes a
 // service, a failed reload that would have added one, and a runtime change
@@ -74,12 +49,12 @@ func TestMetricsOfRemovedServicesAndBackendsGo(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	}
-	if got, want := l7Series(t, reg, "xlb_l7_active_requests"), []string{"service=api", "service=web"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_l7_active_requests", "code"), []string{"service=api", "service=web"}; !slices.Equal(got, want) {
 		t.Fatalf("active-request series %v, want %v", got, want)
 	}
 	want := []string{"backend=" + b1.addr() + ",service=web", "backend=" + b2.addr() + ",service=web"}
 	slices.Sort(want)
-	if got := l7Series(t, reg, "xlb_l7_requests_total"); !slices.Equal(got, want) {
+	if got := promtest.Series(t, reg, "xlb_l7_requests_total", "code"); !slices.Equal(got, want) {
 		t.Fatalf("request series %v, want %v", got, want)
 	}
 
@@ -88,11 +63,11 @@ func TestMetricsOfRemovedServicesAndBackendsGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"xlb_l7_active_requests", "xlb_l7_request_duration_seconds", "xlb_l7_retries_total"} {
-		if got, want := l7Series(t, reg, name), []string{"service=web"}; !slices.Equal(got, want) {
+		if got, want := promtest.Series(t, reg, name, "code"), []string{"service=web"}; !slices.Equal(got, want) {
 			t.Errorf("%s after a reload without api: %v, want %v", name, got, want)
 		}
 	}
-	if got := l7Series(t, reg, "xlb_l7_requests_total"); !slices.Equal(got, want) {
+	if got := promtest.Series(t, reg, "xlb_l7_requests_total", "code"); !slices.Equal(got, want) {
 		t.Errorf("request series of web after a reload that kept it: %v, want %v", got, want)
 	}
 
@@ -105,7 +80,7 @@ func TestMetricsOfRemovedServicesAndBackendsGo(t *testing.T) {
 	if err := apply(service("web", webListen, b1, b2), service("new", taken.Addr().String(), b1)); err == nil {
 		t.Fatal("a reload onto a taken address succeeded")
 	}
-	if got, want := l7Series(t, reg, "xlb_l7_active_requests"), []string{"service=web"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_l7_active_requests", "code"), []string{"service=web"}; !slices.Equal(got, want) {
 		t.Errorf("active-request series after a failed reload: %v, want %v", got, want)
 	}
 
@@ -113,7 +88,7 @@ func TestMetricsOfRemovedServicesAndBackendsGo(t *testing.T) {
 	if err := srv.SetBackends("web", []l7.BackendSpec{{Address: b1.addr(), Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := l7Series(t, reg, "xlb_l7_requests_total"), []string{"backend=" + b1.addr() + ",service=web"}; !slices.Equal(got, want) {
+	if got, want := promtest.Series(t, reg, "xlb_l7_requests_total", "code"), []string{"backend=" + b1.addr() + ",service=web"}; !slices.Equal(got, want) {
 		t.Errorf("request series after b2 left: %v, want %v", got, want)
 	}
 }
