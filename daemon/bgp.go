@@ -18,11 +18,9 @@ package daemon
 // on that assumption).
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -34,6 +32,7 @@ import (
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/bgp"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/maintenance"
 	"github.com/xlbproject/xlb/maps"
 )
 
@@ -44,8 +43,8 @@ type announcer struct {
 	log *slog.Logger
 	sp  *bgp.Speaker
 	r   *reconciler
-	// marker is the file that keeps `xlbctl announce off` across a restart.
-	marker     string
+	// pinPath names the node's maintenance mark (package maintenance).
+	pinPath    string
 	configPath string
 
 	mu sync.Mutex
@@ -94,9 +93,9 @@ func newAnnouncer(log *slog.Logger, cfg *config.Config, adopted bool, r *reconci
 	if err != nil {
 		return nil, err
 	}
-	a := &announcer{log: log, sp: sp, r: r, marker: announceOffPath(cfg.XDP.PinPath), configPath: configPath,
+	a := &announcer{log: log, sp: sp, r: r, pinPath: cfg.XDP.PinPath, configPath: configPath,
 		passed: map[string]bool{}, checked: map[string]bool{}}
-	if _, err := os.Stat(a.marker); err == nil {
+	if maintenance.On(a.pinPath) {
 		log.Warn("bgp: announcing stays off, as `xlbctl announce off` left it; `xlbctl announce on` announces again")
 		sp.SetEnabled(false)
 	}
@@ -293,27 +292,12 @@ func (c *controller) SetAnnounce(on bool) (api.BGP, error) {
 	if a == nil {
 		return api.BGP{}, fmt.Errorf("bgp is not configured (no bgp section in the config file): %w", api.ErrConflict)
 	}
-	// The maintenance state outlives an xlbd restart (an upgrade during
-	// maintenance must not announce again), not a reboot.
-	marker := a.marker
-	var err error
-	if on {
-		if err = os.Remove(marker); errors.Is(err, os.ErrNotExist) {
-			err = nil
-		}
-	} else if err = os.MkdirAll(lockDir, 0o755); err == nil {
-		err = os.WriteFile(marker, []byte("xlbctl announce off\n"), 0o644)
-	}
-	if err != nil {
+	// The maintenance state outlives an xlbd restart, not a reboot.
+	if err := maintenance.Set(a.pinPath, !on); err != nil {
 		a.log.Warn("bgp: the announce state will not survive a restart", "err", err)
 	}
 	a.sp.SetEnabled(on)
 	return a.sp.Status(), nil
-}
-
-// announceOffPath marks a node in maintenance, beside its pin-path lock.
-func announceOffPath(pinPath string) string {
-	return filepath.Join(lockDir, strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")+".announce-off")
 }
 
 // bgpCollector serves xlb_bgp_peer_up and xlb_bgp_announced at scrape time.

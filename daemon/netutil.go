@@ -15,10 +15,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/maintenance"
 )
 
 // lockDir holds one lock file per pin path: bpffs takes no regular files.
-const lockDir = "/run/xlb"
+const lockDir = maintenance.Dir
 
 // lockPinPath refuses a second daemon on the same pin path: two would fight
 // over the same maps.

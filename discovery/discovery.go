@@ -178,8 +178,10 @@ func fqdn(s string) string {
 // loops of names no longer followed stop, new names get a loop, and a
 // service whose target changed moves to its new loop. A service that joins
 // a loop gets an update after that loop's next lookup, which is started at
-// once. Targets are checked for what the loops need; the config package
-// validates the rest.
+// once. A service whose target changed keeps its set until the new
+// target's name has answered for itself (records, or no backends twice in
+// a row), as a refresh would. Targets are checked for what the loops need;
+// the config package validates the rest.
 func (d *Discoverer) Set(targets []Target) error {
 	want := map[string]Target{}
 	for _, t := range targets {
@@ -198,17 +200,32 @@ func (d *Discoverer) Set(targets []Target) error {
 	if d.closed {
 		return fmt.Errorf("discovery: closed")
 	}
+	// A service whose target changed leaves its old sub only after the new
+	// one is attached, so that a loop they share (the same name asked, a
+	// weight or port changed) keeps running with its last good set.
+	replaced := map[string]*sub{}
 	for name, s := range d.subs {
 		if t, ok := want[name]; ok && sameTarget(t, s.target) {
 			continue
 		}
-		d.detach(s)
+		s.stop()
+		if _, ok := want[name]; ok {
+			replaced[name] = s
+		} else {
+			d.detach(s)
+		}
 		delete(d.subs, name)
 	}
 	var started []*loop
 	for name, t := range want {
 		if d.subs[name] != nil {
 			continue
+		}
+		var inherit []Backend
+		if old := replaced[name]; old != nil {
+			old.mu.Lock()
+			inherit = slices.Clone(old.last)
+			old.mu.Unlock()
 		}
 		k := keyOf(t)
 		l := d.loops[k]
@@ -218,9 +235,15 @@ func (d *Discoverer) Set(targets []Target) error {
 			started = append(started, l)
 			d.log.Info("discovery: following a name", "name", k.name, "type", k.qtype, "resolvers", resolversText(t.Resolvers))
 		}
-		s := &sub{target: t, loop: l, log: d.log.With("service", name)}
+		s := &sub{target: t, loop: l, log: d.log.With("service", name), last: inherit}
+		if len(inherit) > 0 {
+			s.inherit = inherit
+		}
 		d.subs[name] = s
 		l.attach(s)
+	}
+	for _, s := range replaced {
+		d.detach(s)
 	}
 	// Started once their followers are attached: one first lookup for all.
 	for _, l := range started {

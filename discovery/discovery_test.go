@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -524,6 +525,84 @@ func TestSetMovesAndStops(t *testing.T) {
 	}
 	if n := len(srv.asked("new.test", 0)); n > 3 {
 		t.Errorf("new.test asked %d times, want at most 3 in its ~2s of being followed", n)
+	}
+}
+
+// TestSetChangeKeepsTheSet checks that a changed target (a reload edited
+// the discover section) keeps the service's set through failed lookups
+// and a first NXDOMAIN, as a refresh does: with the same name (a weight
+// changed, so the loop goes on) and with a new name (a new loop).
+func TestSetChangeKeepsTheSet(t *testing.T) {
+	t.Parallel()
+	srv := newDNSServer(t)
+	srv.set("api.test", dns.TypeA, aRecords("api.test", 60, 2)...)
+	d, w, _ := start(t, Options{QueryTimeout: 200 * time.Millisecond, Retry: 300 * time.Millisecond})
+	r := []string{srv.addr}
+	target := Target{Service: "api", Layer: 4, Name: "api.test", Type: "a", Refresh: time.Second, Resolvers: r}
+	if err := d.Set([]Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	want := ips("10.1.0.", 1, 2)
+	w.waitSet("api", 3*time.Second, want...)
+
+	// The same name with another weight, while the resolver is silent.
+	srv.setSilent(true)
+	target.Weight = 2
+	if err := d.Set([]Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	u := w.wait("api", 3*time.Second, "a timeout after the change", func(u Update) bool { return u.Result.Failed() })
+	if got := addrsOf(u); !slices.Equal(got, want) {
+		t.Fatalf("a failed lookup after a weight change left %v, want the set kept: %v", got, want)
+	}
+	if u.Backends[0].Weight != 2 {
+		t.Errorf("weight %d after the change, want 2", u.Backends[0].Weight)
+	}
+	srv.setSilent(false)
+	w.wait("api", 3*time.Second, "records again", func(u Update) bool { return u.Result == ResultOK })
+
+	// A new name that does not exist: kept on its first NXDOMAIN, emptied
+	// on its second, as for a name that stops existing.
+	srv.setNX("typo.test", true)
+	target.Name = "typo.test"
+	if err := d.Set([]Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	u = w.wait("api", 3*time.Second, "a first NXDOMAIN of the new name", func(u Update) bool { return u.Result == ResultNXDomain })
+	if got := addrsOf(u); !slices.Equal(got, want) {
+		t.Fatalf("one NXDOMAIN of the new name left %v, want the set kept: %v", got, want)
+	}
+	u = w.wait("api", 3*time.Second, "a second NXDOMAIN", func(u Update) bool { return u.Result == ResultNXDomain })
+	if got := addrsOf(u); len(got) != 0 {
+		t.Errorf("two NXDOMAINs of the new name left %v, want it empty", got)
+	}
+}
+
+// TestRefreshFloorWithJitter checks that a 1s refresh, or a TTL of 0,
+// never asks sooner than MinRefresh.
+func TestRefreshFloorWithJitter(t *testing.T) {
+	l := newLoop(loopKey{name: "a."}, nil, Options{Retry: DefaultRetry, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l.subs[&sub{target: Target{Refresh: time.Second}}] = struct{}{}
+	for range 1000 {
+		if d := l.next(answer{result: ResultOK}); d < MinRefresh || d > time.Second {
+			t.Fatalf("next lookup in %s with refresh 1s", d)
+		}
+	}
+	l.subs = map[*sub]struct{}{{target: Target{}}: {}}
+	l.ttl = MinRefresh // a TTL of 0, held to the floor by apply
+	for range 1000 {
+		if d := l.next(answer{result: ResultOK}); d < MinRefresh {
+			t.Fatalf("next lookup in %s with a TTL of 0", d)
+		}
+	}
+	// A longer interval is still jittered.
+	l.subs = map[*sub]struct{}{{target: Target{Refresh: 10 * time.Second}}: {}}
+	seen := map[time.Duration]bool{}
+	for range 100 {
+		seen[l.next(answer{result: ResultOK})] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("no jitter on a 10s refresh: %v", seen)
 	}
 }
 

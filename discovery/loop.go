@@ -45,6 +45,10 @@ type loop struct {
 	ttl       time.Duration // of the answer that gave good; 0: none yet
 	negatives int           // NXDOMAIN or empty answers in a row
 	failing   bool          // the last lookup failed (to log the first failure and the recovery only)
+	// settled: the name has answered for itself, with records or with
+	// no backends twice in a row. Until then a follower that came from
+	// another target keeps the set it had (sub.inherit).
+	settled bool
 }
 
 func newLoop(k loopKey, resolvers []string, opts Options) *loop {
@@ -120,10 +124,13 @@ func (l *loop) apply(a answer) {
 		if l.failing || l.negatives > 0 {
 			l.log.Info("discovery: the name answers again", "records", len(a.records))
 		}
-		l.good, l.ttl, l.negatives, l.failing = a.records, max(a.ttl, MinRefresh), 0, false
+		l.good, l.ttl, l.negatives, l.failing, l.settled = a.records, max(a.ttl, MinRefresh), 0, false, true
 	case ResultNXDomain, ResultEmpty:
 		l.failing = false
 		l.negatives++
+		if l.negatives >= 2 {
+			l.settled = true
+		}
 		switch {
 		case l.negatives == 2 && len(l.good) > 0:
 			l.log.Warn("discovery: no backends in two answers in a row; removing the discovered backends", "result", a.result, "removed", len(l.good))
@@ -170,7 +177,8 @@ func (l *loop) next(a answer) time.Duration {
 	if a.result != ResultOK {
 		interval = min(interval, l.opts.Retry)
 	}
-	return jitter(interval)
+	// The jitter must not take a refresh under the floor it was held to.
+	return max(jitter(interval), min(interval, MinRefresh))
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -186,7 +194,7 @@ func (l *loop) deliver(a answer) {
 	}
 	l.mu.Unlock()
 	for _, s := range subs {
-		s.deliver(l.key.name, a, l.good)
+		s.deliver(l.key.name, a, l.good, l.settled)
 	}
 }
 
@@ -200,6 +208,12 @@ type sub struct {
 	stopped bool
 	last    []Backend
 	dropped int // how many the last set left out (max_backends)
+	// inherit is the set the service had under its previous target (a
+	// reload changed its discover section), delivered until the new
+	// target's loop has settled: a reload must not empty the service on
+	// one failed lookup or one NXDOMAIN, any more than a refresh may.
+	inherit []Backend
+	kept    bool // inherit's warning was logged
 }
 
 func (s *sub) stop() {
@@ -208,13 +222,24 @@ func (s *sub) stop() {
 	s.mu.Unlock()
 }
 
-func (s *sub) deliver(name string, a answer, good []record) {
+func (s *sub) deliver(name string, a answer, good []record, settled bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return
 	}
-	bs, dropped := s.backends(good)
+	var bs []Backend
+	dropped := s.dropped
+	if !settled && s.inherit != nil {
+		if !s.kept {
+			s.kept = true
+			s.log.Warn("discovery: the new name has not answered yet; keeping the service's previous set", "name", name, "result", a.result, "kept", len(s.inherit), "err", a.err)
+		}
+		bs = s.inherit
+	} else {
+		s.inherit = nil
+		bs, dropped = s.backends(good)
+	}
 	if dropped != s.dropped && dropped > 0 {
 		s.log.Warn("discovery: the answer has more backends than max_backends; keeping the lowest addresses", "name", name, "max_backends", s.target.MaxBackends, "left_out", dropped)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/daemon"
+	"github.com/xlbproject/xlb/internal/maintenance"
 	"github.com/xlbproject/xlb/loader"
 )
 
@@ -77,11 +78,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				pinPath = cfg.XDP.PinPath
 			}
 		}
-		if err := withdrawBeforeDetach(context.Background(), admin, *wdWait, stderr); err != nil {
-			fmt.Fprintf(stderr, "xlbd: detach: %v\n", err)
-			return 1
-		}
-		if err := loader.Unpin(pinPath); err != nil {
+		err := maintenance.AroundDetach(pinPath, func() error {
+			if err := withdrawBeforeDetach(context.Background(), admin, *wdWait, stderr); err != nil {
+				return fmt.Errorf("detach: %w", err)
+			}
+			return loader.Unpin(pinPath)
+		})
+		if err != nil {
 			fmt.Fprintf(stderr, "xlbd: %v\n", err)
 			return 1
 		}

@@ -1041,6 +1041,25 @@ func TestBGPScaleOut(t *testing.T) {
 			t.Errorf("no connection ran through lb2")
 		}
 	})
+
+	// README's upgrade by detach: `xlbd -detach` asks the running xlbd to
+	// withdraw, which marks the node in maintenance; the next xlbd must
+	// still announce, or the node stays dark until `announce on`.
+	t.Run("detach-then-restart-announces", func(t *testing.T) {
+		lb2.host.Run(t, "ip", "link", "set", "eth0", "up")
+		lb2.start(t)
+		l.waitHops(t, lb1.addr, lb2.addr)
+		// In lb2's namespace, where its admin API listens.
+		lb2.host.Run(t, bins.xlbd, "-detach", "-config", lb2.cfgPath)
+		l.waitHops(t, lb1.addr)
+		lb2.stop(t, syscall.SIGTERM)
+		lb2.start(t)
+		took := l.waitHops(t, lb1.addr, lb2.addr)
+		t.Logf("after a detach, the next xlbd announced again within %v", took.Round(time.Millisecond))
+		if b := lb2.bgp(t); !b.Announcing {
+			t.Errorf("lb2 after detach and restart: announcing off")
+		}
+	})
 }
 
 // established reports whether every session of the node is up: one to the
