@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/internal/maintenance"
 )
 
 // command is one subcommand.
@@ -143,7 +144,11 @@ func (c *cli) resolveAdmin() error {
 		}
 	}
 	if c.opts.admin == "" {
-		c.opts.admin = localAdmin(procRoot)
+		a, err := localAdmin(procRoot)
+		if err != nil {
+			return err
+		}
+		c.opts.admin = a
 	}
 	if c.opts.admin == "" {
 		c.opts.admin = defaultAdmin
@@ -420,11 +425,17 @@ func cmdDetach(ctx context.Context, c *cli, _ []string) error {
 	if detachAll == nil {
 		return errors.New("detach: not available in this build")
 	}
-	if err := withdrawBeforeDetach(ctx, c); err != nil {
+	err := maintenance.AroundDetach(c.opts.pinPath, func() error {
+		if err := withdrawBeforeDetach(ctx, c); err != nil {
+			return err
+		}
+		if err := detachAll(c.opts.pinPath); err != nil {
+			return fmt.Errorf("detach: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
-	}
-	if err := detachAll(c.opts.pinPath); err != nil {
-		return fmt.Errorf("detach: %w", err)
 	}
 	if c.json() {
 		out, _ := json.Marshal(struct {
@@ -434,6 +445,6 @@ func cmdDetach(ctx context.Context, c *cli, _ []string) error {
 		c.writeRaw(out)
 		return nil
 	}
-	_, err := fmt.Fprintf(c.stdout, "detached: removed the XDP programs and the pins under %s\n", c.opts.pinPath)
+	_, err = fmt.Fprintf(c.stdout, "detached: removed the XDP programs and the pins under %s\n", c.opts.pinPath)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -119,15 +120,27 @@ func localConfigs(configPath, procRoot string) []string {
 	return append(runningConfigs(procRoot), defaultConfig)
 }
 
-// localAdmin is the admin address of this host's xlbd, from the first of
-// its configs that reads; "" when none does.
-func localAdmin(procRoot string) string {
-	for _, p := range localConfigs("", procRoot) {
-		if a, err := readAdminSection(p); err == nil {
-			return dialAddress(a.Listen)
+// localAdmin is the admin address of the xlbd running in this network
+// namespace, from its config, or else of the default config; "" when none
+// reads. Several daemons that listen apart are an error: guessing would
+// send a drain or a reload to the wrong one.
+func localAdmin(procRoot string) (string, error) {
+	var addrs []string
+	for _, p := range runningConfigs(procRoot) {
+		if a, err := readAdminSection(p); err == nil && !slices.Contains(addrs, dialAddress(a.Listen)) {
+			addrs = append(addrs, dialAddress(a.Listen))
 		}
 	}
-	return ""
+	switch {
+	case len(addrs) == 1:
+		return addrs[0], nil
+	case len(addrs) > 1:
+		return "", usageError{fmt.Sprintf("several xlbd run here, with their admin API at %s: give -admin", strings.Join(addrs, ", "))}
+	}
+	if a, err := readAdminSection(defaultConfig); err == nil {
+		return dialAddress(a.Listen), nil
+	}
+	return "", nil
 }
 
 // runningConfigs returns the config files of the xlbd daemons running on
@@ -139,12 +152,18 @@ func runningConfigs(procRoot string) []string {
 	if err != nil {
 		return nil
 	}
+	// A daemon in another network namespace (ip netns exec) listens on
+	// another loopback: it is not the one this xlbctl reaches.
+	self, selfErr := os.Readlink(filepath.Join(procRoot, "self", "ns", "net"))
 	var out []string
 	for _, e := range entries {
 		if e.Name()[0] < '0' || e.Name()[0] > '9' {
 			continue
 		}
 		dir := filepath.Join(procRoot, e.Name())
+		if ns, err := os.Readlink(filepath.Join(dir, "ns", "net")); selfErr == nil && err == nil && ns != self {
+			continue
+		}
 		raw, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil || len(raw) == 0 {
 			continue

@@ -229,6 +229,33 @@ func TestReloadOfABrokenConfig(t *testing.T) {
 	}
 }
 
+// TestLocalAdminOfThisNamespace: xlbctl dials the xlbd of its own network
+// namespace, and refuses to guess between two that listen apart.
+func TestLocalAdminOfThisNamespace(t *testing.T) {
+	dir := t.TempDir()
+	for name, listen := range map[string]string{"a.yaml": "127.0.0.1:9201", "b.yaml": "127.0.0.1:9202"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("admin:\n  listen: "+listen+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := fakeProc(t, dir, []string{"xlbd", "-config", "a.yaml"}, []string{"xlbd", "-config", "b.yaml"})
+	if _, err := localAdmin(root); err == nil || !strings.Contains(err.Error(), "127.0.0.1:9201, 127.0.0.1:9202: give -admin") {
+		t.Errorf("two daemons in one namespace: %v", err)
+	}
+	// The second runs in another network namespace (ip netns exec).
+	for link, pid := range map[string]string{"net:[4026531840]": "self", "net:[4026531841]": "200"} {
+		if err := os.MkdirAll(filepath.Join(root, pid, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(link, filepath.Join(root, pid, "ns", "net")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, err := localAdmin(root); err != nil || a != "127.0.0.1:9201" {
+		t.Errorf("one daemon in this namespace: %q, %v; want 127.0.0.1:9201", a, err)
+	}
+}
+
 func TestDialAddress(t *testing.T) {
 	for listen, want := range map[string]string{
 		":9100":          "127.0.0.1:9100",
