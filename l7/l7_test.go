@@ -416,6 +416,38 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("%s%s %v: went to %s, want %s", c.host, c.path, c.hdr, got, c.want)
 		}
 	}
+
+	// A path is matched as the backend will resolve it: dot segments and
+	// empty ones do not take a request into or out of a prefix. Sent raw,
+	// as a client that does not clean its paths would.
+	for target, want := range map[string]string{
+		"/v1/../v2/users":  "default",
+		"/v1/%2e%2e/v2/x":  "default",
+		"/x/../v1/users":   "api",
+		"//v1/users":       "api",
+		"/v1//users":       "api",
+		"/./v1/users":      "api",
+		"/v1/.":            "api",
+		"/v1/users/..":     "api",
+		"/v1/users/../..":  "default",
+		"/v1/users?a=/../": "api",
+	} {
+		c, err := net.Dial("tcp", p.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n", target)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if got := strings.TrimSpace(string(b)); got != want {
+			t.Errorf("raw path %s: went to %s (%d), want %s", target, got, resp.StatusCode, want)
+		}
+	}
 }
 
 func TestWebSocketEcho(t *testing.T) {

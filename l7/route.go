@@ -3,6 +3,7 @@ package l7
 import (
 	"net"
 	"net/textproto"
+	"path"
 	"strings"
 
 	"github.com/xlbproject/xlb/config"
@@ -35,7 +36,7 @@ func (rt *route) matches(x exchange) bool {
 	if m.Host != "" && !hostMatches(m.Host, r.host) {
 		return false
 	}
-	if m.PathPrefix != "" && !strings.HasPrefix(x.path(), m.PathPrefix) {
+	if m.PathPrefix != "" && !strings.HasPrefix(matchPath(x.path()), m.PathPrefix) {
 		return false
 	}
 	method := r.method
@@ -57,6 +58,38 @@ func (rt *route) matches(x exchange) bool {
 		}
 	}
 	return true
+}
+
+// matchPath is the decoded path as the backend will resolve it: dot
+// segments resolved and slashes merged, as NGINX does before it matches a
+// location. Matched raw, /v1/../admin would take a /v1/ route to a backend
+// that serves it /admin, and //v1/a would escape a /v1/ route. The path
+// forwarded is not changed. Most paths need nothing and cost a scan.
+func matchPath(p string) string {
+	if !strings.HasPrefix(p, "/") || !needsCleaning(p) {
+		return p
+	}
+	c := path.Clean(p)
+	// A path that ends in a directory names it (RFC 3986 5.2.4: /v1/. is /v1/).
+	if (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")) && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// needsCleaning: p has an empty, "." or ".." segment.
+func needsCleaning(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' {
+			continue
+		}
+		rest := p[i+1:]
+		if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
+			strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			return true
+		}
+	}
+	return false
 }
 
 // hostMatches compares a route's host (exact, or *.domain for any
