@@ -69,7 +69,7 @@ func TestH2CBackends(t *testing.T) {
 		case "/echo":
 			body, _ := io.ReadAll(r.Body)
 			sum := sha256.Sum256(body)
-			fmt.Fprintf(w, "%s %d %x xfp=%s", r.Method, len(body), sum[:4], r.Header.Get("X-Forwarded-Proto"))
+			fmt.Fprintf(w, "%s %d %x cl=%d xfp=%s", r.Method, len(body), sum[:4], r.ContentLength, r.Header.Get("X-Forwarded-Proto"))
 		case "/trailers":
 			w.Header().Set("Trailer", "Grpc-Status")
 			io.WriteString(w, "payload")
@@ -130,8 +130,13 @@ func TestH2CBackends(t *testing.T) {
 			upload := pattern(300 << 10)
 			sum := sha256.Sum256(upload)
 			proto := map[bool]string{false: "http", true: "https"}[cl.tls]
-			want := fmt.Sprintf("POST %d %x xfp=%s", len(upload), sum[:4], proto)
 			for _, streamed := range []bool{false, true} {
+				// A length the client gave reaches the backend.
+				cl := len(upload)
+				if streamed {
+					cl = -1
+				}
+				want := fmt.Sprintf("POST %d %x cl=%d xfp=%s", len(upload), sum[:4], cl, proto)
 				var body io.Reader = strings.NewReader(string(upload))
 				if streamed {
 					pr, pw := io.Pipe()

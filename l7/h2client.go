@@ -178,6 +178,7 @@ type h2Up struct {
 	wfr      *http2.Framer
 	hbuf     h2buf
 	lower    []byte
+	num      []byte // content-length's digits (wmu held)
 	nextID   uint32
 	werr     error
 	wdl      time.Time
@@ -776,6 +777,13 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 			continue
 		}
 		c.hfield(c.lowerName(f.Name), bstr(f.Value))
+	}
+	// The framing field is dropped above with the hop-by-hop ones, but in
+	// HTTP/2 a known length is a request field backends use (to refuse an
+	// upload too large before it comes, or to answer 411).
+	if h.ContentLength >= 0 && !h.Chunked {
+		c.num = strconv.AppendInt(c.num[:0], h.ContentLength, 10)
+		c.hfield("content-length", bstr(c.num))
 	}
 	if grpc {
 		// gRPC servers want it; it is hop-by-hop, so it was dropped above.
