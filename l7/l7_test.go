@@ -684,6 +684,41 @@ func TestMaxConnsQueuesThen503(t *testing.T) {
 	}
 }
 
+// TestPassiveHealthSparesTheLastBackend: a client that makes every
+// backend answer 500 (an endpoint that fails on its input) ejects all but
+// one; that one keeps serving everyone else instead of a 503 for every
+// client until fail_timeout.
+func TestPassiveHealthSparesTheLastBackend(t *testing.T) {
+	fail := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("fail") {
+			http.Error(w, "boom", 500)
+			return
+		}
+		io.WriteString(w, "ok")
+	}
+	bs := []*backend{newBackend(t, "a", fail), newBackend(t, "b", fail), newBackend(t, "c", fail)}
+	p := startProxy(t, backendsYAML(bs...)+"scheduler: ip_hash\npassive_health: {max_fails: 1, fail_timeout: 30s}\nretries: {attempts: 0}\n", "")
+	for range 6 {
+		resp, err := client.Get(p.url + "/?fail")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for i := range 5 {
+		resp, err := client.Get(p.url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d after every backend answered 500: %d %q, want the last backend kept", i, resp.StatusCode, b)
+		}
+	}
+}
+
 // TestKillBackendUnderLoad: one of three backends dies mid-load; GETs are
 // retried on another backend and passive health ejects the dead one, so
 // clients see no error.

@@ -421,12 +421,55 @@ const (
 	retryGRPCExhausted   = "grpc_resource_exhausted"
 )
 
+// passiveFail counts a backend's fault and ejects it at max_fails, unless
+// it is the last backend one of its pools can use: ejecting that one turns
+// a few failed requests (which any client can cause where an endpoint
+// answers 500) into a 503 for every client until fail_timeout. Envoy's
+// panic threshold does the same; active health checks still take a dead
+// last backend out.
 func (s *service) passiveFail(u *balance.Upstream) {
 	ph := s.cfg.PassiveHealth
-	if ph.MaxFails > 0 && u.Fail(time.Now(), ph.MaxFails, ph.FailTimeout) {
+	if ph.MaxFails <= 0 {
+		u.Fail(time.Now(), 0, 0)
+		return
+	}
+	now := time.Now()
+	s.ejectMu.Lock()
+	ejected, spared := u.FailSparing(now, ph.MaxFails, ph.FailTimeout, func() bool { return s.lastOfAPool(u, now) })
+	s.ejectMu.Unlock()
+	switch {
+	case ejected:
 		s.srv.log.Warn("backend ejected by passive health", "service", s.name, "backend", u.Addr,
 			"max_fails", ph.MaxFails, "fail_timeout", ph.FailTimeout)
+	case spared:
+		s.srv.log.Warn("backend reached max_fails but is the last one available; not ejected", "service", s.name, "backend", u.Addr,
+			"max_fails", ph.MaxFails)
 	}
+}
+
+// lastOfAPool says whether u is the only backend available in the
+// service's pool or in a route's pool that holds it.
+func (s *service) lastOfAPool(u *balance.Upstream, now time.Time) bool {
+	last := func(p *pool) bool {
+		holds, other := false, false
+		for _, v := range p.ups {
+			if v == u {
+				holds = true
+			} else if v.Available(now) {
+				other = true
+			}
+		}
+		return holds && !other
+	}
+	if last(s.pool) {
+		return true
+	}
+	for i := range s.routes {
+		if last(s.routes[i].pool) {
+			return true
+		}
+	}
+	return false
 }
 
 // hashKey is the consistent_hash key of the request.

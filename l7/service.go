@@ -49,6 +49,10 @@ type service struct {
 	mDuration prometheus.Observer
 	mRetries  prometheus.Counter
 	codes     sync.Map // codeKey -> counter
+
+	// ejectMu makes passive health's "is it the last one?" and the
+	// ejection one step, so two backends failing at once do not both go.
+	ejectMu sync.Mutex
 }
 
 // built is a service made by build and what committing it changes in the

@@ -49,6 +49,7 @@ type Upstream struct {
 	failMu       sync.Mutex
 	failN        int   // failures in the current window; under failMu
 	failStart    int64 // start of the current window, Unix ns; under failMu
+	sparedAt     int64 // when FailSparing last reported a spared backend; under failMu
 
 	lat latency
 }
@@ -123,15 +124,25 @@ func (u *Upstream) SetDrained(d bool) { u.drained.Store(d) }
 // count toward the next one. maxFails <= 0 or failTimeout <= 0 disables
 // ejection; the failure still counts in Failures.
 func (u *Upstream) Fail(now time.Time, maxFails int, failTimeout time.Duration) (ejected bool) {
+	ejected, _ = u.FailSparing(now, maxFails, failTimeout, nil)
+	return ejected
+}
+
+// FailSparing is Fail, except that the failure that would eject the
+// backend does not when spare (if not nil) says it must stay: the last
+// backend its service can use. That one keeps serving and counting, and
+// each further failure asks again; spared reports such a failure, once per
+// failTimeout (for the caller's log).
+func (u *Upstream) FailSparing(now time.Time, maxFails int, failTimeout time.Duration, spare func() bool) (ejected, spared bool) {
 	u.failures.Add(1)
 	if maxFails <= 0 || failTimeout <= 0 {
-		return false
+		return false, false
 	}
 	ns := now.UnixNano()
 	u.failMu.Lock()
 	defer u.failMu.Unlock()
 	if ns < u.ejectedUntil.Load() {
-		return false
+		return false, false
 	}
 	if u.failN == 0 || ns-u.failStart >= int64(failTimeout) {
 		u.failN, u.failStart = 0, ns
@@ -139,12 +150,21 @@ func (u *Upstream) Fail(now time.Time, maxFails int, failTimeout time.Duration) 
 	u.failN++
 	if u.failN < maxFails {
 		u.pendingFails.Store(int64(u.failN))
-		return false
+		return false, false
+	}
+	if spare != nil && spare() {
+		u.failN = maxFails - 1
+		u.pendingFails.Store(int64(u.failN))
+		report := u.sparedAt == 0 || ns-u.sparedAt >= int64(failTimeout)
+		if report {
+			u.sparedAt = ns
+		}
+		return false, report
 	}
 	u.failN = 0
 	u.pendingFails.Store(0)
 	u.ejectedUntil.Store(ns + int64(failTimeout))
-	return true
+	return true, false
 }
 
 // Succeed records a successful request: it resets the failure window, so

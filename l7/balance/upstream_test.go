@@ -115,6 +115,33 @@ func TestPassiveHealthEjectsAfterMaxFailsWithinFailTimeout(t *testing.T) {
 	}
 }
 
+func TestFailSparingKeepsTheLastBackend(t *testing.T) {
+	const window = 10 * time.Second
+	u := NewUpstream("10.0.0.1:80", 1, 0, 0)
+	last := true
+	spare := func() bool { return last }
+	// The last one: never ejected, reported once per fail_timeout.
+	reports := 0
+	for i := range 20 {
+		ejected, spared := u.FailSparing(t0.Add(time.Duration(i)*time.Second), 1, window, spare)
+		if ejected {
+			t.Fatalf("failure %d ejected the last backend", i)
+		}
+		if spared {
+			reports++
+		}
+	}
+	if reports != 2 || !u.Available(t0.Add(20*time.Second)) {
+		t.Errorf("%d reports in 20s of failures (want 2), available %t", reports, u.Available(t0.Add(20*time.Second)))
+	}
+	// Once another backend can serve, the next failure ejects it.
+	last = false
+	at := t0.Add(time.Minute)
+	if ejected, _ := u.FailSparing(at, 1, window, spare); !ejected || u.Available(at) {
+		t.Errorf("with another backend available the failure did not eject")
+	}
+}
+
 func TestTryAcquireStopsAtMaxConns(t *testing.T) {
 	u := NewUpstream("10.0.0.1:80", 1, 2, 0)
 	if !u.TryAcquire() || !u.TryAcquire() {
