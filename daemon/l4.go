@@ -141,11 +141,12 @@ func (p *l4Projector) sync(s *service) error {
 		mb      []maps.MaglevBackend
 		weighed int
 	)
+	stand := s.standIns()
 	for _, b := range s.backends {
-		if b.effWeight() > 0 && ids[b.addr] != 0 {
+		if w := b.share(stand); w > 0 && ids[b.addr] != 0 {
 			weighed++
 			if b.up {
-				mb = append(mb, maps.MaglevBackend{Key: b.name, ID: ids[b.addr], Weight: uint32(b.effWeight())})
+				mb = append(mb, maps.MaglevBackend{Key: b.name, ID: ids[b.addr], Weight: uint32(w)})
 			}
 		}
 	}
@@ -284,7 +285,10 @@ func failOpenWindow(s *service) time.Duration {
 }
 
 // recentlyHealthy returns the weighted backends healthy since `since`, or
-// every weighted backend when none was.
+// every weighted backend that was ever healthy when none was. One that
+// never passed a check (discovered, added by the API or by a reload, and
+// waiting for its first) is never in it: SPEC has it take traffic only
+// after that first pass.
 func recentlyHealthy(s *service, since time.Time) map[netip.Addr]bool {
 	set := map[netip.Addr]bool{}
 	for _, b := range s.backends {
@@ -294,7 +298,7 @@ func recentlyHealthy(s *service, since time.Time) map[netip.Addr]bool {
 	}
 	if len(set) == 0 {
 		for _, b := range s.backends {
-			if b.effWeight() > 0 {
+			if b.effWeight() > 0 && !b.lastUp.IsZero() {
 				set[b.addr] = true
 			}
 		}

@@ -54,9 +54,10 @@ func (p *l7Projector) apply(cfg *config.Config, m *model) error {
 // those that stay, and makes their health the model's.
 func (p *l7Projector) sync(s *service) error {
 	specs := make([]l7.BackendSpec, 0, len(s.backends))
+	stand := s.standIns()
 	for _, b := range s.backends {
 		specs = append(specs, l7.BackendSpec{
-			Address: b.name, Weight: b.weight(), MaxConns: b.conf.MaxConns, SlowStart: b.conf.SlowStart, Drained: b.drained(),
+			Address: b.name, Weight: b.weight(), MaxConns: b.conf.MaxConns, SlowStart: b.conf.SlowStart, Drained: b.drained() && !stand[b],
 		})
 	}
 	if err := p.web.SetBackends(s.cfg.Name, specs); err != nil {

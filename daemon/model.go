@@ -40,6 +40,7 @@ type backend struct {
 	drain      bool
 	removeFrom time.Time // when the drain before removal began
 	removeAt   time.Time // removal pending: gone once idle, at the latest then
+	apiRemoved bool      // the removal is the API's (DELETE), not the file's or the name's
 
 	up        bool
 	lastUp    time.Time // when last known healthy: the fail-open set
@@ -74,7 +75,39 @@ func (b *backend) effWeight() int {
 // persisted: nothing the API did to this backend needs the file to say it
 // (a discovered one comes back from its name after a reload).
 func (b *backend) persisted() bool {
-	return b.src != fromAPI && b.apiWeight == nil && !b.drain && !b.removing()
+	return b.src != fromAPI && b.apiWeight == nil && !b.drain && !(b.removing() && b.apiRemoved)
+}
+
+// standIns are the backends a reload dropped from the file that still
+// take new requests and flows: those that are up, while no backend that
+// stays is (the new ones wait for their first check). Without them a
+// reload that replaces a service's backends answers 503 (layer 7), or
+// fails open to backends never checked (layer 4), until a new one passes;
+// SPEC: nothing is dropped by a reload. A backend the API removed, or
+// that left its DNS answer, is no stand-in: it gets nothing new.
+func (s *service) standIns() map[*backend]bool {
+	var out map[*backend]bool
+	for _, b := range s.backends {
+		if b.up && b.effWeight() > 0 {
+			return nil
+		}
+		if b.up && b.removing() && !b.apiRemoved && b.src == fromConfig && !b.drain && b.weight() > 0 {
+			if out == nil {
+				out = map[*backend]bool{}
+			}
+			out[b] = true
+		}
+	}
+	return out
+}
+
+// share is b's weight in new selections now: its effWeight, or its weight
+// while it stands in (standIns).
+func (b *backend) share(stand map[*backend]bool) int {
+	if stand[b] {
+		return b.weight()
+	}
+	return b.effWeight()
 }
 
 // service is one service of the running config and its backends: its own
@@ -264,7 +297,7 @@ func (m *model) add(s *service, b *backend, weight *int) (revived bool, err erro
 		if !old.removing() {
 			return false, fmt.Errorf("service %s already has backend %s: %w", s.cfg.Name, old.name, api.ErrConflict)
 		}
-		old.removeAt = time.Time{}
+		old.removeAt, old.apiRemoved = time.Time{}, false
 		if s.cfg.Backend(old.conf.Address) == nil {
 			// Draining because a reload dropped it from the file: it
 			// stays now only because the API asked.
@@ -303,12 +336,12 @@ func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (
 			if b.src != fromDNS {
 				if b.removing() && b.src == fromConfig && s.cfg.Backend(b.conf.Address) == nil {
 					// Left by a reload from the file, but the name has it.
-					b.src, b.conf, b.removeAt, changed = fromDNS, cb, time.Time{}, true
+					b.src, b.conf, b.removeAt, b.apiRemoved, changed = fromDNS, cb, time.Time{}, false, true
 				}
 				continue
 			}
 			if b.removing() || b.conf.Weight != cb.Weight {
-				b.removeAt, b.conf.Weight, changed = time.Time{}, cb.Weight, true
+				b.removeAt, b.apiRemoved, b.conf.Weight, changed = time.Time{}, false, cb.Weight, true
 			}
 			continue
 		}
@@ -342,6 +375,7 @@ func setWeight(b *backend, w int) {
 func (m *model) remove(b *backend, now time.Time) {
 	if !b.removing() {
 		b.startRemoval(now, m.drain)
+		b.apiRemoved = true
 	}
 }
 
@@ -359,10 +393,12 @@ func (m *model) expire(now time.Time, idle func(*service, *backend) bool) map[st
 	gone := map[string][]*backend{}
 	for _, name := range m.order {
 		s := m.services[name]
+		stand := s.standIns()
 		kept := s.backends[:0]
 		for _, b := range s.backends {
+			// A stand-in is busy by definition until a new backend is up.
 			due := b.removing() && (!now.Before(b.removeAt) ||
-				!now.Before(b.removeFrom.Add(removalGrace)) && idle != nil && idle(s, b))
+				!stand[b] && !now.Before(b.removeFrom.Add(removalGrace)) && idle != nil && idle(s, b))
 			if due {
 				gone[name] = append(gone[name], b)
 				continue
@@ -410,3 +446,12 @@ func (s *service) checkedBackends() []*backend {
 }
 
 func checkKey(service, backend string) string { return service + "/" + backend }
+
+func (s *service) hasRemoving() bool {
+	for _, b := range s.backends {
+		if b.removing() {
+			return true
+		}
+	}
+	return false
+}

@@ -276,3 +276,57 @@ func TestModelExpireIdleBackendsGoBeforeTheDrainEnds(t *testing.T) {
 		t.Errorf("left %d backends, want only the API-added one that was never removed", len(s.backends))
 	}
 }
+
+// TestModelStandIns: backends a reload dropped from the file keep taking
+// new requests while none of the new ones is up, and only then; neither an
+// API removal nor a name's answer makes one.
+func TestModelStandIns(t *testing.T) {
+	m, s := loaded(t, twoBackends)
+	now := time.Now()
+	next := m.reloaded(testConfig(t, "      - {address: 10.0.0.3:80}\n"), false, noPrior, now)
+	ns := next.services["web"]
+	stand := ns.standIns()
+	old1, old2, fresh := ns.find("10.0.0.1:80"), ns.find("10.0.0.2:80"), ns.find("10.0.0.3:80")
+	if fresh.up || !stand[old1] || !stand[old2] || old1.share(stand) != 2 || fresh.share(stand) != 1 {
+		t.Fatalf("before the new backend's first check: stand-ins %v, new up %v", stand, fresh.up)
+	}
+	if gone := next.expire(now.Add(5*time.Second), func(*service, *backend) bool { return true }); len(gone) != 0 {
+		t.Errorf("idle stand-ins expired: %v", gone)
+	}
+	if !old1.persisted() {
+		t.Error("a backend the file dropped shows as a runtime change")
+	}
+	fresh.up = true
+	if stand := ns.standIns(); stand != nil || old1.share(stand) != 0 {
+		t.Errorf("with the new backend up: stand-ins %v", stand)
+	}
+	if gone := next.expire(now.Add(5*time.Second), func(*service, *backend) bool { return true }); len(gone["web"]) != 2 {
+		t.Errorf("the old backends did not go once idle: %v", gone)
+	}
+
+	// An API removal of the last backend up is no stand-in.
+	m, s = loaded(t, twoBackends)
+	s.find("10.0.0.2:80").up = false
+	m.remove(s.find("10.0.0.1:80"), now)
+	if stand := s.standIns(); stand != nil || s.find("10.0.0.1:80").persisted() {
+		t.Errorf("API removal: stand-ins %v, persisted %v", stand, s.find("10.0.0.1:80").persisted())
+	}
+}
+
+// TestRecentlyHealthyLeavesOutTheNeverChecked: failing open never takes a
+// backend that has not passed a first check.
+func TestRecentlyHealthyLeavesOutTheNeverChecked(t *testing.T) {
+	long := time.Now().Add(-time.Hour)
+	s := &service{backends: []*backend{
+		{name: "10.0.0.1", addr: netip.MustParseAddr("10.0.0.1"), conf: config.Backend{Weight: 1}, lastUp: long},
+		{name: "10.0.0.2", addr: netip.MustParseAddr("10.0.0.2"), conf: config.Backend{Weight: 1}, src: fromDNS},
+	}}
+	got := recentlyHealthy(s, time.Now().Add(-time.Minute))
+	if len(got) != 1 || !got[netip.MustParseAddr("10.0.0.1")] {
+		t.Errorf("fail-open set %v, want the once-healthy 10.0.0.1 only", got)
+	}
+	s.backends = s.backends[1:]
+	if got := recentlyHealthy(s, time.Now().Add(-time.Minute)); len(got) != 0 {
+		t.Errorf("fail-open set %v with only a never-checked backend, want none", got)
+	}
+}

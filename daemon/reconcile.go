@@ -107,6 +107,13 @@ func (r *reconciler) healthChanged(key string, up bool, reason string) {
 		}
 		return
 	}
+	if s.hasRemoving() {
+		// Whether backends on their way out stand in changes with it.
+		if err := r.l7.sync(s); err != nil {
+			r.log.Error("apply health change", "service", s.cfg.Name, "backend", bs[0].name, "err", err)
+		}
+		return
+	}
 	r.l7.setHealth(s, bs[0], now)
 }
 

@@ -199,3 +199,78 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestDaemonL7ReloadReplacesBackends: a reload whose file lists other
+// backends loses no request. The new ones wait for their first passing
+// checks; until one is up, the old ones stand in, then get nothing new.
+func TestDaemonL7ReloadReplacesBackends(t *testing.T) {
+	buildBinaries(t)
+	var bs []*httptest.Server
+	for i := range 4 {
+		name := fmt.Sprintf("b%d", i+1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(srv.Close)
+		bs = append(bs, srv)
+	}
+	listen, admin := freeAddr(t), freeAddr(t)
+	config := func(a, b *httptest.Server) []byte {
+		return fmt.Appendf(nil, `admin: {listen: %q}
+l7: {drain_timeout: 10s}
+services:
+  - name: web
+    layer: 7
+    listen: %q
+    health_check: {type: http, path: /, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 2}
+    backends: [{address: %q}, {address: %q}]
+`, admin, listen, hostport(a), hostport(b))
+	}
+	path := filepath.Join(t.TempDir(), "xlb.yaml")
+	os.WriteFile(path, config(bs[0], bs[1]), 0o644)
+	cmd := startXlbd(t, path, admin)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	get := func() (int, string) {
+		resp, err := hc.Get("http://" + listen + "/")
+		if err != nil {
+			return 0, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 {
+		t.Fatalf("before the reload: %d %s", code, body)
+	}
+	os.WriteFile(path, config(bs[2], bs[3]), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	served := map[string]int{}
+	var failed []string
+	deadline := time.Now().Add(6 * time.Second)
+	newOnly := 0
+	for time.Now().Before(deadline) && newOnly < 50 {
+		code, body := get()
+		if code != 200 {
+			failed = append(failed, fmt.Sprintf("%d %s", code, strings.TrimSpace(body)))
+			continue
+		}
+		served[body]++
+		if body == "b3" || body == "b4" {
+			newOnly++
+		} else {
+			newOnly = 0
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("across the reload: %v", served)
+	if len(failed) > 0 {
+		t.Errorf("%d requests failed across a reload that replaced the backends (first: %s)", len(failed), failed[0])
+	}
+	if newOnly < 50 {
+		t.Fatalf("the new backends did not take over within 6s: %v", served)
+	}
+	// Once a new one is up, the old ones get nothing new.
+	for range 40 {
+		if code, body := get(); code != 200 || (body != "b3" && body != "b4") {
+			t.Fatalf("after the new backends came up: %d %s", code, body)
+		}
+	}
+}
