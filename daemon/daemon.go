@@ -97,6 +97,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	sink := &healthSink{met: d.met, r: d.r}
 	d.checker = health.NewChecker(health.Options{Logger: log, Observer: sink})
+	sink.checker = d.checker
 	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret}); err != nil {
 		return nil, err
 	}

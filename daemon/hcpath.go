@@ -25,8 +25,9 @@ import (
 // the egress program (loader.AttachHealthProbes) sends it the way client
 // packets go to that backend.
 
-// probeNeighbours remembers the on-link VIPs given a neighbour entry.
-var probeNeighbours sync.Map // netip.Addr -> bool
+// probeNeighbours remembers the VIPs made reachable for probes: the
+// interface probes are bound to, "" for a VIP the balancer routes itself.
+var probeNeighbours sync.Map // netip.Addr -> string
 
 // probePath sends L4 checks through the forwarding path.
 type probePath struct {
@@ -53,32 +54,45 @@ func (p *probePath) viaVIP(s *service, b *backend, t *health.Target) {
 	}
 	vip := netip.AddrPortFrom(s.cfg.VIP, own.Port())
 	t.Addr = vip.String() // also the HTTP Host a client would send
-	p.probeNeighbour(s.cfg.VIP)
-	t.Dial = probeDial(maps.HealthProbeMark(id), vip.String(), own.String())
+	dev := p.probeNeighbour(s.cfg.VIP, b.addr)
+	t.Dial = probeDial(maps.HealthProbeMark(id), dev, vip.String(), own.String())
 }
 
-// probeNeighbour gives a VIP that lies on a connected subnet of the
-// balancer a permanent neighbour entry (the interface's own MAC): the kernel
-// would otherwise ask ARP/NDP for the VIP, which no backend answers (they
-// must not), and the probe would never reach the egress program, which
-// rewrites the MACs anyway. A VIP routed through a gateway needs nothing.
-func (p *probePath) probeNeighbour(vip netip.Addr) {
-	if _, done := probeNeighbours.Load(vip); done {
-		return
+// probeNeighbour makes the VIP reachable for probes and returns the
+// interface they must be bound to ("" for none). A VIP that lies on a
+// connected subnet gets a permanent neighbour entry (the interface's own
+// MAC): the kernel would otherwise ask ARP/NDP for the VIP, which no
+// backend answers (they must not), and the probe would never reach the
+// egress program, which rewrites the MACs anyway. A VIP routed through a
+// gateway needs nothing. A VIP the balancer has no route to (it is only
+// announced, or lies on no subnet of its own) is put on the link that
+// reaches the backend: probes are bound to that interface, where the kernel
+// takes an unrouted destination as on-link, and the VIP gets the neighbour
+// entry there.
+func (p *probePath) probeNeighbour(vip, backend netip.Addr) string {
+	if dev, done := probeNeighbours.Load(vip); done {
+		return dev.(string)
 	}
+	dev := ""
 	routes, err := netlink.RouteGet(vip.AsSlice())
 	if err != nil || len(routes) == 0 {
-		p.log.Warn("health probes via the VIP: no route to it", "vip", vip, "err", err)
-		return
-	}
-	if routes[0].Gw != nil {
-		probeNeighbours.Store(vip, true)
-		return
+		routes, err = netlink.RouteGet(backend.AsSlice())
+		if err != nil || len(routes) == 0 {
+			p.log.Warn("health probes via the VIP: no route to the VIP nor to the backend", "vip", vip, "backend", backend, "err", err)
+			return ""
+		}
+		dev = "-" // named below
+	} else if routes[0].Gw != nil {
+		probeNeighbours.Store(vip, "")
+		return ""
 	}
 	l, err := netlink.LinkByIndex(routes[0].LinkIndex)
 	if err != nil {
 		p.log.Warn("health probes via the VIP: route interface", "vip", vip, "err", err)
-		return
+		return ""
+	}
+	if dev != "" {
+		dev = l.Attrs().Name
 	}
 	family := netlink.FAMILY_V4
 	if vip.Is6() {
@@ -88,21 +102,30 @@ func (p *probePath) probeNeighbour(vip netip.Addr) {
 		IP: vip.AsSlice(), HardwareAddr: l.Attrs().HardwareAddr}
 	if err := netlink.NeighSet(n); err != nil {
 		p.log.Warn("health probes via the VIP: neighbour entry", "vip", vip, "interface", l.Attrs().Name, "err", err)
-		return
+		return ""
 	}
-	probeNeighbours.Store(vip, true)
-	p.log.Info("permanent neighbour entry for an on-link VIP, for health probes through the forwarding path", "vip", vip, "interface", l.Attrs().Name)
+	probeNeighbours.Store(vip, dev)
+	if dev != "" {
+		p.log.Info("no route to the VIP: health probes through the forwarding path leave by the backend's interface", "vip", vip, "interface", dev)
+	} else {
+		p.log.Info("permanent neighbour entry for an on-link VIP, for health probes through the forwarding path", "vip", vip, "interface", l.Attrs().Name)
+	}
+	return dev
 }
 
-// probeDial dials the VIP from a socket carrying mark. When that fails it
+// probeDial dials the VIP from a socket carrying mark (bound to dev, if
+// set). When that fails it
 // tries the backend's own address, so that the reason says what is likely
 // wrong: a backend that answers there but not on the VIP lacks the VIP on
 // lo, has the wrong ARP/rp_filter settings or no decapsulation.
-func probeDial(mark uint32, vip, own string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func probeDial(mark uint32, dev, vip, own string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	marked := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+			if serr == nil && dev != "" {
+				serr = unix.BindToDevice(int(fd), dev)
+			}
 		}); err != nil {
 			return err
 		}

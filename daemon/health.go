@@ -24,9 +24,10 @@ type checkPaths struct {
 // healthSink is the health checker's observer: it counts checks and
 // transitions and hands each transition to the reconciler.
 type healthSink struct {
-	met *metrics
-	r   *reconciler
-	bgp *announcer // nil: no bgp section
+	met     *metrics
+	r       *reconciler
+	bgp     *announcer      // nil: no bgp section
+	checker *health.Checker // set once it exists
 }
 
 var _ health.Observer = (*healthSink)(nil)
@@ -41,6 +42,11 @@ func (h *healthSink) Observed(t health.Target, d time.Duration, err error) {
 	h.met.checks.WithLabelValues(svc, be, res).Inc()
 	if h.bgp != nil {
 		h.bgp.observed(t.Key, err == nil)
+	}
+	if h.checker != nil {
+		if st, ok := h.checker.State(t.Key); ok {
+			h.r.healthObserved(t.Key, st, err)
+		}
 	}
 }
 

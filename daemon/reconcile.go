@@ -11,6 +11,7 @@ import (
 
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -77,6 +78,32 @@ func (r *reconciler) change(name string, fn func(m *model, s *service) error) er
 	r.retarget(r.model)
 	r.changed()
 	return err
+}
+
+// healthObserved keeps the model in step with every probe, not only with
+// transitions: a backend that starts down and keeps failing (never a
+// transition) shows its latest reason in last_check, as SPEC asks; and a
+// model that disagrees with the checker (a reload made a backend anew, down,
+// while the checker kept the key's state) takes the checker's verdict,
+// which no transition would otherwise bring.
+func (r *reconciler) healthObserved(key string, st health.State, err error) {
+	r.mu.Lock()
+	_, bs := r.model.health(key)
+	differs := false
+	for _, b := range bs {
+		if err != nil && !st.Up {
+			b.lastCheck = fmt.Sprintf("%d consecutive failures: %v", st.Failures, err)
+		}
+		differs = differs || b.up != st.Up
+	}
+	r.mu.Unlock()
+	if differs {
+		reason := "passed its checks"
+		if !st.Up {
+			reason = fmt.Sprintf("%d consecutive failures: %s", st.Failures, st.LastError)
+		}
+		r.healthChanged(key, st.Up, reason)
+	}
 }
 
 // healthChanged records a check's verdict and projects it: L4 rebuilds the

@@ -3,10 +3,15 @@
 package integration
 
 import (
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/api"
 )
 
 // TestDaemonHealthCheckViaVIP: with health_check.via: vip (the default), a
@@ -73,5 +78,68 @@ func writeFile(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDaemonHealthCheckViaVIPWithoutARoute: a VIP the balancer has no
+// route to (off its subnets, only announced, no default route: SPEC's own
+// example's shape) is still probed through the forwarding path, out of the
+// interface that reaches the backend; correctly set-up backends stay up
+// and one without the VIP is found.
+func TestDaemonHealthCheckViaVIPWithoutARoute(t *testing.T) {
+	for _, fwd := range []string{"ipip", "dsr"} {
+		t.Run(fwd, func(t *testing.T) {
+			l := newDaemonLab(t, fwd, "")
+			const vip = "10.9.9.100"
+			if out, err := exec.Command("ip", "netns", "exec", l.lb.Name, "ip", "route", "get", vip).CombinedOutput(); err == nil {
+				t.Fatalf("the balancer has a route to %s, so this test proves nothing:\n%s", vip, out)
+			}
+			for _, b := range l.backends {
+				b.AddAddr(t, "lo", vip+"/32")
+				ln, err := b.Listen("tcp", vip+":8080")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+			}
+			writeFile(t, l.cfgPath, strings.Replace(readFile(t, l.cfgPath), "vip: "+vip4.String(), "vip: "+vip, 1))
+			l.call(t, "POST", "/api/v1/reload", nil, 200, nil)
+			// Up, and still up after several check intervals (200 ms,
+			// unhealthy after 2 failures): a check that cannot reach the
+			// VIP would have taken them down by then.
+			allUp := func() bool {
+				for _, a := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
+					if !l.backend(t, a).Healthy {
+						return false
+					}
+				}
+				return true
+			}
+			waitFor(t, "every backend up through the unrouted VIP", 5*time.Second, allUp)
+			for range 10 {
+				time.Sleep(150 * time.Millisecond)
+				if !allUp() {
+					t.Fatalf("backends went down probed through the unrouted VIP: %s", l.backend(t, "10.0.0.12").LastCheck)
+				}
+			}
+			l.backends[0].Run(t, "ip", "addr", "del", vip+"/32", "dev", "lo")
+			waitFor(t, "backend without the VIP marked down", 5*time.Second, func() bool { return !l.backend(t, "10.0.0.11").Healthy })
+			if b := l.backend(t, "10.0.0.11"); !strings.Contains(b.LastCheck, "but not on the VIP "+vip) {
+				t.Errorf("reason %q does not name the cause", b.LastCheck)
+			}
+		})
+	}
+}
+
+// TestDaemonLastCheckOfABackendNeverUp: a backend that starts down and
+// never passes (added by the API, nothing answers there) still shows why in
+// last_check, and the reason stays current: no transition ever reports it.
+func TestDaemonLastCheckOfABackendNeverUp(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	l.call(t, "POST", api.PathServices+"/api/backends", api.AddBackend{Address: "10.0.0.99"}, 201, nil)
+	waitFor(t, "a reason for the new backend", 5*time.Second, func() bool { return l.backend(t, "10.0.0.99").LastCheck != "" })
+	if b := l.backend(t, "10.0.0.99"); b.Healthy || !strings.Contains(b.LastCheck, "consecutive failures") {
+		t.Errorf("backend that never answered: healthy %v, last_check %q", b.Healthy, b.LastCheck)
 	}
 }
