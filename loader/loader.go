@@ -408,7 +408,17 @@ func Unpin(pinPath string) error {
 		errs = append(errs, fmt.Errorf("unpin links: %w", err))
 	}
 	for _, e := range entries {
-		if err := os.Remove(filepath.Join(linkDir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(linkDir, e.Name())
+		// A running xlbd holds its links open: removing the pin alone would
+		// leave the program attached until it exits. Detaching the link
+		// takes the program off the interface at once, whoever holds it.
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("detach link %s: %w", e.Name(), err))
+			}
+			l.Close()
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unpin link: %w", err))
 		}
 	}

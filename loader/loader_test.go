@@ -773,3 +773,23 @@ func checkMapBTF(t *testing.T, m *ebpf.Map, name string) {
 		t.Errorf("map %s carries no BTF: bpftool would dump it as raw bytes", name)
 	}
 }
+
+// TestUnpinDetachesWhileHeld: Unpin (xlbctl detach, xlbd -detach) takes the
+// program off the interface even while a running xlbd holds its link open;
+// removing the pin alone left it forwarding until that xlbd exited.
+func TestUnpinDetachesWhileHeld(t *testing.T) {
+	lb, _ := pair(t)
+	pin := bpffs(t)
+	d := load(t, Options{PinPath: pin})
+	attach(t, lb, d, "eth0", ModeNative)
+	if id, _ := xdpOf(t, lb, "eth0"); id == 0 {
+		t.Fatal("no program attached")
+	}
+	if err := Unpin(pin); err != nil {
+		t.Fatalf("Unpin: %v", err)
+	}
+	waitNoXDP(t, lb, "eth0")
+	if err := d.Close(); err != nil {
+		t.Errorf("Close after Unpin: %v", err)
+	}
+}

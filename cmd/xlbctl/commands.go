@@ -91,7 +91,7 @@ func watchFlags(fs *flag.FlagSet, o *options) {
 }
 
 func pinFlags(fs *flag.FlagSet, o *options) {
-	fs.StringVar(&o.pinPath, "pin-path", o.pinPath, "bpffs `folder` of xlb's pinned maps and links (xdp.pin_path)")
+	fs.StringVar(&o.pinPath, "pin-path", o.pinPath, "bpffs `folder` of xlb's pinned maps and links (default: xdp.pin_path of -config, else of the running xlbd's config, else /sys/fs/bpf/xlb)")
 }
 
 // cli is one invocation's state.
@@ -411,9 +411,22 @@ type shownError struct{ err error }
 func (e shownError) Error() string { return e.err.Error() }
 func (e shownError) Unwrap() error { return e.err }
 
+// resolvePinPath settles the pin path: -pin-path, else the config's.
+func (c *cli) resolvePinPath() error {
+	if c.opts.pinPath != "" {
+		return nil
+	}
+	p, err := localPinPath(c.opts.configPath, procRoot)
+	c.opts.pinPath = p
+	return err
+}
+
 func cmdMaps(_ context.Context, c *cli, _ []string) error {
 	if pinnedMaps == nil {
 		return errors.New("maps: not available in this build")
+	}
+	if err := c.resolvePinPath(); err != nil {
+		return err
 	}
 	if err := pinnedMaps(c.opts.pinPath, c.stdout, c.json()); err != nil {
 		return fmt.Errorf("maps: %w", err)
@@ -424,6 +437,9 @@ func cmdMaps(_ context.Context, c *cli, _ []string) error {
 func cmdDetach(ctx context.Context, c *cli, _ []string) error {
 	if detachAll == nil {
 		return errors.New("detach: not available in this build")
+	}
+	if err := c.resolvePinPath(); err != nil {
+		return err
 	}
 	err := maintenance.AroundDetach(c.opts.pinPath, func() error {
 		if err := withdrawBeforeDetach(ctx, c); err != nil {

@@ -120,6 +120,59 @@ func localConfigs(configPath, procRoot string) []string {
 	return append(runningConfigs(procRoot), defaultConfig)
 }
 
+// defaultPinPath is xlbd's default xdp.pin_path.
+const defaultPinPath = "/sys/fs/bpf/xlb"
+
+// readPinPath is the xdp.pin_path a config names, or the default.
+func readPinPath(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		XDP struct {
+			PinPath string `yaml:"pin_path"`
+		} `yaml:"xdp"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if doc.XDP.PinPath == "" {
+		return defaultPinPath, nil
+	}
+	return filepath.Clean(doc.XDP.PinPath), nil
+}
+
+// localPinPath is the pin path of the xlbd this xlbctl works with: that of
+// -config, else of the xlbd running here, else of the default config, else
+// the default. Several daemons with different pin paths are an error, as
+// for the admin address: detach must not guess.
+func localPinPath(configPath, procRoot string) (string, error) {
+	if configPath != "" {
+		p, err := readPinPath(configPath)
+		if err != nil {
+			return "", fmt.Errorf("-config: %w", err)
+		}
+		return p, nil
+	}
+	var paths []string
+	for _, cfg := range runningConfigs(procRoot) {
+		if p, err := readPinPath(cfg); err == nil && !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	switch {
+	case len(paths) == 1:
+		return paths[0], nil
+	case len(paths) > 1:
+		return "", usageError{fmt.Sprintf("several xlbd run here, with pin paths %s: give -pin-path", strings.Join(paths, ", "))}
+	}
+	if p, err := readPinPath(defaultConfig); err == nil {
+		return p, nil
+	}
+	return defaultPinPath, nil
+}
+
 // localAdmin is the admin address of the xlbd running in this network
 // namespace, from its config, or else of the default config; "" when none
 // reads. Several daemons that listen apart are an error: guessing would

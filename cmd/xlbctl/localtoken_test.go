@@ -256,6 +256,29 @@ func TestLocalAdminOfThisNamespace(t *testing.T) {
 	}
 }
 
+// TestLocalPinPath: maps and detach work on the pin path of the config
+// (-config, else the running xlbd's), not always the default.
+func TestLocalPinPath(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"a.yaml": "xdp:\n  pin_path: /sys/fs/bpf/node-a\n", "b.yaml": "xdp: {pin_path: /sys/fs/bpf/node-b/}\n", "c.yaml": "services: []\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := localPinPath(filepath.Join(dir, "b.yaml"), fakeProc(t, dir)); err != nil || p != "/sys/fs/bpf/node-b" {
+		t.Errorf("-config b.yaml: %q, %v", p, err)
+	}
+	if p, err := localPinPath(filepath.Join(dir, "c.yaml"), fakeProc(t, dir)); err != nil || p != defaultPinPath {
+		t.Errorf("-config naming no pin path: %q, %v", p, err)
+	}
+	if p, err := localPinPath("", fakeProc(t, dir, []string{"xlbd", "-config", "a.yaml"})); err != nil || p != "/sys/fs/bpf/node-a" {
+		t.Errorf("running xlbd with a.yaml: %q, %v", p, err)
+	}
+	if _, err := localPinPath("", fakeProc(t, dir, []string{"xlbd", "-config", "a.yaml"}, []string{"xlbd", "-config", "b.yaml"})); err == nil || !strings.Contains(err.Error(), "give -pin-path") {
+		t.Errorf("two daemons with two pin paths: %v", err)
+	}
+}
+
 func TestDialAddress(t *testing.T) {
 	for listen, want := range map[string]string{
 		":9100":          "127.0.0.1:9100",

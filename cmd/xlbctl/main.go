@@ -47,7 +47,6 @@ func defaultOptions() options {
 		tokenFile:  os.Getenv("XLB_TOKEN_FILE"),
 		timeout:    5 * time.Second,
 		interval:   time.Second,
-		pinPath:    "/sys/fs/bpf/xlb",
 		// Routers act on a withdrawal within milliseconds; the wait covers
 		// packets already on their way.
 		withdrawWait: time.Second,

@@ -72,13 +72,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *detach {
 		pinPath, admin := loader.DefaultPinPath, config.Admin{}
-		if cfg, err := config.Load(*configPath); err == nil {
+		cfg, err := config.Load(*configPath)
+		switch {
+		case err == nil:
 			admin = cfg.Admin
 			if cfg.XDP.PinPath != "" {
 				pinPath = cfg.XDP.PinPath
 			}
+		case !errors.Is(err, os.ErrNotExist):
+			// Guessing the default pin path and admin address would detach
+			// another node's program, or none, and skip the withdraw.
+			fmt.Fprintf(stderr, "xlbd: detach: %v\nxlbd: detach needs the config's xdp.pin_path and admin section; fix the file, or use xlbctl -pin-path PATH -admin URL detach\n", err)
+			return 1
 		}
-		err := maintenance.AroundDetach(pinPath, func() error {
+		err = maintenance.AroundDetach(pinPath, func() error {
 			if err := withdrawBeforeDetach(context.Background(), admin, *wdWait, stderr); err != nil {
 				return fmt.Errorf("detach: %w", err)
 			}
