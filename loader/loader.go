@@ -206,6 +206,14 @@ func flowEntries(buckets uint32) uint64 {
 // sysBPF is the conventional bpffs mount point, an empty folder of sysfs.
 const sysBPF = "/sys/fs/bpf"
 
+// privateMounts says whether this process's mount namespace is not
+// init's: a mount made here ends with the namespace's last process.
+func privateMounts() bool {
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	host, err2 := os.Readlink("/proc/1/ns/mnt")
+	return err1 == nil && err2 == nil && self != host
+}
+
 // ensureBPFFS makes sure path exists on a bpffs, mounting one there if needed. The
 // returned function undoes what ensureBPFFS did (unmounts, removes created folders).
 func ensureBPFFS(path string, log *slog.Logger) (undo func(), err error) {
@@ -223,6 +231,11 @@ func ensureBPFFS(path string, log *slog.Logger) (undo func(), err error) {
 		}
 		undos = append(undos, func() { _ = unix.Unmount(dir, 0) })
 		log.Info("mounted bpffs", keyPath, dir)
+		if privateMounts() {
+			log.Warn("bpffs mounted in a mount namespace of xlbd's own (ip netns exec makes one): "+
+				"it ends with xlbd, and with it the pins and the XDP program, so nothing stays for the next xlbd to adopt; "+
+				"mount bpffs where xdp.pin_path lies in the host's namespace first", keyPath, dir)
+		}
 		return nil
 	}
 
