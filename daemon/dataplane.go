@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/xlbproject/xlb/config"
@@ -31,6 +33,7 @@ func startDataplane(log *slog.Logger, cfg *config.Config) (*dataplane, error) {
 	x := cfg.XDP
 	if len(x.Interfaces) == 0 {
 		log.Info("no xdp.interfaces: L4 data plane off")
+		removeLeftover(log, x.PinPath)
 		return p, nil
 	}
 	unlock, err := lockPinPath(x.PinPath)
@@ -149,4 +152,26 @@ func (p *dataplane) close() error {
 		p.unlock = nil
 	}
 	return err
+}
+
+// removeLeftover takes away the program and pins a previous xlbd left at
+// pinPath: a restart with no xdp.interfaces turns the L4 data plane off (as
+// the reload that refused the change said), and left in place the program
+// would go on forwarding from tables nothing updates any more. A pin path
+// another xlbd holds is that one's.
+func removeLeftover(log *slog.Logger, pinPath string) {
+	if entries, err := os.ReadDir(filepath.Join(pinPath, "links")); err != nil || len(entries) == 0 {
+		return
+	}
+	unlock, err := lockPinPath(pinPath)
+	if err != nil {
+		log.Warn("no xdp.interfaces, but a program is pinned under the pin path; left alone", "pin_path", pinPath, "err", err)
+		return
+	}
+	defer unlock()
+	if err := loader.Unpin(pinPath); err != nil {
+		log.Error("no xdp.interfaces: removing the XDP program a previous xlbd left", "pin_path", pinPath, "err", err)
+		return
+	}
+	log.Warn("no xdp.interfaces: removed the XDP program and the pins a previous xlbd left (L4 data plane off)", "pin_path", pinPath)
 }

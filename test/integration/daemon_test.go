@@ -715,3 +715,24 @@ func TestDaemonFailOpen(t *testing.T) {
 		t.Errorf("with only b1 healthy, connections went to %v", counts)
 	}
 }
+
+// TestDaemonRestartWithL4Off: a restart with no xdp.interfaces turns the
+// L4 data plane off, as the reload that refused the change says: the
+// program the previous xlbd left is removed, not left forwarding from
+// tables nothing updates.
+func TestDaemonRestartWithL4Off(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	l.stopDaemon(t)
+	out := l.lb.Run(t, "ip", "link", "show", "eth0")
+	if !strings.Contains(out, "prog/xdp") {
+		t.Fatalf("no program left after SIGTERM:\n%s", out)
+	}
+	writeFile(t, l.cfgPath, strings.Replace(readFile(t, l.cfgPath), "interfaces: [eth0]", "interfaces: []", 1))
+	l.startDaemon(t)
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
+		t.Errorf("the previous program still runs with xdp.interfaces empty:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(l.pinDir, "xlb", "links")); !os.IsNotExist(err) {
+		t.Errorf("pins left under %s: %v", l.pinDir, err)
+	}
+}
