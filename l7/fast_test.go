@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xlbproject/xlb/internal/promtest"
+	"github.com/xlbproject/xlb/l7"
 )
 
 // rawTimeout bounds every raw client connection: a proxy that hangs fails
@@ -951,12 +957,37 @@ func TestFastIdleAfterSlowHead(t *testing.T) {
 	}
 }
 
+// handedOffGet sends an HTTP/1.0 request, which the engine hands to
+// net/http, and reads the answer: an error unless one comes whole.
+func handedOffGet(addr, path string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		return err
+	}
+	return fmt.Errorf("answered %d", resp.StatusCode)
+}
+
 // TestDrainTimeoutCutsInFlightRequests: when drain_timeout passes, a
-// request still waiting for its backend is cut, on every protocol: Shutdown
-// returns then (not when the backend answers), the client sees its
-// connection end, and the backend request is cancelled.
+// request still waiting for its backend is cut, on every protocol (a
+// request handed to net/http too): Shutdown returns then (not when the
+// backend answers), with the cut request already in the access log and
+// the metrics as 499 (xlbd exits once Shutdown returns), the client sees
+// its connection end, and the backend request is cancelled.
 func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
-	for _, proto := range []string{"http1", "https", "h2c", "h2"} {
+	for _, proto := range []string{"http1", "https", "h2c", "h2", "handoff"} {
 		t.Run(proto, func(t *testing.T) {
 			arrived := make(chan struct{}, 1)
 			cancelled := make(chan struct{}, 1)
@@ -976,11 +1007,16 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 				cert, key := writeSelfSigned(t, t.TempDir())
 				svc += fmt.Sprintf("tls: {cert_file: %q, key_file: %q}\n", cert, key)
 			}
-			p := startProxy(t, svc, "drain_timeout: 300ms")
+			var access syncBuffer
+			reg := prometheus.NewRegistry()
+			p := &proxy{listen: freePort(t)}
+			p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
+			p.apply(t, svc, "drain_timeout: 300ms")
+			t.Cleanup(func() { p.srv.Shutdown(context.Background()) })
 			var c *http.Client
 			scheme := "http"
 			switch proto {
-			case "http1":
+			case "http1", "handoff":
 				c = &http.Client{Timeout: 20 * time.Second}
 			case "https":
 				scheme = "https"
@@ -994,6 +1030,10 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 			}
 			got := make(chan error, 1)
 			go func() {
+				if proto == "handoff" {
+					got <- handedOffGet(p.listen, "/slow")
+					return
+				}
 				resp, err := c.Get(scheme + "://" + p.listen + "/slow")
 				if err == nil {
 					_, err = io.ReadAll(resp.Body)
@@ -1027,6 +1067,13 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 				}
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("Shutdown after its drain timed out: %v, want deadline exceeded", err)
+				}
+				if log := access.String(); strings.Count(log, `"status":499`) != 1 || !strings.Contains(log, `"path":"/slow"`) {
+					t.Errorf("when Shutdown returned, the access log was %q; want the cut request, as 499", log)
+				}
+				want := "backend=" + slow.addr() + ",code=499,service=web"
+				if got := promtest.Series(t, reg, "xlb_l7_requests_total"); !slices.Equal(got, []string{want}) {
+					t.Errorf("when Shutdown returned, xlb_l7_requests_total had %q; want %s", got, want)
 				}
 			case <-time.After(8 * time.Second):
 				t.Fatal("Shutdown still waits for an in-flight request 8 s after a 300ms drain_timeout")

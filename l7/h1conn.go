@@ -45,6 +45,7 @@ type fastConn struct {
 	r     request
 	out   wbuf
 	state atomic.Int32
+	lim   *limits
 	dl    time.Time // read deadline last set; zero: none
 	pathS string    // decoded path, when something needed it
 	tls   bool
@@ -79,14 +80,14 @@ func (fc *fastConn) lingerClose() {
 	io.CopyN(io.Discard, fc.c, lingerBytes)
 }
 
-// newFastConn makes a client connection on tcp; tc is the TLS connection
-// over it (through sc), or nil.
-func newFastConn(l *listener, tcp net.Conn, tc *tls.Conn, sc *sessionConn) *fastConn {
+// newFastConn makes a client connection on tcp, read under lim; tc is the
+// TLS connection over it (through sc), or nil.
+func newFastConn(l *listener, lim *limits, tcp net.Conn, tc *tls.Conn, sc *sessionConn) *fastConn {
 	var c net.Conn = tcp
 	if tc != nil {
 		c = tc
 	}
-	fc := &fastConn{l: l, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, l.maxHeader), fresh: true}
+	fc := &fastConn{l: l, lim: lim, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, lim.maxHeader), fresh: true}
 	fc.out.w, fc.out.fd = c, -1
 	if rc, ok := tcp.(syscall.Conn); ok {
 		fc.sock, _ = rc.SyscallConn()
@@ -125,26 +126,28 @@ func (l *listener) serveFast(s *Server) {
 	}
 }
 
-// serveConn serves one accepted connection: after the TLS handshake, if
-// the listener has TLS, on this engine, or on net/http for HTTP/2.
+// serveConn serves one accepted connection, under the limits in force
+// now: after the TLS handshake, if the listener has TLS, on this engine,
+// or on the HTTP/2 engine.
 func (l *listener) serveConn(c net.Conn) {
+	lim := l.lim.Load()
 	var t *tls.Conn
 	var sc *sessionConn
 	if conf := l.tlsConf.Load(); conf != nil {
 		sc = newSessionConn(c)
 		t = tls.Server(sc, conf)
-		c.SetDeadline(time.Now().Add(l.readHeader))
+		c.SetDeadline(time.Now().Add(lim.readHeader))
 		if err := t.Handshake(); err != nil {
 			c.Close()
 			return
 		}
 		c.SetDeadline(time.Time{})
 		if t.ConnectionState().NegotiatedProtocol == "h2" {
-			l.serveH2(t, c, nil)
+			l.serveH2(t, c, nil, lim)
 			return
 		}
 	}
-	fc := newFastConn(l, c, t, sc)
+	fc := newFastConn(l, lim, c, t, sc)
 	if !l.add(fc) {
 		c.Close()
 		return
@@ -155,7 +158,7 @@ func (l *listener) serveConn(c net.Conn) {
 		if t != nil {
 			conn = t
 		}
-		l.serveH2(conn, c, append([]byte(nil), fc.in.Buffered()...))
+		l.serveH2(conn, c, append([]byte(nil), fc.in.Buffered()...), lim)
 	}
 }
 
@@ -268,7 +271,7 @@ func (fc *fastConn) session() step {
 					skipRead = fc.drained && fc.tc == nil
 					continue
 				}
-				if err == h1.ErrIncomplete && len(b) > fc.l.maxHeader {
+				if err == h1.ErrIncomplete && len(b) > fc.lim.maxHeader {
 					err = errHeadTooLarge
 				}
 				if err != h1.ErrIncomplete {
@@ -278,7 +281,7 @@ func (fc *fastConn) session() step {
 				if headStart.IsZero() {
 					fc.state.Store(connActive)
 					headStart = time.Now()
-					fc.setDeadline(headStart.Add(fc.l.readHeader))
+					fc.setDeadline(headStart.Add(fc.lim.readHeader))
 				}
 			} else if !fc.waitIdle() {
 				return true
@@ -316,7 +319,7 @@ func (fc *fastConn) waitIdle() bool {
 	if fc.l.draining.Load() {
 		return false
 	}
-	if idle := fc.l.idle; idle > 0 {
+	if idle := fc.lim.idle; idle > 0 {
 		// Moving a deadline costs a timer update; a deadline up to a
 		// second short of idle_timeout is good enough to keep. The end
 		// of the last request is "now" enough.
@@ -372,13 +375,13 @@ func (fc *fastConn) readHead() error {
 			if err != h1.ErrIncomplete {
 				return err
 			}
-			if len(b) > fc.l.maxHeader {
+			if len(b) > fc.lim.maxHeader {
 				return errHeadTooLarge
 			}
 			if headStart.IsZero() {
 				fc.state.Store(connActive)
 				headStart = time.Now()
-				fc.setDeadline(headStart.Add(fc.l.readHeader))
+				fc.setDeadline(headStart.Add(fc.lim.readHeader))
 			}
 		} else if !fc.waitIdle() {
 			return io.EOF
@@ -476,5 +479,5 @@ func (fc *fastConn) replyClose(status int, msg string) {
 func (fc *fastConn) handOff() bool {
 	pending := append([]byte(nil), fc.in.Buffered()...)
 	fc.setDeadline(time.Time{})
-	return fc.l.handoff.push(&prefixConn{Conn: fc.c, pending: pending, tls: fc.tls})
+	return fc.l.handOff(&prefixConn{Conn: fc.c, pending: pending, tls: fc.tls})
 }

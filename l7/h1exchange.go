@@ -118,7 +118,7 @@ func (fc *fastConn) sendBody(w *wbuf) (werr, cerr error) {
 type clientReader struct{ fc *fastConn }
 
 func (r *clientReader) fill() error {
-	if idle := r.fc.l.idle; idle > 0 {
+	if idle := r.fc.lim.idle; idle > 0 {
 		r.fc.setDeadline(time.Now().Add(idle))
 	}
 	return r.fc.in.Fill()

@@ -67,8 +67,11 @@ type h2Conn struct {
 	fr      *http2.Framer // reads only
 	dec     *hpack.Decoder
 	hd      h2Headers // the header block being read
+
+	// The limits it was accepted under (listener.go).
 	idle    time.Duration
 	maxHdr  int
+	readHdr time.Duration
 
 	// The output, under wmu (see h2write.go).
 	wmu    sync.Mutex
@@ -104,10 +107,10 @@ type h2Conn struct {
 	done         chan struct{}  // closed with the connection
 }
 
-// serveH2 serves an HTTP/2 connection until it ends. pending is what was
-// read of it already (the preface, on a cleartext listener).
-func (l *listener) serveH2(c, tcp net.Conn, pending []byte) {
-	hc := newH2Conn(l, c, tcp, pending)
+// serveH2 serves an HTTP/2 connection under lim until it ends. pending is
+// what was read of it already (the preface, on a cleartext listener).
+func (l *listener) serveH2(c, tcp net.Conn, pending []byte, lim *limits) {
+	hc := newH2Conn(l, c, tcp, pending, lim)
 	if !l.addH2(hc) {
 		c.Close()
 		return
@@ -115,8 +118,8 @@ func (l *listener) serveH2(c, tcp net.Conn, pending []byte) {
 	hc.serve()
 }
 
-func newH2Conn(l *listener, c, tcp net.Conn, pending []byte) *h2Conn {
-	hc := &h2Conn{l: l, c: c, tls: c != tcp, idle: l.idle, maxHdr: l.maxHeader,
+func newH2Conn(l *listener, c, tcp net.Conn, pending []byte, lim *limits) *h2Conn {
+	hc := &h2Conn{l: l, c: c, tls: c != tcp, idle: lim.idle, maxHdr: lim.maxHeader, readHdr: lim.readHeader,
 		streams: map[uint32]*h2Stream{}, sendWin: 65535, peerWin: 65535, peerFrame: 16384,
 		recvWin: 65535, refs: 1, idleSince: time.Now(), work: make(chan *h2Stream), done: make(chan struct{})}
 	var src io.Reader = c
@@ -160,7 +163,7 @@ func connErr(code http2.ErrCode, msg string) error { return &errH2{code, msg} }
 // serve is the connection's reader.
 func (c *h2Conn) serve() {
 	defer c.release()
-	c.c.SetReadDeadline(time.Now().Add(c.l.readHeader))
+	c.c.SetReadDeadline(time.Now().Add(c.readHdr))
 	var pre [24]byte
 	if _, err := io.ReadFull(c.br, pre[:]); err != nil || !bytes.Equal(pre[:], h2Preface) {
 		c.fail(connErr(http2.ErrCodeProtocol, "invalid connection preface"))

@@ -5,31 +5,72 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xlbproject/xlb/config"
 )
 
-// listener is one listen address and the service it serves; the service
-// and its TLS configuration are swapped on reload without closing the
-// socket.
+// listener is one listen address and the service it serves; the service,
+// its TLS configuration and the limits are swapped on reload without
+// closing the socket.
 type listener struct {
 	addr    string
 	ln      net.Listener
 	owner   *Server
-	srv     *http.Server // net/http, for what the engine hands it
 	handler atomic.Pointer[service]
 	tlsConf atomic.Pointer[tls.Config] // nil: cleartext
+	lim     atomic.Pointer[limits]     // for the connections accepted from now on
 
-	handoff    *handoffListener
+	draining atomic.Bool
+	stdReqs  atomic.Int64 // requests net/http is serving (stdconn.go)
+	mu       sync.Mutex   // guards what follows
+	fconns   map[*fastConn]struct{}
+	h2conns  map[*h2Conn]struct{}
+	std      *stdServer              // net/http, for the hand-offs from now on
+	stds     map[*stdServer]struct{} // std and the older ones still serving connections
+}
+
+// limits are the l7 settings a client connection is read under. Each
+// connection takes those in force when it is accepted and keeps them:
+// a reload applies to the connections after it, and one already open
+// (or handed to net/http) goes on as it began.
+type limits struct {
 	maxHeader  int
 	readHeader time.Duration
-	idle       time.Duration
-	draining   atomic.Bool
-	mu         sync.Mutex
-	fconns     map[*fastConn]struct{}
-	h2conns    map[*h2Conn]struct{}
+	idle       time.Duration // 0: none
+}
+
+func newLimits(c config.L7) limits {
+	l := limits{maxHeader: c.MaxHeaderBytes, readHeader: c.ReadHeaderTimeout, idle: c.IdleTimeout}
+	if l.maxHeader <= 0 {
+		l.maxHeader = config.DefaultMaxHeaderBytes
+	}
+	if l.readHeader <= 0 {
+		l.readHeader = config.DefaultReadHeaderTimeout
+	}
+	return l
+}
+
+// setLimits makes lim the limits of the connections accepted from now on.
+// net/http reads a Server's fields while it serves, so new limits get a
+// Server of their own for the hand-offs after them.
+func (l *listener) setLimits(lim limits) {
+	if cur := l.lim.Load(); cur != nil && *cur == lim {
+		return
+	}
+	l.lim.Store(&lim)
+	st := newStdServer(l, lim)
+	l.mu.Lock()
+	old := l.std
+	l.std = st
+	l.stds[st] = struct{}{}
+	if old != nil && old.conns == 0 {
+		l.retireLocked(old)
+	}
+	l.mu.Unlock()
+	go st.serve(l.owner.log, l.addr)
 }
 
 // addH2 registers a new HTTP/2 connection; false once draining.
@@ -146,11 +187,31 @@ func (l *listener) drainFast(ctx context.Context) error {
 
 // shutdown drains the listener: the engine's connections and net/http's.
 func (l *listener) shutdown(ctx context.Context) error {
-	ferr := l.drainFast(ctx)
-	l.handoff.Close()
-	err := l.srv.Shutdown(ctx)
-	if err != nil {
-		l.srv.Close()
+	errs := []error{l.drainFast(ctx)}
+	l.mu.Lock()
+	stds := make([]*stdServer, 0, len(l.stds))
+	for st := range l.stds {
+		stds = append(stds, st)
 	}
-	return errors.Join(ferr, err)
+	l.mu.Unlock()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, st := range stds {
+		wg.Go(func() {
+			err := st.shutdown(ctx)
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// busy reports whether a request or connection of the listener is still
+// being served or accounted for.
+func (l *listener) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.fconns)+len(l.h2conns) > 0 || l.stdReqs.Load() > 0
 }

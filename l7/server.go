@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -166,11 +164,12 @@ func (s *Server) Apply(cfg *config.Config) error {
 		if err != nil {
 			return fail(fmt.Errorf("service %s: listen on %s: %w", c.Name, c.Listen, err))
 		}
-		opened[c.Listen] = s.newListener(c, ln, cfg.L7)
+		opened[c.Listen] = s.newListener(c, ln)
 	}
 
 	// Commit.
 	s.started = true
+	lim := newLimits(cfg.L7)
 	upstreams := map[string]map[string]*balance.Upstream{}
 	services := map[string]*service{}
 	keep := map[string]bool{}
@@ -192,6 +191,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		// never a cleartext service on a TLS socket's bytes.
 		l.tlsConf.Store(tlsConfs[c.Name])
 		l.handler.Store(b.sv)
+		l.setLimits(lim)
 		if !b.sv.h2 {
 			// HTTP/2 is off on this listener now: its open connections
 			// finish their streams and close.
@@ -208,11 +208,6 @@ func (s *Server) Apply(cfg *config.Config) error {
 	for addr, l := range opened {
 		s.listeners[addr] = l
 		go l.serveFast(s)
-		go func() {
-			if err := l.srv.Serve(l.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("listener stopped", "addr", addr, "err", err)
-			}
-		}()
 		s.log.Info("l7 listening", "addr", addr, "tls", l.tlsConf.Load() != nil)
 	}
 	// Connection pools no service uses any more are closed.
@@ -242,38 +237,9 @@ func (s *Server) Apply(cfg *config.Config) error {
 	return nil
 }
 
-func (s *Server) newListener(c config.Service, ln net.Listener, l7 config.L7) *listener {
-	l := &listener{owner: s, addr: c.Listen, ln: ln, maxHeader: l7.MaxHeaderBytes, readHeader: l7.ReadHeaderTimeout, idle: l7.IdleTimeout,
-		handoff: newHandoffListener(ln.Addr()), fconns: map[*fastConn]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
-	if l.maxHeader <= 0 {
-		l.maxHeader = config.DefaultMaxHeaderBytes
-	}
-	if l.readHeader <= 0 {
-		l.readHeader = config.DefaultReadHeaderTimeout
-	}
-	l.srv = &http.Server{
-		Handler:           http.HandlerFunc(l.serveStd),
-		MaxHeaderBytes:    l7.MaxHeaderBytes,
-		ReadHeaderTimeout: l7.ReadHeaderTimeout,
-		IdleTimeout:       l7.IdleTimeout,
-		ErrorLog:          log.New(io.Discard, "", 0), // client hiccups are not operator news
-		// HTTP/2 is xlb's own engine's (h2conn.go): net/http only gets
-		// HTTP/1.x requests the HTTP/1.1 engine hands it.
-		Protocols: http1Only(),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if pc, ok := c.(*prefixConn); ok && pc.tls {
-				return context.WithValue(ctx, connTLS{}, true)
-			}
-			return ctx
-		},
-	}
-	return l
-}
-
-func http1Only() *http.Protocols {
-	var p http.Protocols
-	p.SetHTTP1(true)
-	return &p
+func (s *Server) newListener(c config.Service, ln net.Listener) *listener {
+	return &listener{owner: s, addr: c.Listen, ln: ln,
+		fconns: map[*fastConn]struct{}{}, h2conns: map[*h2Conn]struct{}{}, stds: map[*stdServer]struct{}{}}
 }
 
 // drainListener stops accepting and lets in-flight requests finish.
@@ -293,7 +259,8 @@ func (s *Server) track(c net.Conn) func() {
 
 // Shutdown stops accepting on every listener and waits for in-flight
 // requests up to l7.drain_timeout (or ctx); upgraded connections are closed
-// at the end.
+// at the end. It returns once the requests it cut are logged, or after
+// cutGrace.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	ls := make([]*listener, 0, len(s.listeners))
@@ -323,6 +290,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.hijacked.Range(func(k, _ any) bool {
+		k.(net.Conn).Close()
+		return true
+	})
+	// The backend pools last: a request cut above that met its backend
+	// connection closed before it saw its client gone would be logged as
+	// the backend's failure, not 499.
+	settle(ls, cutGrace)
 	s.mu.Lock()
 	for _, byAddr := range s.conns {
 		for _, cp := range byAddr {
@@ -330,16 +305,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.hijacked.Range(func(k, _ any) bool {
-		k.(net.Conn).Close()
-		return true
-	})
 	close(errs)
 	var all []error
 	for err := range errs {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// cutGrace bounds how long Shutdown waits, once the drain's time is up,
+// for the requests it cut to be logged and counted: each sees its client
+// gone within clientCheck, and the caller may exit as soon as Shutdown
+// returns.
+const cutGrace = time.Second
+
+// settle waits until no listener of ls has work left, or for d.
+func settle(ls []*listener, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for _, l := range ls {
+		for l.busy() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // Upstream returns a backend's live state, for health checks and the API.

@@ -32,6 +32,10 @@ var _ exchange = (*stdExchange)(nil)
 type connTLS struct{}
 
 func (l *listener) serveStd(w http.ResponseWriter, hr *http.Request) {
+	// Counted until it is logged: net/http forgets a connection it closed
+	// or that was hijacked, and Shutdown waits for the requests it cut.
+	l.stdReqs.Add(1)
+	defer l.stdReqs.Add(-1)
 	e := &stdExchange{l: l, w: w, hr: hr}
 	r := &e.r
 	r.start = time.Now()

@@ -24,11 +24,12 @@ import (
 // crypto/tls's own per-configuration keys.
 //
 // Use the result as it is, or a Clone of it (http.Server.ServeTLS makes
-// one): with keys, its GetConfigForClient hands every handshake back to
-// the configuration keys keeps current, so a copy never serves stale keys,
+// one): its GetConfigForClient refuses a client whose ALPN offer has none
+// of protocols, and with keys hands every other handshake back to the
+// configuration keys keeps current, so a copy never serves stale keys,
 // but settings changed on a copy are not used either. A caller that
 // chooses the configuration in a GetConfigForClient of its own should
-// return this one.
+// return what this one's returns (nil: this one).
 func Server(t *config.TLS, protocols []string, keys *TicketKeys) (*tls.Config, error) {
 	if t == nil || len(t.Certificates) == 0 {
 		return nil, errors.New("tls: no certificate")
@@ -61,13 +62,46 @@ func Server(t *config.TLS, protocols []string, keys *TicketKeys) (*tls.Config, e
 		}
 		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
+	var self *tls.Config // nil: the configuration the handshake started with
 	if keys != nil {
 		keys.attach(c)
 		// Returning c itself (not nil) makes a Clone serve with c, whose
 		// keys attach keeps current, rather than with the copy's.
-		c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return c, nil }
+		self = c
+	}
+	refuse := refusing(c)
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(hello.SupportedProtos) > 0 && len(c.NextProtos) > 0 && !offersAny(hello.SupportedProtos, c.NextProtos) {
+			return refuse, nil
+		}
+		return self, nil
 	}
 	return c, nil
+}
+
+// refusing returns a copy of c that fails every handshake that offers ALPN
+// with no_application_protocol. crypto/tls sends that alert when the
+// offer has nothing in common with NextProtos, except when NextProtos has
+// h2 and the offer http/1.1: then it goes on with no protocol (Go issue
+// 46310), which would let an HTTP/1.1-only client through to an h2-only
+// listener (and a 505) instead of the refusal the README promises. An
+// empty protocol name is one no client can offer (RFC 7301 forbids it and
+// crypto/tls rejects a hello with one), and it is not h2.
+func refusing(c *tls.Config) *tls.Config {
+	r := c.Clone()
+	r.NextProtos = []string{""}
+	return r
+}
+
+// offersAny reports whether the client's ALPN offer holds one of ours,
+// without allocating: it runs on every handshake.
+func offersAny(offer, ours []string) bool {
+	for _, p := range offer {
+		if slices.Contains(ours, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // ALPN returns the ALPN protocol IDs for a service's protocols (http1,
