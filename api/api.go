@@ -102,7 +102,7 @@ type Reload struct {
 	// RestartNeeded lists the file's changes that the running xlbd keeps
 	// its old values for until it restarts (admin.listen, xdp.pin_path,
 	// xdp.flow_table_size, the bgp section), as "key old -> new".
-	RestartNeeded []string `json:"restart_needed,omitempty"`
+	RestartNeeded []string `json:"restart_needed"` // [] when none
 }
 
 // Stats answers GET /api/v1/stats: the data plane's verdict and event counters.

@@ -325,9 +325,11 @@ func (c *controller) Reload() (api.Reload, error) {
 	if err := c.reload(); err != nil {
 		return api.Reload{}, err
 	}
-	out := api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now()}
+	out := api.Reload{Result: "ok", Services: len(c.r.config().Services), At: time.Now(), RestartNeeded: []string{}}
 	if c.restartNeeded != nil {
-		out.RestartNeeded = c.restartNeeded()
+		if r := c.restartNeeded(); r != nil {
+			out.RestartNeeded = r
+		}
 	}
 	return out, nil
 }

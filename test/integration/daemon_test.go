@@ -621,7 +621,11 @@ func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rl = api.Reload{}
-	l.call(t, "POST", api.PathReload, nil, 200, &rl)
+	raw := l.call(t, "POST", api.PathReload, nil, 200, &rl)
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) != nil || string(keys["restart_needed"]) != "[]" {
+		t.Errorf("a reload that needs no restart does not say so: %s", raw)
+	}
 	if len(rl.RestartNeeded) != 0 {
 		t.Errorf("reload back to the running file: %+v", rl)
 	}
