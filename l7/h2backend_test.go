@@ -1,6 +1,7 @@
 package l7_test
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -236,5 +237,36 @@ func TestH2CBackendImpatientClients(t *testing.T) {
 	}
 	if got := strings.Count(access.String(), `"status":499`); got != 4 {
 		t.Errorf("%d requests logged 499, want 4", got)
+	}
+}
+
+// TestUpgradeToAnH2Backend: a WebSocket upgrade to a service whose backends
+// speak HTTP/2 (which has no Upgrade) is refused with a 501 that says why,
+// and the connection closes, instead of a plain GET and a 400 for the
+// client's next bytes.
+func TestUpgradeToAnH2Backend(t *testing.T) {
+	b := newH2CBackend(t, "a", nil)
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\n", "")
+	c, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 501 || !strings.Contains(string(body), "need backend_protocol http1 or https") {
+		t.Errorf("upgrade to an h2c backend: %d %q", resp.StatusCode, body)
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("the backend got %d requests", n)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("connection still open after the refused upgrade: %v", err)
 	}
 }

@@ -53,6 +53,14 @@ func (s *service) serve(x exchange) bool {
 			return s.reply(x, &rec, http.StatusTooManyRequests, "rate limit exceeded", id, max(int((wait+time.Second-1)/time.Second), 1))
 		}
 	}
+	if r.upgrade != "" && (s.cfg.BackendProtocol == "h2c" || s.cfg.BackendProtocol == "h2") {
+		// HTTP/2 has no Upgrade: sent on as a plain request, the backend
+		// would answer it as one and the client's next bytes would be
+		// taken for a request.
+		rec.status = http.StatusNotImplemented
+		r.close = true
+		return s.reply(x, &rec, http.StatusNotImplemented, "upgrades (WebSocket) need backend_protocol http1 or https; service "+s.name+" speaks "+s.cfg.BackendProtocol+" to its backends", id, 0)
+	}
 	p := s.pool
 	for i := range s.routes {
 		if s.routes[i].matches(x) {

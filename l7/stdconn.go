@@ -196,8 +196,11 @@ func (e *stdExchange) reply(status int, msg string, id []byte, retryAfter int) b
 	if retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(retryAfter))
 	}
+	if e.r.close {
+		h.Set("Connection", "close") // net/http closes after it
+	}
 	http.Error(e.w, msg, status)
-	return true
+	return !e.r.close
 }
 
 func (e *stdExchange) replyGRPC(code int, msg string, id []byte) bool {
