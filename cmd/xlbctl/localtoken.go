@@ -145,8 +145,8 @@ func readPinPath(path string) (string, error) {
 
 // localPinPath is the pin path of the xlbd this xlbctl works with: that of
 // -config, else of the xlbd running here, else of the default config, else
-// the default. Several daemons with different pin paths are an error, as
-// for the admin address: detach must not guess.
+// the default. Several daemons with different pin paths are an error
+// (fromRunning).
 func localPinPath(configPath, procRoot string) (string, error) {
 	if configPath != "" {
 		p, err := readPinPath(configPath)
@@ -155,17 +155,9 @@ func localPinPath(configPath, procRoot string) (string, error) {
 		}
 		return p, nil
 	}
-	var paths []string
-	for _, cfg := range runningConfigs(procRoot) {
-		if p, err := readPinPath(cfg); err == nil && !slices.Contains(paths, p) {
-			paths = append(paths, p)
-		}
-	}
-	switch {
-	case len(paths) == 1:
-		return paths[0], nil
-	case len(paths) > 1:
-		return "", usageError{fmt.Sprintf("several xlbd run here, with pin paths %s: give -pin-path", strings.Join(paths, ", "))}
+	p, found, err := fromRunning(procRoot, readPinPath, "with pin paths %s: give -pin-path")
+	if found || err != nil {
+		return p, err
 	}
 	if p, err := readPinPath(defaultConfig); err == nil {
 		return p, nil
@@ -175,25 +167,39 @@ func localPinPath(configPath, procRoot string) (string, error) {
 
 // localAdmin is the admin address of the xlbd running in this network
 // namespace, from its config, or else of the default config; "" when none
-// reads. Several daemons that listen apart are an error: guessing would
-// send a drain or a reload to the wrong one.
+// reads. Several daemons that listen apart are an error (fromRunning).
 func localAdmin(procRoot string) (string, error) {
-	var addrs []string
-	for _, p := range runningConfigs(procRoot) {
-		if a, err := readAdminSection(p); err == nil && !slices.Contains(addrs, dialAddress(a.Listen)) {
-			addrs = append(addrs, dialAddress(a.Listen))
-		}
-	}
-	switch {
-	case len(addrs) == 1:
-		return addrs[0], nil
-	case len(addrs) > 1:
-		return "", usageError{fmt.Sprintf("several xlbd run here, with their admin API at %s: give -admin", strings.Join(addrs, ", "))}
+	addr, found, err := fromRunning(procRoot, func(p string) (string, error) {
+		a, err := readAdminSection(p)
+		return dialAddress(a.Listen), err
+	}, "with their admin API at %s: give -admin")
+	if found || err != nil {
+		return addr, err
 	}
 	if a, err := readAdminSection(defaultConfig); err == nil {
 		return dialAddress(a.Listen), nil
 	}
 	return "", nil
+}
+
+// fromRunning is what read finds in the configs of the xlbd daemons
+// running here, when they agree; found is false when none reads. Daemons
+// that disagree are an error (several says how to choose): guessing would
+// send a drain, a reload or a detach to the wrong one.
+func fromRunning(procRoot string, read func(path string) (string, error), several string) (v string, found bool, err error) {
+	var vals []string
+	for _, p := range runningConfigs(procRoot) {
+		if v, err := read(p); err == nil && !slices.Contains(vals, v) {
+			vals = append(vals, v)
+		}
+	}
+	switch {
+	case len(vals) == 1:
+		return vals[0], true, nil
+	case len(vals) > 1:
+		return "", true, usageError{"several xlbd run here, " + fmt.Sprintf(several, strings.Join(vals, ", "))}
+	}
+	return "", false, nil
 }
 
 // runningConfigs returns the config files of the xlbd daemons running on
