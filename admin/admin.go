@@ -49,6 +49,10 @@ type Controller interface {
 type Options struct {
 	// Listen is the TCP address to listen on (default DefaultListen).
 	Listen string
+	// Listener, if set, is the socket to serve, already bound to Listen
+	// (xlbd binds it before it attaches anything, so that a port in use
+	// stops the start before the data plane is touched).
+	Listener net.Listener
 	// TokenFile, if set, holds the bearer token that mutating calls need
 	// ("Authorization: Bearer <token>"). It is read by New, which fails when
 	// it is unreadable or empty, and re-read before a mutating call whenever
@@ -70,6 +74,7 @@ type Server struct {
 	ready   func() bool
 	token   atomic.Pointer[tokenFile] // nil: mutating calls are open
 	listen  string
+	preLn   net.Listener
 	handler http.Handler
 
 	mu  sync.Mutex
@@ -87,6 +92,7 @@ func New(c Controller, o Options) (*Server, error) {
 		log:    o.Logger,
 		ready:  o.Ready,
 		listen: o.Listen,
+		preLn:  o.Listener,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -146,9 +152,12 @@ func (s *Server) Start() error {
 	if s.srv != nil {
 		return errors.New("admin: already started")
 	}
-	ln, err := net.Listen("tcp", s.listen)
-	if err != nil {
-		return fmt.Errorf("admin: listen on %s: %w", s.listen, err)
+	ln := s.preLn
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.listen); err != nil {
+			return fmt.Errorf("admin: listen on %s: %w", s.listen, err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // only served with -pprof
@@ -163,6 +164,17 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads.
 func serve(configPath string, log, access *slog.Logger) error {
+	// The admin socket first: a port in use must stop the start before
+	// the data plane is attached and left with no daemon to tend it.
+	pre, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", pre.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin: listen on %s: %w", pre.Admin.Listen, err)
+	}
+	defer ln.Close() // served and closed by srv once it starts
 	reg := prometheus.NewRegistry()
 	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access})
 	if err != nil {
@@ -170,8 +182,11 @@ func serve(configPath string, log, access *slog.Logger) error {
 	}
 	defer d.Close()
 	cfg := d.Config()
+	if cfg.Admin.Listen != pre.Admin.Listen {
+		return fmt.Errorf("admin.listen changed while xlbd started (%s, then %s): start again", pre.Admin.Listen, cfg.Admin.Listen)
+	}
 	srv, err := admin.New(d.Controller(), admin.Options{
-		Listen: cfg.Admin.Listen, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Logger: log, Ready: d.Ready,
+		Listen: cfg.Admin.Listen, Listener: ln, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Logger: log, Ready: d.Ready,
 	})
 	if err != nil {
 		return err

@@ -740,3 +740,27 @@ func TestDaemonRestartWithL4Off(t *testing.T) {
 		t.Errorf("pins left under %s: %v", l.pinDir, err)
 	}
 }
+
+// TestDaemonAdminPortInUseTouchesNothing: an xlbd that cannot bind its
+// admin API exits before it attaches anything, rather than leave a fresh
+// program on the interface with no daemon to run its health checks.
+func TestDaemonAdminPortInUseTouchesNothing(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	l.stopDaemon(t)
+	l.lb.Run(t, bins.xlbd, "-detach", "-config", l.cfgPath)
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
+		t.Fatalf("detach left a program:\n%s", out)
+	}
+	ln, err := l.lb.Listen("tcp", adminAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbd, "-config", l.cfgPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin: listen on "+adminAddr) {
+		t.Fatalf("xlbd with its admin port taken: %v\n%s", err, out)
+	}
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
+		t.Errorf("a failed start left a program attached:\n%s", out)
+	}
+}
