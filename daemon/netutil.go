@@ -159,3 +159,15 @@ func neighbourReady(addr netip.Addr) bool {
 	}
 	return false
 }
+
+// PinPathFree reports an error naming the xlbd that holds pinPath's lock,
+// if one does: xlbd checks it when its admin port is taken, since a second
+// daemon on the same pin path is the likely reason.
+func PinPathFree(pinPath string) error {
+	unlock, err := lockPinPath(pinPath)
+	if err != nil {
+		return err
+	}
+	unlock()
+	return nil
+}

@@ -172,6 +172,11 @@ func serve(configPath string, log, access *slog.Logger) error {
 	}
 	ln, err := net.Listen("tcp", pre.Admin.Listen)
 	if err != nil {
+		if len(pre.XDP.Interfaces) > 0 {
+			if lerr := daemon.PinPathFree(pre.XDP.PinPath); lerr != nil {
+				return lerr // the likelier cause, and it names the other xlbd
+			}
+		}
 		return fmt.Errorf("admin: listen on %s: %w", pre.Admin.Listen, err)
 	}
 	defer ln.Close() // served and closed by srv once it starts
