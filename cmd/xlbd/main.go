@@ -11,8 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // only served with -pprof
 	"os"
