@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,17 +18,14 @@ import (
 	"github.com/xlbproject/xlb/internal/maintenance"
 )
 
-// lockDir holds one lock file per pin path: bpffs takes no regular files.
-const lockDir = maintenance.Dir
-
 // lockPinPath refuses a second daemon on the same pin path: two would fight
 // over the same maps.
 func lockPinPath(pinPath string) (func(), error) {
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+	// One lock file per pin path, in /run: bpffs takes no regular files.
+	if err := os.MkdirAll(maintenance.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock pin path: %w", err)
 	}
-	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_") + ".lock"
-	path := filepath.Join(lockDir, name)
+	path := maintenance.File(pinPath, ".lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock pin path: %w", err)

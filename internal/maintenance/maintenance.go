@@ -14,10 +14,14 @@ import (
 // Dir holds the markers (and xlbd's pin-path locks).
 const Dir = "/run/xlb"
 
-// Path is the marker of the node whose maps are pinned at pinPath.
-func Path(pinPath string) string {
-	return filepath.Join(Dir, strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")+".announce-off")
+// File is the file of Dir named for pinPath with suffix: the maintenance
+// marker, or xlbd's pin-path lock.
+func File(pinPath, suffix string) string {
+	return filepath.Join(Dir, strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")+suffix)
 }
+
+// Path is the marker of the node whose maps are pinned at pinPath.
+func Path(pinPath string) string { return File(pinPath, ".announce-off") }
 
 // On says whether the node at pinPath is in maintenance.
 func On(pinPath string) bool {
