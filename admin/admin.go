@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/internal/promfamily"
 )
 
 // DefaultListen is where the admin API listens when Options.Listen is empty:
@@ -61,6 +62,8 @@ type Options struct {
 	TokenFile string
 	// Gatherer serves /metrics (default prometheus.DefaultGatherer).
 	Gatherer prometheus.Gatherer
+	// Families are declared on /metrics even before they have a series.
+	Families []promfamily.Family
 	// Logger receives one Info line per mutating call (default: discard).
 	Logger *slog.Logger
 	// Ready tells /healthz whether the daemon is serving (nil: always).
@@ -118,7 +121,7 @@ func New(c Controller, o Options) (*Server, error) {
 		ErrorLog:      promLogger{s.log},
 		ErrorHandling: promhttp.ContinueOnError,
 	})
-	s.handler = s.routes(metrics)
+	s.handler = s.routes(promfamily.Handler(metrics, o.Families))
 	return s, nil
 }
 

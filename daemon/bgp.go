@@ -304,8 +304,8 @@ func (c *controller) SetAnnounce(on bool) (api.BGP, error) {
 type bgpCollector struct{ sp *bgp.Speaker }
 
 var (
-	bgpPeerUpDesc    = prometheus.NewDesc("xlb_bgp_peer_up", "1 while the BGP session to the peer is established.", []string{"peer"}, nil)
-	bgpAnnouncedDesc = prometheus.NewDesc("xlb_bgp_announced", "1 while the service's VIP is announced to the BGP peers.", []string{"service"}, nil)
+	bgpPeerUpDesc    = famPeerUp.Desc("peer")
+	bgpAnnouncedDesc = famAnnounced.Desc("service")
 )
 
 func (c bgpCollector) Describe(ch chan<- *prometheus.Desc) {

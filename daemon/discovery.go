@@ -36,12 +36,8 @@ func newFollower(log *slog.Logger, r *reconciler, reg prometheus.Registerer) (*f
 	f := &follower{
 		log: log, r: r, wake: make(chan struct{}, 1),
 		pending: map[string][]discovery.Backend{}, targets: map[string]discovery.Target{},
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_discovery_lookups_total", Help: "DNS lookups of discovered services, by result (ok, nxdomain, empty, error, timeout).",
-		}, []string{"service", "result"}),
-		backends: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "xlb_discovery_backends", Help: "Backends the service's DNS name gives now (after max_backends).",
-		}, []string{"service"}),
+		lookups:  prometheus.NewCounterVec(famLookups.CounterOpts(), []string{"service", "result"}),
+		backends: prometheus.NewGaugeVec(famDiscovered.GaugeOpts(), []string{"service"}),
 	}
 	for _, c := range []prometheus.Collector{f.lookups, f.backends} {
 		if err := reg.Register(c); err != nil {

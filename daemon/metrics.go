@@ -10,7 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/promfamily"
 	"github.com/xlbproject/xlb/internal/promprune"
+	"github.com/xlbproject/xlb/l7"
 	"github.com/xlbproject/xlb/maps"
 )
 
@@ -32,32 +34,53 @@ type metrics struct {
 	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info *prometheus.Desc
 }
 
+// The daemon's metric families; MetricFamilies declares them, so that
+// /metrics names each one before it has a series.
+var (
+	famReloads     = promfamily.Counter("xlb_config_reloads_total", "Config reloads by result (ok, error).")
+	famCheckTime   = promfamily.Histogram("xlb_health_check_duration_seconds", "Duration of active health checks.")
+	famChecks      = promfamily.Counter("xlb_health_checks_total", "Active health checks by result (ok, fail).")
+	famTransitions = promfamily.Counter("xlb_backend_transitions_total", "Backend health state changes, by new state.")
+	famPackets     = promfamily.Counter("xlb_l4_packets_total", "Packets forwarded by the XDP program.")
+	famBytes       = promfamily.Counter("xlb_l4_bytes_total", "Bytes forwarded by the XDP program (before encapsulation).")
+	famNewFlows    = promfamily.Counter("xlb_l4_new_flows_total", "Flows the XDP program assigned to a backend.")
+	famDropped     = promfamily.Counter("xlb_l4_dropped_total", "Packets the XDP program dropped, by reason.")
+	famVerdicts    = promfamily.Counter("xlb_l4_verdicts_total", "Every XDP verdict, by kind (pass_*, tx, redirect, drop_*, icmp_too_big_sent).")
+	famEvents      = promfamily.Counter("xlb_l4_events_total", "Flow-table and ICMP events of the XDP program.")
+	famUp          = promfamily.Gauge("xlb_backend_up", "1 when the backend passes its health checks.")
+	famFailOpen    = promfamily.Gauge("xlb_service_fail_open", "1 when every backend is down and the service forwards to the last healthy set.")
+	famInfo        = promfamily.Gauge("xlb_build_info", "xlbd's version.")
+	famLookups     = promfamily.Counter("xlb_discovery_lookups_total", "DNS lookups of discovered services, by result (ok, nxdomain, empty, error, timeout).")
+	famDiscovered  = promfamily.Gauge("xlb_discovery_backends", "Backends the service's DNS name gives now (after max_backends).")
+	famPeerUp      = promfamily.Gauge("xlb_bgp_peer_up", "1 while the BGP session to the peer is established.")
+	famAnnounced   = promfamily.Gauge("xlb_bgp_announced", "1 while the service's VIP is announced to the BGP peers.")
+)
+
+// MetricFamilies is every family xlbd's own collectors and its L7 tier
+// export (not the Go runtime's, which always have series).
+func MetricFamilies() []promfamily.Family {
+	return append([]promfamily.Family{famReloads, famCheckTime, famChecks, famTransitions,
+		famPackets, famBytes, famNewFlows, famDropped, famVerdicts, famEvents, famUp, famFailOpen, famInfo,
+		famLookups, famDiscovered, famPeerUp, famAnnounced}, l7.MetricFamilies()...)
+}
+
 func newMetrics(version string, r *reconciler) *metrics {
 	sb := []string{"service", "backend"}
 	m := &metrics{
 		version: version, r: r, checked: map[string]bool{},
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_config_reloads_total", Help: "Config reloads by result (ok, error).",
-		}, []string{"result"}),
-		checkTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "xlb_health_check_duration_seconds", Help: "Duration of active health checks.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"service"}),
-		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_health_checks_total", Help: "Active health checks by result (ok, fail).",
-		}, []string{"service", "backend", "result"}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_backend_transitions_total", Help: "Backend health state changes, by new state.",
-		}, []string{"service", "backend", "state"}),
-		packets:  prometheus.NewDesc("xlb_l4_packets_total", "Packets forwarded by the XDP program.", sb, nil),
-		bytes:    prometheus.NewDesc("xlb_l4_bytes_total", "Bytes forwarded by the XDP program (before encapsulation).", sb, nil),
-		newFlows: prometheus.NewDesc("xlb_l4_new_flows_total", "Flows the XDP program assigned to a backend.", sb, nil),
-		dropped:  prometheus.NewDesc("xlb_l4_dropped_total", "Packets the XDP program dropped, by reason.", []string{"reason"}, nil),
-		verdicts: prometheus.NewDesc("xlb_l4_verdicts_total", "Every XDP verdict, by kind (pass_*, tx, redirect, drop_*, icmp_too_big_sent).", []string{"verdict"}, nil),
-		events:   prometheus.NewDesc("xlb_l4_events_total", "Flow-table and ICMP events of the XDP program.", []string{"event"}, nil),
-		up:       prometheus.NewDesc("xlb_backend_up", "1 when the backend passes its health checks.", sb, nil),
-		failOpen: prometheus.NewDesc("xlb_service_fail_open", "1 when every backend is down and the service forwards to the last healthy set.", []string{"service"}, nil),
-		info:     prometheus.NewDesc("xlb_build_info", "xlbd's version.", []string{"version"}, nil),
+		reloads:     prometheus.NewCounterVec(famReloads.CounterOpts(), []string{"result"}),
+		checkTime:   prometheus.NewHistogramVec(famCheckTime.HistogramOpts([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}), []string{"service"}),
+		checks:      prometheus.NewCounterVec(famChecks.CounterOpts(), []string{"service", "backend", "result"}),
+		transitions: prometheus.NewCounterVec(famTransitions.CounterOpts(), []string{"service", "backend", "state"}),
+		packets:     famPackets.Desc(sb...),
+		bytes:       famBytes.Desc(sb...),
+		newFlows:    famNewFlows.Desc(sb...),
+		dropped:     famDropped.Desc("reason"),
+		verdicts:    famVerdicts.Desc("verdict"),
+		events:      famEvents.Desc("event"),
+		up:          famUp.Desc(sb...),
+		failOpen:    famFailOpen.Desc("service"),
+		info:        famInfo.Desc("version"),
 	}
 	// A series that appears only at the first failure cannot be alerted on
 	// with increase() until a second one, nor told apart from a daemon that

@@ -217,3 +217,61 @@ func TestMetricsHealthSeriesGoWithTheirBackend(t *testing.T) {
 		t.Errorf("transition series: %v, want %v", got, want)
 	}
 }
+
+// TestMetricFamiliesDeclared: every family SPEC lists is declared, and
+// every xlb_ family the collectors export is declared with its type, so
+// that /metrics names each from the first scrape and with the right TYPE.
+func TestMetricFamiliesDeclared(t *testing.T) {
+	declared := map[string]string{}
+	for _, f := range MetricFamilies() {
+		if _, dup := declared[f.Name]; dup {
+			t.Errorf("%s declared twice", f.Name)
+		}
+		declared[f.Name] = f.Type
+	}
+	for _, name := range []string{"xlb_l4_packets_total", "xlb_l4_bytes_total", "xlb_l4_new_flows_total",
+		"xlb_l4_dropped_total", "xlb_backend_up", "xlb_l7_requests_total", "xlb_l7_request_duration_seconds",
+		"xlb_l7_active_requests", "xlb_health_check_duration_seconds", "xlb_config_reloads_total",
+		"xlb_bgp_peer_up", "xlb_bgp_announced", "xlb_discovery_lookups_total", "xlb_discovery_backends"} {
+		if declared[name] == "" {
+			t.Errorf("SPEC's %s is not declared", name)
+		}
+	}
+	cfg, err := config.Parse("test.yaml", []byte(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11}]
+    health_check: {type: tcp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	m := newMetrics("test", ctl.r)
+	reg := prometheus.NewRegistry()
+	if err := m.register(reg); err != nil {
+		t.Fatal(err)
+	}
+	m.trackChecked(newModel().reloaded(cfg, true, noPrior, time.Now()))
+	m.checks.WithLabelValues("api", "10.0.0.11", "ok")
+	m.transitions.WithLabelValues("api", "10.0.0.11", "up")
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, f := range fams {
+		if !strings.HasPrefix(f.GetName(), "xlb_") {
+			continue
+		}
+		seen++
+		if got, want := strings.ToLower(f.GetType().String()), declared[f.GetName()]; got != want {
+			t.Errorf("%s exported as %s, declared %q", f.GetName(), got, want)
+		}
+	}
+	if seen < 10 {
+		t.Errorf("only %d xlb_ families exported", seen)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/internal/promfamily"
 	"github.com/xlbproject/xlb/internal/promprune"
 )
 
@@ -21,24 +22,28 @@ type metrics struct {
 	srv atomic.Pointer[Server]
 }
 
+var (
+	famRequests = promfamily.Counter("xlb_l7_requests_total", "HTTP requests by service, backend (none: no backend answered) and status code.")
+	famDuration = promfamily.Histogram("xlb_l7_request_duration_seconds", "Time from request to the end of the response, retries included.")
+	famActive   = promfamily.Gauge("xlb_l7_active_requests", "Requests in flight.")
+	famRetries  = promfamily.Counter("xlb_l7_retries_total", "Requests sent again to another backend.")
+	famGRPC     = promfamily.Counter("xlb_l7_grpc_calls_total", "gRPC calls by service, backend and the gRPC status they ended with (xlb's own answers included).")
+)
+
+// MetricFamilies is every family the L7 tier exports, for /metrics to
+// name before they have series.
+func MetricFamilies() []promfamily.Family {
+	return []promfamily.Family{famRequests, famDuration, famActive, famRetries, famGRPC}
+}
+
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_l7_requests_total", Help: "HTTP requests by service, backend (none: no backend answered) and status code.",
-		}, []string{"service", "backend", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "xlb_l7_request_duration_seconds", Help: "Time from request to the end of the response, retries included.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"service"}),
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "xlb_l7_active_requests", Help: "Requests in flight.",
-		}, []string{"service"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_l7_retries_total", Help: "Requests sent again to another backend.",
-		}, []string{"service"}),
-		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xlb_l7_grpc_calls_total", Help: "gRPC calls by service, backend and the gRPC status they ended with (xlb's own answers included).",
-		}, []string{"service", "backend", "grpc_status"}),
+		requests: prometheus.NewCounterVec(famRequests.CounterOpts(), []string{"service", "backend", "code"}),
+		duration: prometheus.NewHistogramVec(famDuration.HistogramOpts(
+			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}), []string{"service"}),
+		active:  prometheus.NewGaugeVec(famActive.GaugeOpts(), []string{"service"}),
+		retries: prometheus.NewCounterVec(famRetries.CounterOpts(), []string{"service"}),
+		grpc:    prometheus.NewCounterVec(famGRPC.CounterOpts(), []string{"service", "backend", "grpc_status"}),
 	}
 	if reg == nil {
 		return m, nil

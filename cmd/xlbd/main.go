@@ -191,7 +191,7 @@ func serve(configPath string, log, access *slog.Logger) error {
 		return fmt.Errorf("admin.listen changed while xlbd started (%s, then %s): start again", pre.Admin.Listen, cfg.Admin.Listen)
 	}
 	srv, err := admin.New(d.Controller(), admin.Options{
-		Listen: cfg.Admin.Listen, Listener: ln, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Logger: log, Ready: d.Ready,
+		Listen: cfg.Admin.Listen, Listener: ln, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Families: daemon.MetricFamilies(), Logger: log, Ready: d.Ready,
 	})
 	if err != nil {
 		return err

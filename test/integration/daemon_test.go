@@ -405,7 +405,11 @@ func TestDaemonWeightsAndStatus(t *testing.T) {
 	t.Logf("xlbctl status:\n%s", out)
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
 	for _, want := range []string{`xlb_l4_packets_total{backend="10.0.0.13",service="api"}`, `xlb_backend_up{backend="10.0.0.11",service="api"} 1`,
-		"xlb_health_check_duration_seconds_bucket", `xlb_l4_dropped_total{reason="malformed"}`, `xlb_l4_new_flows_total`} {
+		"xlb_health_check_duration_seconds_bucket", `xlb_l4_dropped_total{reason="malformed"}`, `xlb_l4_new_flows_total`,
+		// Families of what this config lacks (BGP, L7, DNS) are named all
+		// the same, with their types, as SPEC lists them.
+		"# TYPE xlb_bgp_peer_up gauge\n", "# TYPE xlb_bgp_announced gauge\n", "# TYPE xlb_l7_requests_total counter\n",
+		"# TYPE xlb_l7_request_duration_seconds histogram\n", "# TYPE xlb_discovery_lookups_total counter\n"} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}
