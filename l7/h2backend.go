@@ -298,14 +298,14 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		authority = cp.addr
 	}
 	grpc := isGRPCType(bstr(call.req.Get("content-type")))
-	var limit time.Time
-	if t := s.headTimeout(r, sent); t > 0 {
-		limit = sent.Add(t)
-	}
 	for attempt := 0; ; attempt++ {
 		err := s.openH2(call, cp, r, scheme, authority, grpc)
 		if err == nil {
-			err = call.awaitHead(limit)
+			var bodyDone <-chan struct{}
+			if call.up != nil {
+				bodyDone = call.up.done
+			}
+			err = call.awaitHead(r.deadline, s.cfg.Timeouts.ResponseHeader, sent, bodyDone)
 		}
 		if err == nil {
 			break
@@ -444,10 +444,16 @@ func (s *h2Call) sendBody(length int64) {
 	}
 }
 
-// awaitHead waits for the answer's head, until limit (response_header)
-// or the client leaves.
-func (s *h2Call) awaitHead(limit time.Time) error {
+// awaitHead waits for the answer's head: until deadline (the call's
+// grpc-timeout; zero: none), and for timeout (response_header; 0: none)
+// from when the request was sent whole. A streamed body (bodyDone, closed
+// once it is sent) is the client's pace, not the backend's: a slow upload
+// or a long client stream must not end in a 504 that blames a healthy
+// backend. NGINX too times the backend from the request's end. The
+// client is looked at every clientCheck.
+func (s *h2Call) awaitHead(deadline time.Time, timeout time.Duration, sent time.Time, bodyDone <-chan struct{}) error {
 	c := s.conn
+	from := sent
 	for {
 		c.mu.Lock()
 		got, err := s.gotHead, s.err
@@ -457,6 +463,12 @@ func (s *h2Call) awaitHead(limit time.Time) error {
 		}
 		if err != nil {
 			return err
+		}
+		limit := deadline
+		if timeout > 0 && bodyDone == nil {
+			if l := from.Add(timeout); limit.IsZero() || l.Before(limit) {
+				limit = l
+			}
 		}
 		wait := clientCheck
 		if !limit.IsZero() {
@@ -470,6 +482,9 @@ func (s *h2Call) awaitHead(limit time.Time) error {
 		select {
 		case <-s.wake:
 			s.timer.Stop()
+		case <-bodyDone:
+			s.timer.Stop()
+			bodyDone, from = nil, time.Now()
 		case <-s.timer.C:
 			if s.x.gone() {
 				return errClientGone

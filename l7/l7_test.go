@@ -304,7 +304,15 @@ func TestAllBackendsDown503(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("first request to a service whose only backend refuses connections: %d %q, want 503", resp.StatusCode, body)
 	}
-	// Passive health has ejected it now: the answer is an explicit 503.
+	// Passive health spares the last backend, so the next request tries
+	// it again, and is not retried on it: the same 503, not a "no backend"
+	// answer of a retry that found none.
+	resp, body = get(t, p.url+"/", nil)
+	if resp.StatusCode != 503 || strings.Contains(body, "no backend available") {
+		t.Errorf("second request: %d %q, want 503 from the refused connection", resp.StatusCode, body)
+	}
+	// Down by its health: the answer says there is no backend.
+	p.srv.Upstream("web", dead).SetHealthy(false, time.Now())
 	resp, body = get(t, p.url+"/", nil)
 	if resp.StatusCode != 503 || !strings.Contains(body, "no backend available for service web") {
 		t.Errorf("status %d %q, want 503 with a clear body", resp.StatusCode, body)

@@ -30,8 +30,15 @@ func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent tim
 		}
 		wrote, err := s.writeRequest(x, pc, id)
 		if err == nil {
+			// A streamed body went out at the client's pace in
+			// writeRequest: the backend's response_header time starts once
+			// it is sent whole (see awaitHead).
+			from := sent
+			if r.stream {
+				from = time.Now()
+			}
 			var w bool
-			w, err = pc.roundTrip(sent, s.headTimeout(r, sent), headReq, r.upgrade != "", x)
+			w, err = pc.roundTrip(from, s.headTimeout(r, from), headReq, r.upgrade != "", x)
 			wrote = wrote || w
 		}
 		if err == nil {

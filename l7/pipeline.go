@@ -148,7 +148,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				// calls may be sent again, and its body is whole.
 				retryable = true
 			}
-			if retryable && attempt+1 < attempts && s.budget.spend() {
+			if retryable && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
 				pick.Tried = append(pick.Tried, u)
 				rec.retries++
 				continue
@@ -156,7 +156,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			rec.status, rec.err = status, err.Error()
 			return s.reply(x, rec, status, http.StatusText(status), id, 0)
 		}
-		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && s.budget.spend() {
+		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
 			pc.discard()
 			u.Release()
 			pick.Tried = append(pick.Tried, u)
@@ -166,10 +166,14 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		now := time.Now()
 		u.ObserveLatency(now.Sub(sent), now)
 		rec.status = pc.head.Status
+		// inTrailers: a gRPC answer whose status comes after its messages
+		// (answered left it unjudged).
+		inTrailers := false
 		if grpc {
 			// A trailers-only answer's status is in its head; read now,
 			// the head is gone once the answer is.
 			rec.grpc = string(pc.head.Get("grpc-status"))
+			inTrailers = pc.head.Status == http.StatusOK && rec.grpc == ""
 		}
 		a := &r.ans
 		*a = answer{pc: pc, id: id, headReq: headReq, now: now}
@@ -185,11 +189,16 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		}
 		if a.grpc != "" {
 			rec.grpc = a.grpc
-			if a.grpc == "14" && !a.gone {
-				// UNAVAILABLE in the trailers after the messages: the
-				// backend's fault too (a trailers-only one was counted in
-				// answered).
+		}
+		if inTrailers && !a.gone {
+			// The call's status came in the trailers, after answered: an
+			// UNAVAILABLE there is the backend's fault too, and only a call
+			// that ended otherwise is a success (counted at the head, it
+			// would reset the count of failures before each one).
+			if a.grpc == "14" {
 				s.passiveFail(u)
+			} else if a.err == "" {
+				u.Succeed()
 			}
 		}
 		u.Release()
@@ -417,6 +426,8 @@ func (s *service) answered(u *balance.Upstream, pc *upConn, safe, grpc, whole bo
 		case "8":
 			u.Succeed()
 			return whole && s.retryOn[retryGRPCExhausted]
+		case "":
+			return false // the status comes in the trailers (forward judges)
 		}
 	}
 	u.Succeed()

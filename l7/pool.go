@@ -102,6 +102,20 @@ const queueWait = time.Second
 
 // anyFull reports whether some backend is available but at its max_conns:
 // then a request waits instead of failing at once.
+// untried reports whether a retry of a request that failed on u has a
+// backend to go to: one available that the request has not tried. Without
+// one the request is not retried, and its client gets what u's failure
+// means (502, 504, or the backend's own 5xx answer), not a 503 "no
+// backend" that hides it, nor a retry counted that was never sent.
+func (p *pool) untried(pick *balance.Pick, u *balance.Upstream, now time.Time) bool {
+	for _, v := range p.ups {
+		if v != u && v.Available(now) && !tried(pick, v) {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *pool) anyFull(now time.Time) bool {
 	for _, u := range p.ups {
 		if u.Available(now) && u.Full() {

@@ -1,0 +1,145 @@
+package l7_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+)
+
+// slowUpload posts n bytes to url, one every gap, in a body of unknown
+// length (streamed through xlb, not buffered).
+func slowUpload(t *testing.T, url string, n int, gap time.Duration) (int, string) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	go func() {
+		for range n {
+			time.Sleep(gap)
+			if _, err := pw.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	resp, err := http.Post(url, "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestResponseHeaderTimeoutCountsFromTheBodysEnd: timeouts.response_header
+// is the backend's time to answer, from when the request was sent whole: an
+// upload slower than it (the client's pace) is served, to an HTTP/1.1 and
+// to an HTTP/2 backend, while a backend slow to answer after the body
+// still gets its 504.
+func TestResponseHeaderTimeoutCountsFromTheBodysEnd(t *testing.T) {
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if r.URL.Query().Get("slow") != "" {
+			time.Sleep(time.Second)
+		}
+		fmt.Fprintf(w, "%d", n)
+	}
+	for _, proto := range []string{"http1", "h2c"} {
+		t.Run(proto, func(t *testing.T) {
+			addr := newBackend(t, "a", handler).addr()
+			if proto == "h2c" {
+				addr = newH2CBackend(t, "a", handler).addr()
+			}
+			p := startProxy(t, addrYAML(addr)+"backend_protocol: "+proto+"\ntimeouts: {response_header: 300ms}\n", "")
+			if code, body := slowUpload(t, p.url+"/", 5, 150*time.Millisecond); code != 200 || body != "5" {
+				t.Errorf("a 750 ms upload under a 300 ms response_header: %d %q, want 200 \"5\"", code, body)
+			}
+			if code, _ := slowUpload(t, p.url+"/?slow=1", 1, 0); code != 504 {
+				t.Errorf("a backend 1 s slow after the body: %d, want 504", code)
+			}
+		})
+	}
+}
+
+// TestRetryWithNoOtherBackend: a request whose retry would find no backend
+// it has not tried is not retried: its client gets what the failure was (a
+// 502 for a connection the backend closed, the backend's own 503 answer),
+// not a 503 "no backend available" that hides it.
+func TestRetryWithNoOtherBackend(t *testing.T) {
+	closer := newBackend(t, "closer", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/busy" {
+			http.Error(w, "busy from the backend", http.StatusServiceUnavailable)
+			return
+		}
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	})
+	p := startProxy(t, backendsYAML(closer)+"retries: {attempts: 2, on: [connect_error, 503]}\npassive_health: {max_fails: 0}\n", "")
+	resp, body := get(t, p.url+"/", nil)
+	if resp.StatusCode != 502 || strings.Contains(body, "no backend") {
+		t.Errorf("GET closed by the only backend: %d %q, want 502", resp.StatusCode, body)
+	}
+	before := closer.hits.Load()
+	resp, body = get(t, p.url+"/busy", nil)
+	if resp.StatusCode != 503 || !strings.Contains(body, "busy from the backend") {
+		t.Errorf("503 from the only backend: %d %q, want its own answer", resp.StatusCode, body)
+	}
+	if n := closer.hits.Load() - before; n != 1 {
+		t.Errorf("the only backend got the request %d times, want 1", n)
+	}
+}
+
+// TestGRPCUnavailableInTrailersAddsUp: calls that end UNAVAILABLE after
+// their messages (a head, then the status in the trailers) add up to
+// max_fails: the head does not count as a success that clears them.
+func TestGRPCUnavailableInTrailersAddsUp(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\npassive_health: {max_fails: 2, fail_timeout: 30s}\nretries: {attempts: 0}\n", "")
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testgrpc.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Round robin: each backend fails two of the four; the first to fail
+	// twice is ejected, the other is spared as the last one.
+	for range 4 {
+		ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
+			ResponseParameters: []*testgrpc.ResponseParameters{{}},
+			ResponseStatus:     &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "draining"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ss.Recv(); err != nil {
+			t.Fatalf("the message before the status: %v", err)
+		}
+		if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
+			t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
+		}
+	}
+	ejected := 0
+	for deadline := time.Now().Add(2 * time.Second); ejected == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		st, _ := p.srv.Status("web")
+		for _, be := range st {
+			if be.Ejected {
+				ejected++
+			}
+		}
+	}
+	if ejected != 1 {
+		t.Errorf("%d backends ejected after two UNAVAILABLE calls each (max_fails 2), want 1", ejected)
+	}
+}
