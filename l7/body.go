@@ -2,7 +2,6 @@ package l7
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net"
 	"net/textproto"
@@ -128,7 +127,7 @@ func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr
 				rerr = err
 				return nil, false
 			case len(src.Buffered()) > maxChunkLine:
-				rerr = errors.New("chunk line too long")
+				rerr = malformedBody("chunk line too long")
 				return nil, false
 			}
 			if werr = w.flush(); werr != nil {
@@ -180,7 +179,7 @@ func copyChunked(w *wbuf, src *h1.Reader, fill func() error) (copied int64, werr
 			return
 		}
 		if len(ln) != 0 {
-			rerr = errors.New("malformed chunk: no line end after its data")
+			rerr = malformedBody("malformed chunk: no line end after its data")
 			return
 		}
 		w.b = append(w.b, "\r\n"...)
@@ -297,7 +296,7 @@ func (b *bodyReader) nextChunk() error {
 			return err
 		}
 		if len(ln) != 0 {
-			return errors.New("malformed chunk: no line end after its data")
+			return malformedBody("malformed chunk: no line end after its data")
 		}
 	}
 	b.started = true
@@ -341,7 +340,7 @@ func (b *bodyReader) line() ([]byte, error) {
 		case err != h1.ErrIncomplete:
 			return nil, err
 		case len(src.Buffered()) > maxChunkLine:
-			return nil, errors.New("chunk line too long")
+			return nil, malformedBody("chunk line too long")
 		}
 		if err := b.fill(); err != nil {
 			if err == io.EOF {
@@ -351,3 +350,7 @@ func (b *bodyReader) line() ([]byte, error) {
 		}
 	}
 }
+
+// malformedBody is a request body whose framing is broken: the client's
+// fault, answered 400 (not a client that went away).
+func malformedBody(msg string) error { return &h1.Error{Status: 400, Msg: msg} }

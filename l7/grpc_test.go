@@ -336,10 +336,17 @@ func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "no"}})
+	// A call its client cancels is counted CANCELLED.
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	c.UnaryCall(cctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(access.String(), `"status":499`) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	p.apply(t, "backends: [{address: \""+b.addr+"\", weight: 0}]\nbackend_protocol: h2c\n", "")
 	c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 	time.Sleep(50 * time.Millisecond)
-	for _, want := range []string{`"grpc_status":"0"`, `"grpc_status":"9"`, `"grpc_status":"14"`} {
+	for _, want := range []string{`"grpc_status":"0"`, `"grpc_status":"9"`, `"grpc_status":"14"`, `"grpc_status":"1"`} {
 		if !strings.Contains(access.String(), want) {
 			t.Errorf("the access log has no %s:\n%s", want, access.String())
 		}
@@ -361,8 +368,8 @@ func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 			}
 		}
 	}
-	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 {
-		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9 and 14", got)
+	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 || got["1"] != 1 {
+		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9, 14 and 1", got)
 	}
 }
 

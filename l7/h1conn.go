@@ -459,14 +459,19 @@ func (fc *fastConn) preface() step {
 // refuse answers a request that cannot be read, when it can be answered.
 func (fc *fastConn) refuse(err error) {
 	var pe *h1.Error
+	status, msg := 0, ""
 	switch {
 	case errors.As(err, &pe):
-		fc.replyClose(pe.Status, pe.Msg)
+		status, msg = pe.Status, pe.Msg
 	case errors.Is(err, errHeadTooLarge):
-		fc.replyClose(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+		status, msg = http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"
 	case errors.Is(err, errH1Off):
-		fc.replyClose(http.StatusHTTPVersionNotSupported, "this listener speaks HTTP/2 only (protocols: [h2]): over TLS by ALPN h2, in cleartext h2c with prior knowledge")
+		status, msg = http.StatusHTTPVersionNotSupported, "this listener speaks HTTP/2 only (protocols: [h2]): over TLS by ALPN h2, in cleartext h2c with prior knowledge"
+	default:
+		return
 	}
+	fc.replyClose(status, msg)
+	fc.l.handler.Load().refused(fc.c.RemoteAddr().String(), status, msg)
 }
 
 func (fc *fastConn) replyClose(status int, msg string) {

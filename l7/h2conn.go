@@ -591,6 +591,7 @@ func (c *h2Conn) requestDone() error {
 		c.resetStream(s.id, http2.ErrCodeRefusedStream)
 	default:
 		c.replyHeadOnly(s.id, 431)
+		c.l.handler.Load().refused(c.remoteS, 431, "request header fields too large")
 	}
 	return nil
 }

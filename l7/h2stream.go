@@ -204,6 +204,11 @@ func (s *h2Stream) checkHead(endStream bool) string {
 	case s.host != "" && s.host != r.host:
 		return "host and :authority differ"
 	}
+	if r.host == "" {
+		// RFC 9113 8.3.1: an http or https request names its authority;
+		// forwarded without one, a backend would get an empty Host.
+		return "no :authority nor host"
+	}
 	for i := 0; i < len(r.host); i++ {
 		if !h2HostByte[r.host[i]] {
 			return "malformed :authority"

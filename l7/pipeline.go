@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/l7/balance"
+	"github.com/xlbproject/xlb/l7/h1"
 )
 
 // statusClientClosed is what the access log and metrics say of a request
@@ -128,6 +129,15 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 		if err != nil {
 			u.Release()
 			var cerr clientError
+			var bad *h1.Error
+			if errors.As(err, &cerr) && errors.As(cerr.error, &bad) && !x.gone() {
+				// The client sent a body whose framing is broken: it waits
+				// for an answer, and its connection cannot carry another
+				// request. The backend did nothing wrong.
+				rec.status, rec.err = bad.Status, "malformed request body: "+bad.Msg
+				r.close = true
+				return s.reply(x, rec, bad.Status, "malformed request body: "+bad.Msg, id, 0)
+			}
 			if errors.Is(err, errClientGone) || errors.As(err, &cerr) || x.gone() {
 				// Nobody waits for an answer, and the backend did nothing
 				// wrong: no passive-health failure, no retry.
@@ -542,6 +552,19 @@ func (s *service) requestsCounter(backend string, code int) counter {
 
 type counter interface{ Inc() }
 
+// refused records a request that xlb's parser answered itself (400, 431,
+// 505: a malformed or oversized head, a smuggling attempt) before it could
+// reach the pipeline, with backend none, as NGINX logs its 400s: an
+// operator must see header-size limits hit and smuggling tried.
+func (s *service) refused(client string, status int, why string) {
+	s.requestsCounter("none", status).Inc()
+	if al := s.srv.access; al != nil {
+		al.LogAttrs(context.Background(), slog.LevelInfo, "request",
+			slog.String("service", s.name), slog.String("client", client),
+			slog.Int("status", status), slog.String("backend", "none"), slog.String("error", why))
+	}
+}
+
 // finish records a request in metrics and the access log.
 func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 	end := time.Now()
@@ -549,6 +572,11 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 	backend := rec.backend
 	if backend == "" {
 		backend = "none"
+	}
+	if rec.status == statusClientClosed && rec.grpc == "" && strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc") {
+		// A call its client cancelled (or gave up on) ended CANCELLED
+		// for it: counted so, every call has its status in the metric.
+		rec.grpc = "1"
 	}
 	s.requestsCounter(backend, rec.status).Inc()
 	s.mDuration.Observe(d.Seconds())
