@@ -476,22 +476,54 @@ func (c *Config) Service(name string) *Service {
 	return nil
 }
 
-// Load reads and parses the file at path. A file that cannot be read gives
-// an error wrapping the os error; an invalid file gives an ErrorList.
+// Load reads, parses and validates the file at path, as Parse does, and
+// checks it against this host: every xdp.interfaces entry must exist (in
+// the calling thread's network namespace) and every listen host that is a
+// name must resolve, so that a start or a reload refuses what it would
+// fail on half-way (a reload that named a missing interface had detached
+// the old ones first). A file that cannot be read gives an error wrapping
+// the os error; an invalid file gives an ErrorList.
 func Load(path string) (*Config, error) {
+	return load(path, hostErrors)
+}
+
+// LoadForCheck is Load for xlbd -check: what this host lacks is a
+// warning, not an error, since a file is often checked where it will not
+// run (a build host, or outside the network namespace of its interfaces).
+func LoadForCheck(path string) (*Config, error) {
+	return load(path, hostWarnings)
+}
+
+func load(path string, host hostMode) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return Parse(path, data)
+	return parse(path, data, host)
 }
+
+// hostMode is what the checks against this host make of a miss.
+type hostMode int
+
+const (
+	hostNone hostMode = iota
+	hostErrors
+	hostWarnings
+)
 
 // Parse parses and validates a config file's contents; filename names the
 // file in errors, and relative paths in the file (TLS, token) are resolved
-// against its folder. Any error gives a nil Config and an ErrorList holding
-// every error, sorted by line.
+// against its folder. The files the config names are read, but nothing
+// else of this host is asked: interfaces and listen names are Load's to
+// check. Any error gives a nil Config and an ErrorList holding every error,
+// sorted by line.
 func Parse(filename string, data []byte) (*Config, error) {
+	return parse(filename, data, hostNone)
+}
+
+func parse(filename string, data []byte, host hostMode) (*Config, error) {
 	p := newParser(filename, data)
+	p.host = host
 	c := p.parse()
 	if len(p.errs) > 0 {
 		return nil, p.errorList()

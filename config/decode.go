@@ -96,7 +96,7 @@ func (p *parser) parse() *Config {
 			g.adminListen = p.admin(e.v, &c.Admin)
 		}
 		if e := f.get("xdp"); e != nil {
-			p.xdp(e.v, &c.XDP)
+			g.interfaces = p.xdp(e.v, &c.XDP)
 		}
 		if e := f.get("l7"); e != nil {
 			p.l7(e.v, &c.L7)
@@ -111,14 +111,18 @@ func (p *parser) parse() *Config {
 		}
 	}
 	p.check(c, g)
+	if p.host != hostNone {
+		p.checkHost(c, g)
+	}
 	return c
 }
 
 // globals are nodes the checks across sections point at.
 type globals struct {
-	adminListen *yaml.Node // nil: the default
-	services    *yaml.Node // the services key
-	bgp         *yaml.Node // the bgp key
+	adminListen *yaml.Node   // nil: the default
+	services    *yaml.Node   // the services key
+	bgp         *yaml.Node   // the bgp key
+	interfaces  []*yaml.Node // parallel to XDP.Interfaces
 }
 
 func (p *parser) admin(n *yaml.Node, a *Admin) (listen *yaml.Node) {
@@ -136,7 +140,7 @@ func (p *parser) admin(n *yaml.Node, a *Admin) (listen *yaml.Node) {
 	return listen
 }
 
-func (p *parser) xdp(n *yaml.Node, x *XDP) {
+func (p *parser) xdp(n *yaml.Node, x *XDP) (interfaces []*yaml.Node) {
 	f, _ := p.fields(n, "xdp", "a mapping with keys interfaces, mode, pin_path, flow_table_size, flow_insert_limit and ipip_source_prefix", xdpKeys)
 	if e := f.get("interfaces"); e != nil {
 		items, _ := p.seq(e.v, "xdp.interfaces", "[eth0, eth1]")
@@ -157,6 +161,7 @@ func (p *parser) xdp(n *yaml.Node, x *XDP) {
 			}
 			seen[v] = it.Line
 			x.Interfaces = append(x.Interfaces, v)
+			interfaces = append(interfaces, it)
 		}
 	}
 	if e := f.get("mode"); e != nil {
@@ -188,6 +193,7 @@ func (p *parser) xdp(n *yaml.Node, x *XDP) {
 			x.IPIPSourcePrefix, _ = ipipSourcePrefix(p, e.v, v)
 		}
 	}
+	return interfaces
 }
 
 // ipipSourcePrefix validates xdp.ipip_source_prefix: an IPv4 CIDR of /8 to

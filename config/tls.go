@@ -37,10 +37,16 @@ func (p *parser) tls(n *yaml.Node, path string) *TLS {
 		t.Certificates = []CertPair{single}
 	}
 	listWritten := false
+	listKey := false         // certificates is written, if only as a mistake
+	var emptyList *yaml.Node // the certificates key of an empty list
 	if e := f.get("certificates"); e != nil {
+		listKey = true
 		lpath := join(path, "certificates")
-		items, _ := p.seq(e.v, lpath, "[{cert_file: api.crt, key_file: api.key}]")
+		items, isList := p.seq(e.v, lpath, "[{cert_file: api.crt, key_file: api.key}]")
 		listWritten = len(items) > 0
+		if isList && !listWritten {
+			emptyList = e.k
+		}
 		if singleWritten && listWritten {
 			p.errorf(e.k, lpath, "give either cert_file and key_file (one certificate) or certificates (several), not both")
 			valid = false
@@ -93,10 +99,16 @@ func (p *parser) tls(n *yaml.Node, path string) *TLS {
 
 	if !singleWritten && !listWritten {
 		// tls: {cert_file: "", key_file: ""} is plain HTTP, so that a
-		// template can leave TLS off; settings without a certificate are a
-		// mistake that would serve cleartext.
-		if settings != nil {
+		// template can leave TLS off. Any other block without a certificate
+		// ({}, an empty certificates list, settings alone) asks for TLS
+		// and would silently serve cleartext.
+		_, certKey := f.m["cert_file"]
+		_, keyKey := f.m["key_file"]
+		switch {
+		case settings != nil || (!listKey && !certKey && !keyKey):
 			p.errorf(at, path, "no certificate: give cert_file and key_file, or certificates; without one the service serves plain HTTP")
+		case emptyList != nil:
+			p.errorf(emptyList, join(path, "certificates"), "empty: list at least one {cert_file, key_file}; without a certificate the service serves plain HTTP (to mean that, remove tls)")
 		}
 		return nil
 	}

@@ -133,6 +133,43 @@ func TestParseTLSErrors(t *testing.T) {
 		{"settings-without-certificate", l7 + `    tls: {cert_file: "", client_ca_file: ca.pem}
     backends: [{address: 127.0.0.1:9001}]
 `, []string{`xlb.yaml:5: services[0].tls: no certificate: give cert_file and key_file, or certificates; without one the service serves plain HTTP`}},
+		// Only cert_file and key_file written empty leave TLS off (a
+		// template's way); any other block without a certificate asks for
+		// TLS and would get cleartext.
+		{"certificates-empty", l7 + `    tls: {certificates: []}
+    backends: [{address: 127.0.0.1:9001}]
+  - name: web2
+    layer: 7
+    listen: 0.0.0.0:8081
+    tls:
+      cert_file: ""
+      key_file: ""
+      certificates: []
+    backends: [{address: 127.0.0.1:9001}]
+`, []string{
+			`xlb.yaml:5: services[0].tls.certificates: empty: list at least one {cert_file, key_file}; without a certificate the service serves plain HTTP (to mean that, remove tls)`,
+			`xlb.yaml:13: services[1].tls.certificates: empty: list at least one {cert_file, key_file}; without a certificate the service serves plain HTTP (to mean that, remove tls)`,
+		}},
+		{"block-without-certificate", l7 + `    tls: {}
+    backends: [{address: 127.0.0.1:9001}]
+  - name: web2
+    layer: 7
+    listen: 0.0.0.0:8081
+    tls: {certificates: ~}
+    backends: [{address: 127.0.0.1:9001}]
+  - name: web3
+    layer: 7
+    listen: 0.0.0.0:8082
+    tls: {certificates: [], min_version: "1.3"}
+    backends: [{address: 127.0.0.1:9001}]
+`, []string{
+			`xlb.yaml:5: services[0].tls: no certificate: give cert_file and key_file, or certificates; without one the service serves plain HTTP`,
+			`xlb.yaml:10: services[1].tls: no certificate: give cert_file and key_file, or certificates; without one the service serves plain HTTP`,
+			`xlb.yaml:15: services[2].tls: no certificate: give cert_file and key_file, or certificates; without one the service serves plain HTTP`,
+		}},
+		{"certificates-not-a-list", l7 + `    tls: {certificates: a.pem}
+    backends: [{address: 127.0.0.1:9001}]
+`, []string{`xlb.yaml:5: services[0].tls.certificates: expected a list like [{cert_file: api.crt, key_file: api.key}], got "a.pem"`}},
 		{"protocols", l7 + `    protocols: []
     backends: [{address: 127.0.0.1:9001}]
   - name: web2

@@ -35,6 +35,10 @@ type parser struct {
 	svcs   []svcMeta // parallel to Config.Services
 
 	noRouterID bool // the bgp section has no router_id key
+
+	// host turns on the checks against this host (checkHost), which a
+	// config parsed where it will not run must go without.
+	host hostMode
 }
 
 // located is an error or warning with its column, to order the several

@@ -49,13 +49,19 @@ func newFollower(log *slog.Logger, r *reconciler, reg prometheus.Registerer) (*f
 }
 
 func (f *follower) deliver(u discovery.Update) {
-	f.lookups.WithLabelValues(u.Service, string(u.Result)).Inc()
-	f.backends.WithLabelValues(u.Service).Set(float64(len(u.Backends)))
 	f.mu.Lock()
-	if _, ok := f.targets[u.Service]; ok {
+	// A lookup that was under way when a reload stopped following the
+	// service must not bring back the series follow deleted.
+	_, ok := f.targets[u.Service]
+	if ok {
+		f.lookups.WithLabelValues(u.Service, string(u.Result)).Inc()
+		f.backends.WithLabelValues(u.Service).Set(float64(len(u.Backends)))
 		f.pending[u.Service] = u.Backends
 	}
 	f.mu.Unlock()
+	if !ok {
+		return
+	}
 	select {
 	case f.wake <- struct{}{}:
 	default:
@@ -107,7 +113,11 @@ func (f *follower) follow(cfg *config.Config, l4 bool) {
 			delete(f.pending, service)
 		}
 		if _, ok := want[service]; !ok {
-			f.backends.DeleteLabelValues(service)
+			// Gone, or no longer discovering: every result's counter goes
+			// with the gauge, or they would stay at their last value for good.
+			l := prometheus.Labels{"service": service}
+			f.lookups.DeletePartialMatch(l)
+			f.backends.DeletePartialMatch(l)
 		}
 	}
 	f.targets = want

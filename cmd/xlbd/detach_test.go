@@ -87,4 +87,14 @@ func TestDetachWithdrawsFirst(t *testing.T) {
 	if code, out := detach(writeConfig(free)); code != 0 || !strings.Contains(out, "detached") {
 		t.Errorf("no xlbd: exit %d, %q", code, out)
 	}
+
+	// An interface that has gone (which -check, the start and a reload
+	// refuse) does not stop the detach.
+	gone := filepath.Join(dir, "gone.yaml")
+	if err := os.WriteFile(gone, []byte(fmt.Sprintf("admin: {listen: %q}\nxdp: {interfaces: [xlb-none0], pin_path: %q}\n", free, filepath.Join(dir, "pins"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := detach(gone); code != 0 || !strings.Contains(out, "detached") {
+		t.Errorf("a config naming an interface that has gone: exit %d, %q", code, out)
+	}
 }

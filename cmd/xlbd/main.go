@@ -59,6 +59,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// A word after the flags is a path meant for -config or a mangled
+		// flag: `xlbd -check new.yaml` would check the default file and
+		// say ok.
+		fmt.Fprintf(stderr, "xlbd: unexpected argument %q: flags only (the config file is -config PATH)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	if *showVer {
 		fmt.Fprintf(stdout, "xlbd %s\n", version)
 		return 0
@@ -73,7 +81,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *detach {
 		pinPath, admin := loader.DefaultPinPath, config.Admin{}
-		cfg, err := config.Load(*configPath)
+		// Parse, not Load: an interface gone since the start must not stop
+		// the detach, and Load refuses a file that names it.
+		data, err := os.ReadFile(*configPath)
+		var cfg *config.Config
+		if err == nil {
+			cfg, err = config.Parse(*configPath, data)
+		}
 		switch {
 		case err == nil:
 			admin = cfg.Admin
@@ -128,7 +142,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runCheck prints "ok" or every error on stdout (as SPEC has it), and
 // warnings on stderr, so that a valid config's stdout is "ok" alone.
 func runCheck(path string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(path)
+	cfg, err := config.LoadForCheck(path)
 	if err != nil {
 		var list config.ErrorList
 		if errors.As(err, &list) {
