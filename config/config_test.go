@@ -129,6 +129,12 @@ admin:
 			`xlb.yaml:1: xdp.flow_insert_limit: must be between 0 and 4294967296, got -1`}},
 		{"xdp-ipip-source-prefix-not-a-prefix", "xdp: {ipip_source_prefix: 172.16.0.1}\n", []string{
 			`xlb.yaml:1: xdp.ipip_source_prefix: expected an IPv4 prefix such as 172.16.0.0/16, got "172.16.0.1"`}},
+		{"xdp-ipip-source-prefix-multicast", "xdp: {ipip_source_prefix: 224.0.0.0/8}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: 224.0.0.0/8 is multicast (224.0.0.0/4): no packet may come from there (routers and the backends' kernels drop it); give unicast space the backends can route back to, such as 172.16.0.0/16`}},
+		{"xdp-ipip-source-prefix-loopback", "xdp: {ipip_source_prefix: 127.0.0.0/8}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: 127.0.0.0/8 is loopback (127.0.0.0/8): no packet may come from there (routers and the backends' kernels drop it); give unicast space the backends can route back to, such as 172.16.0.0/16`}},
+		{"xdp-ipip-source-prefix-this-network", "xdp: {ipip_source_prefix: 0.0.0.0/8}\n", []string{
+			`xlb.yaml:1: xdp.ipip_source_prefix: 0.0.0.0/8 is "this network" (0.0.0.0/8): no packet may come from there (routers and the backends' kernels drop it); give unicast space the backends can route back to, such as 172.16.0.0/16`}},
 		{"xdp-ipip-source-prefix-v6", "xdp: {ipip_source_prefix: \"fd00::/64\"}\n", []string{
 			`xlb.yaml:1: xdp.ipip_source_prefix: must be an IPv4 prefix (IP6IP6 keeps the balancer's address), got fd00::/64`}},
 		{"xdp-ipip-source-prefix-too-long", "xdp:\n  ipip_source_prefix: 172.16.0.1/32\n", []string{

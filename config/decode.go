@@ -210,10 +210,31 @@ func ipipSourcePrefix(p *parser, n *yaml.Node, v string) (netip.Prefix, bool) {
 		p.errorf(n, path, "prefix length must be between /8 and /31, got /%d", pf.Bits())
 	case pf.Masked() != pf:
 		p.errorf(n, path, "%s has host bits set: did you mean %s?", pf, pf.Masked())
+	case martianSource(pf) != "":
+		p.errorf(n, path, "%s is %s: no packet may come from there (routers and the backends' kernels drop it); give unicast space the backends can route back to, such as 172.16.0.0/16", pf, martianSource(pf))
 	default:
 		return pf, true
 	}
 	return netip.Prefix{}, false
+}
+
+// martianSource says what kind of space pf overlaps where no packet's
+// source may be (RFC 1122 3.2.1.3, RFC 5735), or "".
+func martianSource(pf netip.Prefix) string {
+	for _, m := range []struct {
+		p    netip.Prefix
+		what string
+	}{
+		{netip.MustParsePrefix("0.0.0.0/8"), `"this network" (0.0.0.0/8)`},
+		{netip.MustParsePrefix("127.0.0.0/8"), "loopback (127.0.0.0/8)"},
+		{netip.MustParsePrefix("224.0.0.0/4"), "multicast (224.0.0.0/4)"},
+		{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4, broadcast included)"},
+	} {
+		if m.p.Overlaps(pf) {
+			return m.what
+		}
+	}
+	return ""
 }
 
 // ifnameProblem says what is wrong with a network interface name, or "".
