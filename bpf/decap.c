@@ -50,35 +50,45 @@ struct {
 	__type(value, __u8);
 } decap_allow6 SEC(".maps");
 
-/* decap_strip moves the L2 header `outer` bytes forward over the outer IP
- * header, then drops the bytes in front of it. */
+/* decap_strip drops the `outer` bytes of the outer IP header and puts the
+ * L2 header back in front of the inner packet. The L2 header is copied out
+ * first and written back at a fixed offset: outer varies (IPv4 options),
+ * and packet accesses at a variable offset are what the verifier refuses. */
 static __always_inline int decap_strip(struct xdp_md *ctx, int vlan, __u32 outer)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	__u8 l2[sizeof(struct ethhdr) + sizeof(struct vlan_hdr)];
 
-	if (vlan) {
-		if (data + outer + sizeof(struct ethhdr) + sizeof(struct vlan_hdr) > data_end)
-			return -1;
-		__builtin_memcpy(data + outer, data, sizeof(struct ethhdr) + sizeof(struct vlan_hdr));
-	} else {
-		if (data + outer + sizeof(struct ethhdr) > data_end)
-			return -1;
-		__builtin_memcpy(data + outer, data, sizeof(struct ethhdr));
-	}
-	return bpf_xdp_adjust_head(ctx, outer) ? -1 : 0;
+	/* The frame holds at least L2 and an outer and an inner IP header. */
+	if (data + sizeof(l2) > data_end)
+		return -1;
+	__builtin_memcpy(l2, data, sizeof(l2));
+	if (bpf_xdp_adjust_head(ctx, outer))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(l2) > data_end)
+		return -1;
+	if (vlan)
+		__builtin_memcpy(data, l2, sizeof(struct ethhdr) + sizeof(struct vlan_hdr));
+	else
+		__builtin_memcpy(data, l2, sizeof(struct ethhdr));
+	return 0;
 }
 
-static __always_inline enum xlb_decap_stat decap_v4(struct xdp_md *ctx, struct iphdr *o, void *data_end, int vlan)
+static __always_inline enum xlb_decap_stat decap_v4(struct xdp_md *ctx, struct iphdr *o, void *data_end, int vlan,
+						    __u32 avail)
 {
 	struct lpm4_key k = { .prefixlen = 32 };
 	struct iphdr *in;
+	__u32 hlen, tot;
 
 	if ((void *)(o + 1) > data_end || o->protocol != XLB_IPPROTO_IPIP)
 		return XLB_DECAP_PASS;
-	/* xlb writes no options; an outer header with them is not xlb's. */
-	if (o->version != 4 || o->ihl != 5)
-		return XLB_DECAP_PASS;
+	/* A header the kernel would drop too. */
+	if (o->version != 4 || o->ihl < 5)
+		return XLB_DECAP_MALFORMED;
 	/* A fragment holds part of an inner packet: stripping each piece would
 	 * hand the stack garbage. The kernel reassembles (or drops) it. */
 	if (o->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFMASK))
@@ -86,35 +96,68 @@ static __always_inline enum xlb_decap_stat decap_v4(struct xdp_md *ctx, struct i
 	k.addr = o->saddr;
 	if (!bpf_map_lookup_elem(&decap_allow4, &k))
 		return XLB_DECAP_DENIED;
-	in = (void *)(o + 1);
+	/* xlb writes no options; another encapsulator may, and they go with
+	 * the header. Parsing never guesses: an outer length that does not
+	 * hold an inner header, or runs past the frame, is garbage. */
+	hlen = o->ihl * 4;
+	tot = bpf_ntohs(o->tot_len);
+	if (tot < hlen + sizeof(*in) || tot > avail)
+		return XLB_DECAP_MALFORMED;
+	in = (void *)o + hlen;
 	if ((void *)(in + 1) > data_end || in->version != 4)
 		return XLB_DECAP_MALFORMED;
-	return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IPIP;
+	return decap_strip(ctx, vlan, hlen) ? XLB_DECAP_MALFORMED : XLB_DECAP_IPIP;
 }
 
-static __always_inline enum xlb_decap_stat decap_v6(struct xdp_md *ctx, struct ipv6hdr *o, void *data_end, int vlan)
+/* The IPv6 fragment header (RFC 8200 4.5). */
+struct decap_frag6 {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
+};
+
+static __always_inline enum xlb_decap_stat decap_v6(struct xdp_md *ctx, struct ipv6hdr *o, void *data_end, int vlan,
+						    __u32 avail)
 {
 	struct lpm6_key k = { .prefixlen = 128 };
 	struct ipv6hdr *in;
+	__u32 plen;
 
-	/* An outer fragment header (nexthdr 44) is not IP6IP6 here: passed. */
-	if ((void *)(o + 1) > data_end || o->nexthdr != XLB_IPPROTO_IPV6)
+	if ((void *)(o + 1) > data_end)
+		return XLB_DECAP_PASS;
+	if (o->nexthdr == XLB_IPPROTO_FRAGMENT) {
+		struct decap_frag6 *fh = (void *)(o + 1);
+
+		/* A piece of an encapsulated packet: the kernel reassembles it. */
+		if ((void *)(fh + 1) > data_end)
+			return XLB_DECAP_MALFORMED;
+		if (fh->nexthdr == XLB_IPPROTO_IPV6 || fh->nexthdr == XLB_IPPROTO_IPIP)
+			return XLB_DECAP_FRAG;
+		return XLB_DECAP_PASS;
+	}
+	if (o->nexthdr != XLB_IPPROTO_IPV6)
 		return XLB_DECAP_PASS;
 	__builtin_memcpy(k.addr, &o->saddr, sizeof(k.addr));
 	if (!bpf_map_lookup_elem(&decap_allow6, &k))
 		return XLB_DECAP_DENIED;
+	plen = bpf_ntohs(o->payload_len);
+	if (plen < sizeof(*in) || plen + sizeof(*o) > avail)
+		return XLB_DECAP_MALFORMED;
 	in = (void *)(o + 1);
 	if ((void *)(in + 1) > data_end || in->version != 6)
 		return XLB_DECAP_MALFORMED;
 	return decap_strip(ctx, vlan, sizeof(*o)) ? XLB_DECAP_MALFORMED : XLB_DECAP_IP6IP6;
 }
 
-static __always_inline enum xlb_decap_stat decap_process(struct xdp_md *ctx)
+/* decap_process judges a frame of len bytes. */
+static __always_inline enum xlb_decap_stat decap_process(struct xdp_md *ctx, __u32 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	void *l3 = eth + 1;
+	__u32 l2 = sizeof(*eth);
 	__be16 proto;
 	int vlan = 0;
 
@@ -128,12 +171,13 @@ static __always_inline enum xlb_decap_stat decap_process(struct xdp_md *ctx)
 			return XLB_DECAP_PASS;
 		proto = vh->proto;
 		l3 = vh + 1;
+		l2 += sizeof(*vh);
 		vlan = 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return decap_v4(ctx, l3, data_end, vlan);
+		return decap_v4(ctx, l3, data_end, vlan, len - l2);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return decap_v6(ctx, l3, data_end, vlan);
+		return decap_v6(ctx, l3, data_end, vlan, len - l2);
 	return XLB_DECAP_PASS;
 }
 
@@ -141,7 +185,7 @@ SEC("xdp")
 int xlb_decap(struct xdp_md *ctx)
 {
 	__u64 bytes = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
-	__u32 s = decap_process(ctx);
+	__u32 s = decap_process(ctx, bytes);
 	struct stat *st = bpf_map_lookup_elem(&decap_stats, &s);
 
 	if (st) {

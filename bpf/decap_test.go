@@ -52,8 +52,11 @@ func decapStat(t *testing.T, o *bpf.DecapObjects, s int) uint64 {
 
 // Indexes of enum xlb_decap_stat.
 const (
-	decapStatDenied = 4
-	decapStatFrag   = 5
+	decapStatIPIP      = 0
+	decapStatIP6IP6    = 1
+	decapStatMalformed = 3
+	decapStatDenied    = 4
+	decapStatFrag      = 5
 )
 
 // TestDecapOnlyAllowedSources: an IPIP/IP6IP6 packet from an outer source
@@ -172,12 +175,79 @@ func TestDecapLeavesOthersAlone(t *testing.T) {
 		{"ipv4-tcp-plain-PASS", plain, xdpPass},
 		{"ipv6-tcp-plain-PASS", pkt.MustBuild(t, tcp4(client6, 40000, vip6, 80, "S")), xdpPass},
 		{"ipip-truncated-inner-DROP", ipip, xdpDrop},
-		{"ipip-outer-options-PASS", withOptions, xdpPass},
+		// Options are stripped with the header, but this one's length
+		// cannot hold them and an inner header.
+		{"ipip-outer-options-truncated-DROP", withOptions, xdpDrop},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			act, out := runDecap(t, d, c.frame)
 			wantAction(t, act, c.act)
 			if act == xdpPass && !bytes.Equal(out, c.frame) {
+				t.Errorf("passed packet was modified")
+			}
+		})
+	}
+}
+
+// TestDecapOuterHeaders: the outer header is read for what it is. IPv4
+// options (another encapsulator's) are stripped with the header; a header
+// length under 20 bytes, or an outer length that runs past the frame, is
+// malformed and dropped, not decapsulated on a guess; an IPv6 fragment of
+// an encapsulated packet is an outer fragment, passed and counted so.
+func TestDecapOuterHeaders(t *testing.T) {
+	w := newWorld(t)
+	in4 := pkt.MustBuild(t, tcp4(client4, 40200, vip4, 80, "S"))
+	act, enc4 := w.run(t, in4)
+	wantAction(t, act, xdpTX)
+	enc4 = enc4[:len(in4)+20]
+	in6 := pkt.MustBuild(t, tcp4(client6, 40200, vip6, 80, "S"))
+	act, enc6 := w.run(t, in6)
+	wantAction(t, act, xdpTX)
+	enc6 = enc6[:len(in6)+40]
+
+	// The outer IPv4 header with 4 bytes of options (NOP NOP NOP EOL).
+	opts := append([]byte{}, enc4[:34]...)
+	opts[14] = 0x46
+	tot := int(enc4[16])<<8 | int(enc4[17]) + 4
+	opts[16], opts[17] = byte(tot>>8), byte(tot)
+	opts = append(opts, 1, 1, 1, 0)
+	opts = append(opts, enc4[34:]...)
+	// An IPv6 fragment header between the outer header and the inner one.
+	frag6 := append([]byte{}, enc6[:54]...)
+	frag6[14+6] = 44
+	plen := int(enc6[18])<<8 | int(enc6[19]) + 8
+	frag6[18], frag6[19] = byte(plen>>8), byte(plen)
+	frag6 = append(frag6, 41, 0, 0, 1, 0, 0, 0, 7)
+	frag6 = append(frag6, enc6[54:]...)
+
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		act   uint32
+		stat  int
+		inner []byte // the decapsulated packet, after the MACs
+	}{
+		{"ipip-outer-options-decap-PASS", opts, xdpPass, decapStatIPIP, in4[12:]},
+		{"ipip-outer-ihl-4-DROP", pkt.Mutate(enc4, func(b []byte) { b[14] = 0x44 }), xdpDrop, decapStatMalformed, nil},
+		{"ipip-outer-length-past-the-frame-DROP", pkt.Mutate(enc4, func(b []byte) { b[16], b[17] = 0, 200 }), xdpDrop, decapStatMalformed, nil},
+		{"ipip-outer-length-under-the-inner-header-DROP", pkt.Mutate(enc4, func(b []byte) { b[16], b[17] = 0, 30 }), xdpDrop, decapStatMalformed, nil},
+		{"ip6ip6-outer-fragment-PASS", frag6, xdpPass, decapStatFrag, nil},
+		{"ip6ip6-outer-length-past-the-frame-DROP", pkt.Mutate(enc6, func(b []byte) { b[18], b[19] = 1, 0 }), xdpDrop, decapStatMalformed, nil},
+		{"ip6ip6-decap-PASS", enc6, xdpPass, decapStatIP6IP6, in6[12:]},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := loadDecap(t)
+			act, out := runDecap(t, d, c.frame)
+			wantAction(t, act, c.act)
+			if n := decapStat(t, d, c.stat); n != 1 {
+				t.Errorf("counter %s = %d, want 1", loader.DecapStatNames[c.stat], n)
+			}
+			switch {
+			case c.inner != nil:
+				if got := out[12 : 12+len(c.inner)]; !bytes.Equal(got, c.inner) {
+					t.Errorf("decapsulated:\n got %x\nwant %x", got, c.inner)
+				}
+			case act == xdpPass && !bytes.Equal(out[:len(c.frame)], c.frame):
 				t.Errorf("passed packet was modified")
 			}
 		})

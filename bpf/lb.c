@@ -196,9 +196,12 @@ static __always_inline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *
 		return XLB_STAT_PASS_NOT_VIP;
 	if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
 		stats_count(XLB_STAT_EV_FLOW_MISS, 0);
-	/* An ICMP error is no new connection: it follows the table without
-	 * being rate limited or remembered. */
-	if (!p->icmp && !ratelimit_allow(svc, &p->key))
+	/* The rate limit is on new connections: a TCP SYN, or a UDP packet
+	 * with no live entry. A TCP packet that is not a SYN belongs to a
+	 * connection already open (one the flood guard did not remember, one
+	 * whose backend went, one a peer balancer had), which must not be cut
+	 * for its client's new ones; nor does an ICMP error open anything. */
+	if ((syn || (p->key.proto == IPPROTO_UDP && !f)) && !p->icmp && !ratelimit_allow(svc, &p->key))
 		return XLB_STAT_DROP_RATE_LIMIT;
 	backend_id = select_maglev(svc, &p->key, hash);
 	if (!backend_id)

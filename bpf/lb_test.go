@@ -627,6 +627,29 @@ func TestRateLimitNewConnections(t *testing.T) {
 	wantAction(t, act, xdpTX)
 }
 
+// TestRateLimitLeavesOpenConnectionsAlone: the rate limit is on new
+// connections only. Packets of TCP connections the table does not hold
+// (the flood guard did not remember them, a peer balancer had them) are
+// forwarded by Maglev however many there are; only SYNs are limited.
+func TestRateLimitLeavesOpenConnectionsAlone(t *testing.T) {
+	w := newWorld(t)
+	for i := range 20 {
+		act, _ := w.run(t, pkt.MustBuild(t, tcp4(client4, uint16(47000+i), rlVIP4, 80, "A")))
+		wantAction(t, act, xdpTX)
+	}
+	if got := w.Stat(t, "drop_rate_limit"); got != 0 {
+		t.Errorf("drop_rate_limit = %d after 20 packets of open connections, want 0", got)
+	}
+	for i := range 4 {
+		act, _ := w.run(t, pkt.MustBuild(t, tcp4(client4, uint16(47100+i), rlVIP4, 80, "S")))
+		if want := uint32(xdpTX); i == 3 {
+			wantAction(t, act, xdpDrop)
+		} else {
+			wantAction(t, act, want)
+		}
+	}
+}
+
 func TestRSTDoesNotCreateFlow(t *testing.T) {
 	w := newWorld(t)
 	act, _ := w.run(t, pkt.MustBuild(t, tcp4(client4, 46000, vip4, 80, "R")))

@@ -30,6 +30,7 @@
 
 #define XLB_IPPROTO_IPIP 4
 #define XLB_IPPROTO_IPV6 41
+#define XLB_IPPROTO_FRAGMENT 44
 
 #define XLB_IP_MF 0x2000
 #define XLB_IP_DF 0x4000
@@ -94,7 +95,7 @@ enum xlb_decap_stat {
 	XLB_DECAP_IPIP = 0,     /* IPv4-in-IPv4 stripped */
 	XLB_DECAP_IP6IP6,       /* IPv6-in-IPv6 stripped */
 	XLB_DECAP_PASS,         /* not encapsulated: passed untouched */
-	XLB_DECAP_MALFORMED,    /* truncated outer or inner header: dropped */
+	XLB_DECAP_MALFORMED,    /* a bad or truncated outer or inner header: dropped */
 	XLB_DECAP_DENIED,       /* outer source outside -allow: passed untouched */
 	XLB_DECAP_FRAG,         /* outer header is a fragment: passed untouched */
 	XLB_DECAP_MAX,
