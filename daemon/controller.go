@@ -113,7 +113,7 @@ func (c *controller) l7Status(s *service) api.Service {
 	}
 	as := api.Service{Name: s.cfg.Name, Layer: 7, Address: s.cfg.Listen, Protocol: proto, Scheduler: s.cfg.Scheduler}
 	live := c.r.l7.status(s.cfg.Name)
-	for _, b := range s.checkedBackends() {
+	for _, b := range s.reported() {
 		ab := modelBackend(b)
 		if u, ok := live[b.name]; ok {
 			ab.Active = u.Inflight
@@ -207,7 +207,7 @@ func target(s *service, address string) (*backend, error) {
 	if b := s.find(address); b != nil {
 		return b, nil
 	}
-	if s.findRouteOnly(address) != nil {
+	if s.findRouteBackend(address) != nil {
 		return nil, fmt.Errorf("backend %s serves only routes of service %s, and routes keep their configured backends: change it in the config file: %w", address, s.cfg.Name, api.ErrInvalid)
 	}
 	return nil, fmt.Errorf("service %s has no backend %s: %w", s.cfg.Name, address, api.ErrNotFound)
@@ -307,7 +307,16 @@ func (c *controller) PatchBackend(name, address string, p api.PatchBackend) (api
 		}
 		if p.Drain != nil {
 			b.drain = *p.Drain
-			result = append(result, map[bool]string{true: "draining", false: "not draining"}[*p.Drain])
+			switch {
+			case b.drain:
+				result = append(result, "draining")
+			case b.weight() == 0:
+				// Weight 0 drains too (GET says draining): an undrain
+				// that left it so must not read as one that worked.
+				result = append(result, "still draining: weight is 0; set a weight to bring it back")
+			default:
+				result = append(result, "not draining")
+			}
 		}
 		ch = api.Change{Service: name, Backend: b.name, Result: strings.Join(result, ", "), Persisted: b.persisted()}
 		if !ch.Persisted {

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -425,5 +428,241 @@ func TestControllerWhichOnAnL7Service(t *testing.T) {
 	}
 	if _, err := ctl.Which("nosuch", "192.0.2.10:40000"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("which on a missing service: %v, want ErrNotFound", err)
+	}
+}
+
+// namedBackend is an HTTP backend that answers with its name.
+func namedBackend(t *testing.T, name string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, name)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// routeConfig is service rt with its pool, a route /v1/ with backends of
+// its own, and health checks (no checker runs: tests call healthChanged).
+func routeConfig(t *testing.T, pool, route []string) *config.Config {
+	t.Helper()
+	list := func(addrs []string) string {
+		var parts []string
+		for _, a := range addrs {
+			parts = append(parts, fmt.Sprintf("{address: %q}", a))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	yaml := fmt.Sprintf(`l7: {drain_timeout: 10s}
+services:
+  - name: rt
+    layer: 7
+    listen: %q
+    backends: %s
+    health_check: {type: tcp, interval: 1h}
+    routes:
+      - match: {path_prefix: /v1/}
+        backends: %s
+`, freeListen(t), list(pool), list(route))
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// answer is the status and body of a GET to the service.
+func answer(t *testing.T, cfg *config.Config, path string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + cfg.Services[0].Listen + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+}
+
+// listedBackend is the API's view of one backend of rt.
+func listedBackend(ctl *controller, addr string) (api.Backend, bool) {
+	for _, s := range ctl.Services() {
+		for _, b := range s.Backends {
+			if s.Name == "rt" && b.Address == addr {
+				return b, true
+			}
+		}
+	}
+	return api.Backend{}, false
+}
+
+// checked says whether the checker would probe rt/addr, and from which
+// state.
+func checked(ctl *controller, addr string) (probed, up bool) {
+	ctl.r.read(func(_ *config.Config, m *model) {
+		targets, initial := checkTargets(m, checkPaths{})
+		for _, tg := range targets {
+			if tg.Key == checkKey("rt", addr) {
+				probed, up = true, initial[tg.Key]
+			}
+		}
+	})
+	return probed, up
+}
+
+// TestControllerAddThenDeleteOfARouteBackendLeavesTheRoute: the API may
+// add to the pool an address a route names; deleting it again drains the
+// pool's only, and the route keeps serving it, checked and listed.
+func TestControllerAddThenDeleteOfARouteBackendLeavesTheRoute(t *testing.T) {
+	pool, route := namedBackend(t, "pool"), namedBackend(t, "route")
+	cfg := routeConfig(t, []string{pool}, []string{route})
+	ctl, _ := l7Parts(t, cfg)
+	if _, err := ctl.AddBackend("rt", api.AddBackend{Address: route}); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, cfg, "/v1/a"); got != "200 route" {
+		t.Errorf("route after the add of its backend to the pool: %q, want 200 route", got)
+	}
+	// The pool's copy waits for its first passing check, the route's is up;
+	// one check key reaches both.
+	ctl.r.healthChanged(checkKey("rt", route), true, "passed its checks")
+	ctl.r.healthChanged(checkKey("rt", route), false, "3 consecutive failures")
+	if got := answer(t, cfg, "/v1/a"); got != "503 no backend available for service rt" {
+		t.Errorf("route with its backend down: %q, want 503", got)
+	}
+	ctl.r.healthChanged(checkKey("rt", route), true, "passed its checks")
+
+	if _, err := ctl.RemoveBackend("rt", route); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, cfg, "/v1/a"); got != "200 route" {
+		t.Errorf("route while the pool's copy drains: %q, want 200 route", got)
+	}
+	if probed, _ := checked(ctl, route); !probed {
+		t.Error("the address is not checked while the pool's copy drains, though the route uses it")
+	}
+	if _, err := ctl.r.expire(time.Now().Add(2*removalGrace), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, cfg, "/v1/a"); got != "200 route" {
+		t.Errorf("route after the removal from the pool: %q, want 200 route", got)
+	}
+	if b, ok := listedBackend(ctl, route); !ok || b.Draining || b.Source != "config" || !b.Healthy {
+		t.Errorf("route backend after the removal: %+v (listed %v), want listed from config, up, not draining", b, ok)
+	}
+	if probed, up := checked(ctl, route); !probed || !up {
+		t.Errorf("route backend after the removal: probed %v from up %v, want probed from up", probed, up)
+	}
+	if got := answer(t, cfg, "/"); got != "200 pool" {
+		t.Errorf("pool: %q, want 200 pool", got)
+	}
+	if _, err := ctl.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, cfg, "/v1/a"); got != "200 route" {
+		t.Errorf("route after a reload: %q, want 200 route", got)
+	}
+}
+
+// TestControllerPoolChangesLeaveARouteItsOwnBackend: an address the file
+// lists both in the pool and in a route is changed by the API in the pool
+// only; the route serves it as the file says, and once the pool's copy is
+// removed the address stays checked and listed.
+func TestControllerPoolChangesLeaveARouteItsOwnBackend(t *testing.T) {
+	a, r := namedBackend(t, "a"), namedBackend(t, "r")
+	cfg := routeConfig(t, []string{a, r}, []string{r})
+	ctl, web := l7Parts(t, cfg)
+	poolCount := func() map[string]int {
+		n := map[string]int{}
+		for range 6 {
+			n[answer(t, cfg, "/")]++
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		patch api.PatchBackend
+	}{
+		{"drain", api.PatchBackend{Drain: ptr(true)}},
+		{"weight-0", api.PatchBackend{Drain: ptr(false), Weight: ptr(0)}},
+		{"weight-5", api.PatchBackend{Weight: ptr(5)}},
+	} {
+		if _, err := ctl.PatchBackend("rt", r, tc.patch); err != nil {
+			t.Fatal(err)
+		}
+		if got := answer(t, cfg, "/v1/x"); got != "200 r" {
+			t.Errorf("%s of the pool's r: route answers %q, want 200 r", tc.name, got)
+		}
+		if _, u := web.Upstreams("rt", r); u == nil || u.Drained() || u.Weight() != 1 {
+			t.Errorf("%s of the pool's r reached the route's (drained or weight not 1)", tc.name)
+		}
+	}
+	if got := poolCount(); got["200 r"] != 5 || got["200 a"] != 1 {
+		t.Errorf("pool with r at weight 5 and a at 1: %v", got)
+	}
+	if _, err := ctl.PatchBackend("rt", r, api.PatchBackend{Drain: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolCount(); got["200 a"] != 6 {
+		t.Errorf("pool with r drained: %v, want a only", got)
+	}
+
+	if _, err := ctl.RemoveBackend("rt", r); err != nil {
+		t.Fatal(err)
+	}
+	if probed, _ := checked(ctl, r); !probed {
+		t.Error("r is not checked while the pool's copy drains, though the route uses it")
+	}
+	if _, err := ctl.r.expire(time.Now().Add(2*removalGrace), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, cfg, "/v1/x"); got != "200 r" {
+		t.Errorf("route after r left the pool: %q, want 200 r", got)
+	}
+	if b, ok := listedBackend(ctl, r); !ok || b.Draining || b.Weight != 1 {
+		t.Errorf("r after it left the pool: %+v (listed %v), want listed as the route's, weight 1, not draining", b, ok)
+	}
+	if probed, _ := checked(ctl, r); !probed {
+		t.Error("r is not checked after it left the pool, though the route uses it")
+	}
+	// Its health still reaches the route.
+	ctl.r.healthChanged(checkKey("rt", r), false, "3 consecutive failures")
+	if got := answer(t, cfg, "/v1/x"); got != "503 no backend available for service rt" {
+		t.Errorf("route with r down: %q, want 503", got)
+	}
+	ctl.r.healthChanged(checkKey("rt", r), true, "passed its checks")
+	if got := answer(t, cfg, "/v1/x"); got != "200 r" {
+		t.Errorf("route with r up again: %q, want 200 r", got)
+	}
+}
+
+// TestControllerUndrainAtWeightZeroSaysItStillDrains: weight 0 drains too,
+// so an undrain that leaves it there says so rather than "not draining".
+func TestControllerUndrainAtWeightZeroSaysItStillDrains(t *testing.T) {
+	yaml := fmt.Sprintf(`services:
+  - name: web
+    layer: 7
+    listen: %q
+    backends: [{address: 127.0.0.1:9001}, {address: 127.0.0.1:9002, weight: 0}]
+`, freeListen(t))
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := l7Parts(t, cfg)
+	const still = "still draining: weight is 0; set a weight to bring it back"
+	for _, tc := range []struct {
+		name, addr string
+		patch      api.PatchBackend
+		want       string
+	}{
+		{"file-weight-0", "127.0.0.1:9002", api.PatchBackend{Drain: ptr(false)}, still},
+		{"api-weight-0", "127.0.0.1:9001", api.PatchBackend{Weight: ptr(0)}, "weight 0"},
+		{"undrain-at-api-weight-0", "127.0.0.1:9001", api.PatchBackend{Drain: ptr(false)}, still},
+		{"weight-and-undrain", "127.0.0.1:9001", api.PatchBackend{Weight: ptr(2), Drain: ptr(false)}, "weight 2, not draining"},
+	} {
+		ch, err := ctl.PatchBackend("web", tc.addr, tc.patch)
+		if err != nil || ch.Result != tc.want {
+			t.Errorf("%s: %+v, %v; want result %q", tc.name, ch, err, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7"
+	"github.com/xlbproject/xlb/l7/balance"
 )
 
 // l7Projector turns the model's layer 7 services into the l7 server's
@@ -64,7 +65,7 @@ func (p *l7Projector) sync(s *service) error {
 		return fmt.Errorf("project service %s to l7: %w", s.cfg.Name, err)
 	}
 	now := time.Now()
-	for _, list := range [][]*backend{s.backends, s.routeOnly} {
+	for _, list := range [][]*backend{s.backends, s.routeBackends} {
 		for _, b := range list {
 			p.setHealth(s, b, now)
 		}
@@ -72,9 +73,23 @@ func (p *l7Projector) sync(s *service) error {
 	return nil
 }
 
+// setHealth makes the l7 server's health of b's address the model's, on
+// both backends the address may have there: the pool's, and the one its
+// routes name as their own (kept apart, so that the pool's can wait for
+// its first check after an API add while the route's keeps serving).
 func (p *l7Projector) setHealth(s *service, b *backend, now time.Time) {
-	if u := p.web.Upstream(s.cfg.Name, b.name); u != nil && u.Healthy() != b.up {
-		u.SetHealthy(b.up, now)
+	set := func(u *balance.Upstream, m *backend) {
+		if u != nil && m != nil && u.Healthy() != m.up {
+			u.SetHealthy(m.up, now)
+		}
+	}
+	if own := s.find(b.name); own != nil {
+		u, _ := p.web.Upstreams(s.cfg.Name, own.name)
+		set(u, own)
+	}
+	if rb := s.findRouteBackend(b.name); rb != nil {
+		_, u := p.web.Upstreams(s.cfg.Name, rb.name)
+		set(u, rb)
 	}
 }
 

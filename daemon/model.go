@@ -112,12 +112,15 @@ func (b *backend) share(stand map[*backend]bool) int {
 
 // service is one service of the running config and its backends: its own
 // pool (config order, then API additions, then those draining before they
-// go) and, for layer 7, the backends only its routes name, which are
-// checked and reported but not changed at runtime.
+// go) and, for layer 7, the backends its routes name as their own. Those
+// are checked but not changed at runtime, and the l7 server gives them
+// live state apart from the pool's, so that an address in both keeps
+// serving its routes whatever the API does to the pool's. They are
+// reported where the pool does not have their address.
 type service struct {
-	cfg       config.Service
-	backends  []*backend
-	routeOnly []*backend
+	cfg           config.Service
+	backends      []*backend
+	routeBackends []*backend
 }
 
 func (s *service) checked() bool {
@@ -136,9 +139,11 @@ func (s *service) find(name string) *backend {
 	return nil
 }
 
-func (s *service) findRouteOnly(name string) *backend {
+// findRouteBackend returns the backend the service's routes name as
+// their own.
+func (s *service) findRouteBackend(name string) *backend {
 	k := canonical(name)
-	for _, b := range s.routeOnly {
+	for _, b := range s.routeBackends {
 		if canonical(b.name) == k {
 			return b
 		}
@@ -206,7 +211,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 			prev = nil // same name, another service: nothing carries over
 		}
 		s := &service{cfg: *c}
-		seen := map[string]bool{}
+		seen := map[string]bool{} // in the pool
 		fresh := func(cb config.Backend, old *backend) *backend {
 			b := &backend{name: cb.Address, conf: cb, src: fromConfig}
 			if c.IsL4() {
@@ -224,25 +229,34 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 					b.lastUp = now
 				}
 			}
-			seen[canonical(b.name)] = true
 			return b
 		}
-		lookup := func(name string) *backend {
+		// Health carries over from the same list, else from the other
+		// (an address that moved between the pool and a route).
+		lookup := func(name string, route bool) *backend {
 			if prev == nil {
 				return nil
 			}
-			if b := prev.find(name); b != nil {
-				return b
+			same, other := prev.find(name), prev.findRouteBackend(name)
+			if route {
+				same, other = other, same
 			}
-			return prev.findRouteOnly(name)
+			if same != nil {
+				return same
+			}
+			return other
 		}
 		for _, cb := range c.Backends {
-			s.backends = append(s.backends, fresh(cb, lookup(cb.Address)))
+			b := fresh(cb, lookup(cb.Address, false))
+			s.backends = append(s.backends, b)
+			seen[canonical(b.name)] = true
 		}
+		routed := map[string]bool{}
 		for _, r := range c.Routes {
 			for _, cb := range r.Backends {
-				if !seen[canonical(cb.Address)] {
-					s.routeOnly = append(s.routeOnly, fresh(cb, lookup(cb.Address)))
+				if k := canonical(cb.Address); !routed[k] {
+					routed[k] = true
+					s.routeBackends = append(s.routeBackends, fresh(cb, lookup(cb.Address, true)))
 				}
 			}
 		}
@@ -412,7 +426,7 @@ func (m *model) expire(now time.Time, idle func(*service, *backend) bool) map[st
 }
 
 // health finds the backends a health-check key ("service/backend") names:
-// one, or two when the API added a backend that a route also names.
+// one, or two when the pool and a route both have the address.
 func (m *model) health(key string) (*service, []*backend) {
 	name, addr, ok := strings.Cut(key, "/")
 	if !ok {
@@ -423,7 +437,7 @@ func (m *model) health(key string) (*service, []*backend) {
 		return nil, nil
 	}
 	var found []*backend
-	for _, list := range [][]*backend{s.backends, s.routeOnly} {
+	for _, list := range [][]*backend{s.backends, s.routeBackends} {
 		for _, b := range list {
 			if b.name == addr {
 				found = append(found, b)
@@ -433,11 +447,27 @@ func (m *model) health(key string) (*service, []*backend) {
 	return s, found
 }
 
-// checkedBackends are the backends of a service to probe and report: its
-// own, then the route-only ones it does not also have in its own pool.
+// checkedBackends are the backends of a service to probe (checkTargets
+// leaves out those draining before removal) and whose check series to
+// keep: its own, then its routes' whose address the pool has not, or has
+// only on its way out. An address in both is one health-check key, whose
+// results reach both.
 func (s *service) checkedBackends() []*backend {
 	out := append([]*backend(nil), s.backends...)
-	for _, b := range s.routeOnly {
+	for _, b := range s.routeBackends {
+		if own := s.find(b.name); own == nil || own.removing() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// reported are the backends of a service the API lists: its own, then its
+// routes' whose address the pool does not have (where it does, the API
+// reports and changes the pool's).
+func (s *service) reported() []*backend {
+	out := append([]*backend(nil), s.backends...)
+	for _, b := range s.routeBackends {
 		if s.find(b.name) == nil {
 			out = append(out, b)
 		}

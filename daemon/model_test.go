@@ -138,8 +138,8 @@ func TestModelAddRevivesAndConflicts(t *testing.T) {
 
 func TestModelRouteOnlyBackendsAreChecked(t *testing.T) {
 	m, s := loaded(t, twoBackends)
-	if len(s.routeOnly) != 1 || s.find("10.0.9.9:80") != nil {
-		t.Fatalf("route backend should be route-only: own %d, route-only %d", len(s.backends), len(s.routeOnly))
+	if len(s.routeBackends) != 1 || s.find("10.0.9.9:80") != nil {
+		t.Fatalf("route backend should be route-only: own %d, route-only %d", len(s.backends), len(s.routeBackends))
 	}
 	targets, initial := checkTargets(m, checkPaths{})
 	if len(targets) != 3 || !initial["web/10.0.9.9:80"] {
@@ -147,6 +147,64 @@ func TestModelRouteOnlyBackendsAreChecked(t *testing.T) {
 	}
 	if _, bs := m.health("web/10.0.9.9:80"); len(bs) != 1 {
 		t.Error("health key of the route backend finds nothing")
+	}
+}
+
+// TestModelRouteBackendsApartFromThePool: an address both in the pool and
+// in a route is one check key with a backend in each list; once the pool's
+// is on its way out or gone, the route's is still probed and reported.
+func TestModelRouteBackendsApartFromThePool(t *testing.T) {
+	m, s := loaded(t, twoBackends+"      - {address: 10.0.9.9:80}\n")
+	if len(s.routeBackends) != 1 || s.find("10.0.9.9:80") == nil {
+		t.Fatalf("10.0.9.9:80 should be in both lists: own %d, route %d", len(s.backends), len(s.routeBackends))
+	}
+	if _, bs := m.health("web/10.0.9.9:80"); len(bs) != 2 {
+		t.Errorf("health key of an address in both finds %d backends, want 2", len(bs))
+	}
+	keys := func() []string {
+		targets, _ := checkTargets(m, checkPaths{})
+		var out []string
+		for _, tg := range targets {
+			out = append(out, tg.Key)
+		}
+		return out
+	}
+	all := "[web/10.0.0.1:80 web/10.0.0.2:80 web/10.0.9.9:80]"
+	if got := fmt.Sprint(keys()); got != all {
+		t.Errorf("targets %s, want %s (one key for the address in both)", got, all)
+	}
+	if got := len(s.reported()); got != 3 {
+		t.Errorf("%d backends reported, want 3", got)
+	}
+	m.remove(s.find("10.0.9.9:80"), time.Now())
+	if got := fmt.Sprint(keys()); got != all {
+		t.Errorf("targets while the pool's copy drains: %s, want %s", got, all)
+	}
+	m.expire(time.Now().Add(time.Minute), nil)
+	if got := fmt.Sprint(keys()); got != all {
+		t.Errorf("targets after the pool's copy went: %s, want %s", got, all)
+	}
+	if r := s.reported(); len(r) != 3 || r[2] != s.routeBackends[0] {
+		t.Errorf("reported after the pool's copy went: %d, want the pool's two and the route's", len(r))
+	}
+}
+
+// TestModelReloadDrainsAnAPIAddARouteAlsoNames: the API's addition to the
+// pool drains and goes on a reload, as any does; the route's stays.
+func TestModelReloadDrainsAnAPIAddARouteAlsoNames(t *testing.T) {
+	cfg := testConfig(t, twoBackends)
+	m := newModel().reloaded(cfg, true, noPrior, time.Now())
+	s := m.services["web"]
+	if _, err := m.add(s, apiBackend("10.0.9.9:80", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	next := m.reloaded(cfg, false, noPrior, time.Now())
+	ns := next.services["web"]
+	if b := ns.find("10.0.9.9:80"); b == nil || !b.removing() {
+		t.Errorf("API-added 10.0.9.9:80 after a reload: %+v, want draining before removal", b)
+	}
+	if b := ns.findRouteBackend("10.0.9.9:80"); b == nil || b.removing() || !b.up {
+		t.Errorf("the route's 10.0.9.9:80 after a reload: %+v, want kept and up", b)
 	}
 }
 

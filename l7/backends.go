@@ -28,8 +28,10 @@ var ErrNoService = errors.New("no such layer 7 service")
 
 // SetBackends replaces the backends of a service's own pool, and of its
 // routes that name no backends of their own (those use the service's);
-// routes with their own backends keep them. It is the incremental path for
-// runtime changes: a backend that stays keeps its live state (health,
+// routes with their own backends keep them as configured, with live state
+// of their own even where the pool has the same address, so a drain, a
+// weight or a removal here does not reach them. It is the incremental path
+// for runtime changes: a backend that stays keeps its live state (health,
 // counters, in-flight requests, passive-health ejection, kept-alive
 // connections) and takes the spec's weight, max_conns, slow start and drain;
 // a new one starts unhealthy when the service has health checks, so it waits
@@ -96,7 +98,7 @@ func (s *Server) SetBackends(service string, bs []BackendSpec) error {
 			cp.close()
 		}
 	}
-	s.conns[service], s.upstreams[service] = conns, b.upstreams
+	s.conns[service], s.upstreams[service], s.routeUps[service] = conns, b.upstreams, b.routeUps
 	for _, l := range s.listeners {
 		if l.handler.Load() == old {
 			l.handler.Store(sv)

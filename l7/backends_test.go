@@ -189,3 +189,79 @@ func TestSetBackendsKeepsBackendConnections(t *testing.T) {
 		t.Errorf("a saw %d backend connections over 6 sequential requests, want 1 kept across SetBackends: %v", len(remotes), remotes)
 	}
 }
+
+// routeYAML is a service with pool bs and a route /r/ whose own backend is r.
+func routeYAML(r *backend, bs ...*backend) string {
+	return backendsYAML(bs...) + fmt.Sprintf("routes:\n  - match: {path_prefix: /r/}\n    backends: [{address: %q}]\n", r.addr())
+}
+
+// TestSetBackendsLeavesARouteItsCopyOfAPoolAddress: an address both in the
+// pool and in a route's own backends is two backends; draining, re-weighting
+// or removing the pool's leaves the route's as the file has it.
+func TestSetBackendsLeavesARouteItsCopyOfAPoolAddress(t *testing.T) {
+	a, r := newBackend(t, "a", nil), newBackend(t, "r", nil)
+	p := startProxy(t, routeYAML(r, a, r), "")
+	pool, route := p.srv.Upstreams("web", r.addr())
+	if pool == nil || route == nil || pool == route {
+		t.Fatalf("upstreams of r: pool %p, route %p; want two apart", pool, route)
+	}
+	for _, tc := range []struct {
+		name string
+		pool []l7.BackendSpec
+	}{
+		{"drain", []l7.BackendSpec{{Address: a.addr(), Weight: 1}, {Address: r.addr(), Weight: 1, Drained: true}}},
+		{"weight-0", []l7.BackendSpec{{Address: a.addr(), Weight: 1}, {Address: r.addr(), Weight: 0}}},
+		{"removed", []l7.BackendSpec{{Address: a.addr(), Weight: 1}}},
+	} {
+		if err := p.srv.SetBackends("web", tc.pool); err != nil {
+			t.Fatal(err)
+		}
+		if counts := spread(t, p.url+"/r/x", 5); counts["r"] != 5 {
+			t.Errorf("%s: route /r/ got %v, want its own backend r", tc.name, counts)
+		}
+		if counts := spread(t, p.url+"/", 6); counts["a"] != 6 {
+			t.Errorf("%s: pool got %v, want a only", tc.name, counts)
+		}
+		if _, got := p.srv.Upstreams("web", r.addr()); got != route || got.Drained() || got.Weight() != 1 {
+			t.Errorf("%s: the route's r: same %v, drained %v, weight %d; want its live state, undrained, weight 1", tc.name, got == route, got.Drained(), got.Weight())
+		}
+	}
+	// Gone from the pool, r is still the route's: reported, and what the
+	// health checks reach.
+	if got := p.srv.Upstream("web", r.addr()); got != route {
+		t.Error("Upstream of an address only the route has now is not the route's")
+	}
+	st, _ := p.srv.Status("web")
+	if len(st) != 2 || (st[0].Address != r.addr() && st[1].Address != r.addr()) {
+		t.Errorf("status %+v, want a and the route's r", st)
+	}
+	route.SetHealthy(false, time.Now())
+	if resp, body := get(t, p.url+"/r/x", nil); resp.StatusCode != 503 {
+		t.Errorf("route with its only backend down: %d %q, want 503", resp.StatusCode, body)
+	}
+}
+
+// TestSetBackendsAddThenRemoveAnAddressARouteNames: the API may add to the
+// pool an address a route names; removing it again leaves the route served.
+func TestSetBackendsAddThenRemoveAnAddressARouteNames(t *testing.T) {
+	a, r := newBackend(t, "a", nil), newBackend(t, "r", nil)
+	svc := routeYAML(r, a) + "health_check: {type: http, path: /health, interval: 1s, timeout: 500ms}\n"
+	p := startProxy(t, svc, "")
+	_, route := p.srv.Upstreams("web", r.addr())
+	if err := p.srv.SetBackends("web", []l7.BackendSpec{{Address: a.addr(), Weight: 1}, {Address: r.addr(), Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	pool, got := p.srv.Upstreams("web", r.addr())
+	if pool == nil || pool == route || pool.Healthy() || got != route || !route.Healthy() {
+		t.Fatalf("after the add: the pool's r must be new and down until checked, the route's the same and up")
+	}
+	if err := p.srv.SetBackends("web", []l7.BackendSpec{{Address: a.addr(), Weight: 1}, {Address: r.addr(), Weight: 1, Drained: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.srv.SetBackends("web", []l7.BackendSpec{{Address: a.addr(), Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if counts := spread(t, p.url+"/r/x", 5); counts["r"] != 5 {
+		t.Errorf("route after the add and removal of r in the pool: %v, want r", counts)
+	}
+}

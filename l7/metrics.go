@@ -86,16 +86,18 @@ func (l liveSeries) Collect(ch chan<- prometheus.Metric) {
 	}
 	var out []prometheus.Metric
 	// Under the server's lock, which Apply and SetBackends hold while they
-	// build and commit: a service or backend that runs is in upstreams, so
-	// its series (which its running value keeps resolved) stay.
+	// build and commit: a service or backend that runs is in upstreams (or,
+	// a route's own, in routeUps), so its series (which its running value
+	// keeps resolved) stay.
 	srv.mu.Lock()
 	keep := func(lb prometheus.Labels) bool {
-		byAddr, ok := srv.upstreams[lb["service"]]
+		name := lb["service"]
+		byAddr, ok := srv.upstreams[name]
 		if !ok {
 			return false
 		}
 		b, ok := lb["backend"]
-		return !ok || b == "none" || byAddr[b] != nil
+		return !ok || b == "none" || byAddr[b] != nil || srv.routeUps[name][b] != nil
 	}
 	for _, v := range l.m.vecs() {
 		out = append(out, promprune.Prune(v, keep)...)

@@ -92,3 +92,43 @@ func TestMetricsOfRemovedServicesAndBackendsGo(t *testing.T) {
 		t.Errorf("request series after b2 left: %v, want %v", got, want)
 	}
 }
+
+// TestMetricsOfARouteBackendStayWhenThePoolLosesIt: an address the pool
+// and a route both have keeps its series while the route still has it.
+func TestMetricsOfARouteBackendStayWhenThePoolLosesIt(t *testing.T) {
+	a, r := newBackend(t, "a", nil), newBackend(t, "r", nil)
+	reg := prometheus.NewRegistry()
+	srv := must(l7.New(l7.Options{Registry: reg, StickySecret: make([]byte, 32)}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	listen := freePort(t)
+	yaml := fmt.Sprintf("services:\n  - name: web\n    layer: 7\n    listen: %q\n%s\n", listen, indent(routeYAML(r, a, r), "    "))
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	if err := srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, "http://"+listen+"/r/x", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	want := []string{"backend=" + r.addr() + ",service=web"}
+	// The request is counted once its answer is out: the client may see it
+	// first.
+	for deadline := time.Now().Add(2 * time.Second); !slices.Equal(promtest.Series(t, reg, "xlb_l7_requests_total", "code"), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the route's request never showed in %v", want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := srv.SetBackends("web", []l7.BackendSpec{{Address: a.addr(), Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := promtest.Series(t, reg, "xlb_l7_requests_total", "code"); !slices.Equal(got, want) {
+		t.Errorf("request series after r left the pool but not the route: %v, want %v", got, want)
+	}
+}

@@ -41,7 +41,8 @@ type Server struct {
 	l7        config.L7
 	services  map[string]*service
 	listeners map[string]*listener                    // by listen address
-	upstreams map[string]map[string]*balance.Upstream // service -> address -> live state
+	upstreams map[string]map[string]*balance.Upstream // service -> address -> live state of its own pool's backends
+	routeUps  map[string]map[string]*balance.Upstream // service -> address -> live state of its routes' own backends
 	conns     map[string]map[string]*connPool         // service -> address -> the backend's connection pool
 	// tickets are each TLS service's session ticket keys, kept across
 	// reloads so that clients resume across them.
@@ -69,7 +70,8 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		log: log, access: o.AccessLog, met: met, secret: secret,
 		services: map[string]*service{}, listeners: map[string]*listener{},
-		upstreams: map[string]map[string]*balance.Upstream{}, conns: map[string]map[string]*connPool{},
+		upstreams: map[string]map[string]*balance.Upstream{}, routeUps: map[string]map[string]*balance.Upstream{},
+		conns:   map[string]map[string]*connPool{},
 		tickets: map[string]*tlsconf.TicketKeys{},
 		sweeper: make(chan struct{}),
 	}
@@ -170,7 +172,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 	// Commit.
 	s.started = true
 	lim := newLimits(cfg.L7)
-	upstreams := map[string]map[string]*balance.Upstream{}
+	upstreams, routeUps := map[string]map[string]*balance.Upstream{}, map[string]map[string]*balance.Upstream{}
 	services := map[string]*service{}
 	keep := map[string]bool{}
 	for _, c := range cfg.Services {
@@ -181,7 +183,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		for _, f := range b.commit {
 			f()
 		}
-		upstreams[c.Name], services[c.Name] = b.upstreams, b.sv
+		upstreams[c.Name], routeUps[c.Name], services[c.Name] = b.upstreams, b.routeUps, b.sv
 		l := opened[c.Listen]
 		if l == nil {
 			l = s.listeners[c.Listen]
@@ -232,7 +234,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 			k.Stop()
 		}
 	}
-	s.conns, s.upstreams, s.services, s.tickets = conns, upstreams, services, tickets
+	s.conns, s.upstreams, s.routeUps, s.services, s.tickets = conns, upstreams, routeUps, services, tickets
 	s.l7 = cfg.L7
 	return nil
 }
@@ -329,11 +331,24 @@ func settle(ls []*listener, d time.Duration) {
 	}
 }
 
-// Upstream returns a backend's live state, for health checks and the API.
+// Upstream returns a backend's live state, for health checks and the API:
+// the service's own pool's, else (an address only routes name) the routes'.
 func (s *Server) Upstream(service, addr string) *balance.Upstream {
+	pool, route := s.Upstreams(service, addr)
+	if pool != nil {
+		return pool
+	}
+	return route
+}
+
+// Upstreams returns both live states an address may have in a service: the
+// service's own pool's, and the one its routes that name the address as
+// their own backend share. Either may be nil. Health follows the checks on
+// both; SetBackends changes only the pool's.
+func (s *Server) Upstreams(service, addr string) (pool, route *balance.Upstream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.upstreams[service][addr]
+	return s.upstreams[service][addr], s.routeUps[service][addr]
 }
 
 // BackendStatus is one L7 backend's live state.
@@ -348,17 +363,29 @@ type BackendStatus struct {
 	Failures uint64
 }
 
-// Status reports a service's backends (sorted by address), and whether it exists.
+// Status reports a service's backends (sorted by address), and whether it
+// exists: its own pool's, and those of its routes whose address the pool
+// does not have (an address in both reads as the pool's, which the API
+// changes).
 func (s *Server) Status(service string) ([]BackendStatus, bool) {
 	s.mu.Lock()
 	ups, ok := s.upstreams[service]
+	all := make([]*balance.Upstream, 0, len(ups)+len(s.routeUps[service]))
+	for _, u := range ups {
+		all = append(all, u)
+	}
+	for addr, u := range s.routeUps[service] {
+		if ups[addr] == nil {
+			all = append(all, u)
+		}
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
 	now := time.Now()
-	out := make([]BackendStatus, 0, len(ups))
-	for _, u := range ups {
+	out := make([]BackendStatus, 0, len(all))
+	for _, u := range all {
 		out = append(out, BackendStatus{
 			Address: u.Addr, Weight: u.Weight(), Healthy: u.Healthy(), Drained: u.Drained(), Ejected: u.Ejected(now),
 			Inflight: u.Inflight(), Requests: u.Requests(), Failures: u.Failures(),

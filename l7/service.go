@@ -60,6 +60,10 @@ type service struct {
 type built struct {
 	sv        *service
 	upstreams map[string]*balance.Upstream
+	// routeUps are the backends routes name as their own: apart from the
+	// pool's of the same address, so that what the API does to the pool
+	// (drain, weight, removal) leaves the routes as the file has them.
+	routeUps map[string]*balance.Upstream
 	// commit applies the config to upstreams that stay (weights, limits):
 	// run only once the whole Apply can no longer fail.
 	commit []func()
@@ -72,10 +76,9 @@ type built struct {
 // the files again.
 func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 	checked := c.HealthCheck != nil && c.HealthCheck.Type != "none"
-	prev := s.upstreams[c.Name]
-	b := &built{upstreams: map[string]*balance.Upstream{}}
-	upstream := func(cb config.Backend) *balance.Upstream {
-		if u := b.upstreams[cb.Address]; u != nil {
+	b := &built{upstreams: map[string]*balance.Upstream{}, routeUps: map[string]*balance.Upstream{}}
+	upstream := func(ups, prev map[string]*balance.Upstream, cb config.Backend) *balance.Upstream {
+		if u := ups[cb.Address]; u != nil {
 			return u
 		}
 		u := prev[cb.Address]
@@ -93,7 +96,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 				u.SetSlowStart(cb.SlowStart)
 			})
 		}
-		b.upstreams[cb.Address] = u
+		ups[cb.Address] = u
 		return u
 	}
 	connect := c.Timeouts.Connect
@@ -101,6 +104,9 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		connect = config.DefaultConnectTimeout
 	}
 	conns := map[*balance.Upstream]*connPool{}
+	// The pool's and the routes' upstreams of one address share its
+	// connections.
+	connsByAddr := map[string]*connPool{}
 	// TLS to the backends: the files are read now, so that a broken CA or
 	// client certificate fails the Apply before anything changes.
 	var client *tlsconf.Client
@@ -112,12 +118,16 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			return nil, err
 		}
 	}
-	mkPool := func(name, sched string, bs []config.Backend) (*pool, error) {
+	mkPool := func(name, sched string, bs []config.Backend, own, prev map[string]*balance.Upstream) (*pool, error) {
 		ups := make([]*balance.Upstream, 0, len(bs))
 		for _, cb := range bs {
-			u := upstream(cb)
+			u := upstream(own, prev, cb)
 			ups = append(ups, u)
 			if conns[u] != nil {
+				continue
+			}
+			if cp := connsByAddr[cb.Address]; cp != nil {
+				conns[u] = cp
 				continue
 			}
 			var tc *tls.Config
@@ -140,7 +150,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			} else if cp.tls.Load() != tc {
 				b.commit = append(b.commit, func() { cp.tls.Store(tc) })
 			}
-			conns[u] = cp
+			conns[u], connsByAddr[cb.Address] = cp, cp
 		}
 		return newPool(name, sched, ups, c, s.secret)
 	}
@@ -158,7 +168,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		sv.budget = old.budget
 	}
 	var err error
-	if sv.pool, err = mkPool(c.Name, c.Scheduler, c.Backends); err != nil {
+	if sv.pool, err = mkPool(c.Name, c.Scheduler, c.Backends, b.upstreams, s.upstreams[c.Name]); err != nil {
 		return nil, err
 	}
 	for i, r := range c.Routes {
@@ -166,11 +176,11 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		if sched == "" {
 			sched = c.Scheduler
 		}
-		bs := r.Backends
+		bs, own, prev := r.Backends, b.routeUps, s.routeUps[c.Name]
 		if len(bs) == 0 {
-			bs = c.Backends
+			bs, own, prev = c.Backends, b.upstreams, s.upstreams[c.Name]
 		}
-		p, err := mkPool(fmt.Sprintf("%s/routes[%d]", c.Name, i), sched, bs)
+		p, err := mkPool(fmt.Sprintf("%s/routes[%d]", c.Name, i), sched, bs, own, prev)
 		if err != nil {
 			return nil, err
 		}
