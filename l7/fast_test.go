@@ -1070,6 +1070,8 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 				}
 				if log := access.String(); strings.Count(log, `"status":499`) != 1 || !strings.Contains(log, `"path":"/slow"`) {
 					t.Errorf("when Shutdown returned, the access log was %q; want the cut request, as 499", log)
+				} else if !strings.Contains(log, "cut by the shutdown at the end of l7.drain_timeout") {
+					t.Errorf("the cut request's log line blames its client: %q", log)
 				}
 				want := "backend=" + slow.addr() + ",code=499,service=web"
 				if got := promtest.Series(t, reg, "xlb_l7_requests_total"); !slices.Equal(got, []string{want}) {

@@ -573,6 +573,11 @@ func (s *service) finish(x exchange, rec *logRecord, id []byte) {
 	if backend == "" {
 		backend = "none"
 	}
+	if cut := s.srv.cutAt.Load(); rec.status == statusClientClosed && cut != 0 && end.UnixNano() >= cut {
+		// Still in flight when the shutdown's drain ran out: xlbd cut it
+		// (logged 499 as NGINX does), its client did not leave.
+		rec.err = "cut by the shutdown at the end of l7.drain_timeout"
+	}
 	if rec.status == statusClientClosed && rec.grpc == "" && strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc") {
 		// A call its client cancelled (or gave up on) ended CANCELLED
 		// for it: counted so, every call has its status in the metric.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,11 @@ type Server struct {
 	access *slog.Logger
 	met    *metrics
 	secret []byte
+
+	// cutAt is when a shutdown's drain ends and cuts what is still in
+	// flight (unix ns; 0: no shutdown yet), so that a request cut then is
+	// logged as xlbd's doing, not its client's.
+	cutAt atomic.Int64
 
 	mu        sync.Mutex
 	l7        config.L7
@@ -280,6 +286,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if d, ok := ctx.Deadline(); ok {
+		s.cutAt.Store(d.UnixNano())
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(ls))
 	for _, l := range ls {
