@@ -11,7 +11,8 @@ import (
 // GET /api/v1/which; a Controller without it answers 501.
 type WhichController interface {
 	// Which returns the backend the client's flow (IP:PORT) to an L4
-	// service gets now, and where that answer comes from.
+	// service gets now, where that answer comes from, and what a new
+	// connection from that address and port would get (the Maglev pick).
 	Which(service, client string) (api.Which, error)
 }
 

@@ -15,4 +15,11 @@ type Which struct {
 	Client  string `json:"client"`
 	Backend string `json:"backend"`
 	Source  string `json:"source"` // WhichFlowTable or WhichMaglev
+	// MaglevBackend is what the Maglev table picks for this address and
+	// port: where a new TCP connection (a SYN, which never follows the
+	// flow table) goes, and a UDP flow once its entry idles out. An entry
+	// outlives its connection (the data plane does not see the close), so
+	// with source flow_table it may differ from Backend. Empty when the
+	// table is empty (every backend drained).
+	MaglevBackend string `json:"maglev_backend,omitempty"`
 }

@@ -33,8 +33,11 @@ type l4State struct {
 	key      maps.ServiceKey
 	id       uint32
 	backends map[netip.Addr]uint32 // backend records written, by address
-	failOpen bool
-	// lastHealthy is the set xlb fails open to when every backend is down.
+	// allDown: every weighted backend is down. lastHealthy, chosen when it
+	// began, is the set xlb fails open to; failOpen says the service still
+	// has one of them to serve.
+	allDown     bool
+	failOpen    bool
 	lastHealthy map[netip.Addr]bool
 	table       []uint32
 	ringSize    uint32
@@ -150,30 +153,41 @@ func (p *l4Projector) sync(s *service) error {
 			}
 		}
 	}
-	wasFailOpen := st.failOpen
-	st.failOpen = false
+	wasAllDown, wasFailOpen := st.allDown, st.failOpen
+	st.allDown, st.failOpen = false, false
 	if len(mb) == 0 && weighed > 0 {
 		// Every backend is down. Dropping the service would turn a health
 		// checker that lost its own path to the backends into an outage, so
 		// xlb fails open to the backends that were healthy recently: those
 		// that went down together, not one that has been dead for long (and
 		// not just the one that happened to fail last).
-		st.failOpen = true
-		if !wasFailOpen {
+		st.allDown = true
+		if !wasAllDown {
 			st.lastHealthy = recentlyHealthy(s, time.Now().Add(-failOpenWindow(s)))
 		}
+		// The set may hold none of the service's backends (none ever passed
+		// a check: a new service, or backends that all came by the API, a
+		// reload or DNS; or those that had are gone): then nothing is
+		// served, and status, the API and the gauge must not say the
+		// service fails open. A drained member still serves its flows.
 		for _, b := range s.backends {
-			if st.lastHealthy[b.addr] && b.effWeight() > 0 && ids[b.addr] != 0 {
+			if !st.lastHealthy[b.addr] || ids[b.addr] == 0 {
+				continue
+			}
+			st.failOpen = true
+			if b.effWeight() > 0 {
 				mb = append(mb, maps.MaglevBackend{Key: b.name, ID: ids[b.addr], Weight: uint32(b.effWeight())})
 			}
 		}
 	}
-	if st.failOpen != wasFailOpen {
-		if st.failOpen {
-			p.log.Warn("every backend is down: failing open to the last healthy set", "service", c.Name, "backends", len(mb))
-		} else {
-			p.log.Info("service has healthy backends again", "service", c.Name)
-		}
+	switch {
+	case st.allDown == wasAllDown && st.failOpen == wasFailOpen:
+	case st.failOpen:
+		p.log.Warn("every backend is down: failing open to the last healthy set", "service", c.Name, "backends", len(mb))
+	case st.allDown:
+		p.log.Warn("every backend is down and none of them was healthy before: nothing to fail open to, the service drops its traffic", "service", c.Name)
+	default:
+		p.log.Info("service has healthy backends again", "service", c.Name)
 	}
 
 	for _, b := range s.backends {

@@ -15,7 +15,8 @@ import (
 
 // Which answers GET /api/v1/which and `xlbctl which`: the backend a client's
 // flow to an L4 service gets now, from the flow table if it holds a valid
-// entry, else from the service's Maglev table.
+// entry, else from the service's Maglev table; and what the Maglev table
+// picks, which a new connection from that port gets whatever the entry says.
 func (c *controller) Which(service, client string) (api.Which, error) {
 	ap, err := netip.ParseAddrPort(client)
 	if err != nil {
@@ -53,6 +54,9 @@ func (c *controller) Which(service, client string) (api.Which, error) {
 	w := api.Which{Service: service, Client: ap.String(), Backend: ch.Addr.String(), Source: api.WhichMaglev}
 	if ch.FromFlowTable {
 		w.Source = api.WhichFlowTable
+	}
+	if ch.Maglev.IsValid() {
+		w.MaglevBackend = ch.Maglev.String()
 	}
 	return w, nil
 }

@@ -68,21 +68,13 @@ func DecapStats(ifname string) ([]DecapStat, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decap stats of %s: %w", ifname, err)
 	}
-	x := iface.Attrs().Xdp
-	if x == nil || !x.Attached || x.ProgId == 0 {
-		return nil, fmt.Errorf("decap stats of %s: no XDP program attached", ifname)
-	}
-	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId))
-	if err != nil {
-		return nil, fmt.Errorf("decap stats of %s: open program %d: %w", ifname, x.ProgId, err)
-	}
-	defer prog.Close()
-	info, err := prog.Info()
+	prog, info, err := attachedXDP(iface)
 	if err != nil {
 		return nil, fmt.Errorf("decap stats of %s: %w", ifname, err)
 	}
-	if info.Name != bpf.DecapProgXlbDecap[:min(len(bpf.DecapProgXlbDecap), 15)] {
-		return nil, fmt.Errorf("decap stats of %s: the attached program %d is %q, not xlb's decap program", ifname, x.ProgId, info.Name)
+	defer prog.Close()
+	if err := isDecap(info); err != nil {
+		return nil, fmt.Errorf("decap stats of %s: %w", ifname, err)
 	}
 	ids, _ := info.MapIDs()
 	for _, id := range ids {
@@ -110,12 +102,22 @@ func DecapStats(ifname string) ([]DecapStat, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("decap stats of %s: program %d has no %s map", ifname, x.ProgId, bpf.DecapMapDecapStats)
+	return nil, fmt.Errorf("decap stats of %s: program %d has no %s map", ifname, iface.Attrs().Xdp.ProgId, bpf.DecapMapDecapStats)
 }
 
-// DetachDecap removes any XDP program attached through netlink from the named
-// interface, in both modes. A bpf_link (the balancer's program) is left alone and
-// reported as an error.
+// ErrNoXDP is the answer of DetachDecap and DecapStats for an interface
+// with no XDP program attached.
+var ErrNoXDP = errors.New("no XDP program attached")
+
+// DetachDecap removes xlb's decap program from the named interface (in the
+// calling thread's network namespace). Any other XDP program is left in
+// place and reported as an error: the hook is the interface's, and an
+// operator who typed the wrong interface, or whose backend runs its own XDP
+// program, must not lose it. With no program attached it returns ErrNoXDP.
+//
+// Netlink has no "remove only if it is still this program", so a program
+// attached between the check and the removal would go too; nothing of
+// xlb's races there (xlbd decap is one command at a time).
 func DetachDecap(ifname string) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -123,8 +125,20 @@ func DetachDecap(ifname string) error {
 	if err != nil {
 		return fmt.Errorf("detach decap from %s: %w", ifname, err)
 	}
+	prog, info, err := attachedXDP(iface)
+	if err != nil {
+		return fmt.Errorf("detach decap from %s: %w", ifname, err)
+	}
+	prog.Close()
+	if err := isDecap(info); err != nil {
+		return fmt.Errorf("detach decap from %s: %w: left in place", ifname, err)
+	}
+	modes := []Mode{ModeNative, ModeGeneric}
+	if m := attachedMode(iface); m != "" {
+		modes = []Mode{m}
+	}
 	var errs []error
-	for _, m := range []Mode{ModeNative, ModeGeneric} {
+	for _, m := range modes {
 		if err := setXDP(iface, -1, m); err != nil {
 			errs = append(errs, err)
 		}
@@ -133,6 +147,39 @@ func DetachDecap(ifname string) error {
 		return fmt.Errorf("detach decap from %s: %w", ifname, err)
 	}
 	return nil
+}
+
+// attachedXDP opens the XDP program attached to iface, and reads its info;
+// ErrNoXDP when there is none.
+func attachedXDP(iface netlink.Link) (*ebpf.Program, *ebpf.ProgramInfo, error) {
+	x := iface.Attrs().Xdp
+	if x == nil || !x.Attached || x.ProgId == 0 {
+		return nil, nil, ErrNoXDP
+	}
+	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open XDP program %d: %w", x.ProgId, err)
+	}
+	info, err := prog.Info()
+	if err != nil {
+		prog.Close()
+		return nil, nil, fmt.Errorf("XDP program %d: %w", x.ProgId, err)
+	}
+	return prog, info, nil
+}
+
+// isDecap says why info is not xlb's decap program (nil if it is). The
+// kernel keeps BPF_OBJ_NAME_LEN-1 characters of a program's name.
+func isDecap(info *ebpf.ProgramInfo) error {
+	if info.Name == bpf.DecapProgXlbDecap[:min(len(bpf.DecapProgXlbDecap), 15)] {
+		return nil
+	}
+	id, _ := info.ID()
+	hint := ""
+	if info.Name == bpf.LbProgXlbLb {
+		hint = " (xlb's balancer: xlbctl detach removes it)"
+	}
+	return fmt.Errorf("the XDP program attached is %q (id %d), not xlb's decap program%s", info.Name, id, hint)
 }
 
 // AttachPass attaches the do-nothing xlb_pass program in native mode to the named

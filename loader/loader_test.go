@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -691,25 +692,102 @@ func TestDecapAndPassStayAttached(t *testing.T) {
 	if id, _ := xdpOf(t, backend, "eth0"); id != 0 {
 		t.Fatalf("after DetachDecap: prog %d", id)
 	}
-	do(func() error { return DetachDecap("eth0") }) // nothing attached: still fine
+	// Nothing attached: said so, for the command to tell "nothing to remove".
+	if err := backend.Do(func() error { return DetachDecap("eth0") }); !errors.Is(err, ErrNoXDP) {
+		t.Errorf("DetachDecap with nothing attached: %v, want ErrNoXDP", err)
+	}
 
+	// The pass program is xlb's, but not the decap program: left in place.
 	do(func() error { return AttachPass("eth0") })
 	id, attr = xdpOf(t, backend, "eth0")
 	if id == 0 || attr != xdpAttachedDrv || progName(t, id) != "xlb_pass" {
 		t.Fatalf("after AttachPass: prog %d mode %d", id, attr)
 	}
-	do(func() error { return DetachDecap("eth0") })
-	if id, _ := xdpOf(t, backend, "eth0"); id != 0 {
-		t.Fatalf("after DetachDecap of the pass program: prog %d", id)
+	err := backend.Do(func() error { return DetachDecap("eth0") })
+	if err == nil || !strings.Contains(err.Error(), `"xlb_pass"`) || !strings.Contains(err.Error(), "not xlb's decap program") {
+		t.Errorf("DetachDecap of the pass program: %v, want a refusal naming xlb_pass", err)
 	}
+	if got, _ := xdpOf(t, backend, "eth0"); got != id {
+		t.Fatalf("after DetachDecap of the pass program: prog %d, want %d still there", got, id)
+	}
+	do(func() error {
+		iface, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return setXDP(iface, -1, ModeNative)
+	})
 
-	// Netlink refuses to touch a balancer's bpf_link.
+	// Netlink refuses to touch a balancer's bpf_link, and detach names it.
 	d := load(t, Options{NoPin: true})
 	attach(t, backend, d, "eth0", ModeGeneric)
-	err := backend.Do(func() error { return AttachDecap("eth0", ModeGeneric, AllowAny, nil) })
+	err = backend.Do(func() error { return AttachDecap("eth0", ModeGeneric, AllowAny, nil) })
 	if err == nil || !strings.Contains(err.Error(), "XDP link is attached") {
 		t.Errorf("AttachDecap over a bpf_link: %v", err)
 	}
+	err = backend.Do(func() error { return DetachDecap("eth0") })
+	if err == nil || !strings.Contains(err.Error(), `"xlb_lb"`) || !strings.Contains(err.Error(), "xlbctl detach") {
+		t.Errorf("DetachDecap over the balancer's link: %v, want a refusal naming xlb_lb", err)
+	}
+}
+
+// TestDetachDecapLeavesOtherPrograms: an XDP program that is not xlb's
+// (the backend's own, or the wrong interface) stays attached, and the
+// refusal names it.
+func TestDetachDecapLeavesOtherPrograms(t *testing.T) {
+	backend, _ := pair(t)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "site_filter", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}, // XDP_PASS
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	for _, mode := range []Mode{ModeGeneric, ModeNative} {
+		t.Run(string(mode), func(t *testing.T) {
+			if err := backend.Do(func() error {
+				iface, err := netlink.LinkByName("eth0")
+				if err != nil {
+					return err
+				}
+				return setXDP(iface, prog.FD(), mode)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			id, _ := xdpOf(t, backend, "eth0")
+			err := backend.Do(func() error { return DetachDecap("eth0") })
+			if err == nil || errors.Is(err, ErrNoXDP) || !strings.Contains(err.Error(), `"site_filter"`) || !strings.Contains(err.Error(), "left in place") {
+				t.Errorf("DetachDecap over another program: %v, want a refusal naming site_filter", err)
+			}
+			if got, _ := xdpOf(t, backend, "eth0"); got == 0 || got != id {
+				t.Errorf("after the refused detach: prog %d, want %d", got, id)
+			}
+			if _, err := decapStatsIn(backend, "eth0"); err == nil || !strings.Contains(err.Error(), "site_filter") {
+				t.Errorf("DecapStats over another program: %v", err)
+			}
+			if err := backend.Do(func() error {
+				iface, err := netlink.LinkByName("eth0")
+				if err != nil {
+					return err
+				}
+				return setXDP(iface, -1, mode)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// decapStatsIn is DecapStats in h's namespace.
+func decapStatsIn(h *netns.Host, ifname string) ([]DecapStat, error) {
+	var st []DecapStat
+	err := h.Do(func() error {
+		var err error
+		st, err = DecapStats(ifname)
+		return err
+	})
+	return st, err
 }
 
 func TestVerifierLogIsShortUnlessVerbose(t *testing.T) {

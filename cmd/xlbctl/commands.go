@@ -332,9 +332,14 @@ func cmdWhich(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	return c.show(raw, func(out io.Writer) error {
-		how := "from the flow table (an established flow)"
+		// An entry outlives its connection (the data plane sees packets,
+		// not closes), and a SYN never follows it: "established" would
+		// promise what nobody knows.
+		how := "from the flow table (this flow's entry)"
 		if w.Source == api.WhichMaglev {
-			how = "from the Maglev table (no flow entry: a new flow)"
+			how = "from the Maglev table (no valid flow entry: a new flow)"
+		} else if w.MaglevBackend != "" && w.MaglevBackend != w.Backend {
+			how += "; a new connection from this port would go to " + w.MaglevBackend + " (Maglev)"
 		}
 		_, err := fmt.Fprintf(out, "%s %s -> %s, %s\n", w.Service, w.Client, w.Backend, how)
 		return err

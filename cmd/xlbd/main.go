@@ -301,7 +301,14 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *detach {
-		if err := loader.DetachDecap(*ifname); err != nil {
+		err := loader.DetachDecap(*ifname)
+		switch {
+		case errors.Is(err, loader.ErrNoXDP):
+			// What the command is for already holds: not a failure for a
+			// script that detaches before it attaches again.
+			fmt.Fprintf(stdout, "no XDP program on %s: nothing to remove\n", *ifname)
+			return 0
+		case err != nil:
 			fmt.Fprintf(stderr, "xlbd decap: %v\n", err)
 			return 1
 		}

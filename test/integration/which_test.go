@@ -63,8 +63,8 @@ func TestWhichAgreesWithConnections(t *testing.T) {
 		seen[got] = true
 		during := l.which(t, client)
 		c.Close()
-		if during.Source != api.WhichFlowTable || during.Backend != before.Backend {
-			t.Errorf("%s: which during the connection %+v, want %s from the flow table", client, during, before.Backend)
+		if during.Source != api.WhichFlowTable || during.Backend != before.Backend || during.MaglevBackend != before.Backend {
+			t.Errorf("%s: which during the connection %+v, want %s from the flow table and from Maglev", client, during, before.Backend)
 		}
 	}
 	if len(seen) < 2 {
@@ -82,6 +82,20 @@ func TestWhichAgreesWithConnections(t *testing.T) {
 	out, _ = exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "which", "api", "10.0.0.1:41000").CombinedOutput()
 	if !strings.Contains(string(out), "flow table") || !strings.Contains(string(out), w.Backend) {
 		t.Errorf("xlbctl which: %s", out)
+	}
+
+	// A drain moves the port's Maglev pick, while the entry the closed
+	// connection left still names the drained backend (it is up, and a
+	// drain keeps flows): which says both, and never "established".
+	l.call(t, "PATCH", api.PathServices+"/api/backends/"+w.Backend, api.PatchBackend{Drain: ptr(true)}, 200, nil)
+	left := l.which(t, "10.0.0.1:41000")
+	if left.Source != api.WhichFlowTable || left.Backend != w.Backend || left.MaglevBackend == "" || left.MaglevBackend == w.Backend {
+		t.Errorf("which after draining %s: %+v, want it from the flow table and another backend from Maglev", w.Backend, left)
+	}
+	out, _ = exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "which", "api", "10.0.0.1:41000").CombinedOutput()
+	want := fmt.Sprintf("api 10.0.0.1:41000 -> %s, from the flow table (this flow's entry); a new connection from this port would go to %s (Maglev)\n", w.Backend, left.MaglevBackend)
+	if string(out) != want {
+		t.Errorf("xlbctl which after the drain:\n got %q\nwant %q", out, want)
 	}
 
 	var e api.Error
