@@ -59,6 +59,7 @@ func (p *l7Projector) sync(s *service) error {
 	for _, b := range s.backends {
 		specs = append(specs, l7.BackendSpec{
 			Address: b.name, Weight: b.weight(), MaxConns: b.conf.MaxConns, SlowStart: b.conf.SlowStart, Drained: b.drained() && !stand[b],
+			Leaving: b.removing() && !stand[b],
 		})
 	}
 	if err := p.web.SetBackends(s.cfg.Name, specs); err != nil {

@@ -19,8 +19,12 @@ type BackendSpec struct {
 	SlowStart time.Duration
 	// Drained: no new requests, in-flight ones finish. Kept apart from
 	// Weight so that an undrain restores the weight and the consistent-hash
-	// ring does not move keys while a backend drains.
+	// ring does not move keys while a backend drains. A drained backend
+	// keeps its sticky sessions unless it is Leaving too.
 	Drained bool
+	// Leaving: on its way out (removed by the API or a reload, or gone from
+	// its DNS answer): no request at all, sticky ones included.
+	Leaving bool
 }
 
 // ErrNoService is SetBackends' error for a service the server does not run.
@@ -87,6 +91,7 @@ func (s *Server) SetBackends(service string, bs []BackendSpec) error {
 	for _, spec := range bs {
 		if u := b.upstreams[spec.Address]; u != nil {
 			u.SetDrained(spec.Drained)
+			u.SetLeaving(spec.Leaving)
 		}
 	}
 	conns := map[string]*connPool{}

@@ -386,6 +386,51 @@ func TestStickyCookie(t *testing.T) {
 	}
 }
 
+// TestStickySessionsOutliveADrain: a drained backend (drain, weight 0)
+// takes no new session but keeps the requests its cookie binds, as
+// HAProxy's drain and an L4 drain's established flows; one leaving (API
+// removal, gone from the file or DNS) keeps none of them.
+func TestStickySessionsOutliveADrain(t *testing.T) {
+	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
+	p := startProxy(t, backendsYAML(a, b)+"sticky: {cookie: srv_id, ttl: 1h}\n", "")
+	resp, first := get(t, p.url+"/", nil)
+	var hdr map[string]string
+	for _, c := range resp.Cookies() {
+		if c.Name == "srv_id" {
+			hdr = map[string]string{"Cookie": "srv_id=" + c.Value}
+		}
+	}
+	if hdr == nil {
+		t.Fatal("no sticky cookie")
+	}
+	bound, other := a, b
+	if first == "b" {
+		bound, other = b, a
+	}
+	set := func(drained, leaving bool) {
+		t.Helper()
+		if err := p.srv.SetBackends("web", []l7.BackendSpec{
+			{Address: bound.addr(), Weight: 1, Drained: drained, Leaving: leaving},
+			{Address: other.addr(), Weight: 1},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(true, false)
+	for i := range 5 {
+		if _, got := get(t, p.url+"/", hdr); got != first {
+			t.Fatalf("request %d bound to the drained %s went to %s", i, first, got)
+		}
+		if _, got := get(t, p.url+"/", nil); got == first {
+			t.Fatalf("a new session went to the drained %s", first)
+		}
+	}
+	set(true, true)
+	if resp, got := get(t, p.url+"/", hdr); got == first || len(resp.Cookies()) == 0 {
+		t.Errorf("a request bound to the leaving %s went to %s (cookies %v), want the other with a new cookie", first, got, resp.Cookies())
+	}
+}
+
 func TestRoutes(t *testing.T) {
 	def, api, canary := newBackend(t, "default", nil), newBackend(t, "api", nil), newBackend(t, "canary", nil)
 	svc := backendsYAML(def) + fmt.Sprintf(`routes:

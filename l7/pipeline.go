@@ -328,7 +328,7 @@ func (s *service) choose(x exchange, p *pool, pick *balance.Pick, cookie string,
 
 func (s *service) tryPick(p *pool, pick *balance.Pick, cookie string, now time.Time) *balance.Upstream {
 	if cookie != "" {
-		if u := p.byToken[cookie]; u != nil && u.Available(now) && !tried(pick, u) && u.TryAcquire() {
+		if u := p.byToken[cookie]; u != nil && u.Bound(now) && !tried(pick, u) && u.TryAcquire() {
 			return u
 		}
 	}

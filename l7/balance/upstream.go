@@ -27,6 +27,10 @@ type Upstream struct {
 	slowStart atomic.Int64 // nanoseconds; 0 = no ramp
 	healthy   atomic.Bool
 	drained   atomic.Bool
+	// leaving: on its way out (an API removal, a reload that dropped it,
+	// a DNS answer that no longer names it): not even its sticky sessions
+	// go to it, while a drained one keeps them.
+	leaving atomic.Bool
 	// upSince is when the backend last became healthy or was created, in
 	// Unix nanoseconds: the start of its slow-start ramp.
 	upSince atomic.Int64
@@ -114,6 +118,18 @@ func (u *Upstream) Drained() bool { return u.drained.Load() }
 // the backend. Undraining does not restart slow start: a drain is an
 // operator's decision, not a sign that the backend lost its warm state.
 func (u *Upstream) SetDrained(d bool) { u.drained.Store(d) }
+
+// SetLeaving marks the backend as on its way out (or back).
+func (u *Upstream) SetLeaving(l bool) { u.leaving.Store(l) }
+
+// Bound reports whether a request bound to the backend (its sticky cookie
+// names it) may go to it: healthy, not ejected and not leaving. A drain or
+// weight 0 stops new sessions only, as HAProxy's drain state and NGINX
+// Plus' drain do, and as an L4 drain keeps established flows; the sessions
+// end as their clients do, or when the backend leaves.
+func (u *Upstream) Bound(now time.Time) bool {
+	return u.healthy.Load() && !u.leaving.Load() && now.UnixNano() >= u.ejectedUntil.Load()
+}
 
 // Fail records a failed request (connect error, timeout, 5xx) for passive
 // health. Failures are counted in a window that opens at the first failure
