@@ -126,6 +126,13 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 		}
 	}
 	for _, ifname := range cfg.XDP.Interfaces {
+		// As at the start, for interfaces new to this reload and for the
+		// first IPv6 service: without forwarding, the FIB lookup from XDP
+		// answers nothing, and every packet passes (pass_fib) while health
+		// checks, which leave by tc, say the backends are up.
+		if err := enableForwarding(ifname, hasIPv6(cfg)); err != nil {
+			return err
+		}
 		if _, err := p.dp.Attach(ifname, mode); err != nil {
 			return err
 		}
