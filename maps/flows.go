@@ -292,11 +292,25 @@ func (m *Maps) ListFlows(limit int) ([]Flow, error) {
 	return out, err
 }
 
-// CountFlows counts connection-table entries per backend id.
+// CountFlows counts connection-table entries per backend id: those made
+// for the backend that holds the id now (its service and its slot's
+// generation). Ids are reused, and an entry of the id's previous owner,
+// which the program re-selects at its next packet, is nobody's active flow
+// (nor what keeps a draining backend from being removed).
 func (m *Maps) CountFlows() (map[uint32]int, error) {
 	n := make(map[uint32]int)
+	owners := map[uint32]bpf.LbBackend{}
 	err := m.eachFlow(func(f Flow) bool {
-		n[f.BackendID]++
+		be, ok := owners[f.BackendID]
+		if !ok {
+			if m.Backends.Lookup(f.BackendID, &be) != nil {
+				be = bpf.LbBackend{}
+			}
+			owners[f.BackendID] = be
+		}
+		if be.Family != 0 && be.SvcId == f.ServiceID && be.Gen == f.Gen {
+			n[f.BackendID]++
+		}
 		return true
 	})
 	if err != nil {
