@@ -89,6 +89,25 @@ func (p *l4Projector) reconcile(m *model) error {
 		return nil
 	}
 	var errs []error
+	// A service renamed (the same VIP, port and protocol under a new name)
+	// keeps its kernel state, id and backend records: removing and adding
+	// it would change its backends' generations, and every established
+	// flow would re-select.
+	var renamed []string
+	for name, st := range p.services {
+		if m.services[name] != nil {
+			continue
+		}
+		for _, to := range m.order {
+			if s := m.services[to]; s.cfg.IsL4() && p.services[to] == nil && serviceKey(&s.cfg) == st.key {
+				p.log.Info("service renamed; its flows and kernel state stay", "service", to, "was", name)
+				p.services[to] = st
+				delete(p.services, name)
+				renamed = append(renamed, name)
+				break
+			}
+		}
+	}
 	for name, st := range p.services {
 		s := m.services[name]
 		if s == nil || !s.cfg.IsL4() || serviceKey(&s.cfg) != st.key {
@@ -105,6 +124,13 @@ func (p *l4Projector) reconcile(m *model) error {
 	for _, name := range m.order {
 		if s := m.services[name]; s.cfg.IsL4() {
 			errs = append(errs, p.sync(s))
+		}
+	}
+	// Only now, once the new name wants the VIP: forgetting the old one
+	// first could withdraw it for a moment.
+	if p.removed != nil {
+		for _, name := range renamed {
+			p.removed(name)
 		}
 	}
 	return errors.Join(errs...)

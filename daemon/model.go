@@ -210,6 +210,9 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 		if prev != nil && !sameIdentity(&prev.cfg, c) {
 			prev = nil // same name, another service: nothing carries over
 		}
+		if prev == nil {
+			prev = m.renamed(cfg, c)
+		}
 		s := &service{cfg: *c}
 		seen := map[string]bool{} // in the pool
 		fresh := func(cb config.Backend, old *backend) *backend {
@@ -294,6 +297,22 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 
 // sameIdentity: a service renamed onto another's name, or whose VIP, port,
 // protocol or layer changed, is a different service.
+// renamed returns the running L4 service that c is under a new name: the
+// same VIP, port and protocol, under a name cfg no longer has. Its backends'
+// health carries over, as the kernel keeps its state (l4Projector.reconcile):
+// a rename must not cut established flows.
+func (m *model) renamed(cfg *config.Config, c *config.Service) *service {
+	if !c.IsL4() {
+		return nil
+	}
+	for _, name := range m.order {
+		if s := m.services[name]; s.cfg.IsL4() && cfg.Service(name) == nil && serviceKey(&s.cfg) == serviceKey(c) {
+			return s
+		}
+	}
+	return nil
+}
+
 func sameIdentity(a, b *config.Service) bool {
 	if a.Layer != b.Layer {
 		return false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xlbproject/xlb/api"
 )
@@ -33,5 +34,51 @@ func TestDaemonReloadAddsAnIPv6Service(t *testing.T) {
 	counts := l.lab.connect(t, "["+vip6.String()+"]:80", 20, 2)
 	if counts["b1"]+counts["b2"] != 20 {
 		t.Errorf("IPv6 connections by backend %v, want 20 over b1 and b2", counts)
+	}
+}
+
+// TestDaemonReloadRenamingAServiceKeepsItsFlows: a reload that renames an
+// L4 service (same VIP, port and protocol) keeps its kernel state and its
+// backends' health: every established connection stays on its backend.
+// It was a removal and an addition: new backend generations, backends down
+// until their first checks, and the connections of all but the first one
+// up were reset.
+func TestDaemonReloadRenamingAServiceKeepsItsFlows(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	waitFor(t, "every backend up", 10*time.Second, func() bool { return len(l.shares(t, 30)) == 3 })
+	var conns []*longConn
+	for range 12 {
+		conns = append(conns, l.openLong(t))
+	}
+	reselected := func() uint64 {
+		var st struct {
+			L4 []api.Stat `json:"l4"`
+		}
+		l.call(t, "GET", api.PathStats, nil, 200, &st)
+		for _, s := range st.L4 {
+			if s.Name == "flow_reselect" {
+				return s.Packets
+			}
+		}
+		t.Fatal("no flow_reselect counter")
+		return 0
+	}
+	before := reselected()
+	writeFile(t, l.cfgPath, strings.Replace(readFile(t, l.cfgPath), "  - name: api\n", "  - name: api-renamed\n", 1))
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	for i, lc := range conns {
+		lc.echo(t, fmt.Sprintf("after the rename %d", i))
+	}
+	// The entries still name their backends' generations: not one of the
+	// connections' packets had to choose again.
+	if n := reselected() - before; n != 0 {
+		t.Errorf("flow_reselect rose by %d across the rename, want 0", n)
+	}
+	var got api.Service
+	l.call(t, "GET", api.PathServices+"/api-renamed", nil, 200, &got)
+	for _, b := range got.Backends {
+		if !b.Healthy {
+			t.Errorf("backend %s of the renamed service is down, want up (its health carried over)", b.Address)
+		}
 	}
 }
