@@ -55,7 +55,7 @@ func (p *probePath) viaVIP(s *service, b *backend, t *health.Target) {
 	vip := netip.AddrPortFrom(s.cfg.VIP, own.Port())
 	t.Addr = vip.String() // also the HTTP Host a client would send
 	dev := p.probeNeighbour(s.cfg.VIP, b.addr)
-	t.Dial = probeDial(maps.HealthProbeMark(id), dev, vip.String(), own.String())
+	t.Dial = probeDial(maps.HealthProbeMark(id), dev, vip.String(), own.String(), arpCheck(s.cfg.VIP, b.addr))
 }
 
 // probeNeighbour makes the VIP reachable for probes and returns the
@@ -114,11 +114,12 @@ func (p *probePath) probeNeighbour(vip, backend netip.Addr) string {
 }
 
 // probeDial dials the VIP from a socket carrying mark (bound to dev, if
-// set). When that fails it
+// set); arp (nil: none) then checks the backend does not answer ARP for the
+// VIP. When the dial fails it
 // tries the backend's own address, so that the reason says what is likely
 // wrong: a backend that answers there but not on the VIP lacks the VIP on
 // lo, has the wrong ARP/rp_filter settings or no decapsulation.
-func probeDial(mark uint32, dev, vip, own string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func probeDial(mark uint32, dev, vip, own string, arp func(context.Context) error) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	marked := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -140,6 +141,13 @@ func probeDial(mark uint32, dev, vip, own string) func(ctx context.Context, netw
 		c, err := marked.DialContext(vctx, network, addr)
 		cancel()
 		if err == nil {
+			// It answers on the VIP through xlb: is xlb the only way there?
+			if arp != nil {
+				if aerr := arp(ctx); aerr != nil {
+					c.Close()
+					return nil, aerr
+				}
+			}
 			return c, nil
 		}
 		var plain net.Dialer

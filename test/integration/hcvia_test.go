@@ -143,3 +143,34 @@ func TestDaemonLastCheckOfABackendNeverUp(t *testing.T) {
 		t.Errorf("backend that never answered: healthy %v, last_check %q", b.Healthy, b.LastCheck)
 	}
 }
+
+// TestDaemonHealthCheckViaVIPFindsARPAnswers: a DSR backend that answers
+// ARP for the VIP (the VIP on lo with arp_ignore=0) is marked down by the
+// check through the forwarding path, with a reason that says so: whoever
+// on the segment asks for the VIP would send it the VIP's traffic past
+// xlb, while the probe itself, steered to its MAC, finds it well. Set
+// right again, it comes back.
+func TestDaemonHealthCheckViaVIPFindsARPAnswers(t *testing.T) {
+	l := newDaemonLab(t, "dsr", "")
+	allUp := func() bool {
+		for _, a := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
+			if !l.backend(t, a).Healthy {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "every backend up", 5*time.Second, allUp)
+	l.backends[1].Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=0")
+	waitFor(t, "the backend answering ARP for the VIP marked down", 5*time.Second, func() bool { return !l.backend(t, "10.0.0.12").Healthy })
+	if b := l.backend(t, "10.0.0.12"); !strings.Contains(b.LastCheck, "answers ARP for the VIP 10.0.0.100") || !strings.Contains(b.LastCheck, "arp_ignore=1") {
+		t.Errorf("reason %q does not name the cause", b.LastCheck)
+	}
+	for _, a := range []string{"10.0.0.11", "10.0.0.13"} {
+		if b := l.backend(t, a); !b.Healthy {
+			t.Errorf("%s marked down too: %s", a, b.LastCheck)
+		}
+	}
+	l.backends[1].Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1")
+	waitFor(t, "the backend up again", 5*time.Second, allUp)
+}
