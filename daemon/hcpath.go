@@ -55,7 +55,13 @@ func (p *probePath) viaVIP(s *service, b *backend, t *health.Target) {
 	vip := netip.AddrPortFrom(s.cfg.VIP, own.Port())
 	t.Addr = vip.String() // also the HTTP Host a client would send
 	dev := p.probeNeighbour(s.cfg.VIP, b.addr)
-	t.Dial = probeDial(maps.HealthProbeMark(id), dev, vip.String(), own.String(), arpCheck(s.cfg.VIP, b.addr))
+	// ARP answers for the VIP are DSR's trouble (its backends share the
+	// balancer's segment, and README's setup for them sets arp_ignore).
+	var arp func(context.Context) error
+	if s.cfg.Forwarding == "dsr" {
+		arp = arpCheck(s.cfg.VIP, b.addr)
+	}
+	t.Dial = probeDial(maps.HealthProbeMark(id), dev, vip.String(), own.String(), arp)
 }
 
 // probeNeighbour makes the VIP reachable for probes and returns the
