@@ -117,12 +117,18 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// New interfaces first, and interfaces whose mode changes one by one:
+	// a reload that cannot attach somewhere is rejected with the old
+	// interfaces still attached (and those it attached taken off again),
+	// so the running config keeps serving as it did.
+	was := map[string]loader.Mode{}
 	for _, a := range p.dp.Attachments() {
-		if !slices.Contains(cfg.XDP.Interfaces, a.Interface) || (mode != loader.ModeAuto && a.Mode != mode) {
-			if err := p.dp.Detach(a.Interface); err != nil {
-				return err
-			}
-			p.log.Info("xdp detached", "interface", a.Interface)
+		was[a.Interface] = a.Mode
+	}
+	var added []string
+	undo := func() {
+		for _, ifname := range added {
+			p.dp.Detach(ifname)
 		}
 	}
 	for _, ifname := range cfg.XDP.Interfaces {
@@ -131,15 +137,40 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 		// answers nothing, and every packet passes (pass_fib) while health
 		// checks, which leave by tc, say the backends are up.
 		if err := enableForwarding(ifname, hasIPv6(cfg)); err != nil {
+			undo()
 			return err
 		}
-		if _, err := p.dp.Attach(ifname, mode); err != nil {
+		old, attached := was[ifname]
+		if attached && mode != loader.ModeAuto && old != mode {
+			if err := p.dp.Detach(ifname); err != nil {
+				undo()
+				return err
+			}
+			if _, err := p.dp.Attach(ifname, mode); err != nil {
+				// Back as it was: this interface served before the reload.
+				p.dp.Attach(ifname, old)
+				undo()
+				return err
+			}
+			p.log.Info("xdp re-attached", "interface", ifname, "mode", mode, "was", old)
+		} else if _, err := p.dp.Attach(ifname, mode); err != nil {
+			undo()
 			return err
+		} else if !attached {
+			added = append(added, ifname)
 		}
 		// A no-op where attached already; interfaces new to this reload
 		// get the probe path too.
 		if err := p.dp.AttachHealthProbes(ifname); err != nil {
 			p.log.Warn("health checks with via: vip fall back to the backends' own addresses", "interface", ifname, "err", err)
+		}
+	}
+	for ifname := range was {
+		if !slices.Contains(cfg.XDP.Interfaces, ifname) {
+			if err := p.dp.Detach(ifname); err != nil {
+				return err
+			}
+			p.log.Info("xdp detached", "interface", ifname)
 		}
 	}
 	// Keys a reload may change.

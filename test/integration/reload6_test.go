@@ -82,3 +82,39 @@ func TestDaemonReloadRenamingAServiceKeepsItsFlows(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonReloadThatCannotAttachKeepsServing: a reload whose new
+// xdp.interfaces cannot be attached (native XDP on lo) is rejected with the
+// old interface still attached and forwarding: the old one is detached only
+// once the new ones are in place. It was detached first.
+func TestDaemonReloadThatCannotAttachKeepsServing(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	waitFor(t, "every backend up", 10*time.Second, func() bool { return len(l.shares(t, 30)) == 3 })
+	good := readFile(t, l.cfgPath)
+	writeFile(t, l.cfgPath, strings.Replace(good, "interfaces: [eth0]", "interfaces: [lo]", 1))
+	body := l.call(t, "POST", api.PathReload, nil, 500, nil)
+	if !strings.Contains(string(body), "lo") {
+		t.Errorf("the rejected reload does not name the interface: %s", body)
+	}
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); !strings.Contains(out, "xdp") {
+		t.Fatalf("eth0 lost its program to a rejected reload:\n%s", out)
+	}
+	if got := l.shares(t, 30); len(got) != 3 {
+		t.Errorf("after the rejected reload, connections by backend %v, want all three", got)
+	}
+}
+
+// TestDaemonReloadChangesTheXDPMode: a reload from native to generic
+// re-attaches the interface in the new mode, and traffic goes on.
+func TestDaemonReloadChangesTheXDPMode(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	waitFor(t, "every backend up", 10*time.Second, func() bool { return len(l.shares(t, 30)) == 3 })
+	writeFile(t, l.cfgPath, strings.Replace(readFile(t, l.cfgPath), "mode: native", "mode: generic", 1))
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); !strings.Contains(out, "xdpgeneric") {
+		t.Fatalf("eth0 after a reload to generic mode:\n%s", out)
+	}
+	if got := l.shares(t, 30); len(got) != 3 {
+		t.Errorf("in generic mode, connections by backend %v, want all three", got)
+	}
+}
