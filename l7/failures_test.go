@@ -1,19 +1,12 @@
 package l7_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/grpc/status"
 )
 
 // slowUpload posts n bytes to url, one every gap, in a body of unknown
@@ -96,50 +89,5 @@ func TestRetryWithNoOtherBackend(t *testing.T) {
 	}
 	if n := closer.hits.Load() - before; n != 1 {
 		t.Errorf("the only backend got the request %d times, want 1", n)
-	}
-}
-
-// TestGRPCUnavailableInTrailersAddsUp: calls that end UNAVAILABLE after
-// their messages (a head, then the status in the trailers) add up to
-// max_fails: the head does not count as a success that clears them.
-func TestGRPCUnavailableInTrailersAddsUp(t *testing.T) {
-	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
-	p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\npassive_health: {max_fails: 2, fail_timeout: 30s}\nretries: {attempts: 0}\n", "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := testgrpc.NewTestServiceClient(cc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// Round robin: each backend fails two of the four; the first to fail
-	// twice is ejected, the other is spared as the last one.
-	for range 4 {
-		ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
-			ResponseParameters: []*testgrpc.ResponseParameters{{}},
-			ResponseStatus:     &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "draining"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ss.Recv(); err != nil {
-			t.Fatalf("the message before the status: %v", err)
-		}
-		if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
-			t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
-		}
-	}
-	ejected := 0
-	for deadline := time.Now().Add(2 * time.Second); ejected == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		st, _ := p.srv.Status("web")
-		for _, be := range st {
-			if be.Ejected {
-				ejected++
-			}
-		}
-	}
-	if ejected != 1 {
-		t.Errorf("%d backends ejected after two UNAVAILABLE calls each (max_fails 2), want 1", ejected)
 	}
 }

@@ -396,49 +396,54 @@ func TestGRPCStreamedBodyToRefusedBackend(t *testing.T) {
 // TestGRPCUnavailableInTrailersCountsForPassiveHealth: a backend that
 // ends a call UNAVAILABLE after its messages (the status in real trailers,
 // not a trailers-only answer) is at fault as much as one that answers
-// UNAVAILABLE at once: passive health counts it and, at max_fails 1,
-// ejects it.
+// UNAVAILABLE at once: passive health counts it and, at max_fails, ejects
+// it. Such calls add up to max_fails: the head before them is no success
+// that clears the count. With round robin over two backends each fails
+// its share; the first to reach max_fails is ejected, the other is spared
+// as the last one.
 func TestGRPCUnavailableInTrailersCountsForPassiveHealth(t *testing.T) {
-	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
-	p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\nretries: {attempts: 0}\n", "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := testgrpc.NewTestServiceClient(cc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
-		ResponseParameters: []*testgrpc.ResponseParameters{{}},
-		ResponseStatus:     &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "draining"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ss.Recv(); err != nil {
-		t.Fatalf("the message before the status: %v", err)
-	}
-	if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
-		t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
-	}
-	// The pipeline counts the call once its last frame went out: the
-	// client may see the status a moment before.
-	var st []l7.BackendStatus
-	ejected := 0
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		st, _ = p.srv.Status("web")
-		ejected = 0
-		for _, be := range st {
-			if be.Ejected {
-				ejected++
+	for _, maxFails := range []int{1, 2} {
+		t.Run(fmt.Sprintf("max_fails-%d", maxFails), func(t *testing.T) {
+			a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+			p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+fmt.Sprintf("backend_protocol: h2c\npassive_health: {max_fails: %d, fail_timeout: 30s}\nretries: {attempts: 0}\n", maxFails), "")
+			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if ejected > 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if ejected != 1 {
-		t.Errorf("%d backends ejected after an UNAVAILABLE in the trailers, want 1: %+v", ejected, st)
+			defer cc.Close()
+			c := testgrpc.NewTestServiceClient(cc)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 2*maxFails - 1 {
+				ss, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
+					ResponseParameters: []*testgrpc.ResponseParameters{{}},
+					ResponseStatus:     &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "draining"},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ss.Recv(); err != nil {
+					t.Fatalf("the message before the status: %v", err)
+				}
+				if _, err := ss.Recv(); status.Code(err) != codes.Unavailable {
+					t.Fatalf("the call ended with %v, want UNAVAILABLE", err)
+				}
+			}
+			// The pipeline counts the call once its last frame went out:
+			// the client may see the status a moment before.
+			var st []l7.BackendStatus
+			ejected := 0
+			for deadline := time.Now().Add(2 * time.Second); ejected == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				st, _ = p.srv.Status("web")
+				for _, be := range st {
+					if be.Ejected {
+						ejected++
+					}
+				}
+			}
+			if ejected != 1 {
+				t.Errorf("%d backends ejected after UNAVAILABLE in the trailers (max_fails %d), want 1: %+v", ejected, maxFails, st)
+			}
+		})
 	}
 }
