@@ -354,6 +354,8 @@ func errorAnswer(err error) (int, api.Error) {
 		return http.StatusBadRequest, body
 	case errors.Is(err, api.ErrConflict):
 		return http.StatusConflict, body
+	case errors.Is(err, api.ErrUnavailable):
+		return http.StatusServiceUnavailable, body
 	case d != nil:
 		return http.StatusBadRequest, body
 	}

@@ -145,6 +145,8 @@ var (
 	ErrNotFound = errors.New("not found")       // 404
 	ErrInvalid  = errors.New("invalid request") // 400
 	ErrConflict = errors.New("conflict")        // 409
+	// ErrUnavailable: the daemon cannot do it now (it is shutting down).
+	ErrUnavailable = errors.New("unavailable") // 503
 )
 
 // Detailed is an error with a list of details (every config validation error).

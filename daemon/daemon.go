@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlbproject/xlb/admin"
+	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/l7"
@@ -55,6 +56,10 @@ type Daemon struct {
 	ready   atomic.Bool
 	// reloading keeps a SIGHUP and an API reload from interleaving.
 	reloading sync.Mutex
+	// stopping (under reloading) refuses reloads once Shutdown began: a
+	// reload would listen again on the L7 addresses the drain closed, and
+	// the exit would cut what they accepted.
+	stopping bool
 	// setToken applies a reload's admin.token_file to the admin API.
 	setToken func(path string) error
 	// restartNeeded is what the last good reload left for a restart.
@@ -179,6 +184,11 @@ func (d *Daemon) Controller() admin.Controller { return d.ctl }
 func (d *Daemon) ReloadConfig() error {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
+	if d.stopping {
+		d.met.reloads.WithLabelValues("error").Inc()
+		d.log.Warn("reload refused: xlbd is shutting down")
+		return fmt.Errorf("xlbd is shutting down (draining its L7 listeners): a reload would listen on them again: %w", api.ErrUnavailable)
+	}
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
@@ -272,5 +282,8 @@ func (d *Daemon) Close() error {
 // to l7.drain_timeout (or until ctx ends).
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.ready.Store(false)
+	d.reloading.Lock() // a reload under way ends first; none starts after
+	d.stopping = true
+	d.reloading.Unlock()
 	return d.web.Shutdown(ctx)
 }

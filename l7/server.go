@@ -54,6 +54,8 @@ type Server struct {
 	// reloads so that clients resume across them.
 	tickets map[string]*tlsconf.TicketKeys
 	started bool
+	// closed: Shutdown began; Apply would listen again on what it closed.
+	closed  bool
 	sweeper chan struct{}
 
 	hijacked sync.Map // net.Conn -> struct{}: upgraded connections, closed at the end of a drain
@@ -124,6 +126,9 @@ func (s *Server) sweep() {
 func (s *Server) Apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("l7: the server is shutting down: no new config")
+	}
 	first := !s.started
 
 	// Prepare: nothing here changes what runs.
@@ -277,6 +282,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	timeout := s.l7.DrainTimeout
 	s.listeners = map[string]*listener{}
+	s.closed = true
 	s.mu.Unlock()
 	select {
 	case <-s.sweeper:

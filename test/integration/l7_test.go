@@ -169,6 +169,28 @@ services:
 	}()
 	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
+	// While it drains, a reload is refused: it would listen again on the
+	// closed address, and the exit would cut what that accepted.
+	waitFor(t, "the listener closed by the drain", 2*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	resp, err = hc.Post("http://"+admin+"/api/v1/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !bytes.Contains(body, []byte("shutting down")) {
+		t.Errorf("reload while draining: %d %s, want 503 naming the shutdown", resp.StatusCode, body)
+	}
+	if c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Errorf("the L7 address accepts again after a reload while draining")
+	}
 	if got := <-done; !strings.HasPrefix(got, "200 slow") {
 		t.Errorf("in-flight request across SIGTERM: %s", got)
 	}
