@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/l7"
 )
 
 // slowUpload posts n bytes to url, one every gap, in a body of unknown
@@ -89,5 +93,39 @@ func TestRetryWithNoOtherBackend(t *testing.T) {
 	}
 	if n := closer.hits.Load() - before; n != 1 {
 		t.Errorf("the only backend got the request %d times, want 1", n)
+	}
+}
+
+// TestEjectedBackendServesWhenNothingElseCan: a backend that passive
+// health ejected, and that recovered before its fail_timeout, serves when
+// its peer goes down (an active check's verdict) instead of every client
+// getting 503 until the ejection ends; its first success ends the ejection.
+func TestEjectedBackendServesWhenNothingElseCan(t *testing.T) {
+	var sick atomic.Bool
+	b5 := newBackend(t, "b5", nil)
+	b6 := newBackend(t, "b6", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			http.Error(w, "sick", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "b6")
+	})
+	p := startProxy(t, backendsYAML(b5, b6)+"passive_health: {max_fails: 1, fail_timeout: 1h}\n", "")
+	sick.Store(true)
+	for range 4 {
+		get(t, p.url+"/", nil)
+	}
+	if st, _ := p.srv.Status("web"); !slices.ContainsFunc(st, func(b l7.BackendStatus) bool { return b.Address == b6.addr() && b.Ejected }) {
+		t.Fatalf("b6 not ejected after its 500s: %+v", st)
+	}
+	sick.Store(false) // repaired, still ejected for the hour
+	p.srv.Upstream("web", b5.addr()).SetHealthy(false, time.Now())
+	for i := range 5 {
+		if resp, body := get(t, p.url+"/", nil); resp.StatusCode != 200 || strings.TrimSpace(body) != "b6" {
+			t.Fatalf("request %d with b5 down and b6 ejected but serving: %d %q, want 200 from b6", i, resp.StatusCode, body)
+		}
+	}
+	if st, _ := p.srv.Status("web"); slices.ContainsFunc(st, func(b l7.BackendStatus) bool { return b.Ejected }) {
+		t.Errorf("b6's success did not end its ejection: %+v", st)
 	}
 }

@@ -166,7 +166,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			rec.status, rec.err = status, err.Error()
 			return s.reply(x, rec, status, http.StatusText(status), id, 0)
 		}
-		if s.answered(u, pc, safe, grpc, !r.stream) && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
+		if s.answered(u, pc, sent, safe, grpc, !r.stream) && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
 			pc.discard()
 			u.Release()
 			pick.Tried = append(pick.Tried, u)
@@ -208,7 +208,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			if a.grpc == "14" {
 				s.passiveFail(u)
 			} else if a.err == "" {
-				u.Succeed()
+				u.Succeed(sent)
 			}
 		}
 		u.Release()
@@ -312,7 +312,7 @@ func (s *service) choose(x exchange, p *pool, pick *balance.Pick, cookie string,
 		return u
 	}
 	if !p.anyFull(time.Now()) {
-		return nil
+		return s.panicPick(p, pick, time.Now())
 	}
 	// max_conns is an overload guard: polling only costs when a service
 	// is saturated.
@@ -320,6 +320,25 @@ func (s *service) choose(x exchange, p *pool, pick *balance.Pick, cookie string,
 	for time.Now().Before(deadline) && !x.gone() {
 		time.Sleep(2 * time.Millisecond)
 		if u := s.tryPick(p, pick, cookie, time.Now()); u != nil {
+			return u
+		}
+	}
+	return nil
+}
+
+// panicPick is the last resort when no backend is available: one that
+// only passive health ejected (balance.PanicSelect), logged at most once
+// per second per service.
+func (s *service) panicPick(p *pool, pick *balance.Pick, now time.Time) *balance.Upstream {
+	for range 4 {
+		u := balance.PanicSelect(p.ups, pick, now)
+		if u == nil {
+			return nil
+		}
+		if u.TryAcquire() {
+			if last := s.panicLogged.Load(); now.UnixNano()-last >= int64(time.Second) && s.panicLogged.CompareAndSwap(last, now.UnixNano()) {
+				s.srv.log.Warn("no backend available; trying one that passive health ejected", "service", s.name, "pool", p.name, "backend", u.Addr)
+			}
 			return u
 		}
 	}
@@ -422,7 +441,7 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe bool) (st
 // config wants it retried elsewhere. A gRPC status is seen here when the
 // answer is trailers-only (the status in its head, no message): then the
 // call was not served, and it may go elsewhere if its body is whole.
-func (s *service) answered(u *balance.Upstream, pc *upConn, safe, grpc, whole bool) (retry bool) {
+func (s *service) answered(u *balance.Upstream, pc *upConn, sent time.Time, safe, grpc, whole bool) (retry bool) {
 	status := pc.head.Status
 	if status >= 500 {
 		s.passiveFail(u)
@@ -434,13 +453,13 @@ func (s *service) answered(u *balance.Upstream, pc *upConn, safe, grpc, whole bo
 			s.passiveFail(u)
 			return whole && s.retryOn[retryGRPCUnavailable]
 		case "8":
-			u.Succeed()
+			u.Succeed(sent)
 			return whole && s.retryOn[retryGRPCExhausted]
 		case "":
 			return false // the status comes in the trailers (forward judges)
 		}
 	}
-	u.Succeed()
+	u.Succeed(sent)
 	return false
 }
 

@@ -53,6 +53,8 @@ type service struct {
 	// ejectMu makes passive health's "is it the last one?" and the
 	// ejection one step, so two backends failing at once do not both go.
 	ejectMu sync.Mutex
+	// panicLogged is when panicPick last logged (Unix ns).
+	panicLogged atomic.Int64
 }
 
 // built is a service made by build and what committing it changes in the

@@ -40,7 +40,7 @@ func TestSchedulersUnderConcurrentUse(t *testing.T) {
 					u.SetDrained(i%11 == 0)
 					u.SetWeight(1 + i%3)
 					u.Fail(now, 3, time.Millisecond)
-					u.Succeed()
+					u.Succeed(time.Now())
 				}
 			})
 			var wg sync.WaitGroup

@@ -63,6 +63,30 @@ func New(name string) (Selector, error) {
 	return nil, fmt.Errorf("unknown l7 scheduler %q: want round_robin, least_conn, ip_hash, consistent_hash, least_time or random_two", name)
 }
 
+// PanicSelect is the choice when no backend is eligible: among those that
+// only passive health took out (healthy, not drained, weight above zero,
+// not full, not tried), the one whose ejection ends first; nil if none. An
+// ejection that outlives a backend's recovery while its peers fail would
+// otherwise answer 503 to everyone until fail_timeout; a success there ends
+// the ejection (Succeed). Envoy's panic mode and NGINX's "all peers
+// failed" reset make the same bet: an ejected backend may serve, and none
+// surely does not.
+func PanicSelect(ups []*Upstream, p *Pick, now time.Time) *Upstream {
+	ns := now.UnixNano()
+	var best *Upstream
+	var until int64
+	for _, u := range ups {
+		e := u.ejectedUntil.Load()
+		if ns >= e || !u.healthy.Load() || u.drained.Load() || u.weight.Load() <= 0 || u.Full() || p.tried(u) {
+			continue
+		}
+		if best == nil || e < until {
+			best, until = u, e
+		}
+	}
+	return best
+}
+
 // eligible is the rule every scheduler applies before its own: the backend
 // is Available, not Full, and not already tried by this request.
 func eligible(u *Upstream, p *Pick, ns int64) bool {

@@ -37,6 +37,9 @@ type Upstream struct {
 	// ejectedUntil is the end of a passive-health ejection, in Unix
 	// nanoseconds; 0 = never ejected. A past value also starts a ramp.
 	ejectedUntil atomic.Int64
+	// ejectedAt is when the current ejection began (Unix ns; 0: none, or
+	// ended): a request sent after it that succeeds ends it early.
+	ejectedAt atomic.Int64
 
 	// Written on every request; kept off the read-mostly cache line so that
 	// Acquire/Release on one core do not evict the health fields that every
@@ -98,17 +101,28 @@ func (u *Upstream) Healthy() bool { return u.healthy.Load() }
 
 // SetHealthy records the active health check's verdict. A transition from
 // unhealthy to healthy restarts slow start at now and forgets earlier
-// passive-health failures, since they described the backend before it was
-// repaired.
+// passive-health failures and ejection, since they described the backend
+// before it was repaired: an ejection kept past its recovery would leave
+// the service without it when its peers fail next.
 func (u *Upstream) SetHealthy(up bool, now time.Time) {
 	if u.healthy.Swap(up) || !up {
 		return
 	}
-	u.upSince.Store(now.UnixNano())
+	ns := now.UnixNano()
+	u.upSince.Store(ns)
 	u.failMu.Lock()
 	u.failN = 0
 	u.pendingFails.Store(0)
+	u.endEjection(ns)
 	u.failMu.Unlock()
+}
+
+// endEjection ends an ejection that still runs at ns; under failMu.
+func (u *Upstream) endEjection(ns int64) {
+	if ns < u.ejectedUntil.Load() {
+		u.ejectedUntil.Store(ns) // a past value: the ramp starts at ns
+	}
+	u.ejectedAt.Store(0)
 }
 
 // Drained reports whether the operator drained the backend.
@@ -180,6 +194,7 @@ func (u *Upstream) FailSparing(now time.Time, maxFails int, failTimeout time.Dur
 	u.failN = 0
 	u.pendingFails.Store(0)
 	u.ejectedUntil.Store(ns + int64(failTimeout))
+	u.ejectedAt.Store(ns)
 	return true, false
 }
 
@@ -189,13 +204,24 @@ func (u *Upstream) FailSparing(now time.Time, maxFails int, failTimeout time.Dur
 // with a small error rate is not, which would otherwise push its load onto
 // its peers every fail_timeout. Active health checks and the error metrics
 // are the tools for partial degradation.
-func (u *Upstream) Succeed() {
-	if u.pendingFails.Load() == 0 {
+//
+// sent is when the request went to the backend: one sent after an ejection
+// began reached it only because nothing else could serve (PanicSelect), and
+// its success ends the ejection; those in flight when it began do not.
+func (u *Upstream) Succeed(sent time.Time) {
+	if u.pendingFails.Load() == 0 && u.ejectedAt.Load() == 0 {
 		return // the common case: no lock on the success path
 	}
 	u.failMu.Lock()
 	u.failN = 0
 	u.pendingFails.Store(0)
+	if at := u.ejectedAt.Load(); at != 0 {
+		if now := time.Now().UnixNano(); now >= u.ejectedUntil.Load() {
+			u.ejectedAt.Store(0) // over by itself
+		} else if sent.UnixNano() >= at {
+			u.endEjection(now)
+		}
+	}
 	u.failMu.Unlock()
 }
 

@@ -80,13 +80,13 @@ func TestPassiveHealthEjectsAfterMaxFailsWithinFailTimeout(t *testing.T) {
 	at := t0.Add(10 * time.Minute)
 	u.Fail(at, maxFails, window)
 	u.Fail(at, maxFails, window)
-	u.Succeed()
+	u.Succeed(time.Now())
 	if u.Fail(at, maxFails, window) {
 		t.Fatal("ejected although a success came between the failures")
 	}
 	// max_fails within fail_timeout ejects, once.
 	at = t0.Add(20 * time.Minute)
-	u.Succeed()
+	u.Succeed(time.Now())
 	u.Fail(at, maxFails, window)
 	u.Fail(at.Add(10*time.Second), maxFails, window)
 	ejectedAt := at.Add(20 * time.Second)
@@ -195,5 +195,68 @@ func TestLatencyIsATimeDecayingAverage(t *testing.T) {
 	u.ObserveLatency(5*time.Millisecond, last.Add(time.Minute))
 	if got, ok := u.Latency(last.Add(time.Minute)); !ok || got != 5*time.Millisecond {
 		t.Fatalf("after a stale period: %v, %v; want 5ms", got, ok)
+	}
+}
+
+// An ejection ends when the backend is known to serve again: an active
+// check's recovery, or a request sent after the ejection began (a panic
+// pick) that succeeds; not a request that was in flight when it began.
+func TestEjectionEndsOnRecovery(t *testing.T) {
+	const window = time.Hour
+	eject := func() (*Upstream, time.Time) {
+		u := NewUpstream("10.0.0.1:80", 1, 0, 0)
+		before := time.Now()
+		at := before.Add(time.Millisecond)
+		if !u.Fail(at, 1, window) {
+			t.Fatal("max_fails 1 did not eject")
+		}
+		return u, before
+	}
+
+	u, before := eject()
+	u.Succeed(before) // in flight when the ejection began
+	if !u.Ejected(time.Now()) {
+		t.Error("a request sent before the ejection ended it")
+	}
+	u.Succeed(time.Now().Add(time.Second)) // sent after it: a panic pick
+	if now := time.Now(); u.Ejected(now) || !u.Available(now) {
+		t.Error("a success sent after the ejection did not end it")
+	}
+
+	u, _ = eject()
+	u.SetHealthy(false, time.Now())
+	u.SetHealthy(true, time.Now())
+	if u.Ejected(time.Now()) {
+		t.Error("an active check's recovery left the ejection running")
+	}
+	// Still healthy: a passing check that is no transition changes nothing.
+	u, _ = eject()
+	u.SetHealthy(true, time.Now())
+	if !u.Ejected(time.Now()) {
+		t.Error("a check that was no recovery ended the ejection")
+	}
+}
+
+func TestPanicSelect(t *testing.T) {
+	now := time.Now()
+	mk := func(addr string, ejectFor time.Duration) *Upstream {
+		u := NewUpstream(addr, 1, 0, 0)
+		if ejectFor > 0 && !u.Fail(now, 1, ejectFor) {
+			t.Fatal("not ejected")
+		}
+		return u
+	}
+	soon, late, down, drained := mk("a:1", time.Minute), mk("b:1", time.Hour), mk("c:1", time.Second), mk("d:1", time.Second)
+	down.SetHealthy(false, now)
+	drained.SetDrained(true)
+	ups := []*Upstream{late, down, drained, soon}
+	if got := PanicSelect(ups, &Pick{}, now); got != soon {
+		t.Errorf("panic pick %v, want the ejection that ends first (a:1)", got)
+	}
+	if got := PanicSelect(ups, &Pick{Tried: []*Upstream{soon}}, now); got != late {
+		t.Errorf("panic pick after a:1 was tried: %v, want b:1", got)
+	}
+	if got := PanicSelect([]*Upstream{down, drained, NewUpstream("e:1", 0, 0, 0)}, &Pick{}, now); got != nil {
+		t.Errorf("panic pick among down, drained and weight 0: %v, want none", got.Addr)
 	}
 }
