@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,5 +264,23 @@ func TestSetBackendsAddThenRemoveAnAddressARouteNames(t *testing.T) {
 	}
 	if counts := spread(t, p.url+"/r/x", 5); counts["r"] != 5 {
 		t.Errorf("route after the add and removal of r in the pool: %v, want r", counts)
+	}
+}
+
+// TestReloadedRouteKeepsItsAddressVerdict: a reload that adds a route
+// naming a pool address already checked serves the route at once (healthy
+// stays healthy, down stays down), as the daemon's model has it, instead of
+// answering 503 until the daemon sets its health.
+func TestReloadedRouteKeepsItsAddressVerdict(t *testing.T) {
+	a, d := newBackend(t, "a", nil), newBackend(t, "d", nil)
+	const hc = "health_check: {type: http, path: /health, interval: 1s, timeout: 500ms}\n"
+	p := startProxy(t, backendsYAML(a, d)+hc, "")
+	p.srv.Upstream("web", d.addr()).SetHealthy(false, time.Now())
+	p.apply(t, backendsYAML(a, d)+hc+fmt.Sprintf("routes:\n  - match: {path_prefix: /a/}\n    backends: [{address: %q}]\n  - match: {path_prefix: /d/}\n    backends: [{address: %q}]\n", a.addr(), d.addr()), "")
+	if resp, body := get(t, p.url+"/a/x", nil); resp.StatusCode != 200 || strings.TrimSpace(body) != "a" {
+		t.Errorf("new route to the healthy pool address a: %d %q, want 200 from a", resp.StatusCode, body)
+	}
+	if _, route := p.srv.Upstreams("web", d.addr()); route == nil || route.Healthy() {
+		t.Errorf("new route to the pool address d, down: its backend is up, want it down like the pool's")
 	}
 }

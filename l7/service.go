@@ -79,7 +79,7 @@ type built struct {
 func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 	checked := c.HealthCheck != nil && c.HealthCheck.Type != "none"
 	b := &built{upstreams: map[string]*balance.Upstream{}, routeUps: map[string]*balance.Upstream{}}
-	upstream := func(ups, prev map[string]*balance.Upstream, cb config.Backend) *balance.Upstream {
+	upstream := func(ups, prev, other map[string]*balance.Upstream, cb config.Backend) *balance.Upstream {
 		if u := ups[cb.Address]; u != nil {
 			return u
 		}
@@ -88,8 +88,17 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			u = balance.NewUpstream(cb.Address, cb.Weight, cb.MaxConns, cb.SlowStart)
 			// Configured backends start up when the server starts, so a
 			// restart does not refuse traffic until the first checks;
-			// later additions wait for their first passing check.
-			u.SetHealthy(!checked || first, time.Now())
+			// later additions wait for their first passing check. A
+			// reload's address that moved between the pool and a route,
+			// or that a new route takes from the pool, is checked already:
+			// it keeps that verdict, as the daemon's model does, instead of
+			// refusing its route's requests until the daemon says so. An
+			// API addition (keepTLS: a runtime change) waits for its own.
+			up := !checked || first
+			if o := other[cb.Address]; o != nil && !keepTLS {
+				up = o.Healthy()
+			}
+			u.SetHealthy(up, time.Now())
 		} else {
 			// A reload may change any of these; the live state stays.
 			b.commit = append(b.commit, func() {
@@ -120,10 +129,10 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 			return nil, err
 		}
 	}
-	mkPool := func(name, sched string, bs []config.Backend, own, prev map[string]*balance.Upstream) (*pool, error) {
+	mkPool := func(name, sched string, bs []config.Backend, own, prev, other map[string]*balance.Upstream) (*pool, error) {
 		ups := make([]*balance.Upstream, 0, len(bs))
 		for _, cb := range bs {
-			u := upstream(own, prev, cb)
+			u := upstream(own, prev, other, cb)
 			ups = append(ups, u)
 			if conns[u] != nil {
 				continue
@@ -170,7 +179,7 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		sv.budget = old.budget
 	}
 	var err error
-	if sv.pool, err = mkPool(c.Name, c.Scheduler, c.Backends, b.upstreams, s.upstreams[c.Name]); err != nil {
+	if sv.pool, err = mkPool(c.Name, c.Scheduler, c.Backends, b.upstreams, s.upstreams[c.Name], s.routeUps[c.Name]); err != nil {
 		return nil, err
 	}
 	for i, r := range c.Routes {
@@ -178,11 +187,11 @@ func (s *Server) build(c config.Service, first, keepTLS bool) (*built, error) {
 		if sched == "" {
 			sched = c.Scheduler
 		}
-		bs, own, prev := r.Backends, b.routeUps, s.routeUps[c.Name]
+		bs, own, prev, other := r.Backends, b.routeUps, s.routeUps[c.Name], s.upstreams[c.Name]
 		if len(bs) == 0 {
-			bs, own, prev = c.Backends, b.upstreams, s.upstreams[c.Name]
+			bs, own, prev, other = c.Backends, b.upstreams, s.upstreams[c.Name], s.routeUps[c.Name]
 		}
-		p, err := mkPool(fmt.Sprintf("%s/routes[%d]", c.Name, i), sched, bs, own, prev)
+		p, err := mkPool(fmt.Sprintf("%s/routes[%d]", c.Name, i), sched, bs, own, prev, other)
 		if err != nil {
 			return nil, err
 		}
