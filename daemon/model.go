@@ -121,6 +121,11 @@ type service struct {
 	cfg           config.Service
 	backends      []*backend
 	routeBackends []*backend
+	// firstAnswerUp: xlbd started and the service's name has not answered
+	// yet. That answer's backends start up, as configured ones do at start,
+	// so that a service that only discovers does not refuse traffic until
+	// their first checks; later ones wait for theirs.
+	firstAnswerUp bool
 }
 
 func (s *service) checked() bool {
@@ -214,6 +219,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 			prev = m.renamed(cfg, c)
 		}
 		s := &service{cfg: *c}
+		s.firstAnswerUp = c.Discover != nil && (startUp || prev != nil && prev.firstAnswerUp)
 		seen := map[string]bool{} // in the pool
 		fresh := func(cb config.Backend, old *backend) *backend {
 			b := &backend{name: cb.Address, conf: cb, src: fromConfig}
@@ -367,8 +373,11 @@ func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (
 		in[canonical(name)] = true
 		if b := s.find(name); b != nil {
 			if b.src != fromDNS {
-				if b.removing() && b.src == fromConfig && s.cfg.Backend(b.conf.Address) == nil {
-					// Left by a reload from the file, but the name has it.
+				if b.removing() && s.cfg.Backend(b.conf.Address) == nil && (b.src == fromConfig || !b.apiRemoved) {
+					// Left by a reload from the file, or recovered from the
+					// pinned maps at a restart (its flows still go to it),
+					// but the name has it: it is the name's now, with its
+					// health. One the API removed stays removed.
 					b.src, b.conf, b.removeAt, b.apiRemoved, changed = fromDNS, cb, time.Time{}, false, true
 				}
 				continue
@@ -378,7 +387,7 @@ func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (
 			}
 			continue
 		}
-		b := &backend{name: name, addr: cb.Addr, conf: cb, src: fromDNS, up: !s.checked()}
+		b := &backend{name: name, addr: cb.Addr, conf: cb, src: fromDNS, up: !s.checked() || s.firstAnswerUp}
 		if b.up {
 			b.lastUp = now
 		}
@@ -391,6 +400,7 @@ func (m *model) discovered(s *service, set []discovery.Backend, now time.Time) (
 			changed = true
 		}
 	}
+	s.firstAnswerUp = false
 	return changed, errors.Join(errs...)
 }
 

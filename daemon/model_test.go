@@ -208,6 +208,48 @@ func TestModelReloadDrainsAnAPIAddARouteAlsoNames(t *testing.T) {
 	}
 }
 
+// TestModelFirstAnswerAtStart: at xlbd's start the first answer's backends
+// start up, as configured ones do (a service that only discovers must not
+// refuse traffic until their first checks), and a backend recovered from
+// the pinned maps that the name still gives becomes the name's again with
+// its health, instead of draining away with its flows; later answers' new
+// backends wait for their checks.
+func TestModelFirstAnswerAtStart(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`services:
+  - name: api
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    discover: {dns: api.internal}
+    health_check: {type: tcp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := fakePrior{netip.MustParseAddr("10.0.0.11"): true, netip.MustParseAddr("10.0.0.12"): false}
+	now := time.Now()
+	m := newModel().reloaded(cfg, true, pre, now)
+	m = m.reloaded(cfg, false, pre, now) // a reload before the answer keeps the start's bet
+	s := m.services["api"]
+	if b := s.find("10.0.0.11"); b == nil || !b.removing() {
+		t.Fatalf("recovered backend before the answer: %+v, want draining until the name gives it", b)
+	}
+	answer := []discovery.Backend{{Address: "10.0.0.11", Weight: 1}, {Address: "10.0.0.12", Weight: 1}, {Address: "10.0.0.13", Weight: 1}}
+	if _, err := m.discovered(s, answer, now); err != nil {
+		t.Fatal(err)
+	}
+	for addr, up := range map[string]bool{"10.0.0.11": true, "10.0.0.12": false, "10.0.0.13": true} {
+		b := s.find(addr)
+		if b == nil || b.removing() || b.src != fromDNS || b.up != up {
+			t.Errorf("%s after the first answer: %+v, want the name's, not draining, up %v", addr, b, up)
+		}
+	}
+	m.discovered(s, append(answer, discovery.Backend{Address: "10.0.0.14", Weight: 1}), now)
+	if b := s.find("10.0.0.14"); b == nil || b.up {
+		t.Errorf("a later answer's new backend: %+v, want down until checked", b)
+	}
+}
+
 func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
 	cfg, err := config.Parse("test.yaml", []byte(`services:
   - name: api
@@ -239,12 +281,13 @@ func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
 // backends: new ones start down (the service has checks), ones that left
 // the answer drain, a returning one is revived, a file or API backend at
 // the same address stays theirs, and a reload keeps the discovered ones
-// while the service still follows a name.
+// while the service still follows a name. The service gains its name by a
+// reload (not at start, whose first answer starts up: the next test).
 func TestModelDiscovered(t *testing.T) {
 	cfg := testConfig(t, twoBackends)
 	cfg.Services[0].Discover = &config.Discover{DNS: "web.internal", Type: "a", Port: 80, Weight: 1}
 	now := time.Now()
-	m := newModel().reloaded(cfg, true, noPrior, now)
+	m := newModel().reloaded(cfg, false, noPrior, now)
 	s := m.services["web"]
 	m.add(s, apiBackend("10.0.0.7:80", 5), nil)
 	dns := func(addrs ...string) []discovery.Backend {
