@@ -437,7 +437,8 @@ services:
 	// Scale down: the established connection's backend leaves the answer.
 	lc := l.openLong(t)
 	lc.echo(t, "before")
-	gone := map[string]string{"b1": "10.0.0.11", "b2": "10.0.0.12", "b3": "10.0.0.13"}[lc.backend]
+	addrOf := map[string]string{"b1": "10.0.0.11", "b2": "10.0.0.12", "b3": "10.0.0.13"}
+	gone := addrOf[lc.backend]
 	var left []string
 	for _, a := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
 		if a != gone {
@@ -458,6 +459,34 @@ services:
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+
+	// A restart adopts the pinned maps: the backends they hold that the
+	// name still gives are the name's again, healthy, with their flows,
+	// not drained away at drain_timeout (2s).
+	lc = l.openLong(t)
+	lc.echo(t, "before the restart")
+	l.stopDaemon(t)
+	l.startDaemon(t)
+	// Within a second: the first answer, well before the 2s drain would
+	// have ended.
+	waitFor(t, "the name's backends back as dns after the restart", time.Second, func() bool {
+		bs := backends()
+		for _, a := range left {
+			if b, ok := bs[a]; !ok || b.Source != "dns" || b.Draining || !b.Healthy {
+				return false
+			}
+		}
+		return len(bs) == len(left)
+	})
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) { // past drain_timeout
+		bs := backends()
+		for _, a := range left {
+			if b, ok := bs[a]; !ok || b.Source != "dns" || b.Draining || (a == addrOf[lc.backend] && b.Active == 0) {
+				t.Fatalf("%s after the restart: %+v (listed %v), want kept as dns, not draining, with its flows", a, b, ok)
+			}
+		}
+	}
+	lc.echo(t, "after the restart and drain_timeout")
 
 	// Two NXDOMAINs in a row empty the service; it stays listed.
 	zone.setNX()
