@@ -120,9 +120,14 @@ func TestDaemonDiscoveryL7(t *testing.T) {
 	for i, ln := range lns {
 		name := fmt.Sprintf("b%d", i+1)
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if name == "b6" && r.URL.Path == "/health" {
-				http.Error(w, "sick", 503)
-				return
+			if r.URL.Path == "/health" {
+				if name == "b6" {
+					http.Error(w, "sick", 503)
+					return
+				}
+				// A slow check keeps a backend that waits for its
+				// first one down long enough to be seen.
+				time.Sleep(50 * time.Millisecond)
 			}
 			io.WriteString(w, name)
 		})}
@@ -171,6 +176,15 @@ services:
 			}
 		}
 		return out
+	}
+	// The first answer after the start brings its backends up at once, as
+	// configured backends at a start: no 503 until their first checks.
+	var listed api.Service
+	waitFor(t, "the first answer's two addresses listed", 5*time.Second, func() bool { listed = status(); return len(listed.Backends) == 2 })
+	for _, b := range listed.Backends {
+		if !b.Healthy {
+			t.Errorf("the first answer's %s is down when listed: %+v, want up like a configured backend at start", b.Address, b)
+		}
 	}
 	waitFor(t, "the two first addresses serving", 5*time.Second, func() bool { return len(serving()) == 2 })
 	for _, b := range status().Backends {

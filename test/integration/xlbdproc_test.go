@@ -4,7 +4,9 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -33,12 +35,27 @@ func startXlbd(t *testing.T, path, admin string, args ...string) *exec.Cmd {
 	waitFor(t, "xlbd ready", 10*time.Second, func() bool {
 		resp, err := hc.Get("http://" + admin + "/healthz")
 		if err != nil {
+			if exited(cmd.Process.Pid) {
+				t.Fatalf("xlbd exited before it was ready:\n%s", logs.String())
+			}
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
 	return cmd
+}
+
+// exited reports whether the child pid has exited (a zombie: the caller
+// has not waited for it yet).
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command's closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
 
 // lockedLog is a process's output, written by exec's copying goroutine and
