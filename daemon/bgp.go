@@ -9,13 +9,14 @@ package daemon
 // reason). The daemon calls it from one place, announcer.synced, which the
 // L4 projection runs at the end of every sync (every change of a service's
 // backends, health, weights, drains or config passes through there), and
-// when a backend passes its first check (announcer.observed, fed by the
-// health checker's observer). A removed service is forgotten when the
-// projection removes it. announce: healthy wants the VIP while at
-// least one weighted backend is up as this node's checks see it and has
-// passed a check since this xlbd started (a fresh xlbd marks configured
-// backends up so as not to black-hole traffic, but must not attract traffic
-// on that assumption).
+// when a backend passes its first check (reconciler.healthObserved). A
+// removed service is forgotten when the projection removes it. announce:
+// healthy wants the VIP while at least one backend that takes new flows
+// (weighted, or standing in for a reload's replacements) is up as this
+// node's checks see it and is proven (backend.proven): passed a check of
+// this xlbd, or served unchecked before its service got checks. A fresh
+// xlbd marks configured backends up so as not to black-hole traffic, but
+// must not attract traffic on that assumption.
 
 import (
 	"fmt"
@@ -47,11 +48,8 @@ type announcer struct {
 	pinPath    string
 	configPath string
 
-	mu sync.Mutex
-	// passed holds the check keys (service/address) that passed a check
-	// since this xlbd started; checked those with any result.
-	passed, checked map[string]bool
-	started         bool
+	mu      sync.Mutex
+	started bool
 }
 
 // newAnnouncer creates the speaker (no sessions yet) when the config has a
@@ -93,8 +91,7 @@ func newAnnouncer(log *slog.Logger, cfg *config.Config, adopted bool, r *reconci
 	if err != nil {
 		return nil, err
 	}
-	a := &announcer{log: log, sp: sp, r: r, pinPath: cfg.XDP.PinPath, configPath: configPath,
-		passed: map[string]bool{}, checked: map[string]bool{}}
+	a := &announcer{log: log, sp: sp, r: r, pinPath: cfg.XDP.PinPath, configPath: configPath}
 	if maintenance.On(a.pinPath) {
 		log.Warn("bgp: announcing stays off, as `xlbctl announce off` left it; `xlbctl announce on` announces again")
 		sp.SetEnabled(false)
@@ -147,14 +144,15 @@ func (a *announcer) wanted(s *service, failOpen bool) (bool, string) {
 		return true, "announce: always"
 	}
 	// up counts the weighted backends that are up and proven; drainedUp
-	// the drained ones, which still serve established flows.
+	// the drained ones, which still serve established flows. Weighted is
+	// what the data plane gives new flows: stand-ins of a reload that
+	// replaced the backends count, as they serve until a new one is up.
 	weighed, up, drainedUp, unproven := 0, 0, 0, 0
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	stand := s.standIns()
 	for _, b := range s.backends {
-		proven := b.up && (!s.checked() || a.passed[checkKey(s.cfg.Name, b.name)])
+		proven := b.up && (!s.checked() || b.proven)
 		switch {
-		case b.effWeight() == 0:
+		case b.share(stand) == 0:
 			if proven {
 				drainedUp++
 			}
@@ -187,27 +185,10 @@ func (a *announcer) wanted(s *service, failOpen bool) (bool, string) {
 	return false, "no backend is up"
 }
 
-// observed is fed every health probe result: a backend's first passing
-// check may make its service announceable, and once every checked backend
-// has a first verdict the sessions start.
-func (a *announcer) observed(key string, ok bool) {
-	a.mu.Lock()
-	first := ok && !a.passed[key]
-	if ok {
-		a.passed[key] = true
-	}
-	a.checked[key] = true
-	a.mu.Unlock()
-	if first {
-		name, _, _ := strings.Cut(key, "/")
-		a.r.read(func(_ *config.Config, m *model) {
-			if s := m.services[name]; s != nil && s.cfg.IsL4() {
-				a.synced(s, a.r.l4.failingOpen(name))
-			}
-		})
-	}
-	a.maybeStart(false)
-}
+// observed is fed every health probe result, after the model recorded it
+// (a first pass re-synced the service's announcement): once every checked
+// backend has a first verdict the sessions start.
+func (a *announcer) observed() { a.maybeStart(false) }
 
 // maybeStart opens the sessions once every checked backend of every
 // service announced by health has a first verdict, or when force (the
@@ -229,8 +210,8 @@ func (a *announcer) maybeStart(force bool) {
 				continue
 			}
 			for _, b := range s.backends {
-				if k := checkKey(name, b.name); !b.removing() && !a.checked[k] {
-					pending = append(pending, k)
+				if !b.removing() && !b.judged {
+					pending = append(pending, checkKey(name, b.name))
 				}
 			}
 		}

@@ -40,23 +40,23 @@ func TestBGPWanted(t *testing.T) {
 		{"all-down-fail-open", "healthy", checks, true, []be{{a1, false, 1, false, true, false}, {a2, false, 1, false, true, false}}, false, "every backend is down"},
 		{"up-but-drained-and-the-other-down", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, false, 1, false, true, false}}, false, "no backend is up"},
 		{"all-drained", "healthy", checks, false, []be{{a1, true, 1, true, true, false}, {a2, true, 0, false, true, false}}, true, "every backend is drained"},
-		{"removal-pending-only", "healthy", checks, false, []be{{a1, true, 1, false, true, true}}, true, "every backend is drained"},
+		// A reload dropped it and nothing that stays is up: it stands in,
+		// takes new flows, and the VIP stays.
+		{"removal-pending-only", "healthy", checks, false, []be{{a1, true, 1, false, true, true}}, true, "1 of 1 weighted backends up"},
+		{"reload-replaced-every-backend", "healthy", checks, false, []be{{a1, true, 1, false, true, true}, {a2, false, 1, false, false, false}}, true, "1 of 2 weighted backends up"},
 		{"no-checks", "healthy", nil, false, []be{{a1, true, 1, false, false, false}}, true, "no health check"},
 		{"no-backends", "healthy", checks, false, nil, false, "no backend"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &announcer{passed: map[string]bool{}, checked: map[string]bool{}}
+			a := &announcer{}
 			s := &service{cfg: config.Service{Name: "api", Layer: 4, Announce: tt.announce, HealthCheck: tt.checks}}
 			for _, b := range tt.backends {
-				mb := &backend{name: b.addr.String(), addr: b.addr, conf: config.Backend{Address: b.addr.String(), Addr: b.addr, Weight: b.weight}, src: fromConfig, up: b.up, drain: b.drain}
+				mb := &backend{name: b.addr.String(), addr: b.addr, conf: config.Backend{Address: b.addr.String(), Addr: b.addr, Weight: b.weight}, src: fromConfig, up: b.up, drain: b.drain, judged: b.passed, proven: b.passed}
 				if b.removing {
 					mb.removeAt = time.Now().Add(time.Minute)
 				}
 				s.backends = append(s.backends, mb)
-				if b.passed {
-					a.passed[checkKey("api", mb.name)] = true
-				}
 			}
 			got, reason := a.wanted(s, tt.failOpen)
 			if got != tt.want || !strings.Contains(reason, tt.reason) {

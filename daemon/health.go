@@ -40,13 +40,13 @@ func (h *healthSink) Observed(t health.Target, d time.Duration, err error) {
 		res = "fail"
 	}
 	h.met.checks.WithLabelValues(svc, be, res).Inc()
-	if h.bgp != nil {
-		h.bgp.observed(t.Key, err == nil)
-	}
 	if h.checker != nil {
 		if st, ok := h.checker.State(t.Key); ok {
 			h.r.healthObserved(t.Key, st, err)
 		}
+	}
+	if h.bgp != nil {
+		h.bgp.observed()
 	}
 }
 

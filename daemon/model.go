@@ -45,6 +45,12 @@ type backend struct {
 	up        bool
 	lastUp    time.Time // when last known healthy: the fail-open set
 	lastCheck string
+	// judged: a check of this xlbd has a verdict on it; proven: one passed,
+	// or it was up in a running service without checks. A backend up only
+	// by a start's assumption (configured, recovered, first answer) is
+	// neither, and BGP does not announce for it. Both carry across reloads
+	// and renames, as its health does.
+	judged, proven bool
 }
 
 func (b *backend) removing() bool { return !b.removeAt.IsZero() }
@@ -229,6 +235,11 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 			switch {
 			case old != nil:
 				b.up, b.lastUp, b.lastCheck = old.up, old.lastUp, old.lastCheck
+				// A backend that served unchecked counts as proven when
+				// checks start: its service is served by it already, and
+				// withdrawing the VIP on every node until a first probe
+				// would cut what the data plane keeps serving.
+				b.judged, b.proven = old.judged, old.proven || (old.up && !prev.checked())
 			default:
 				b.up = startUp || !s.checked()
 				if up, ok := pre.recoveredUp(c, b.addr); ok && startUp && s.checked() && c.IsL4() {

@@ -431,3 +431,41 @@ func TestRecentlyHealthyLeavesOutTheNeverChecked(t *testing.T) {
 		t.Errorf("fail-open set %v with only a never-checked backend, want none", got)
 	}
 }
+
+// TestModelProvenCarriesOver: what BGP counts as proven (a passed check,
+// or serving unchecked) survives a reload that adds checks and a rename;
+// a start's assumption proves nothing.
+func TestModelProvenCarriesOver(t *testing.T) {
+	parse := func(name, check string) *config.Config {
+		cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(`services:
+  - name: %s
+    layer: 4
+    vip: 10.0.0.100
+    port: 80
+    backends: [{address: 10.0.0.11}, {address: 10.0.0.12}]
+%s`, name, check)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	const hc = "    health_check: {type: tcp}\n"
+	now := time.Now()
+	m := newModel().reloaded(parse("api", hc), true, noPrior, now)
+	for _, b := range m.services["api"].backends {
+		if !b.up || b.proven || b.judged {
+			t.Errorf("%s at start: up %v proven %v judged %v, want up by assumption only", b.name, b.up, b.proven, b.judged)
+		}
+	}
+	m = newModel().reloaded(parse("api", ""), true, noPrior, now)
+	m = m.reloaded(parse("api", hc), false, noPrior, now)
+	m.services["api"].backends[1].up = false // a check said so since
+	m = m.reloaded(parse("api-v2", hc), false, noPrior, now)
+	s := m.services["api-v2"]
+	if b := s.backends[0]; !b.proven {
+		t.Errorf("%s served unchecked, then checks came and a rename: not proven", b.name)
+	}
+	if b := s.find("10.0.0.12"); b.up {
+		t.Errorf("%s: up after the rename, want its down carried over", b.name)
+	}
+}

@@ -88,13 +88,21 @@ func (r *reconciler) change(name string, fn func(m *model, s *service) error) er
 // which no transition would otherwise bring.
 func (r *reconciler) healthObserved(key string, st health.State, err error) {
 	r.mu.Lock()
-	_, bs := r.model.health(key)
-	differs := false
+	s, bs := r.model.health(key)
+	differs, proof := false, false
 	for _, b := range bs {
 		if err != nil && !st.Up {
 			b.lastCheck = fmt.Sprintf("%d consecutive failures: %v", st.Failures, err)
 		}
 		differs = differs || b.up != st.Up
+		b.judged = true
+		if err == nil && !b.proven {
+			b.proven, proof = true, true
+		}
+	}
+	if proof && s.cfg.IsL4() && r.l4.synced != nil {
+		// A first pass may make the service's VIP announceable.
+		r.l4.synced(s, r.l4.failingOpen(s.cfg.Name))
 	}
 	r.mu.Unlock()
 	if differs {
