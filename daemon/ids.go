@@ -17,8 +17,9 @@ type ids struct {
 	backends map[backendRef]uint32 // -> id
 	usedSvc  map[uint32]bool
 	usedBe   map[uint32]bool
-	// wasUp is the health a previous daemon left in the backends map.
-	wasUp map[backendRef]bool
+	// wasUp is the health a previous daemon left in the backends map;
+	// failedOpen the backends it served only by failing open.
+	wasUp, failedOpen map[backendRef]bool
 }
 
 type backendRef struct {
@@ -27,7 +28,7 @@ type backendRef struct {
 }
 
 func newIDs() *ids {
-	return &ids{services: map[string]uint32{}, backends: map[backendRef]uint32{}, usedSvc: map[uint32]bool{}, usedBe: map[uint32]bool{}, wasUp: map[backendRef]bool{}}
+	return &ids{services: map[string]uint32{}, backends: map[backendRef]uint32{}, usedSvc: map[uint32]bool{}, usedBe: map[uint32]bool{}, wasUp: map[backendRef]bool{}, failedOpen: map[backendRef]bool{}}
 }
 
 // recover reads the ids a previous daemon left in the maps.
@@ -47,7 +48,8 @@ func (x *ids) recover(m *maps.Maps) error {
 	for _, b := range bes {
 		x.backends[backendRef{b.ServiceID, b.Addr}] = b.ID
 		x.usedBe[b.ID] = true
-		x.wasUp[backendRef{b.ServiceID, b.Addr}] = b.Up
+		x.wasUp[backendRef{b.ServiceID, b.Addr}] = b.Up && !b.FailOpen
+		x.failedOpen[backendRef{b.ServiceID, b.Addr}] = b.FailOpen
 	}
 	return nil
 }

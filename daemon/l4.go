@@ -65,6 +65,13 @@ func (p *l4Projector) recoveredUp(c *config.Service, addr netip.Addr) (bool, boo
 	return up, ok
 }
 
+// recoveredFailOpen says whether a previous daemon served the backend only
+// because its service failed open.
+func (p *l4Projector) recoveredFailOpen(c *config.Service, addr netip.Addr) bool {
+	id, ok := p.ids.services[serviceKey(c).String()]
+	return ok && p.ids.failedOpen[backendRef{id, addr}]
+}
+
 // recoveredBackends lists the backends the pinned maps hold for a service.
 func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
 	id, ok := p.ids.services[serviceKey(c).String()]
@@ -220,8 +227,8 @@ func (p *l4Projector) sync(s *service) error {
 		if ids[b.addr] == 0 {
 			continue
 		}
-		up := b.up || (st.failOpen && st.lastHealthy[b.addr])
-		if err := p.maps.PutBackend(maps.Backend{ID: ids[b.addr], ServiceID: st.id, Addr: b.addr, Up: up}); err != nil {
+		failOpen := !b.up && st.failOpen && st.lastHealthy[b.addr]
+		if err := p.maps.PutBackend(maps.Backend{ID: ids[b.addr], ServiceID: st.id, Addr: b.addr, Up: b.up || failOpen, FailOpen: failOpen}); err != nil {
 			errs = append(errs, err)
 		}
 	}

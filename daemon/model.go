@@ -197,6 +197,9 @@ type prior interface {
 	// recoveredUp is what its checks found for an L4 backend, so a restart
 	// keeps it.
 	recoveredUp(c *config.Service, addr netip.Addr) (up, known bool)
+	// recoveredFailOpen: it served the backend only because its service
+	// failed open (its checks said down).
+	recoveredFailOpen(c *config.Service, addr netip.Addr) bool
 	// recoveredBackends are the L4 backends it had for a service, among
 	// them those the API had added, which established flows still use.
 	recoveredBackends(c *config.Service) []netip.Addr
@@ -245,7 +248,10 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 				if up, ok := pre.recoveredUp(c, b.addr); ok && startUp && s.checked() && c.IsL4() {
 					b.up = up
 				}
-				if b.up {
+				// One the previous xlbd failed open to went down with the
+				// others until then: the fail-open goes on, instead of
+				// flows cut while the checks mark it down again.
+				if b.up || (startUp && c.IsL4() && pre.recoveredFailOpen(c, b.addr)) {
 					b.lastUp = now
 				}
 			}

@@ -20,6 +20,8 @@ func (f fakePrior) recoveredUp(_ *config.Service, a netip.Addr) (bool, bool) {
 	return up, ok
 }
 
+func (fakePrior) recoveredFailOpen(*config.Service, netip.Addr) bool { return false }
+
 func (f fakePrior) recoveredBackends(*config.Service) []netip.Addr {
 	var out []netip.Addr
 	for a := range f {

@@ -26,9 +26,10 @@ const (
 // Service flags and backend flags; they mirror enum xlb_svc_flags and
 // enum xlb_backend_flags in bpf/include/consts.h.
 const (
-	svcFlagIPHash uint32 = 1
-	svcFlagDSR    uint32 = 2
-	backendFlagUp uint8  = 1
+	svcFlagIPHash       uint32 = 1
+	svcFlagDSR          uint32 = 2
+	backendFlagUp       uint8  = 1
+	backendFlagFailOpen uint8  = 2
 )
 
 // Limits of the kernel maps (bpf/include/consts.h).
@@ -278,6 +279,9 @@ type Backend struct {
 	ServiceID uint32
 	Addr      netip.Addr
 	Up        bool // healthy: flows to a backend that is not up re-select
+	// FailOpen: Up only because its service fails open (its checks say
+	// down), so that a restart recovers its health, not the fail-open.
+	FailOpen bool
 }
 
 // PutBackend creates or updates a backend. A slot given to another (service,
@@ -300,6 +304,9 @@ func (m *Maps) PutBackend(b Backend) error {
 	}
 	if b.Up {
 		v.Flags = backendFlagUp
+		if b.FailOpen {
+			v.Flags |= backendFlagFailOpen
+		}
 	}
 	if err := m.Backends.Put(b.ID, &v); err != nil {
 		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
@@ -369,6 +376,11 @@ func (m *Maps) BackendGen(id uint32) (uint32, error) {
 	return cur.Gen, nil
 }
 
+func backendOf(id uint32, v *bpf.LbBackend) Backend {
+	up := v.Flags&backendFlagUp != 0
+	return Backend{ID: id, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: up, FailOpen: up && v.Flags&backendFlagFailOpen != 0}
+}
+
 // LookupBackend reads a backend slot.
 func (m *Maps) LookupBackend(id uint32) (Backend, error) {
 	var v bpf.LbBackend
@@ -378,7 +390,7 @@ func (m *Maps) LookupBackend(id uint32) (Backend, error) {
 	if v.Family == 0 {
 		return Backend{}, fmt.Errorf("lookup backend %d: %w", id, ebpf.ErrKeyNotExist)
 	}
-	return Backend{ID: id, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: v.Flags&backendFlagUp != 0}, nil
+	return backendOf(id, &v), nil
 }
 
 // PutRing installs a service's Maglev table. It fills a new inner array and
@@ -602,7 +614,7 @@ func (m *Maps) ListBackends() ([]Backend, error) {
 		if v.Family == 0 {
 			continue
 		}
-		out = append(out, Backend{ID: k, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: v.Flags&backendFlagUp != 0})
+		out = append(out, backendOf(k, &v))
 	}
 	if err := it.Err(); err != nil {
 		return out, fmt.Errorf("iterate backends: %w", err)

@@ -61,6 +61,9 @@ enum xlb_svc_flags {
 
 enum xlb_backend_flags {
 	XLB_BE_F_UP = 1, /* passes health checks; a flow to a backend without it re-selects */
+	/* Up only because its service fails open (its checks say down): the
+	 * programs read UP alone; the flag tells the next xlbd what was health. */
+	XLB_BE_F_FAIL_OPEN = 2,
 };
 
 /* Every verdict of the load balancer, and a few events that are not verdicts.

@@ -692,6 +692,10 @@ func TestDaemonTokenAndSecondDaemon(t *testing.T) {
 // forwarding to the last healthy set rather than dropping the service.
 func TestDaemonFailOpen(t *testing.T) {
 	l := newDaemonLab(t, "ipip", "")
+	var lcs []*longConn
+	for range 12 {
+		lcs = append(lcs, l.openLong(t))
+	}
 	for _, s := range l.servers {
 		s.healthy.Store(false)
 	}
@@ -715,6 +719,27 @@ func TestDaemonFailOpen(t *testing.T) {
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
 	if !bytes.Contains(metrics, []byte(`xlb_service_fail_open{service="api"} 1`)) {
 		t.Errorf("/metrics does not report fail-open")
+	}
+	// A restart while it fails open goes on failing open: the backends are
+	// recovered down (not up, which is what the kernel serves them as), and
+	// their connections keep their backends while the checks go on failing.
+	l.stopDaemon(t)
+	l.startDaemon(t)
+	var svc api.Service
+	l.call(t, "GET", api.PathServices+"/api", nil, 200, &svc)
+	if !svc.FailOpen {
+		t.Errorf("right after a restart during fail-open: %+v, want it failing open", svc)
+	}
+	for _, b := range svc.Backends {
+		if b.Healthy {
+			t.Errorf("%s healthy right after a restart during fail-open, want down as its checks said", b.Address)
+		}
+	}
+	for i := range 10 {
+		for _, lc := range lcs {
+			lc.echo(t, fmt.Sprintf("after the restart %d", i))
+		}
+		time.Sleep(150 * time.Millisecond)
 	}
 	// One backend recovers: the service leaves fail-open and uses it alone.
 	l.servers[0].healthy.Store(true)
