@@ -130,6 +130,7 @@ func (l *listener) serveFast(s *Server) {
 // now: after the TLS handshake, if the listener has TLS, on this engine,
 // or on the HTTP/2 engine.
 func (l *listener) serveConn(c net.Conn) {
+	defer contain("a client connection", c)
 	lim := l.lim.Load()
 	var t *tls.Conn
 	var sc *sessionConn

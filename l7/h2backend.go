@@ -397,6 +397,7 @@ func (s *service) openH2(call *h2Call, cp *connPool, r *request, scheme, authori
 func (s *h2Call) sendBody(length int64) {
 	defer close(s.sender)
 	c := s.conn
+	defer contain("an HTTP/2 backend upload", c.c)
 	rd := s.up.reader(length)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)

@@ -440,6 +440,7 @@ func (e errStreamReset) Error() string { return "the backend reset the stream: "
 // read is the connection's reader: it decodes every frame the backend
 // sends and acts on it, until the connection fails.
 func (c *h2Up) read() {
+	defer contain("an HTTP/2 backend connection", c.c)
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -862,8 +863,14 @@ func (c *h2Up) sendData(s *h2Call, p []byte, end bool) error {
 				c.mu.Unlock()
 				return errBodyNotWanted
 			}
+			if len(p) == 0 {
+				// An empty END_STREAM frame needs no window, and a window
+				// may be below zero (a backend lowered its initial size).
+				n = 0
+				break
+			}
 			n = min(int64(len(p)), s.sendWindow, c.sendWindow, int64(c.maxFrame))
-			if n > 0 || len(p) == 0 {
+			if n > 0 {
 				break
 			}
 			s.sending = true

@@ -31,6 +31,10 @@ type rawH2 struct {
 	// decide is asked for every request: its connection's number (from 1)
 	// and the request's number on it (from 1).
 	decide func(conn, req int) rawAction
+	// shrinkAt > 0: once that many body bytes came on a connection, the
+	// backend lowers SETTINGS_INITIAL_WINDOW_SIZE to 0 (the stream windows
+	// in use go negative, RFC 9113 6.9.2) and gives no window back.
+	shrinkAt int
 
 	conns    atomic.Int64
 	answered atomic.Int64
@@ -97,7 +101,7 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 	var hbuf bytes.Buffer
 	enc := hpack.NewEncoder(&hbuf)
 	dec := hpack.NewDecoder(4096, nil)
-	reqs := 0
+	reqs, got, shrunk := 0, 0, false
 	answer := func(id uint32, body []byte) {
 		time.Sleep(r.delay)
 		defer open.Add(-1)
@@ -163,7 +167,13 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 				continue
 			}
 			s.body = append(s.body, f.Data()...)
-			if n := uint32(len(f.Data())); n > 0 {
+			got += len(f.Data())
+			if r.shrinkAt > 0 {
+				if got >= r.shrinkAt && !shrunk {
+					shrunk = true
+					write(func() { fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}) })
+				}
+			} else if n := uint32(len(f.Data())); n > 0 {
 				write(func() { fr.WriteWindowUpdate(0, n); fr.WriteWindowUpdate(f.StreamID, n) })
 			}
 			if f.StreamEnded() {
@@ -248,6 +258,31 @@ func TestH2BackendRefusedStreamsSentAgain(t *testing.T) {
 				t.Errorf("%d connections: the one that sent GOAWAY and one more expected", b.conns.Load())
 			}
 		})
+	}
+}
+
+// TestH2BackendWindowBelowZero: a backend that lowers its initial window
+// while a streamed body has used the stream's (the window goes below
+// zero, RFC 9113 6.9.2) still gets the body's end: an empty END_STREAM
+// frame needs no window. It once panicked xlbd.
+func TestH2BackendWindowBelowZero(t *testing.T) {
+	b := newRawH2(t, &rawH2{shrinkAt: 65535})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\n", "")
+	body := bytes.Repeat([]byte("w"), 65535)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(body)
+		time.Sleep(300 * time.Millisecond) // streamed: the end comes later
+		pw.Close()
+	}()
+	resp, err := http.Post(p.url+"/", "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, body) {
+		t.Errorf("streamed upload to a backend whose window went below zero: %d, %d bytes back (want 200, %d)", resp.StatusCode, len(got), len(body))
 	}
 }
 

@@ -837,6 +837,7 @@ const h2WorkerIdle = time.Second
 // worker serves s, then the streams the reader hands it, until none came
 // for h2WorkerIdle or the connection closed.
 func (c *h2Conn) worker(s *h2Stream) {
+	defer contain("an HTTP/2 stream", c.c)
 	var timer *time.Timer
 	for {
 		c.run(s)

@@ -84,6 +84,7 @@ func New(o Options) (*Server, error) {
 		sweeper: make(chan struct{}),
 	}
 	met.srv.Store(s)
+	panicLog.Store(log)
 	go s.sweep()
 	return s, nil
 }
