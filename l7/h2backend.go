@@ -275,9 +275,16 @@ func (errH2Timeout) Error() string   { return "timeout awaiting the backend's re
 func (errH2Timeout) Timeout() bool   { return true }
 func (errH2Timeout) Temporary() bool { return true }
 
-// h2Refusals is how many times a refused stream is sent again to the same
-// backend (on another connection) before the pipeline hears of it.
-const h2Refusals = 2
+// h2Refusals is how many times a stream the backend refused
+// (REFUSED_STREAM) is sent again to it before the pipeline hears of it;
+// h2Resends how many times one a closing connection left unprocessed is.
+// Those meet a new connection each time: a backend that ends every
+// connection after a few streams (NGINX's keepalive_requests) still makes
+// progress on each, and only a burst of them costs a stream a few resends.
+const (
+	h2Refusals = 2
+	h2Resends  = 8
+)
 
 // roundTripH2 sends the request to an HTTP/2 backend as one stream and
 // returns its answer, presented as an HTTP/1.1 one.
@@ -298,7 +305,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		authority = cp.addr
 	}
 	grpc := isGRPCType(bstr(call.req.Get("content-type")))
-	for attempt := 0; ; attempt++ {
+	for refusals, resends := 0, 0; ; {
 		err := s.openH2(call, cp, r, scheme, authority, grpc)
 		if err == nil {
 			var bodyDone <-chan struct{}
@@ -318,9 +325,17 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 			call.up, call.sender = nil, nil
 		}
 		var refused errRefused
-		if errors.As(err, &refused) && !r.read && attempt < h2Refusals {
-			call.unlink()
-			continue
+		if errors.As(err, &refused) && !r.read {
+			if refused.gone && resends < h2Resends {
+				resends++
+				call.unlink()
+				continue
+			}
+			if !refused.gone && refusals < h2Refusals {
+				refusals++
+				call.unlink()
+				continue
+			}
 		}
 		call.recycle()
 		var cerr clientError

@@ -420,15 +420,35 @@ func (c *h2Up) flushUnlock() error {
 	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {
-		c.fail(err)
+		c.writeFailed(err)
 	}
 	return err
 }
 
+// writeFailed ends a connection whose write failed. That is most often the
+// backend closing it, right after a GOAWAY still unread in the receive
+// buffer which says what streams it left unprocessed (those are sent again):
+// failing every stream with the write error at once would answer 502 for
+// requests the backend never saw. So no new stream goes there, the reader
+// reads on to the end, and what it has not judged by writeFailGrace fails
+// with the write error.
+func (c *h2Up) writeFailed(err error) {
+	c.b.drop(c)
+	time.AfterFunc(writeFailGrace, func() { c.fail(err) })
+}
+
+// writeFailGrace bounds how long a connection whose write failed is read
+// for what the backend sent before it closed.
+const writeFailGrace = 250 * time.Millisecond
+
 // errRefused is a stream the backend did not process: refused
-// (REFUSED_STREAM), or past the last one its GOAWAY accepted. It can
-// always be sent again (RFC 9113 8.7).
-type errRefused struct{ why string }
+// (REFUSED_STREAM), or past the last one its GOAWAY accepted, or never
+// written. It can always be sent again (RFC 9113 8.7). gone: the
+// connection it met is going away, so the next try is on another one.
+type errRefused struct {
+	why  string
+	gone bool
+}
 
 func (e errRefused) Error() string { return e.why }
 
@@ -488,7 +508,7 @@ func (c *h2Up) frame(f http2.Frame) error {
 		c.mu.Lock()
 		if s := c.streams[f.StreamID]; s != nil && s.err == nil && !s.ended {
 			if f.ErrCode == http2.ErrCodeRefusedStream {
-				s.err = errRefused{"the backend refused the stream (REFUSED_STREAM)"}
+				s.err = errRefused{why: "the backend refused the stream (REFUSED_STREAM)"}
 			} else {
 				s.err = errStreamReset{f.ErrCode}
 			}
@@ -521,7 +541,7 @@ func (c *h2Up) frame(f http2.Frame) error {
 		c.goAway, c.peerAway = true, true
 		for id, s := range c.streams {
 			if id > f.LastStreamID && s.err == nil && !s.ended {
-				s.err = errRefused{"the backend's GOAWAY left the stream unprocessed"}
+				s.err = errRefused{"the backend's GOAWAY left the stream unprocessed", true}
 				s.wakeUp()
 			}
 		}
@@ -745,16 +765,21 @@ func (c *h2Up) data(f *http2.DataFrame) error {
 func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool, body []byte, endStream bool) error {
 	c.wmu.Lock()
 	c.mu.Lock()
-	if c.err != nil {
+	if c.err != nil || c.werr != nil {
+		// Nothing of this stream was written: as safe to send again as a
+		// refused one.
 		err := c.err
+		if err == nil {
+			err = c.werr
+		}
 		c.mu.Unlock()
 		c.wmu.Unlock()
-		return err
+		return errRefused{"the backend's connection failed before the stream was sent: " + err.Error(), true}
 	}
 	if c.peerAway {
 		c.mu.Unlock()
 		c.wmu.Unlock()
-		return errRefused{"the backend's GOAWAY came first"}
+		return errRefused{"the backend's GOAWAY came first", true}
 	}
 	id := c.nextID
 	c.nextID += 2
@@ -809,11 +834,16 @@ func (c *h2Up) open(s *h2Call, method, scheme, authority, path string, grpc bool
 		runtime.Gosched()
 		c.wmu.Lock()
 	}
-	err := c.flushUnlock()
-	if err == nil && len(body) > 0 {
-		err = c.sendData(s, body, endStream)
+	if err := c.flushUnlock(); err != nil {
+		// The backend may have closed after a GOAWAY that leaves this
+		// stream unprocessed: the reader's verdict (writeFailed) is the
+		// stream's, and awaitHead waits for it.
+		return nil
 	}
-	return err
+	if len(body) > 0 {
+		return c.sendData(s, body, endStream)
+	}
+	return nil
 }
 
 // lowerName lower-cases a field name into c.lower (wmu held); the encoder

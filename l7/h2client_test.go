@@ -35,6 +35,11 @@ type rawH2 struct {
 	// backend lowers SETTINGS_INITIAL_WINDOW_SIZE to 0 (the stream windows
 	// in use go negative, RFC 9113 6.9.2) and gives no window back.
 	shrinkAt int
+	// closeAfter > 0: a connection answers that many requests, then sends
+	// GOAWAY naming the last one and closes its side at once, reading on
+	// until xlb closes (NGINX at keepalive_requests, with its lingering
+	// close); what comes after is not processed.
+	closeAfter int
 
 	conns    atomic.Int64
 	answered atomic.Int64
@@ -120,6 +125,19 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 	}
 	start := func(id uint32) {
 		reqs++
+		if r.closeAfter > 0 {
+			switch {
+			case reqs < r.closeAfter:
+				answer(id, streams[id].body) // before the close
+			case reqs == r.closeAfter:
+				answer(id, streams[id].body)
+				write(func() { fr.WriteGoAway(id, http2.ErrCodeNo, nil) })
+				c.(*net.TCPConn).CloseWrite()
+			default:
+				open.Add(-1) // past the GOAWAY: not processed
+			}
+			return
+		}
 		switch r.decide(connNo, reqs) {
 		case rawRefuse:
 			r.refused.Add(1)
@@ -258,6 +276,39 @@ func TestH2BackendRefusedStreamsSentAgain(t *testing.T) {
 				t.Errorf("%d connections: the one that sent GOAWAY and one more expected", b.conns.Load())
 			}
 		})
+	}
+}
+
+// TestH2BackendClosesAfterGoAway: a backend that ends each connection
+// after a few requests with GOAWAY and a close at once (NGINX's
+// keepalive_requests) loses no request: a stream past the GOAWAY's last,
+// or never written because the connection failed first, is sent again,
+// even when xlb's own write met the close before its reader the GOAWAY.
+func TestH2BackendClosesAfterGoAway(t *testing.T) {
+	b := newRawH2(t, &rawH2{closeAfter: 3})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				body := []byte(fmt.Sprint("client ", w, " request ", i))
+				code, got := postEcho(t, p.url+"/", body)
+				if code == 200 && !bytes.Equal(got, body) {
+					code = -1
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if codes[200] != 400 {
+		t.Errorf("400 requests over connections that end after 3: %v (-1: wrong body), want all 200; %d connections", codes, b.conns.Load())
 	}
 }
 

@@ -382,6 +382,10 @@ const (
 // unreachable reports whether err is a TCP connection that could not be
 // made.
 func unreachable(err error) bool {
+	var refused errRefused
+	if errors.As(err, &refused) {
+		return true // the backend took nothing: refused, or going away
+	}
 	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN} {
 		if errors.Is(err, e) {
 			return true
