@@ -19,6 +19,7 @@ import (
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/discovery"
+	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/l7"
 	"github.com/xlbproject/xlb/maps"
 )
@@ -663,6 +664,92 @@ func TestControllerUndrainAtWeightZeroSaysItStillDrains(t *testing.T) {
 		ch, err := ctl.PatchBackend("web", tc.addr, tc.patch)
 		if err != nil || ch.Result != tc.want {
 			t.Errorf("%s: %+v, %v; want result %q", tc.name, ch, err, tc.want)
+		}
+	}
+}
+
+// TestHousekeeperRemovesAtTheDrainEnd: a backend still busy when its
+// drain before removal ends goes then, not at the next periodic pass
+// (README: after l7.drain_timeout at the latest). It went up to a second
+// late.
+func TestHousekeeperRemovesAtTheDrainEnd(t *testing.T) {
+	cfg := l7Config(t)
+	cfg.L7.DrainTimeout = 1500 * time.Millisecond
+	ctl, web := l7Parts(t, cfg)
+	hk := newHousekeeper(slog.New(slog.DiscardHandler), ctl.r, false)
+	ctl.r.changed = hk.poke
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go hk.run(ctx)
+
+	u := web.Upstream("web", "127.0.0.1:9002")
+	u.Acquire() // in flight until the end: never idle
+	defer u.Release()
+	if _, err := ctl.RemoveBackend("web", "127.0.0.1:9002"); err != nil {
+		t.Fatal(err)
+	}
+	var from, at time.Time
+	ctl.r.read(func(_ *config.Config, m *model) {
+		b := m.services["web"].find("127.0.0.1:9002")
+		from, at = b.removeFrom, b.removeAt
+	})
+	if d := at.Sub(from); d != cfg.L7.DrainTimeout {
+		t.Fatalf("drain of %s, want l7.drain_timeout %s", d, cfg.L7.DrainTimeout)
+	}
+	listed := func() (ok bool) {
+		ctl.r.read(func(_ *config.Config, m *model) { ok = m.services["web"].find("127.0.0.1:9002") != nil })
+		return ok
+	}
+	var gone time.Time
+	for deadline := at.Add(3 * time.Second); gone.IsZero() && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if !listed() {
+			gone = time.Now()
+		}
+	}
+	switch late := gone.Sub(at); {
+	case gone.IsZero():
+		t.Fatalf("not removed 3s after its drain ended")
+	case late < 0:
+		t.Errorf("a busy backend removed %s before its drain ended", -late)
+	case late > 200*time.Millisecond:
+		t.Errorf("removed %s after its drain ended (%s after the removal began), want within 200ms", late, gone.Sub(from))
+	}
+}
+
+// TestControllerSwapOfL4NamesRestartsTheirChecks: the checker keeps a
+// target's state by key, service/backend. After two services swap names
+// each key names the other service's backend, and the checker's verdict
+// (which the model takes at the next probe) must be that service's, as
+// the model carried it over, not the one the name had.
+func TestControllerSwapOfL4NamesRestartsTheirChecks(t *testing.T) {
+	web, err := l7.New(l7.Options{StickySecret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	checker := health.NewChecker(health.Options{Logger: log})
+	r := &reconciler{log: log, model: newModel(), l4: newL4Projector(log, nil, newIDs()), l7: &l7Projector{web: web},
+		retarget: func(m *model) { checker.Set(checkTargets(m, checkPaths{})) }, changed: func() {}}
+	if err := r.load(renameYAML(t, "api:80", "web:81"), true); err != nil {
+		t.Fatal(err)
+	}
+	// web's 10.0.0.11 fails its checks: the model and (as its own probes
+	// would have it) the checker say down; api's is up.
+	r.healthChanged("web/10.0.0.11", false, "connection refused")
+	r.retarget(r.model.without([]string{"web"}))
+	r.retarget(r.model)
+	if st, _ := checker.State("web/10.0.0.11"); st.Up {
+		t.Fatal("setup: the checker has web/10.0.0.11 up")
+	}
+
+	if err := r.load(renameYAML(t, "web:80", "api:81"), false); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"api/10.0.0.11": false, "web/10.0.0.11": true} {
+		_, bs := r.model.health(key)
+		st, ok := checker.State(key)
+		if len(bs) != 1 || bs[0].up != want || !ok || st.Up != want {
+			t.Errorf("%s after the swap: model %v, checker %+v (%v); want both up %v, the health of the service now so named", key, bs, st, ok, want)
 		}
 	}
 }

@@ -44,9 +44,13 @@ func (h *housekeeper) poke() {
 	}
 }
 
+// passEvery spaces the passes while no removal is due sooner.
+const passEvery = time.Second
+
 func (h *housekeeper) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTimer(passEvery)
 	defer t.Stop()
+	periodic := time.Now().Add(passEvery)
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,7 +58,20 @@ func (h *housekeeper) run(ctx context.Context) {
 		case <-t.C:
 		case <-h.wake:
 		}
-		h.pass(time.Now())
+		now := time.Now()
+		h.pass(now)
+		if !now.Before(periodic) {
+			periodic = now.Add(passEvery)
+		}
+		// A drain before removal ends at removeAt: README has the backend
+		// gone then at the latest, not at the next periodic pass. The pass
+		// removed every backend due by now, so the next one is later:
+		// the timer never fires in a loop.
+		next := periodic
+		if at, ok := h.r.nextRemoval(); ok && at.Before(next) {
+			next = at
+		}
+		t.Reset(time.Until(next))
 	}
 }
 

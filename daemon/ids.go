@@ -18,8 +18,10 @@ type ids struct {
 	usedSvc  map[uint32]bool
 	usedBe   map[uint32]bool
 	// wasUp is the health a previous daemon left in the backends map;
-	// failedOpen the backends it served only by failing open.
+	// failedOpen the backends it served only by failing open; origins
+	// where it had them from.
 	wasUp, failedOpen map[backendRef]bool
+	origins           map[backendRef]maps.Origin
 }
 
 type backendRef struct {
@@ -28,7 +30,7 @@ type backendRef struct {
 }
 
 func newIDs() *ids {
-	return &ids{services: map[string]uint32{}, backends: map[backendRef]uint32{}, usedSvc: map[uint32]bool{}, usedBe: map[uint32]bool{}, wasUp: map[backendRef]bool{}, failedOpen: map[backendRef]bool{}}
+	return &ids{services: map[string]uint32{}, backends: map[backendRef]uint32{}, usedSvc: map[uint32]bool{}, usedBe: map[uint32]bool{}, wasUp: map[backendRef]bool{}, failedOpen: map[backendRef]bool{}, origins: map[backendRef]maps.Origin{}}
 }
 
 // recover reads the ids a previous daemon left in the maps.
@@ -50,6 +52,7 @@ func (x *ids) recover(m *maps.Maps) error {
 		x.usedBe[b.ID] = true
 		x.wasUp[backendRef{b.ServiceID, b.Addr}] = b.Up && !b.FailOpen
 		x.failedOpen[backendRef{b.ServiceID, b.Addr}] = b.FailOpen
+		x.origins[backendRef{b.ServiceID, b.Addr}] = b.Origin
 	}
 	return nil
 }

@@ -72,6 +72,23 @@ func (p *l4Projector) recoveredFailOpen(c *config.Service, addr netip.Addr) bool
 	return ok && p.ids.failedOpen[backendRef{id, addr}]
 }
 
+// recoveredSource is where a previous daemon had a backend from, as its
+// record in the backends map says (a record without one, from an xlbd
+// that wrote none, is taken for the file's).
+func (p *l4Projector) recoveredSource(c *config.Service, addr netip.Addr) source {
+	id, ok := p.ids.services[serviceKey(c).String()]
+	if !ok {
+		return fromConfig
+	}
+	switch p.ids.origins[backendRef{id, addr}] {
+	case maps.OriginAPI:
+		return fromAPI
+	case maps.OriginDNS:
+		return fromDNS
+	}
+	return fromConfig
+}
+
 // recoveredBackends lists the backends the pinned maps hold for a service.
 func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
 	id, ok := p.ids.services[serviceKey(c).String()]
@@ -96,48 +113,59 @@ func (p *l4Projector) reconcile(m *model) error {
 		return nil
 	}
 	var errs []error
-	// A service renamed (the same VIP, port and protocol under a new name)
-	// keeps its kernel state, id and backend records: removing and adding
-	// it would change its backends' generations, and every established
-	// flow would re-select.
-	var renamed []string
+	// A service is its VIP, port and protocol, whatever its name (as in
+	// model.previous): a rename keeps its kernel state, id and backend
+	// records, also when its old name goes to another service in the same
+	// reload or two services swap names. Removing and adding it would
+	// change its backends' generations, and every established flow would
+	// re-select.
+	byKey := make(map[maps.ServiceKey]string, len(p.services))
 	for name, st := range p.services {
-		if m.services[name] != nil {
+		byKey[st.key] = name
+	}
+	was := p.services
+	p.services = make(map[string]*l4State, len(was))
+	var moved, stayed []string
+	for _, name := range m.order {
+		s := m.services[name]
+		if !s.cfg.IsL4() {
 			continue
 		}
-		for _, to := range m.order {
-			if s := m.services[to]; s.cfg.IsL4() && p.services[to] == nil && serviceKey(&s.cfg) == st.key {
-				p.log.Info("service renamed; its flows and kernel state stay", "service", to, "was", name)
-				p.services[to] = st
-				delete(p.services, name)
-				renamed = append(renamed, name)
-				break
-			}
+		old, ok := byKey[serviceKey(&s.cfg)]
+		switch {
+		case !ok:
+			stayed = append(stayed, name) // new: sync adds it
+			continue
+		case old != name:
+			p.log.Info("service renamed; its flows and kernel state stay", "service", name, "was", old)
+			moved = append(moved, name)
+		default:
+			stayed = append(stayed, name)
 		}
+		p.services[name] = was[old]
+		delete(was, old)
 	}
-	for name, st := range p.services {
-		s := m.services[name]
-		if s == nil || !s.cfg.IsL4() || serviceKey(&s.cfg) != st.key {
-			if s == nil {
-				p.log.Info("service removed", "service", name)
-			}
-			errs = append(errs, p.remove(st))
-			delete(p.services, name)
-			if p.removed != nil {
+	for name, st := range was {
+		if s := m.services[name]; s == nil || !s.cfg.IsL4() {
+			p.log.Info("service removed", "service", name)
+		}
+		errs = append(errs, p.remove(st))
+	}
+	// Renamed ones first: a VIP whose service's name went to another
+	// service is then wanted under its new name before that other service
+	// says what it wants under the old one, so BGP does not withdraw it
+	// for a moment.
+	for _, name := range append(moved, stayed...) {
+		errs = append(errs, p.sync(m.services[name]))
+	}
+	// Forgetting a name only now, once its VIP's new names want it:
+	// forgetting first could withdraw it for a moment. A name still in
+	// use has just said what it wants (sync).
+	if p.removed != nil {
+		for _, name := range byKey {
+			if s := m.services[name]; s == nil || !s.cfg.IsL4() {
 				p.removed(name)
 			}
-		}
-	}
-	for _, name := range m.order {
-		if s := m.services[name]; s.cfg.IsL4() {
-			errs = append(errs, p.sync(s))
-		}
-	}
-	// Only now, once the new name wants the VIP: forgetting the old one
-	// first could withdraw it for a moment.
-	if p.removed != nil {
-		for _, name := range renamed {
-			p.removed(name)
 		}
 	}
 	return errors.Join(errs...)
@@ -228,7 +256,7 @@ func (p *l4Projector) sync(s *service) error {
 			continue
 		}
 		failOpen := !b.up && st.failOpen && st.lastHealthy[b.addr]
-		if err := p.maps.PutBackend(maps.Backend{ID: ids[b.addr], ServiceID: st.id, Addr: b.addr, Up: b.up || failOpen, FailOpen: failOpen}); err != nil {
+		if err := p.maps.PutBackend(maps.Backend{ID: ids[b.addr], ServiceID: st.id, Addr: b.addr, Up: b.up || failOpen, FailOpen: failOpen, Origin: b.src.origin()}); err != nil {
 			errs = append(errs, err)
 		}
 	}

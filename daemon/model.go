@@ -12,6 +12,7 @@ import (
 	"github.com/xlbproject/xlb/api"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/discovery"
+	"github.com/xlbproject/xlb/maps"
 )
 
 // source says where a backend came from.
@@ -22,6 +23,17 @@ const (
 	fromAPI    source = "api"
 	fromDNS    source = "dns" // the service's discover name
 )
+
+// origin is the source as the kernel's backend record keeps it.
+func (s source) origin() maps.Origin {
+	switch s {
+	case fromAPI:
+		return maps.OriginAPI
+	case fromDNS:
+		return maps.OriginDNS
+	}
+	return maps.OriginConfig
+}
 
 // backend is one backend of a service with everything the daemon knows of
 // it: what the file (or the API add) said, what the API changed since, and
@@ -203,6 +215,8 @@ type prior interface {
 	// recoveredBackends are the L4 backends it had for a service, among
 	// them those the API had added, which established flows still use.
 	recoveredBackends(c *config.Service) []netip.Addr
+	// recoveredSource is where it had such a backend from.
+	recoveredSource(c *config.Service, addr netip.Addr) source
 }
 
 // reloaded returns the model for cfg, leaving m as it is (the caller commits
@@ -220,13 +234,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 	}
 	for i := range cfg.Services {
 		c := &cfg.Services[i]
-		prev := m.services[c.Name]
-		if prev != nil && !sameIdentity(&prev.cfg, c) {
-			prev = nil // same name, another service: nothing carries over
-		}
-		if prev == nil {
-			prev = m.renamed(cfg, c)
-		}
+		prev := m.previous(c)
 		s := &service{cfg: *c}
 		s.firstAnswerUp = c.Discover != nil && (startUp || prev != nil && prev.firstAnswerUp)
 		seen := map[string]bool{} // in the pool
@@ -292,7 +300,7 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 					continue
 				}
 				up, _ := pre.recoveredUp(c, a)
-				b := &backend{name: a.String(), addr: a, src: fromAPI, conf: config.Backend{Address: a.String(), Addr: a}, up: up}
+				b := &backend{name: a.String(), addr: a, src: pre.recoveredSource(c, a), conf: config.Backend{Address: a.String(), Addr: a}, up: up}
 				b.startRemoval(now, next.drain)
 				s.backends = append(s.backends, b)
 			}
@@ -318,24 +326,45 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 	return next
 }
 
-// sameIdentity: a service renamed onto another's name, or whose VIP, port,
-// protocol or layer changed, is a different service.
-// renamed returns the running L4 service that c is under a new name: the
-// same VIP, port and protocol, under a name cfg no longer has. Its backends'
-// health carries over, as the kernel keeps its state (l4Projector.reconcile):
-// a rename must not cut established flows.
-func (m *model) renamed(cfg *config.Config, c *config.Service) *service {
-	if !c.IsL4() {
+// previous returns the running service that c continues, whose backends'
+// health and runtime state carry over. A layer 4 service is its VIP, port
+// and protocol, whatever its name, as its kernel state is
+// (l4Projector.reconcile): a rename must not cut established flows, also
+// when the old name goes to another service in the same reload or two
+// services swap names, and a name that moved to another VIP, port or
+// protocol takes nothing of the service it named. A layer 7 service is its
+// name.
+func (m *model) previous(c *config.Service) *service {
+	if c.IsL4() {
+		for _, name := range m.order {
+			if s := m.services[name]; s.cfg.IsL4() && serviceKey(&s.cfg) == serviceKey(c) {
+				return s
+			}
+		}
 		return nil
 	}
-	for _, name := range m.order {
-		if s := m.services[name]; s.cfg.IsL4() && cfg.Service(name) == nil && serviceKey(&s.cfg) == serviceKey(c) {
-			return s
-		}
+	if s := m.services[c.Name]; s != nil && sameIdentity(&s.cfg, c) {
+		return s
 	}
 	return nil
 }
 
+// movedNames are the names next gives to another service than the one
+// they named in m: an L4 name given to another service in a rename, a swap
+// of names, or a name moved to another VIP, port or protocol. What is kept
+// by name alone (the health checker's state) belongs to the other service.
+func (m *model) movedNames(next *model) []string {
+	var out []string
+	for _, name := range next.order {
+		if old := m.services[name]; old != nil && m.previous(&next.services[name].cfg) != old {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// sameIdentity: a service whose layer, or (layer 4) VIP, port or protocol,
+// changed is a different service.
 func sameIdentity(a, b *config.Service) bool {
 	if a.Layer != b.Layer {
 		return false
@@ -456,9 +485,17 @@ func (m *model) expire(now time.Time, idle func(*service, *backend) bool) map[st
 		stand := s.standIns()
 		kept := s.backends[:0]
 		for _, b := range s.backends {
-			// A stand-in is busy by definition until a new backend is up.
+			if stand[b] {
+				// A stand-in serves until a new backend is up, however
+				// long that takes (a removal on time would leave nothing
+				// to serve, and BGP would withdraw the VIP on every node);
+				// its drain before removal begins then.
+				b.startRemoval(now, m.drain)
+				kept = append(kept, b)
+				continue
+			}
 			due := b.removing() && (!now.Before(b.removeAt) ||
-				!stand[b] && !now.Before(b.removeFrom.Add(removalGrace)) && idle != nil && idle(s, b))
+				!now.Before(b.removeFrom.Add(removalGrace)) && idle != nil && idle(s, b))
 			if due {
 				gone[name] = append(gone[name], b)
 				continue

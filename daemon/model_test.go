@@ -4,12 +4,16 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/discovery"
+	"github.com/xlbproject/xlb/test/lbtest"
+	"github.com/xlbproject/xlb/test/privileged"
 )
 
 // fakePrior is what a previous daemon left: health by address.
@@ -28,6 +32,23 @@ func (f fakePrior) recoveredBackends(*config.Service) []netip.Addr {
 		out = append(out, a)
 	}
 	return out
+}
+
+// A backend recovered from fakePrior came from the previous daemon's file.
+func (fakePrior) recoveredSource(*config.Service, netip.Addr) source { return fromConfig }
+
+// originsPrior is fakePrior with the origins the previous daemon recorded
+// for backends that were not its file's.
+type originsPrior struct {
+	fakePrior
+	src map[netip.Addr]source
+}
+
+func (o originsPrior) recoveredSource(c *config.Service, a netip.Addr) source {
+	if s, ok := o.src[a]; ok {
+		return s
+	}
+	return o.fakePrior.recoveredSource(c, a)
 }
 
 var noPrior = fakePrior{}
@@ -264,18 +285,33 @@ func TestModelRestartDrainsRecoveredAPIBackends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre := fakePrior{netip.MustParseAddr("10.0.0.11"): false, netip.MustParseAddr("10.0.0.12"): true, netip.MustParseAddr("10.0.0.13"): true}
+	pre := originsPrior{
+		fakePrior: fakePrior{netip.MustParseAddr("10.0.0.11"): false, netip.MustParseAddr("10.0.0.12"): true,
+			netip.MustParseAddr("10.0.0.13"): true, netip.MustParseAddr("10.0.0.14"): true},
+		src: map[netip.Addr]source{netip.MustParseAddr("10.0.0.13"): fromAPI},
+	}
 	now := time.Now()
 	s := newModel().reloaded(cfg, true, pre, now).services["api"]
 	if b := s.find("10.0.0.11"); b.up {
 		t.Error("a restart forgot that the previous daemon saw 10.0.0.11 down")
 	}
-	b := s.find("10.0.0.13")
-	if b == nil || !b.removing() || b.src != fromAPI || b.effWeight() != 0 {
-		t.Fatalf("backend the previous daemon had and the file lacks: %+v, want draining before removal", b)
+	// 10.0.0.13 the API had added; 10.0.0.14 the previous file listed (it
+	// recorded no other origin): neither is an API addition of this xlbd,
+	// but the first is one still, and the second is not one at all.
+	for addr, src := range map[string]source{"10.0.0.13": fromAPI, "10.0.0.14": fromConfig} {
+		b := s.find(addr)
+		if b == nil || !b.removing() || b.src != src || b.effWeight() != 0 {
+			t.Fatalf("backend %s the previous daemon had and the file lacks: %+v, want draining before removal, source %s", addr, b, src)
+		}
+		if !b.removeAt.Equal(now.Add(config.DefaultDrainTimeout)) {
+			t.Errorf("%s: removal at %v, want after the drain timeout", addr, b.removeAt)
+		}
+		if b.persisted() != (src != fromAPI) {
+			t.Errorf("%s: persisted %v, want %v (an API addition is a runtime change, the file's drain is not)", addr, b.persisted(), src != fromAPI)
+		}
 	}
-	if !b.removeAt.Equal(now.Add(config.DefaultDrainTimeout)) {
-		t.Errorf("removal at %v, want after the drain timeout", b.removeAt)
+	if stand := s.standIns(); stand != nil {
+		t.Errorf("recovered backends stand in: %v", stand)
 	}
 }
 
@@ -396,6 +432,11 @@ func TestModelStandIns(t *testing.T) {
 	if gone := next.expire(now.Add(5*time.Second), func(*service, *backend) bool { return true }); len(gone) != 0 {
 		t.Errorf("idle stand-ins expired: %v", gone)
 	}
+	// The new backend takes longer than the drain timeout (10s) to come up.
+	late := now.Add(11 * time.Second)
+	if gone := next.expire(late, nil); len(gone) != 0 {
+		t.Errorf("stand-ins removed at their drain's end while still the only backends up: %v", gone)
+	}
 	if !old1.persisted() {
 		t.Error("a backend the file dropped shows as a runtime change")
 	}
@@ -403,7 +444,10 @@ func TestModelStandIns(t *testing.T) {
 	if stand := ns.standIns(); stand != nil || old1.share(stand) != 0 {
 		t.Errorf("with the new backend up: stand-ins %v", stand)
 	}
-	if gone := next.expire(now.Add(5*time.Second), func(*service, *backend) bool { return true }); len(gone["web"]) != 2 {
+	if gone := next.expire(late.Add(5*time.Second), nil); len(gone) != 0 {
+		t.Errorf("former stand-ins removed before a drain from when they stopped standing in: %v", gone)
+	}
+	if gone := next.expire(late.Add(5*time.Second), func(*service, *backend) bool { return true }); len(gone["web"]) != 2 {
 		t.Errorf("the old backends did not go once idle: %v", gone)
 	}
 
@@ -469,5 +513,161 @@ func TestModelProvenCarriesOver(t *testing.T) {
 	}
 	if b := s.find("10.0.0.12"); b.up {
 		t.Errorf("%s: up after the rename, want its down carried over", b.name)
+	}
+}
+
+// renameYAML is services on 10.0.0.100, each "name:port", checked, on
+// backends 10.0.0.11 and 10.0.0.12 (a service on :82 on 10.0.0.13).
+func renameYAML(t *testing.T, services ...string) *config.Config {
+	t.Helper()
+	var y strings.Builder
+	y.WriteString("services:\n")
+	for _, sp := range services {
+		name, port, _ := strings.Cut(sp, ":")
+		backends := "{address: 10.0.0.11}, {address: 10.0.0.12}"
+		if port == "82" {
+			backends = "{address: 10.0.0.13}"
+		}
+		fmt.Fprintf(&y, "  - {name: %s, layer: 4, vip: 10.0.0.100, port: %s, backends: [%s], health_check: {type: tcp}}\n", name, port, backends)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(y.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// renameCases are reloads that give a running L4 service's name to another
+// service: the rename is to be recognised by VIP, port and protocol.
+var renameCases = []struct {
+	name string
+	to   []string
+	// renamed: the name each port's service has after the reload.
+	renamed map[string]string
+}{
+	{"rename-and-reuse-the-old-name", []string{"api-v1:80", "web:81", "api:82"}, map[string]string{"80": "api-v1", "81": "web"}},
+	{"swap-two-names", []string{"web:80", "api:81"}, map[string]string{"80": "web", "81": "api"}},
+}
+
+// renameStart is the running model of renameCases: api on :80 with
+// 10.0.0.11 down, web on :81 with 10.0.0.12 down, every other backend
+// proven by a passed check.
+func renameStart(t *testing.T) *model {
+	t.Helper()
+	m := newModel().reloaded(renameYAML(t, "api:80", "web:81"), true, noPrior, time.Now())
+	for name, down := range map[string]string{"api": "10.0.0.11", "web": "10.0.0.12"} {
+		for _, b := range m.services[name].backends {
+			b.judged, b.proven = true, b.name != down
+			if b.name == down {
+				b.up, b.lastCheck = false, "connection refused on "+name
+			}
+		}
+	}
+	return m
+}
+
+// TestModelRenameOntoAUsedName: a reload that renames an L4 service and
+// gives its old name to another service, or swaps two services' names,
+// keeps each service's backends' health by VIP, port and protocol; the
+// service that takes a name afresh starts as a new one. Both were rebuilt
+// (matched by name first): health reset, and every flow re-selected.
+func TestModelRenameOntoAUsedName(t *testing.T) {
+	for _, tc := range renameCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := renameStart(t)
+			wasAt := map[string]*service{"80": m.services["api"], "81": m.services["web"]}
+			next := m.reloaded(renameYAML(t, tc.to...), false, noPrior, time.Now())
+			for port, name := range tc.renamed {
+				s, was := next.services[name], wasAt[port]
+				for _, old := range was.backends {
+					b := s.find(old.name)
+					if b == nil || b.removing() || b.up != old.up || b.lastCheck != old.lastCheck || b.proven != old.proven || b.judged != old.judged {
+						t.Errorf(":%s now %s, backend %s: %+v, want up %v (%q), proven %v as it was", port, name, old.name, b, old.up, old.lastCheck, old.proven)
+					}
+				}
+			}
+			if s := next.services["api"]; s.cfg.Port == 82 {
+				if b := s.find("10.0.0.13"); b == nil || b.up || b.proven {
+					t.Errorf("the new service that took the name api: %+v, want its backend down until its first check", b)
+				}
+			}
+			moved := m.movedNames(next)
+			want := []string{"api"}
+			if tc.name == "swap-two-names" {
+				want = []string{"web", "api"}
+			}
+			if fmt.Sprint(moved) != fmt.Sprint(want) {
+				t.Errorf("names given to another service: %v, want %v", moved, want)
+			}
+		})
+	}
+}
+
+// TestL4ProjectorRenameOntoAUsedName: the kernel side of the same reloads.
+// Each VIP, port and protocol keeps its service id and its backends' ids
+// and generations (established flows keep their backends), whatever
+// name it has now; BGP hears each name's new state and forgets none that
+// is still in use.
+func TestL4ProjectorRenameOntoAUsedName(t *testing.T) {
+	privileged.Require(t)
+	for _, tc := range renameCases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := lbtest.New(t)
+			p := newL4Projector(slog.New(slog.DiscardHandler), env.Maps, newIDs())
+			m := renameStart(t)
+			if err := p.reconcile(m); err != nil {
+				t.Fatal(err)
+			}
+			// A backend's id and generation are what a flow-table entry
+			// names: another generation, and its flows re-select.
+			type ids struct {
+				svc           uint32
+				backends, gen [2]uint32
+			}
+			at := func(name string) ids {
+				var x ids
+				x.svc, _ = p.serviceID(name)
+				for i := range 2 {
+					x.backends[i] = p.backendID(name, lbtest.Backend4(i+1))
+					if x.backends[i] != 0 {
+						g, err := env.Maps.BackendGen(x.backends[i])
+						if err != nil {
+							t.Fatal(err)
+						}
+						x.gen[i] = g
+					}
+				}
+				return x
+			}
+			before := map[string]ids{"80": at("api"), "81": at("web")}
+			synced := map[string]uint16{}
+			var forgotten []string
+			p.synced = func(s *service, _ bool) { synced[s.cfg.Name] = uint16(s.cfg.Port) }
+			p.removed = func(name string) { forgotten = append(forgotten, name) }
+
+			next := m.reloaded(renameYAML(t, tc.to...), false, p, time.Now())
+			if err := p.reconcile(next); err != nil {
+				t.Fatal(err)
+			}
+			for port, name := range tc.renamed {
+				if got := at(name); got != before[port] || got.svc == 0 {
+					t.Errorf(":%s now %s: kernel ids %+v, want %+v as before the reload", port, name, got, before[port])
+				}
+			}
+			if s := next.services["api"]; s.cfg.Port == 82 {
+				if got := at("api"); got.svc == 0 || got.svc == before["80"].svc || p.backendID("api", lbtest.Backend4(3)) == 0 {
+					t.Errorf("the new api on :82: service id %d (api on :80 had %d), backend id %d; want a service of its own",
+						got.svc, before["80"].svc, p.backendID("api", lbtest.Backend4(3)))
+				}
+			}
+			for _, name := range next.order {
+				if synced[name] != uint16(next.services[name].cfg.Port) {
+					t.Errorf("BGP heard %s last on :%d, want :%d", name, synced[name], next.services[name].cfg.Port)
+				}
+			}
+			if len(forgotten) != 0 {
+				t.Errorf("BGP forgot %v, names still in use", forgotten)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,11 +43,32 @@ func (r *reconciler) load(cfg *config.Config, startUp bool) error {
 	if err := r.l7.apply(cfg, next); err != nil {
 		return err
 	}
+	moved := r.model.movedNames(next)
 	r.cfg, r.model = cfg, next
 	err := r.l4.reconcile(next)
+	if len(moved) > 0 {
+		// The checker keeps a target's state by key (service/backend), and
+		// a key whose name now belongs to another service would keep the
+		// old service's verdicts, which the model then takes
+		// (healthObserved): dropped first, the targets start from the
+		// health the model carried over, as a rename's do.
+		r.retarget(next.without(moved))
+	}
 	r.retarget(next)
 	r.changed()
 	return err
+}
+
+// without is m less the named services, for retarget only.
+func (m *model) without(names []string) *model {
+	out := &model{services: map[string]*service{}, drain: m.drain}
+	for _, name := range m.order {
+		if !slices.Contains(names, name) {
+			out.order = append(out.order, name)
+			out.services[name] = m.services[name]
+		}
+	}
+	return out
 }
 
 // project writes one service's state after a change to its backends.
@@ -211,6 +233,22 @@ func (r *reconciler) expire(now time.Time, scanFlows bool) (scanned bool, err er
 	}
 	r.retarget(r.model)
 	return scanned, errors.Join(errs...)
+}
+
+// nextRemoval is the end of the earliest drain before removal, if any:
+// when the housekeeper must look again at the latest.
+func (r *reconciler) nextRemoval() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	for _, s := range r.model.services {
+		for _, b := range s.backends {
+			if b.removing() && (next.IsZero() || b.removeAt.Before(next)) {
+				next = b.removeAt
+			}
+		}
+	}
+	return next, !next.IsZero()
 }
 
 // read runs fn with the running config and model, which it must not change.

@@ -30,6 +30,18 @@ const (
 	svcFlagDSR          uint32 = 2
 	backendFlagUp       uint8  = 1
 	backendFlagFailOpen uint8  = 2
+	backendOriginShift         = 2 // two bits: Origin
+)
+
+// Origin is where the daemon has a backend from, kept in its record so that
+// the next daemon, which adopts the record, reports it right (the programs
+// do not read it).
+type Origin uint8
+
+const (
+	OriginConfig Origin = iota // the config file
+	OriginAPI                  // the admin API
+	OriginDNS                  // DNS discovery
 )
 
 // Limits of the kernel maps (bpf/include/consts.h).
@@ -282,6 +294,7 @@ type Backend struct {
 	// FailOpen: Up only because its service fails open (its checks say
 	// down), so that a restart recovers its health, not the fail-open.
 	FailOpen bool
+	Origin   Origin
 }
 
 // PutBackend creates or updates a backend. A slot given to another (service,
@@ -308,6 +321,7 @@ func (m *Maps) PutBackend(b Backend) error {
 			v.Flags |= backendFlagFailOpen
 		}
 	}
+	v.Flags |= uint8(b.Origin&3) << backendOriginShift
 	if err := m.Backends.Put(b.ID, &v); err != nil {
 		return fmt.Errorf("put backend %d (%s): %w", b.ID, b.Addr, err)
 	}
@@ -378,7 +392,8 @@ func (m *Maps) BackendGen(id uint32) (uint32, error) {
 
 func backendOf(id uint32, v *bpf.LbBackend) Backend {
 	up := v.Flags&backendFlagUp != 0
-	return Backend{ID: id, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: up, FailOpen: up && v.Flags&backendFlagFailOpen != 0}
+	return Backend{ID: id, ServiceID: v.SvcId, Addr: AddrFrom16(v.Addr, v.Family), Up: up, FailOpen: up && v.Flags&backendFlagFailOpen != 0,
+		Origin: Origin(v.Flags>>backendOriginShift) & 3}
 }
 
 // LookupBackend reads a backend slot.

@@ -64,6 +64,9 @@ enum xlb_backend_flags {
 	/* Up only because its service fails open (its checks say down): the
 	 * programs read UP alone; the flag tells the next xlbd what was health. */
 	XLB_BE_F_FAIL_OPEN = 2,
+	/* Bits 2-3: where xlbd has the backend from (config, API, DNS), for the
+	 * next xlbd; the programs do not read them. */
+	XLB_BE_F_ORIGIN_SHIFT = 2,
 };
 
 /* Every verdict of the load balancer, and a few events that are not verdicts.
