@@ -447,3 +447,84 @@ func TestGRPCUnavailableInTrailersCountsForPassiveHealth(t *testing.T) {
 		})
 	}
 }
+
+// stoppable is a gRPC backend whose server-streaming call sends one
+// message, then waits: the test stops the server under it.
+type stoppable struct {
+	testgrpc.UnimplementedTestServiceServer
+	started chan struct{}
+}
+
+func (b *stoppable) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
+	if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: []byte("first")}}); err != nil {
+		return err
+	}
+	close(b.started)
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+// TestGRPCBackendGoneMidStream: a streaming call whose backend goes away
+// after its first message ends UNAVAILABLE for its client (what it would
+// see without xlb, and what retry policies key on), not INTERNAL, and the
+// call is in the log, the metric and passive health.
+func TestGRPCBackendGoneMidStream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := &stoppable{started: make(chan struct{})}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, impl)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	reg := prometheus.NewRegistry()
+	var access syncBuffer
+	p := &proxy{listen: freePort(t)}
+	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
+	p.apply(t, addrYAML(ln.Addr().String())+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 1m}\n", "")
+	t.Cleanup(func() { p.srv.Shutdown(t.Context()) })
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ss, err := testgrpc.NewTestServiceClient(cc).StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ss.Recv(); err != nil || string(m.GetPayload().GetBody()) != "first" {
+		t.Fatalf("first message: %v, %v", m, err)
+	}
+	<-impl.started
+	srv.Stop()
+	for err == nil {
+		_, err = ss.Recv()
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("the call after its backend went away: %v, want UNAVAILABLE", err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(access.String(), `"grpc_status":"14"`) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(access.String(), `"grpc_status":"14"`) {
+		t.Errorf("the access log has no grpc_status 14:\n%s", access.String())
+	}
+	if st, _ := p.srv.Status("web"); len(st) != 1 || st[0].Failures != 1 {
+		t.Errorf("passive health after the call: %+v, want 1 failure", st)
+	}
+	mfs, _ := reg.Gather()
+	found := false
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				found = found || mf.GetName() == "xlb_l7_grpc_calls_total" && l.GetName() == "grpc_status" && l.GetValue() == "14" && m.GetCounter().GetValue() == 1
+			}
+		}
+	}
+	if !found {
+		t.Error("xlb_l7_grpc_calls_total has no call ended 14")
+	}
+}

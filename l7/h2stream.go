@@ -562,6 +562,23 @@ func (s *h2Stream) respond(a *answer) bool {
 			a.err = "writing to the client: " + werr.Error()
 		}
 		if !s.gone() {
+			if rerr != nil && isGRPCType(s.header("content-type", "Content-Type")) {
+				// A gRPC call whose backend went away mid-answer is what a
+				// gRPC client calls UNAVAILABLE (its retry policies key on
+				// it), not the INTERNAL a reset gives; the call has its
+				// status in the log, the metric and passive health.
+				a.grpc = "14"
+				c.wmu.Lock()
+				c.beginHeaders()
+				c.field("grpc-status", "14")
+				c.lower = appendGRPCMessage(c.lower[:0], "xlb: the backend's connection was lost during the call")
+				c.field("grpc-message", bstr(c.lower))
+				c.endHeaders(s.id, true)
+				c.wmu.Unlock()
+				s.markEnded()
+				c.flushOut()
+				return false
+			}
 			// The client sees a broken answer, not a short one.
 			code := http2.ErrCodeInternal
 			if werr == errWindowStall {
