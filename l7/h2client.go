@@ -641,6 +641,8 @@ func (c *h2Up) fragment(p []byte, end bool) error {
 	case bad != "":
 	case !s.gotHead && hd.status == 0:
 		bad = "response without :status"
+	case !s.gotHead && hd.status < 200 && hd.endStream:
+		bad = "an interim (1xx) answer that ends the stream"
 	case !s.gotHead && hd.status < 200:
 		// 1xx: the answer is still to come.
 		c.mu.Unlock()

@@ -53,6 +53,7 @@ const (
 	rawAnswer rawAction = iota
 	rawRefuse           // RST_STREAM REFUSED_STREAM
 	rawGoAway           // GOAWAY naming the stream before this one as the last processed, then nothing
+	rawInterimEnd       // a 103 answer that ends the stream (malformed: a 1xx cannot)
 )
 
 func newRawH2(t *testing.T, r *rawH2) *rawH2 {
@@ -143,6 +144,13 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 			r.refused.Add(1)
 			open.Add(-1)
 			write(func() { fr.WriteRSTStream(id, http2.ErrCodeRefusedStream) })
+		case rawInterimEnd:
+			open.Add(-1)
+			write(func() {
+				hbuf.Reset()
+				enc.WriteField(hpack.HeaderField{Name: ":status", Value: "103"})
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndHeaders: true, EndStream: true})
+			})
 		case rawGoAway:
 			open.Add(-1)
 			last := uint32(0)
@@ -309,6 +317,20 @@ func TestH2BackendClosesAfterGoAway(t *testing.T) {
 	wg.Wait()
 	if codes[200] != 400 {
 		t.Errorf("400 requests over connections that end after 3: %v (-1: wrong body), want all 200; %d connections", codes, b.conns.Load())
+	}
+}
+
+// TestH2BackendInterimAnswerThatEnds: a 1xx answer that ends its stream
+// is malformed (no final answer can follow): 502 at once, not a wait for
+// the final answer until the response-header timeout and a 504 that
+// blames a slow backend.
+func TestH2BackendInterimAnswerThatEnds(t *testing.T) {
+	b := newRawH2(t, &rawH2{decide: func(int, int) rawAction { return rawInterimEnd }})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\ntimeouts: {response_header: 5s}\n", "")
+	start := time.Now()
+	code, _ := postEcho(t, p.url+"/", []byte("x"))
+	if took := time.Since(start); code != 502 || took > 2*time.Second {
+		t.Errorf("a 103 that ends the stream: %d after %v, want 502 at once", code, took.Round(time.Millisecond))
 	}
 }
 
