@@ -50,10 +50,10 @@ type rawH2 struct {
 type rawAction int
 
 const (
-	rawAnswer rawAction = iota
-	rawRefuse           // RST_STREAM REFUSED_STREAM
-	rawGoAway           // GOAWAY naming the stream before this one as the last processed, then nothing
-	rawInterimEnd       // a 103 answer that ends the stream (malformed: a 1xx cannot)
+	rawAnswer     rawAction = iota
+	rawRefuse               // RST_STREAM REFUSED_STREAM
+	rawGoAway               // GOAWAY naming the stream before this one as the last processed, then nothing
+	rawInterimEnd           // a 103 answer that ends the stream (malformed: a 1xx cannot)
 )
 
 func newRawH2(t *testing.T, r *rawH2) *rawH2 {
