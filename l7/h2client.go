@@ -57,6 +57,10 @@ const (
 	h2UpWriteTimeout = 30 * time.Second
 )
 
+// h2UpSendStall is how long a backend may keep its windows shut on a
+// request body; a variable for tests only.
+var h2UpSendStall = h2UpWriteTimeout
+
 // h2Backend is one backend's HTTP/2 connections: few, each carrying as
 // many streams as the backend allows, a new one opened when they are full.
 type h2Backend struct {
@@ -877,6 +881,10 @@ func (c *h2Up) writeHeaders(id uint32, block []byte, endStream bool, max int) {
 // sendData sends body bytes on s as the windows allow, waiting for the
 // backend to open them; it stops when the stream ends or fails.
 func (c *h2Up) sendData(s *h2Call, p []byte, end bool) error {
+	// stalled is when the backend's windows last left nothing to send: one
+	// that keeps them shut for h2UpWriteTimeout (while it answers PINGs)
+	// holds the upload, as a socket that takes no bytes would.
+	var stalled time.Time
 	for {
 		c.mu.Lock()
 		var n int64
@@ -905,6 +913,18 @@ func (c *h2Up) sendData(s *h2Call, p []byte, end bool) error {
 			if n > 0 {
 				break
 			}
+			if stalled.IsZero() {
+				stalled = time.Now()
+			} else if time.Since(stalled) >= h2UpSendStall {
+				err := errH2SendStall{}
+				s.err, s.reset = err, true
+				s.wakeUp()
+				c.mu.Unlock()
+				c.wmu.Lock()
+				c.wfr.WriteRSTStream(s.id, http2.ErrCodeCancel)
+				c.flushUnlock()
+				return err
+			}
 			s.sending = true
 			c.mu.Unlock()
 			if err := s.await(s.x); err != nil {
@@ -913,6 +933,7 @@ func (c *h2Up) sendData(s *h2Call, p []byte, end bool) error {
 			c.mu.Lock()
 			s.sending = false
 		}
+		stalled = time.Time{}
 		s.sendWindow -= n
 		c.sendWindow -= n
 		c.mu.Unlock()
@@ -930,6 +951,17 @@ func (c *h2Up) sendData(s *h2Call, p []byte, end bool) error {
 }
 
 var errBodyNotWanted = errors.New("the backend answered before the request body was all sent")
+
+// errH2SendStall is an upload the backend's flow-control windows held shut
+// for h2UpWriteTimeout: a timeout of the backend's (504), as NGINX's
+// proxy_send_timeout is.
+type errH2SendStall struct{}
+
+func (errH2SendStall) Error() string {
+	return fmt.Sprintf("the backend gave no flow-control window for the request body in %v", h2UpSendStall)
+}
+func (errH2SendStall) Timeout() bool   { return true }
+func (errH2SendStall) Temporary() bool { return true }
 
 // sendTrailers ends s's body with trailers.
 func (c *h2Up) sendTrailers(s *h2Call, trailers [][2]string) error {

@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/xlbproject/xlb/l7"
 )
 
 // rawH2 is an HTTP/2 backend written frame by frame, so that a test can
@@ -331,6 +333,38 @@ func TestH2BackendInterimAnswerThatEnds(t *testing.T) {
 	code, _ := postEcho(t, p.url+"/", []byte("x"))
 	if took := time.Since(start); code != 502 || took > 2*time.Second {
 		t.Errorf("a 103 that ends the stream: %d after %v, want 502 at once", code, took.Round(time.Millisecond))
+	}
+}
+
+// TestH2BackendHoldsAnUploadsWindowShut: a backend that takes a streamed
+// upload's first window and never gives more (answering PINGs all along)
+// is timed out as one that takes no bytes would be: 504, its fault, not a
+// request held until its client gives up and logged as the client's.
+func TestH2BackendHoldsAnUploadsWindowShut(t *testing.T) {
+	t.Cleanup(l7.SetH2SendStall(300 * time.Millisecond))
+	b := newRawH2(t, &rawH2{shrinkAt: 1 << 30}) // gives no window back, ever
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	go func() {
+		chunk := bytes.Repeat([]byte("u"), 16<<10)
+		for range 8 { // 128 KiB: past the backend's 64 KiB window
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	resp, err := http.Post(p.url+"/", "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != 504 || took > 3*time.Second {
+		t.Errorf("an upload whose backend keeps its window shut: %d after %v, want 504 after about 300ms", resp.StatusCode, took.Round(time.Millisecond))
+	}
+	if st, _ := p.srv.Status("web"); len(st) != 1 || st[0].Failures != 1 {
+		t.Errorf("passive health: %+v, want the backend's failure counted", st)
 	}
 }
 
