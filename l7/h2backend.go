@@ -46,6 +46,7 @@ type h2Call struct {
 	sendWindow            int64
 	recvWindow            int64
 	uncredited            int64 // DATA taken in but not yet given back as window
+	left                  int64 // body bytes its content-length still allows (length framing)
 
 	// The pipeline's (and the body sender's, which end joins).
 	x       exchange
@@ -142,6 +143,7 @@ func (s *h2Call) head(hd *h2UpHeaders) {
 		s.ended = hd.endStream
 	case hd.length >= 0 && !hd.grpc && !hd.trailer:
 		b = appendLength(b, hd.length)
+		s.left = hd.length
 	default:
 		s.chunked = true
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
@@ -156,9 +158,18 @@ func appendLength(b []byte, n int64) []byte {
 	return append(b, "\r\n"...)
 }
 
-// body takes a DATA frame's payload; conn.mu is held.
-func (s *h2Call) body(p []byte, end bool) {
+// body takes a DATA frame's payload; conn.mu is held. It reports DATA past
+// the answer's content-length, which is malformed (RFC 9113 8.1.1): the
+// client gets the bytes the length announced, and the backend's stream is
+// reset.
+func (s *h2Call) body(p []byte, end bool) (excess bool) {
 	s.uncredited += int64(len(p))
+	if !s.noBody && !s.chunked {
+		if int64(len(p)) > s.left {
+			p, excess, end = p[:s.left], true, true
+		}
+		s.left -= int64(len(p))
+	}
 	switch {
 	case s.noBody:
 	case s.chunked:
@@ -175,6 +186,7 @@ func (s *h2Call) body(p []byte, end bool) {
 		s.buf = append(s.buf, p...)
 	}
 	s.ended = end
+	return excess
 }
 
 // trailers takes the answer's trailers: the end of a chunked body.

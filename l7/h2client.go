@@ -731,6 +731,7 @@ func (c *h2Up) data(f *http2.DataFrame) error {
 	}
 	s := c.streams[f.StreamID]
 	var bad string
+	excess := false
 	if s != nil && s.err == nil && !s.ended {
 		s.recvWindow -= n
 		switch {
@@ -740,7 +741,9 @@ func (c *h2Up) data(f *http2.DataFrame) error {
 		case !s.gotHead:
 			bad = "DATA before HEADERS"
 		default:
-			s.body(f.Data(), f.StreamEnded())
+			if s.body(f.Data(), f.StreamEnded()) {
+				excess = true
+			}
 			// Padding is nobody's to read: given back with the data.
 			s.uncredited += n - int64(len(f.Data()))
 		}
@@ -751,14 +754,21 @@ func (c *h2Up) data(f *http2.DataFrame) error {
 		s.wakeUp()
 	}
 	c.mu.Unlock()
-	if credit == 0 && bad == "" {
+	if excess {
+		// NGINX logs the same ("upstream sent more data than specified in
+		// Content-Length"); the client's answer is whole as announced.
+		if log := panicLog.Load(); log != nil {
+			log.Warn("l7: an HTTP/2 backend sent more than its answer's content-length; the rest was dropped and its stream reset", "backend", c.b.pool.addr)
+		}
+	}
+	if credit == 0 && bad == "" && !excess {
 		return nil
 	}
 	c.wmu.Lock()
 	if credit > 0 {
 		c.wfr.WriteWindowUpdate(0, uint32(credit))
 	}
-	if bad != "" {
+	if bad != "" || excess {
 		c.wfr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
 	}
 	c.flushUnlock()

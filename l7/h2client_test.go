@@ -47,6 +47,7 @@ type rawH2 struct {
 	answered atomic.Int64
 	refused  atomic.Int64
 	maxOpen  atomic.Int64 // the most streams open at once on one connection
+	resets   atomic.Int64 // RST_STREAM PROTOCOL_ERROR frames xlb sent
 }
 
 type rawAction int
@@ -56,6 +57,7 @@ const (
 	rawRefuse               // RST_STREAM REFUSED_STREAM
 	rawGoAway               // GOAWAY naming the stream before this one as the last processed, then nothing
 	rawInterimEnd           // a 103 answer that ends the stream (malformed: a 1xx cannot)
+	rawOverLength           // the echo, under a content-length of half of it (malformed)
 )
 
 func newRawH2(t *testing.T, r *rawH2) *rawH2 {
@@ -110,7 +112,7 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 	enc := hpack.NewEncoder(&hbuf)
 	dec := hpack.NewDecoder(4096, nil)
 	reqs, got, shrunk := 0, 0, false
-	answer := func(id uint32, body []byte) {
+	answer := func(id uint32, body []byte, length int) {
 		time.Sleep(r.delay)
 		defer open.Add(-1)
 		r.answered.Add(1)
@@ -118,7 +120,7 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 		defer wmu.Unlock()
 		hbuf.Reset()
 		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: fmt.Sprint(len(body))})
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: fmt.Sprint(length)})
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndHeaders: true, EndStream: len(body) == 0})
 		for len(body) > 0 { // the tests' bodies fit xlb's windows
 			n := min(len(body), 16<<10)
@@ -131,9 +133,9 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 		if r.closeAfter > 0 {
 			switch {
 			case reqs < r.closeAfter:
-				answer(id, streams[id].body) // before the close
+				answer(id, streams[id].body, len(streams[id].body)) // before the close
 			case reqs == r.closeAfter:
-				answer(id, streams[id].body)
+				answer(id, streams[id].body, len(streams[id].body))
 				write(func() { fr.WriteGoAway(id, http2.ErrCodeNo, nil) })
 				c.(*net.TCPConn).CloseWrite()
 			default:
@@ -146,6 +148,8 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 			r.refused.Add(1)
 			open.Add(-1)
 			write(func() { fr.WriteRSTStream(id, http2.ErrCodeRefusedStream) })
+		case rawOverLength:
+			go answer(id, streams[id].body, len(streams[id].body)/2)
 		case rawInterimEnd:
 			open.Add(-1)
 			write(func() {
@@ -161,7 +165,7 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 			}
 			write(func() { fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
 		default:
-			go answer(id, streams[id].body)
+			go answer(id, streams[id].body, len(streams[id].body))
 		}
 	}
 	for {
@@ -188,6 +192,10 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 			}
 			if f.StreamEnded() {
 				start(f.StreamID)
+			}
+		case *http2.RSTStreamFrame:
+			if f.ErrCode == http2.ErrCodeProtocol {
+				r.resets.Add(1)
 			}
 		case *http2.DataFrame:
 			s := streams[f.StreamID]
@@ -365,6 +373,31 @@ func TestH2BackendHoldsAnUploadsWindowShut(t *testing.T) {
 	}
 	if st, _ := p.srv.Status("web"); len(st) != 1 || st[0].Failures != 1 {
 		t.Errorf("passive health: %+v, want the backend's failure counted", st)
+	}
+}
+
+// TestH2BackendSendsPastItsLength: DATA past the answer's content-length
+// is malformed: the client gets what the length announced, whole, and no
+// more (NGINX drops the rest too, and logs it).
+func TestH2BackendSendsPastItsLength(t *testing.T) {
+	b := newRawH2(t, &rawH2{decide: func(int, int) rawAction { return rawOverLength }})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\n", "")
+	body := []byte("0123456789")
+	if code, got := postEcho(t, p.url+"/", body); code != 200 || string(got) != "01234" {
+		t.Errorf("an answer of 10 bytes under content-length 5: %d %q, want 200 \"01234\"", code, got)
+	}
+	// The connection still serves (the stream was reset, not the connection).
+	if code, got := postEcho(t, p.url+"/", []byte("ab")); code != 200 || string(got) != "a" {
+		t.Errorf("the next request: %d %q", code, got)
+	}
+	for deadline := time.Now().Add(2 * time.Second); b.resets.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := b.resets.Load(); n != 2 {
+		t.Errorf("%d streams reset with PROTOCOL_ERROR, want both malformed ones", n)
+	}
+	if b.conns.Load() != 1 {
+		t.Errorf("%d connections, want the one kept", b.conns.Load())
 	}
 }
 
