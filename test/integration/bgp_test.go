@@ -183,16 +183,7 @@ func newBGPLab(t *testing.T) *bgpLab {
 // nodeConfig is every balancer's config: the same on each, but for the pins.
 // The router id is left to the default (the interface's address).
 func nodeConfig(pinDir, passwordFile string) string {
-	return fmt.Sprintf(`admin:
-  listen: %s
-xdp:
-  interfaces: [eth0]
-  mode: native
-  pin_path: %s/xlb
-l7:
-  drain_timeout: 2s
-services:
-  - name: api
+	return nodeConfigWith(pinDir, passwordFile, fmt.Sprintf(`  - name: api
     layer: 4
     vip: %s
     port: 80
@@ -213,13 +204,28 @@ services:
     vip: "%s"
     port: 80
     backends: [{address: "fd00::11"}, {address: "fd00::12"}, {address: "fd00::13"}]
+`, vip4, idleVIP, vip6))
+}
+
+// nodeConfigWith is nodeConfig with other services.
+func nodeConfigWith(pinDir, passwordFile, services string) string {
+	return fmt.Sprintf(`admin:
+  listen: %s
+xdp:
+  interfaces: [eth0]
+  mode: native
+  pin_path: %s/xlb
+l7:
+  drain_timeout: 2s
+services:
+%s
 bgp:
   asn: 65001
   graceful_restart: {enabled: true, restart_time: 60s}
   peers:
     - {address: %s, asn: 65000, hold_time: 3s, password_file: %s}
     - {address: "%s", asn: 65000, hold_time: 3s, password_file: %s}
-`, adminAddr, pinDir, vip4, idleVIP, vip6, routerFront, passwordFile, routerFront6, passwordFile)
+`, adminAddr, pinDir, services, routerFront, passwordFile, routerFront6, passwordFile)
 }
 
 // startBird runs BIRD 2 in the router namespace with its own config and

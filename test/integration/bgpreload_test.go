@@ -41,7 +41,7 @@ func TestBGPReloadsKeepTheVIP(t *testing.T) {
 	reloadAll := func(services string) {
 		t.Helper()
 		for _, n := range l.nodes {
-			if err := os.WriteFile(n.cfgPath, []byte(reloadConfig(n, services)), 0o644); err != nil {
+			if err := os.WriteFile(n.cfgPath, []byte(nodeConfigWith(n.pinDir, filepath.Join(filepath.Dir(n.cfgPath), "bgp.pw"), services)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			n.call(t, "POST", api.PathReload, nil, 200, nil)
@@ -103,28 +103,6 @@ func TestBGPReloadsKeepTheVIP(t *testing.T) {
 			t.Errorf("%s: api-v2 after the rename: %+v", n.name, s)
 		}
 	}
-}
-
-// reloadConfig is nodeConfig with other services.
-func reloadConfig(n *bgpNode, services string) string {
-	return fmt.Sprintf(`admin:
-  listen: %s
-xdp:
-  interfaces: [eth0]
-  mode: native
-  pin_path: %s/xlb
-l7:
-  drain_timeout: 2s
-services:
-%s
-bgp:
-  asn: 65001
-  graceful_restart: {enabled: true, restart_time: 60s}
-  peers:
-    - {address: %s, asn: 65000, hold_time: 3s, password_file: %s}
-    - {address: "%s", asn: 65000, hold_time: 3s, password_file: %s}
-`, adminAddr, n.pinDir, services, routerFront, filepath.Join(filepath.Dir(n.cfgPath), "bgp.pw"),
-		routerFront6, filepath.Join(filepath.Dir(n.cfgPath), "bgp.pw"))
 }
 
 type hopEvent struct {

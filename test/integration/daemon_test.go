@@ -350,23 +350,7 @@ type longConn struct {
 
 func (l *dlab) openLong(t *testing.T) *longConn {
 	t.Helper()
-	var c net.Conn
-	err := l.client.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", vip4.String()+":80", 2*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	r := bufio.NewReader(c)
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	name, err := r.ReadString('\n')
-	if err != nil {
-		t.Fatalf("long connection: %v", err)
-	}
-	return &longConn{c: c, r: r, backend: strings.TrimSpace(name)}
+	return l.openLongOn(t, 80)
 }
 
 // echo proves the connection still reaches the same backend process.

@@ -50,19 +50,7 @@ func TestDaemonReloadRenamingAServiceKeepsItsFlows(t *testing.T) {
 	for range 12 {
 		conns = append(conns, l.openLong(t))
 	}
-	reselected := func() uint64 {
-		var st struct {
-			L4 []api.Stat `json:"l4"`
-		}
-		l.call(t, "GET", api.PathStats, nil, 200, &st)
-		for _, s := range st.L4 {
-			if s.Name == "flow_reselect" {
-				return s.Packets
-			}
-		}
-		t.Fatal("no flow_reselect counter")
-		return 0
-	}
+	reselected := func() uint64 { return l.flowReselects(t) }
 	before := reselected()
 	writeFile(t, l.cfgPath, strings.Replace(readFile(t, l.cfgPath), "  - name: api\n", "  - name: api-renamed\n", 1))
 	l.call(t, "POST", api.PathReload, nil, 200, nil)
