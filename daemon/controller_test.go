@@ -753,3 +753,57 @@ func TestControllerSwapOfL4NamesRestartsTheirChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerLastCheckIsTheLatestProbe: last_check says what the latest
+// probe found, also for a backend that passes from the start (no
+// transition ever set it) and one still up while it fails below the
+// threshold.
+func TestControllerLastCheckIsTheLatestProbe(t *testing.T) {
+	ctl, _ := l7Parts(t, l7Config(t))
+	last := func() string {
+		for _, s := range ctl.Services() {
+			for _, b := range s.Backends {
+				if b.Address == "127.0.0.1:9001" {
+					return b.LastCheck
+				}
+			}
+		}
+		t.Fatal("no backend 127.0.0.1:9001")
+		return ""
+	}
+	key := checkKey("web", "127.0.0.1:9001")
+	ctl.r.healthObserved(key, health.State{Up: true, Checked: true, Successes: 3}, nil)
+	if got := last(); got != "3 consecutive successes" {
+		t.Errorf("after passing probes: last_check %q", got)
+	}
+	ctl.r.healthObserved(key, health.State{Up: true, Checked: true, Failures: 1, LastError: "status 503"}, errors.New("status 503"))
+	if got := last(); got != "1 consecutive failures: status 503" {
+		t.Errorf("after one failure below the threshold: last_check %q", got)
+	}
+}
+
+// TestControllerReloadOntoABusyListenNamesTheKey: a reload that cannot
+// listen (another process holds the address) is the file's to fix: the
+// error names file, line and key, as a validation error does (the API
+// answers 400 with it), and the running config keeps serving.
+func TestControllerReloadOntoABusyListenNamesTheKey(t *testing.T) {
+	cfg := l7Config(t)
+	ctl, web := l7Parts(t, cfg)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	next, err := config.Parse("test.yaml", []byte(fmt.Sprintf("services:\n  - name: web\n    layer: 7\n    listen: %q\n    backends: [{address: 127.0.0.1:9001}]\n", busy.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ctl.r.load(next, false)
+	var list config.ErrorList
+	if !errors.As(err, &list) || len(list) != 1 || list[0].Key != "services[0].listen" || list[0].Line != 2 || list[0].File != "test.yaml" {
+		t.Fatalf("reload onto a busy address: %v, want one error at test.yaml:2 services[0].listen", err)
+	}
+	if web.Addr(cfg.Services[0].Listen) == nil {
+		t.Error("the running listener went with the failed reload")
+	}
+}

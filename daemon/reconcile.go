@@ -103,8 +103,10 @@ func (r *reconciler) change(name string, fn func(m *model, s *service) error) er
 }
 
 // healthObserved keeps the model in step with every probe, not only with
-// transitions: a backend that starts down and keeps failing (never a
-// transition) shows its latest reason in last_check, as SPEC asks; and a
+// transitions: last_check is the latest probe's verdict (README), so a
+// backend that starts down and keeps failing (never a transition) shows its
+// latest reason, as SPEC asks, and one that passes from the start shows
+// that it does, not nothing; and a
 // model that disagrees with the checker (a reload made a backend anew, down,
 // while the checker kept the key's state) takes the checker's verdict,
 // which no transition would otherwise bring.
@@ -113,8 +115,10 @@ func (r *reconciler) healthObserved(key string, st health.State, err error) {
 	s, bs := r.model.health(key)
 	differs, proof := false, false
 	for _, b := range bs {
-		if err != nil && !st.Up {
+		if err != nil {
 			b.lastCheck = fmt.Sprintf("%d consecutive failures: %v", st.Failures, err)
+		} else {
+			b.lastCheck = fmt.Sprintf("%d consecutive successes", st.Successes)
 		}
 		differs = differs || b.up != st.Up
 		b.judged = true

@@ -148,7 +148,14 @@ func (s *Server) Apply(cfg *config.Config) error {
 		}
 		return err
 	}
-	for _, c := range cfg.Services {
+	// What fails here is the file's to fix (an address in use, a
+	// certificate that does not load): named by file, line and key, as
+	// a validation error is.
+	fileErr := func(i int, key string, err error) error {
+		c := &cfg.Services[i]
+		return config.ErrorList{{File: cfg.File, Line: c.Line, Key: fmt.Sprintf("services[%d].%s", i, key), Msg: fmt.Sprintf("service %s: %v", c.Name, err)}}
+	}
+	for i, c := range cfg.Services {
 		if c.IsL4() {
 			continue
 		}
@@ -167,7 +174,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 			// one takes effect, and a broken one fails it.
 			tc, err := tlsconf.Server(c.TLS, c.Protocols, keys)
 			if err != nil {
-				return fail(fmt.Errorf("service %s: %w", c.Name, err))
+				return fail(fileErr(i, "tls", err))
 			}
 			tlsConfs[c.Name] = tc
 		}
@@ -176,7 +183,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		}
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
-			return fail(fmt.Errorf("service %s: listen on %s: %w", c.Name, c.Listen, err))
+			return fail(fileErr(i, "listen", fmt.Errorf("listen on %s: %w", c.Listen, err)))
 		}
 		opened[c.Listen] = s.newListener(c, ln)
 	}

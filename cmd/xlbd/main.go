@@ -97,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case !errors.Is(err, os.ErrNotExist):
 			// Guessing the default pin path and admin address would detach
 			// another node's program, or none, and skip the withdraw.
-			fmt.Fprintf(stderr, "xlbd: detach: %v\nxlbd: detach needs the config's xdp.pin_path and admin section; fix the file, or use xlbctl -pin-path PATH -admin URL detach\n", err)
+			fmt.Fprintf(stderr, "xlbd: detach: %v\nxlbd: detach needs the config's xdp.pin_path and admin section; fix the file, or use xlbctl -admin URL detach -pin-path PATH\n", err)
 			return 1
 		}
 		err = maintenance.AroundDetach(pinPath, func() error {
