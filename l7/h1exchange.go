@@ -169,6 +169,11 @@ func (fc *fastConn) abort() {
 func (fc *fastConn) reply(status int, msg string, id []byte, retryAfter int) bool {
 	closing := fc.r.stream || fc.head.Close || fc.l.draining.Load()
 	fc.out.b = appendReply(fc.out.b[:0], status, msg, id, retryAfter, closing)
+	if fc.r.method == http.MethodHead {
+		// The length a GET would get, and no body: one would be read as
+		// the start of the next answer on this connection.
+		fc.out.b = fc.out.b[:len(fc.out.b)-len(msg)-1]
+	}
 	fc.linger = fc.r.stream // the body may still be coming
 	return fc.out.flush() == nil && !closing
 }

@@ -435,6 +435,13 @@ func (s *h2Stream) reply(status int, msg string, id []byte, retryAfter int) bool
 	}
 	c.lower = strconv.AppendInt(c.lower[:0], int64(len(msg)+1), 10)
 	c.field("content-length", bstr(c.lower))
+	if s.r.method == "HEAD" {
+		// The length a GET would get, and no body (RFC 9110 9.3.2).
+		c.endHeaders(s.id, true)
+		c.wmu.Unlock()
+		s.markEnded()
+		return c.flushSoon() == nil
+	}
 	c.endHeaders(s.id, false)
 	c.wmu.Unlock()
 	s.scratch = append(append(s.scratch[:0], msg...), '\n')
