@@ -3,10 +3,12 @@ package l7_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,5 +129,55 @@ func TestEjectedBackendServesWhenNothingElseCan(t *testing.T) {
 	}
 	if st, _ := p.srv.Status("web"); slices.ContainsFunc(st, func(b l7.BackendStatus) bool { return b.Ejected }) {
 		t.Errorf("b6's success did not end its ejection: %+v", st)
+	}
+}
+
+// blackhole is a loopback address whose connects time out: a listening
+// socket with a full accept queue that never accepts, as a dead or
+// firewalled host is.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 4 { // fill the queue
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("the full accept queue still takes connections: no blackhole")
+	}
+	return addr
+}
+
+// TestConnectTimeoutIsAConnectError: a backend whose connect times out
+// (nothing was sent) is a connect error as retries.on names it, so the
+// default retries send the request to a healthy backend, as NGINX's
+// proxy_next_upstream and Envoy's connect-failure do; unretried, it is 504.
+func TestConnectTimeoutIsAConnectError(t *testing.T) {
+	hole, good := blackhole(t), newBackend(t, "good", nil)
+	p := startProxy(t, fmt.Sprintf("backends:\n  - {address: %q}\n  - {address: %q}\ntimeouts: {connect: 200ms}\npassive_health: {max_fails: 0}\n", hole, good.addr()), "")
+	for i := range 4 {
+		if resp, body := get(t, p.url+"/", nil); resp.StatusCode != 200 || strings.TrimSpace(body) != "good" {
+			t.Errorf("GET %d with one backend's connects timing out: %d %q, want 200 from the other", i, resp.StatusCode, body)
+		}
+	}
+	p.apply(t, fmt.Sprintf("backends:\n  - {address: %q}\ntimeouts: {connect: 200ms}\nretries: {attempts: 0}\npassive_health: {max_fails: 0}\n", hole), "")
+	if resp, _ := get(t, p.url+"/", nil); resp.StatusCode != 504 {
+		t.Errorf("a connect timeout not retried: %d, want 504", resp.StatusCode)
 	}
 }

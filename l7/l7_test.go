@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -822,5 +823,30 @@ func TestKillBackendUnderLoad(t *testing.T) {
 	t.Logf("%d requests, %d client-visible errors", total.Load(), failures.Load())
 	if failures.Load() != 0 {
 		t.Errorf("%d of %d GETs failed when a backend died (first: %s)", failures.Load(), total.Load(), firstErr)
+	}
+}
+
+// TestRateLimitByHeaderFallsBackToTheAddress: with key header:NAME, requests
+// carrying the header are limited per value, and those without it per
+// client address: not one bucket all header-less clients share.
+func TestRateLimitByHeaderFallsBackToTheAddress(t *testing.T) {
+	p := startProxy(t, backendsYAML(newBackend(t, "a", nil))+"rate_limit: {rate: 1/m, burst: 1, key: \"header:X-Api-Key\"}\n", "")
+	from := func(ip, key string) int {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		req, _ := http.NewRequest("GET", p.url+"/", nil)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	got := []int{from("127.0.0.2", ""), from("127.0.0.2", ""), from("127.0.0.3", ""), from("127.0.0.2", "k1"), from("127.0.0.3", "k1"), from("127.0.0.3", "k2")}
+	if want := []int{200, 429, 200, 200, 429, 200}; !slices.Equal(got, want) {
+		t.Errorf("statuses %v, want %v (no header: per address; with it: per value)", got, want)
 	}
 }

@@ -47,7 +47,13 @@ func (s *service) serve(x exchange) bool {
 	if s.limiter != nil {
 		key := r.ip
 		if s.limitHeader != "" {
-			key = "h:" + x.header(s.limitHeader, s.limitCanon)
+			// A request without the header is limited by its address:
+			// not one bucket that every such client shares (one noisy one
+			// would throttle them all), nor no limit at all (leaving the
+			// header out would escape it).
+			if v := x.header(s.limitHeader, s.limitCanon); v != "" {
+				key = "h:" + v
+			}
 		}
 		if ok, wait := s.limiter.allow(key, r.start); !ok {
 			rec.status = http.StatusTooManyRequests
@@ -420,9 +426,17 @@ func classify(err error) string {
 // then failed: reset, bad TLS, not speaking HTTP/2).
 func (s *service) upstreamFailure(err error, u *balance.Upstream, safe bool) (status int, retryable bool) {
 	kind := classify(err)
+	retry := s.retryOn[kind]
 	switch kind {
 	case failTimeout:
 		status = http.StatusGatewayTimeout
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+			// A connect that timed out (a dead or firewalled host) is a
+			// connect error too: nothing was sent, and NGINX's
+			// proxy_next_upstream error and Envoy's connect-failure both
+			// send it elsewhere.
+			retry = retry || s.retryOn[failConnect]
+		}
 	case failConnect:
 		status = http.StatusBadGateway
 		if unreachable(err) {
@@ -433,11 +447,11 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe bool) (st
 		if safe {
 			// A reset or close before any response: an idempotent request
 			// may go elsewhere as if it never connected.
-			kind = failConnect
+			retry = s.retryOn[failConnect]
 		}
 	}
 	s.passiveFail(u)
-	return status, s.retryOn[kind] && safe
+	return status, retry && safe
 }
 
 // answered counts a backend's answer for passive health (a 5xx, or a
