@@ -303,7 +303,7 @@ const (
 func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Time, headReq bool) (*upConn, error) {
 	r := x.req()
 	call := newH2Call(x, headReq)
-	call.headB = appendHead(call.headB[:0], x, id)
+	call.headB = appendHead(call.headB[:0], x, id, cp.addr)
 	if err := h1.ParseRequest(call.headB, &call.req); err != nil {
 		call.recycle()
 		return nil, fmt.Errorf("request for an HTTP/2 backend: %w", err)

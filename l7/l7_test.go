@@ -850,3 +850,25 @@ func TestRateLimitByHeaderFallsBackToTheAddress(t *testing.T) {
 		t.Errorf("statuses %v, want %v (no header: per address; with it: per value)", got, want)
 	}
 }
+
+// TestHTTP10WithoutHost: an HTTP/1.0 request may come without Host; sent
+// on as HTTP/1.1 it carries the backend's address as Host (a Go backend
+// answers 400 to an HTTP/1.1 request without one) and no empty
+// X-Forwarded-Host.
+func TestHTTP10WithoutHost(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	p := startProxy(t, backendsYAML(a), "")
+	rc := dialRaw(t, p.listen)
+	rc.write("GET /y HTTP/1.0\r\n\r\n")
+	resp, body := rc.read("GET")
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != "a" {
+		t.Fatalf("HTTP/1.0 without Host: %d %q, want 200 from a", resp.StatusCode, body)
+	}
+	r := a.last.Load()
+	if r.Host != a.addr() {
+		t.Errorf("Host the backend got: %q, want its address %s", r.Host, a.addr())
+	}
+	if v, ok := r.Header["X-Forwarded-Host"]; ok {
+		t.Errorf("X-Forwarded-Host %q sent for a request without Host", v)
+	}
+}

@@ -64,7 +64,7 @@ func stale(err error) bool {
 // at once after the head. wrote reports whether the head went out.
 func (s *service) writeRequest(x exchange, pc *upConn, id []byte) (wrote bool, err error) {
 	r := x.req()
-	b := appendHead(pc.out.b[:0], x, id)
+	b := appendHead(pc.out.b[:0], x, id, pc.pool.addr)
 	pc.out.b = append(b, r.body...)
 	if !r.stream {
 		return false, nil
@@ -86,7 +86,7 @@ func (s *service) writeRequest(x exchange, pc *upConn, id []byte) (wrote bool, e
 // form: the client's end-to-end fields, the forwarding fields, the request
 // id and the body's framing. It is the one place that decides what is
 // forwarded, whatever protocol the backend speaks.
-func appendHead(b []byte, x exchange, id []byte) []byte {
+func appendHead(b []byte, x exchange, id []byte, backend string) []byte {
 	r := x.req()
 	proto := "http"
 	if r.tls {
@@ -96,14 +96,24 @@ func appendHead(b []byte, x exchange, id []byte) []byte {
 	b = append(b, ' ')
 	b = append(b, r.target...)
 	b = append(b, " HTTP/1.1\r\n"...)
+	if len(r.host) == 0 {
+		// An HTTP/1.0 client may send no Host; an HTTP/1.1 request must
+		// have one (RFC 9112 3.2), or the backend answers 400: the
+		// backend's own address, as NGINX's proxy_pass sends.
+		b = append(b, "Host: "...)
+		b = append(b, backend...)
+		b = append(b, "\r\n"...)
+	}
 	b = x.appendFields(b)
 	b = append(b, "X-Forwarded-For: "...)
 	b = x.appendPrior(b, false)
 	b = append(b, r.ip...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, proto...)
-	b = append(b, "\r\nX-Forwarded-Host: "...)
-	b = append(b, r.host...)
+	if len(r.host) > 0 {
+		b = append(b, "\r\nX-Forwarded-Host: "...)
+		b = append(b, r.host...)
+	}
 	b = append(b, "\r\nForwarded: "...)
 	b = x.appendPrior(b, true)
 	b = append(b, "for="...)
