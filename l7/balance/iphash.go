@@ -6,8 +6,9 @@ import "time"
 // (session persistence without cookies) while that backend is up.
 //
 // The hash selects a position in the backends' configured weights; every
-// configured backend keeps its place there whether it is up or not, so a
-// backend going down moves only its own clients. Those are rehashed, like
+// configured backend keeps its place there whether it is up or not, or
+// drained or at weight 0 (by its last weight above 0), so a backend going
+// down or drained moves only its own clients. Those are rehashed, like
 // NGINX's ip_hash does, which spreads them over the others in proportion
 // to weight and brings them back when their backend returns. Configured
 // weights, not slow-start weights, are used: a ramp would move clients
@@ -34,7 +35,7 @@ func (s *IPHash) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
 	}
 	var total uint64
 	for _, u := range ups {
-		total += uint64(u.weight.Load())
+		total += uint64(u.slotWeight.Load())
 	}
 	if total == 0 {
 		return nil
@@ -64,7 +65,7 @@ func (s *IPHash) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
 func weightedSlot(ups []*Upstream, r uint64) int {
 	last := 0
 	for i, u := range ups {
-		w := uint64(u.weight.Load())
+		w := uint64(u.slotWeight.Load())
 		if w == 0 {
 			continue
 		}

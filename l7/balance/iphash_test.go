@@ -12,40 +12,52 @@ func ipMap(s Selector, ups []*Upstream, clients int) []*Upstream {
 	return got
 }
 
-// A client keeps its backend while that backend is up; when it goes down
-// only its clients move, spread over the others, and they come back.
+// A client keeps its backend while that backend is up; when it goes down,
+// is drained or set to weight 0, only its clients move, spread over the
+// others, and they come back.
 func TestIPHashKeepsClientsUntilTheirBackendIsUnavailable(t *testing.T) {
-	s := seeded(t, "ip_hash", 1)
-	ups := pool(1, 1, 1, 1)
-	before := ipMap(s, ups, 10_000)
-	for i, u := range ipMap(s, ups, 10_000) {
-		if u != before[i] {
-			t.Fatalf("client %d went to %s, then %s", i, label(ups, before[i]), label(ups, u))
-		}
-	}
-	ups[1].SetDrained(true)
-	moved := make([]int, len(ups))
-	for i, u := range ipMap(s, ups, 10_000) {
-		if before[i] != ups[1] && u != before[i] {
-			t.Fatalf("client %d moved from %s to %s", i, label(ups, before[i]), label(ups, u))
-		}
-		if before[i] == ups[1] {
-			moved[index(ups, u)]++
-		}
-	}
-	if moved[1] != 0 {
-		t.Fatalf("%d clients stayed on the drained b", moved[1])
-	}
-	for _, i := range []int{0, 2, 3} {
-		if moved[i] < 500 {
-			t.Errorf("b's clients went %v: want them spread over a, c, d", moved)
-		}
-	}
-	ups[1].SetDrained(false)
-	for i, u := range ipMap(s, ups, 10_000) {
-		if u != before[i] {
-			t.Fatalf("client %d did not return to %s", i, label(ups, before[i]))
-		}
+	for _, tc := range []struct {
+		name      string
+		out, back func(u *Upstream)
+	}{
+		{"drained", func(u *Upstream) { u.SetDrained(true) }, func(u *Upstream) { u.SetDrained(false) }},
+		{"weight-0", func(u *Upstream) { u.SetWeight(0) }, func(u *Upstream) { u.SetWeight(1) }},
+		{"down", func(u *Upstream) { u.SetHealthy(false, t0) }, func(u *Upstream) { u.SetHealthy(true, t0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := seeded(t, "ip_hash", 1)
+			ups := pool(1, 1, 1, 1)
+			before := ipMap(s, ups, 10_000)
+			for i, u := range ipMap(s, ups, 10_000) {
+				if u != before[i] {
+					t.Fatalf("client %d went to %s, then %s", i, label(ups, before[i]), label(ups, u))
+				}
+			}
+			tc.out(ups[1])
+			moved := make([]int, len(ups))
+			for i, u := range ipMap(s, ups, 10_000) {
+				if before[i] != ups[1] && u != before[i] {
+					t.Fatalf("client %d moved from %s to %s", i, label(ups, before[i]), label(ups, u))
+				}
+				if before[i] == ups[1] {
+					moved[index(ups, u)]++
+				}
+			}
+			if moved[1] != 0 {
+				t.Fatalf("%d clients stayed on b", moved[1])
+			}
+			for _, i := range []int{0, 2, 3} {
+				if moved[i] < 500 {
+					t.Errorf("b's clients went %v: want them spread over a, c, d", moved)
+				}
+			}
+			tc.back(ups[1])
+			for i, u := range ipMap(s, ups, 10_000) {
+				if u != before[i] {
+					t.Fatalf("client %d did not return to %s", i, label(ups, before[i]))
+				}
+			}
+		})
 	}
 }
 

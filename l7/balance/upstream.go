@@ -22,11 +22,14 @@ type Upstream struct {
 
 	// Read-mostly state: written by health checks, the admin API and
 	// reloads, read by every Select.
-	weight    atomic.Int64
-	maxConns  atomic.Int64
-	slowStart atomic.Int64 // nanoseconds; 0 = no ramp
-	healthy   atomic.Bool
-	drained   atomic.Bool
+	weight atomic.Int64
+	// slotWeight is the last weight above zero: ip_hash places clients by
+	// it, so that weight 0 (a drain) moves only the backend's own clients.
+	slotWeight atomic.Int64
+	maxConns   atomic.Int64
+	slowStart  atomic.Int64 // nanoseconds; 0 = no ramp
+	healthy    atomic.Bool
+	drained    atomic.Bool
 	// leaving: on its way out (an API removal, a reload that dropped it,
 	// a DNS answer that no longer names it): not even its sticky sessions
 	// go to it, while a drained one keeps them.
@@ -81,7 +84,14 @@ func (u *Upstream) Weight() int { return int(u.weight.Load()) }
 
 // SetWeight changes the weight at run time (admin API, reload). Negative
 // weights count as 0.
-func (u *Upstream) SetWeight(w int) { u.weight.Store(int64(max(w, 0))) }
+func (u *Upstream) SetWeight(w int) {
+	u.weight.Store(int64(max(w, 0)))
+	if w > 0 {
+		u.slotWeight.Store(int64(w))
+	} else if u.slotWeight.Load() == 0 {
+		u.slotWeight.Store(1) // created at weight 0: a place of its own
+	}
+}
 
 // MaxConns is the in-flight limit; 0 = unlimited.
 func (u *Upstream) MaxConns() int { return int(u.maxConns.Load()) }
