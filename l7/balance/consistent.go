@@ -117,7 +117,11 @@ func (s *ConsistentHash) Select(ups []*Upstream, p *Pick, now time.Time) *Upstre
 		} else if !eligible(u, p, ns) {
 			continue
 		}
-		if float64(u.inflight.Load()) < math.Ceil(share*u.effectiveWeight(ns)) {
+		// One request of slack: a backend's in-flight count drops only
+		// once its answer has reached the client, so a client that sends
+		// its next request at once still finds the last one there; without
+		// it, a lone sequential client's key would move at low load.
+		if float64(u.inflight.Load()) < math.Ceil(share*u.effectiveWeight(ns))+1 {
 			return u
 		}
 		if small {

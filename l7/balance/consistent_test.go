@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -73,7 +74,8 @@ func TestConsistentHashSpreadsAHotKeyOffASaturatedBackend(t *testing.T) {
 	hot := &Pick{Key: "celebrity"}
 	home := s.Select(ups, hot, t0)
 	for range 4 {
-		// 4 in flight of 5 with this one: the share is ceil(1.25×5/3) = 3.
+		// 4 in flight of 5 with this one: the share is ceil(1.25×5/3) = 3,
+		// plus one request of slack.
 		home.Acquire()
 	}
 	spill := s.Select(ups, hot, t0)
@@ -94,7 +96,7 @@ func TestConsistentHashSpreadsAHotKeyOffASaturatedBackend(t *testing.T) {
 			total += v.Inflight()
 		}
 		for _, v := range ups {
-			if limit := (125*total + 299) / 300; v.Inflight() > max(limit, 4) {
+			if limit := (125*total+299)/300 + 1; v.Inflight() > max(limit, 4) {
 				t.Fatalf("%s holds %d of %d in flight, over the bound", label(ups, v), v.Inflight(), total)
 			}
 		}
@@ -133,4 +135,22 @@ func TestConsistentHashSpreadsRequestsWithoutAKey(t *testing.T) {
 		counts[index(ups, s.Select(ups, &Pick{}, t0))]++
 	}
 	checkShares(t, counts, []int{1, 1, 1}, 0.05)
+}
+
+// A lone client that sends its next request as soon as its answer came
+// keeps its backend: the request that just finished may still count as in
+// flight there (it is released once its answer reached the client), and
+// one request of slack keeps that from moving the key.
+func TestConsistentHashKeepsASequentialClientsKey(t *testing.T) {
+	s := seeded(t, "consistent_hash", 1)
+	ups := pool(1, 1, 1, 1)
+	for i := range 200 {
+		p := &Pick{Key: fmt.Sprint("key-", i)}
+		home := s.Select(ups, p, t0)
+		home.Acquire() // the last request, not released yet
+		if again := s.Select(ups, p, t0); again != home {
+			t.Fatalf("key %d: %s, then %s while its last request finished", i, label(ups, home), label(ups, again))
+		}
+		home.Release()
+	}
 }
