@@ -50,6 +50,14 @@ type request struct {
 	length int64
 	stream bool
 	read   bool // bytes of a streamed body were consumed: it cannot be replayed
+	// kept: a streamed body that an HTTP/2 backend's attempt read to its
+	// end, at most h2WholeBody and without trailers, is whole in keep, and
+	// can be sent again as if it had come with the head. Whether a small
+	// body streams at all depends on whether its DATA frame was already
+	// read when its HEADERS were (h2Conn.requestDone): a gRPC unary call
+	// must not lose its retry to that timing.
+	keep []byte
+	kept bool
 
 	end      time.Time // when the last request on the connection ended
 	deadline time.Time // the call's own deadline (grpc-timeout); zero: none

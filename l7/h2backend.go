@@ -52,6 +52,7 @@ type h2Call struct {
 	x       exchange
 	headReq bool
 	sentEnd bool // END_STREAM went out
+	whole   bool // the streamed body ended, and all of it is in the request's keep
 	closed  atomic.Bool
 	up      *upBody
 	sender  chan struct{} // closed when the body sender returned
@@ -82,7 +83,7 @@ func (s *h2Call) unlink() {
 	}
 	s.conn, s.id = nil, 0
 	s.gotHead, s.ended, s.reset, s.sending, s.noBody, s.chunked = false, false, false, false, false, false
-	s.err, s.buf, s.off, s.uncredited, s.sentEnd = nil, s.buf[:0], 0, 0, false
+	s.err, s.buf, s.off, s.uncredited, s.sentEnd, s.whole = nil, s.buf[:0], 0, 0, false, false
 	select {
 	case <-s.wake:
 	default:
@@ -333,11 +334,15 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 			call.stopSender()
 			if cerr := call.up.clientErr(); cerr != nil {
 				err = clientError{cerr}
+			} else if call.whole {
+				// The body ended and is whole in r.keep: this attempt's
+				// failure does not make it unsendable.
+				r.kept = true
 			}
 			call.up, call.sender = nil, nil
 		}
 		var refused errRefused
-		if errors.As(err, &refused) && !r.read {
+		if errors.As(err, &refused) && (!r.read || r.kept) {
 			if refused.gone && resends < h2Resends {
 				resends++
 				call.unlink()
@@ -366,7 +371,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 		}
 		return nil, fmt.Errorf("HTTP/2 backend %s: %w", cp.addr, err)
 	}
-	if r.stream {
+	if r.stream && call.up != nil {
 		if _, ok := x.(*h2Stream); !ok {
 			// Only an HTTP/2 client's body may still flow while its
 			// answer does: an HTTP/1.1 connection reads its next request
@@ -394,8 +399,12 @@ func (s *service) openH2(call *h2Call, cp *connPool, r *request, scheme, authori
 	if err != nil {
 		return err
 	}
-	if !r.stream {
-		err = conn.open(call, r.method, scheme, authority, r.target, grpc, r.body, true)
+	if !r.stream || r.kept {
+		body := r.body
+		if r.kept {
+			body = r.keep
+		}
+		err = conn.open(call, r.method, scheme, authority, r.target, grpc, body, true)
 		if call.conn == nil {
 			conn.done()
 		}
@@ -411,7 +420,8 @@ func (s *service) openH2(call *h2Call, cp *connPool, r *request, scheme, authori
 	if err != nil {
 		return err
 	}
-	r.read = true // it cannot be sent again, even if this attempt fails
+	r.read = true // it cannot be sent again, even if this attempt fails (unless kept whole)
+	r.keep = r.keep[:0]
 	call.up = streamBody(call.x)
 	call.sender = make(chan struct{})
 	go call.sendBody(r.length)
@@ -420,7 +430,12 @@ func (s *service) openH2(call *h2Call, cp *connPool, r *request, scheme, authori
 
 // sendBody sends a streamed request body on the call's stream as the
 // client's transport delivers it, then its end (with trailers, if the
-// client sent some).
+// client sent some). Up to h2WholeBody of it is kept in the request's
+// keep, and s.whole says that all of it is there: if the attempt fails the
+// request can be sent again. A stream that fails while the body still
+// comes is read on into keep (nothing more is sent), so that a small body
+// that was on its way is kept whole too; the pipeline's stopSender ends
+// that read.
 func (s *h2Call) sendBody(length int64) {
 	defer close(s.sender)
 	c := s.conn
@@ -429,10 +444,19 @@ func (s *h2Call) sendBody(length int64) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := (*bp)[:16<<10]
+	r := s.x.req()
+	keep := true // r.keep holds the whole body so far
+	var werr error
 	for {
 		n, err := rd.Read(buf)
 		if n > 0 {
-			if werr := c.sendData(s, buf[:n], false); werr != nil {
+			if keep = keep && len(r.keep)+n <= h2WholeBody; keep {
+				r.keep = append(r.keep, buf[:n]...)
+			}
+			if werr == nil {
+				werr = c.sendData(s, buf[:n], false)
+			}
+			if werr != nil && (!keep || werr == errBodyNotWanted || werr == errClientGone) {
 				rd.Close()
 				return
 			}
@@ -459,9 +483,16 @@ func (s *h2Call) sendBody(length int64) {
 			}
 			return
 		}
-		var werr error
+		trailers := false
 		if cb, ok := rd.(*chunkedBody); ok && len(cb.br.trailers) > 0 {
-			werr = c.sendTrailers(s, cb.br.trailers)
+			trailers = true
+		}
+		s.whole = keep && !trailers
+		if werr != nil {
+			return // the stream failed: the body is only kept
+		}
+		if trailers {
+			werr = c.sendTrailers(s, rd.(*chunkedBody).br.trailers)
 		} else {
 			werr = c.sendData(s, nil, true)
 		}

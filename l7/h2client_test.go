@@ -58,6 +58,7 @@ const (
 	rawGoAway               // GOAWAY naming the stream before this one as the last processed, then nothing
 	rawInterimEnd           // a 103 answer that ends the stream (malformed: a 1xx cannot)
 	rawOverLength           // the echo, under a content-length of half of it (malformed)
+	rawDrop                 // close the connection without an answer (a killed backend)
 )
 
 func newRawH2(t *testing.T, r *rawH2) *rawH2 {
@@ -148,6 +149,9 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 			r.refused.Add(1)
 			open.Add(-1)
 			write(func() { fr.WriteRSTStream(id, http2.ErrCodeRefusedStream) })
+		case rawDrop:
+			open.Add(-1)
+			c.Close()
 		case rawOverLength:
 			go answer(id, streams[id].body, len(streams[id].body)/2)
 		case rawInterimEnd:
@@ -398,6 +402,40 @@ func TestH2BackendSendsPastItsLength(t *testing.T) {
 	}
 	if b.conns.Load() != 1 {
 		t.Errorf("%d connections, want the one kept", b.conns.Load())
+	}
+}
+
+// TestGRPCCallWhoseBodyCameLateIsRetried: a gRPC unary call whose message
+// came in a DATA frame after its HEADERS (so xlb streamed it to the
+// backend) and whose backend died before answering is sent again, its
+// body whole, as one whose body came with its head is: whether a small
+// body streams depends only on how the client's frames were read.
+func TestGRPCCallWhoseBodyCameLateIsRetried(t *testing.T) {
+	dead := newRawH2(t, &rawH2{decide: func(int, int) rawAction { return rawDrop }})
+	live := newRawH2(t, &rawH2{})
+	_, c, base := startH2Proxy(t, false, addrYAML(dead.addr(), live.addr())+"backend_protocol: h2c\npassive_health: {max_fails: 0}\nretries: {attempts: 1, on: [grpc_unavailable]}\n", "")
+	for i := range 4 {
+		msg := []byte(fmt.Sprint("\x00\x00\x00\x00\x05call", i))
+		pr, pw := io.Pipe()
+		go func() {
+			time.Sleep(50 * time.Millisecond) // the DATA after the HEADERS
+			pw.Write(msg)
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", base+"/grpc.health.v1.Health/Check", pr)
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(got, msg) || resp.Header.Get("Grpc-Status") != "" {
+			t.Errorf("call %d: %d %q grpc-status %q, want the live backend's echo", i, resp.StatusCode, got, resp.Header.Get("Grpc-Status"))
+		}
+	}
+	if dead.conns.Load() == 0 {
+		t.Error("no call went to the dead backend first: the test proved nothing")
 	}
 }
 

@@ -102,6 +102,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 	// Only an idempotent request may be sent again (SPEC: retries are for
 	// idempotent requests only, even after a connect error), and only while
 	// its body is whole in the buffer: a streamed one cannot be replayed.
+	r.kept = false
 	safe := idempotent(r.method) && !r.stream
 	headReq := r.method == http.MethodHead
 	grpc := strings.HasPrefix(x.header("content-type", "Content-Type"), "application/grpc")
@@ -156,8 +157,11 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 				rec.status, rec.err = statusClientClosed, "the call's deadline (grpc-timeout) passed: "+err.Error()
 				return s.reply(x, rec, http.StatusGatewayTimeout, "deadline exceeded", id, 0)
 			}
+			// A streamed body the attempt read whole was kept: it can go
+			// again (roundTripH2).
+			safe = idempotent(r.method) && (!r.stream || r.kept)
 			status, retryable := s.upstreamFailure(err, u, safe)
-			if grpc && !r.stream && s.retryOn[retryGRPCUnavailable] {
+			if grpc && (!r.stream || r.kept) && s.retryOn[retryGRPCUnavailable] {
 				// A backend that failed before answering (reset, closed,
 				// killed) is what a gRPC client calls UNAVAILABLE: with
 				// grpc_unavailable in retries.on the operator says such
@@ -172,7 +176,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			rec.status, rec.err = status, err.Error()
 			return s.reply(x, rec, status, http.StatusText(status), id, 0)
 		}
-		if s.answered(u, pc, sent, safe, grpc, !r.stream) && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
+		if s.answered(u, pc, sent, safe, grpc, !r.stream || r.kept) && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
 			pc.discard()
 			u.Release()
 			pick.Tried = append(pick.Tried, u)
