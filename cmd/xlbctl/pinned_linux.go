@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"text/tabwriter"
 
@@ -81,7 +82,7 @@ func dumpPinned(pinPath string, w io.Writer, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(d)
+		return enc.Encode(d.view())
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -135,4 +136,92 @@ func dumpPinned(pinPath string, w io.Writer, asJSON bool) error {
 		fmt.Fprintf(tw, "  %s\t%d packets\t%d bytes\n", s.Name, s.Packets, s.Bytes)
 	}
 	return tw.Flush()
+}
+
+// The JSON form names fields as the admin API does (snake case, protocols
+// and durations in words), not as the Go types in package maps do.
+type (
+	jsonDump struct {
+		Services []jsonService `json:"services"`
+		Backends []jsonBackend `json:"backends"`
+		Rings    []ringSummary `json:"maglev_rings"`
+		Flows    []jsonFlow    `json:"flows"`
+		FlowsAll int           `json:"flows_total"`
+		Stats    []jsonStat    `json:"stats"`
+	}
+	jsonService struct {
+		ID         uint32         `json:"id"`
+		Address    string         `json:"address"`
+		Protocol   string         `json:"protocol"`
+		RingSize   uint32         `json:"ring_size"`
+		Forwarding string         `json:"forwarding"`
+		Scheduler  string         `json:"scheduler"`
+		RateLimit  *jsonRateLimit `json:"rate_limit"`
+	}
+	jsonRateLimit struct {
+		Rate  uint64 `json:"rate"`
+		Per   string `json:"per"`
+		Burst uint64 `json:"burst"`
+	}
+	jsonBackend struct {
+		ID        uint32 `json:"id"`
+		ServiceID uint32 `json:"service_id"`
+		Address   string `json:"address"`
+		Up        bool   `json:"up"`
+		FailOpen  bool   `json:"fail_open"`
+	}
+	jsonFlow struct {
+		Client     string `json:"client"`
+		Service    string `json:"service"`
+		Protocol   string `json:"protocol"`
+		BackendID  uint32 `json:"backend_id"`
+		ServiceID  uint32 `json:"service_id"`
+		Generation uint32 `json:"generation"`
+		LastSeenNs uint64 `json:"last_seen_ns"`
+	}
+	jsonStat struct {
+		Name    string `json:"name"`
+		Packets uint64 `json:"packets"`
+		Bytes   uint64 `json:"bytes"`
+	}
+)
+
+func protoName(p uint8) string {
+	if p == maps.ProtoUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+func (d dump) view() jsonDump {
+	out := jsonDump{Rings: d.Rings, FlowsAll: d.FlowsAll,
+		Services: []jsonService{}, Backends: []jsonBackend{}, Flows: []jsonFlow{}, Stats: []jsonStat{}}
+	if out.Rings == nil {
+		out.Rings = []ringSummary{}
+	}
+	for _, s := range d.Services {
+		js := jsonService{ID: s.ID, Address: netip.AddrPortFrom(s.VIP, s.Port).String(), Protocol: protoName(s.Proto),
+			RingSize: s.RingSize, Forwarding: "ipip", Scheduler: "maglev"}
+		if s.DSR {
+			js.Forwarding = "dsr"
+		}
+		if s.IPHash {
+			js.Scheduler = "ip_hash"
+		}
+		if s.Rate > 0 {
+			js.RateLimit = &jsonRateLimit{Rate: s.Rate, Per: s.Per.String(), Burst: s.Burst}
+		}
+		out.Services = append(out.Services, js)
+	}
+	for _, b := range d.Backends {
+		out.Backends = append(out.Backends, jsonBackend{ID: b.ID, ServiceID: b.ServiceID, Address: b.Addr.String(), Up: b.Up, FailOpen: b.FailOpen})
+	}
+	for _, f := range d.Flows {
+		out.Flows = append(out.Flows, jsonFlow{Client: f.Src.String(), Service: f.Dst.String(), Protocol: protoName(f.Proto),
+			BackendID: f.BackendID, ServiceID: f.ServiceID, Generation: f.Gen, LastSeenNs: f.LastSeen})
+	}
+	for _, st := range d.Stats {
+		out.Stats = append(out.Stats, jsonStat{Name: st.Name, Packets: st.Packets, Bytes: st.Bytes})
+	}
+	return out
 }

@@ -387,6 +387,28 @@ func TestDaemonWeightsAndStatus(t *testing.T) {
 		}
 	}
 	t.Logf("xlbctl status:\n%s", out)
+	// xlbctl maps -o json names fields as the API does, straight from the
+	// pinned maps.
+	out, err = exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbctl, "-o", "json", "maps", "-pin-path", l.pinDir+"/xlb").Output()
+	var dump struct {
+		Services []struct {
+			Address, Protocol, Forwarding, Scheduler string
+			RingSize                                 uint32 `json:"ring_size"`
+		} `json:"services"`
+		Backends []struct {
+			Address string
+			Up      bool
+		} `json:"backends"`
+		Flows []struct {
+			Client, Service string
+		} `json:"flows"`
+		FlowsTotal int `json:"flows_total"`
+	}
+	if err != nil || json.Unmarshal(out, &dump) != nil || len(dump.Services) != 1 || dump.Services[0].Address != "10.0.0.100:80" ||
+		dump.Services[0].Protocol != "tcp" || dump.Services[0].RingSize == 0 || len(dump.Backends) != 3 || !dump.Backends[0].Up ||
+		dump.FlowsTotal == 0 || len(dump.Flows) == 0 || dump.Flows[0].Service != "10.0.0.100:80" {
+		t.Errorf("xlbctl -o json maps: %v, %+v\n%s", err, dump, out)
+	}
 	metrics := l.call(t, "GET", api.PathMetrics, nil, 200, nil)
 	for _, want := range []string{`xlb_l4_packets_total{backend="10.0.0.13",service="api"}`, `xlb_backend_up{backend="10.0.0.11",service="api"} 1`,
 		"xlb_health_check_duration_seconds_bucket", `xlb_l4_dropped_total{reason="malformed"}`, `xlb_l4_new_flows_total`,
