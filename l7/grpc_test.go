@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -319,12 +318,7 @@ func TestGRPCRetriesOnUnavailable(t *testing.T) {
 // backend's trailers, from a trailers-only answer, or xlb's own.
 func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 	b := newGRPCBackend(t, "a")
-	reg := prometheus.NewRegistry()
-	var access syncBuffer
-	p := &proxy{listen: freePort(t)}
-	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
-	p.apply(t, addrYAML(b.addr)+"backend_protocol: h2c\n", "")
-	t.Cleanup(func() { p.srv.Shutdown(t.Context()) })
+	p, access, reg := startLoggedProxy(t, addrYAML(b.addr)+"backend_protocol: h2c\n", "")
 	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -351,24 +345,7 @@ func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 			t.Errorf("the access log has no %s:\n%s", want, access.String())
 		}
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "xlb_l7_grpc_calls_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "grpc_status" {
-					got[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	if got["0"] != 1 || got["9"] != 1 || got["14"] != 1 || got["1"] != 1 {
+	if got := grpcCallsByStatus(t, reg); got["0"] != 1 || got["9"] != 1 || got["14"] != 1 || got["1"] != 1 {
 		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one each of 0, 9, 14 and 1", got)
 	}
 }
@@ -478,12 +455,7 @@ func TestGRPCBackendGoneMidStream(t *testing.T) {
 	testgrpc.RegisterTestServiceServer(srv, impl)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	reg := prometheus.NewRegistry()
-	var access syncBuffer
-	p := &proxy{listen: freePort(t)}
-	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
-	p.apply(t, addrYAML(ln.Addr().String())+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 1m}\n", "")
-	t.Cleanup(func() { p.srv.Shutdown(t.Context()) })
+	p, access, reg := startLoggedProxy(t, addrYAML(ln.Addr().String())+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 1m}\n", "")
 	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -515,16 +487,30 @@ func TestGRPCBackendGoneMidStream(t *testing.T) {
 	if st, _ := p.srv.Status("web"); len(st) != 1 || st[0].Failures != 1 {
 		t.Errorf("passive health after the call: %+v, want 1 failure", st)
 	}
-	mfs, _ := reg.Gather()
-	found := false
+	if got := grpcCallsByStatus(t, reg); got["14"] != 1 {
+		t.Errorf("xlb_l7_grpc_calls_total by status: %v, want one call ended 14", got)
+	}
+}
+
+// grpcCallsByStatus sums xlb_l7_grpc_calls_total by grpc_status.
+func grpcCallsByStatus(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
 	for _, mf := range mfs {
+		if mf.GetName() != "xlb_l7_grpc_calls_total" {
+			continue
+		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				found = found || mf.GetName() == "xlb_l7_grpc_calls_total" && l.GetName() == "grpc_status" && l.GetValue() == "14" && m.GetCounter().GetValue() == 1
+				if l.GetName() == "grpc_status" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
-	if !found {
-		t.Error("xlb_l7_grpc_calls_total has no call ended 14")
-	}
+	return got
 }

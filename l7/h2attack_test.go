@@ -21,6 +21,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -40,12 +42,14 @@ func servedMeanwhile(t *testing.T, addr string) {
 	}
 }
 
-// startLoggedProxy is startProxy with an access log.
-func startLoggedProxy(t *testing.T, service, l7keys string) (*proxy, *syncBuffer) {
+// startLoggedProxy is startProxy with an access log and a metrics
+// registry the test reads.
+func startLoggedProxy(t *testing.T, service, l7keys string) (*proxy, *syncBuffer, *prometheus.Registry) {
 	t.Helper()
 	var access syncBuffer
+	reg := prometheus.NewRegistry()
 	p := &proxy{listen: freePort(t)}
-	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), StickySecret: make([]byte, 32)}))
+	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
 	p.apply(t, service, l7keys)
 	p.url = "http://" + p.listen
 	t.Cleanup(func() {
@@ -53,7 +57,7 @@ func startLoggedProxy(t *testing.T, service, l7keys string) (*proxy, *syncBuffer
 		defer cancel()
 		p.srv.Shutdown(ctx)
 	})
-	return p, &access
+	return p, &access, reg
 }
 
 // TestH2RapidResetBounded (CVE-2023-44487): a client that opens streams
@@ -68,7 +72,7 @@ func TestH2RapidResetBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		io.WriteString(w, "ok")
 	})
-	p, access := startLoggedProxy(t, backendsYAML(be)+"passive_health: {max_fails: 1, fail_timeout: 30s}\n", "")
+	p, access, _ := startLoggedProxy(t, backendsYAML(be)+"passive_health: {max_fails: 1, fail_timeout: 30s}\n", "")
 	h := dialH2Raw(t, p.listen)
 	evs := h.events()
 	block := h.block("/")
