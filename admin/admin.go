@@ -66,15 +66,16 @@ type Options struct {
 	Families []promfamily.Family
 	// Logger receives one Info line per mutating call (default: discard).
 	Logger *slog.Logger
-	// Ready tells /healthz whether the daemon is serving (nil: always).
-	Ready func() bool
+	// Ready tells /healthz whether the daemon is serving: nil, or why not
+	// (a nil Ready: always serving).
+	Ready func() error
 }
 
 // Server is the admin HTTP server.
 type Server struct {
 	ctl     Controller
 	log     *slog.Logger
-	ready   func() bool
+	ready   func() error
 	token   atomic.Pointer[tokenFile] // nil: mutating calls are open
 	listen  string
 	preLn   net.Listener
@@ -101,7 +102,7 @@ func New(c Controller, o Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.ready == nil {
-		s.ready = func() bool { return true }
+		s.ready = func() error { return nil }
 	}
 	if s.listen == "" {
 		s.listen = DefaultListen

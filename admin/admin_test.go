@@ -220,13 +220,14 @@ func (a answer) decode(t *testing.T, v any) {
 func TestHealthz(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		ready      func() bool
+		ready      func() error
 		wantStatus int
 		wantBody   string
+		wantError  string
 	}{
-		{"nil-ready-is-ok", nil, 200, "ok"},
-		{"ready", func() bool { return true }, 200, "ok"},
-		{"not-ready", func() bool { return false }, 503, "unavailable"},
+		{"nil-ready-is-ok", nil, 200, "ok", ""},
+		{"ready", func() error { return nil }, 200, "ok", ""},
+		{"not-ready", func() error { return errors.New("interface eth0 is gone") }, 503, "unavailable", "interface eth0 is gone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, err := New(newFake(), Options{Ready: tc.ready})
@@ -238,10 +239,10 @@ func TestHealthz(t *testing.T) {
 			if rec.Code != tc.wantStatus {
 				t.Fatalf("status %d, want %d", rec.Code, tc.wantStatus)
 			}
-			var got struct{ Status string }
+			var got struct{ Status, Error string }
 			answer{rec.Code, rec.Header(), rec.Body.Bytes()}.decode(t, &got)
-			if got.Status != tc.wantBody {
-				t.Errorf("status field %q, want %q", got.Status, tc.wantBody)
+			if got.Status != tc.wantBody || got.Error != tc.wantError {
+				t.Errorf("answer %+v, want status %q, error %q", got, tc.wantBody, tc.wantError)
 			}
 		})
 	}

@@ -84,11 +84,11 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	if !s.ready() {
+	if err := s.ready(); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, struct {
 			Status string `json:"status"`
 			Error  string `json:"error"`
-		}{"unavailable", "not ready"})
+		}{"unavailable", err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

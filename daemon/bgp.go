@@ -47,6 +47,11 @@ type announcer struct {
 	// pinPath names the node's maintenance mark (package maintenance).
 	pinPath    string
 	configPath string
+	// unserved says why the data plane misses an interface ("": it
+	// does not; Daemon.notServing); nil until the daemon sets it.
+	unserved func() string
+	// l4Off: no xdp.interfaces, nothing here forwards an L4 VIP.
+	l4Off bool
 
 	mu      sync.Mutex
 	started bool
@@ -137,11 +142,21 @@ func (a *announcer) forget(service string) { a.sp.Forget(service) }
 
 // wanted applies the service's announce mode to its state.
 func (a *announcer) wanted(s *service, failOpen bool) (bool, string) {
+	if a.l4Off {
+		return false, "the L4 data plane is off (no xdp.interfaces): this node does not forward the VIP"
+	}
 	switch s.cfg.Announce {
 	case "never":
 		return false, "announce: never"
 	case "always":
 		return true, "announce: always"
+	}
+	if a.unserved != nil {
+		if why := a.unserved(); why != "" {
+			// Traffic the routers send here would be dropped or passed
+			// to the kernel, not balanced.
+			return false, "the L4 data plane does not forward: " + why
+		}
 	}
 	// up counts the weighted backends that are up and proven; drainedUp
 	// the drained ones, which still serve established flows. Weighted is

@@ -66,6 +66,35 @@ func TestBGPWanted(t *testing.T) {
 	}
 }
 
+// TestBGPWantedNeedsTheDataPlane: a VIP whose backends are up is not
+// announced while the program is missing from an interface (announce:
+// always ones are), nor at all with the L4 data plane off.
+func TestBGPWantedNeedsTheDataPlane(t *testing.T) {
+	a1 := netip.MustParseAddr("10.0.1.1")
+	svc := func(announce string) *service {
+		return &service{cfg: config.Service{Name: "api", Layer: 4, Announce: announce}, backends: []*backend{
+			{name: a1.String(), addr: a1, conf: config.Backend{Address: a1.String(), Addr: a1, Weight: 1}, src: fromConfig, up: true}}}
+	}
+	why := ""
+	a := &announcer{unserved: func() string { return why }}
+	if got, reason := a.wanted(svc("healthy"), false); !got {
+		t.Fatalf("with the program attached: not wanted (%s)", reason)
+	}
+	why = "interface eth0 is gone"
+	if got, reason := a.wanted(svc("healthy"), false); got || !strings.Contains(reason, why) {
+		t.Errorf("with eth0 gone: wanted %t (%q), want false saying so", got, reason)
+	}
+	if got, _ := a.wanted(svc("always"), false); !got {
+		t.Error("announce: always with eth0 gone: withdrawn, want announced")
+	}
+	a = &announcer{l4Off: true}
+	for _, mode := range []string{"healthy", "always"} {
+		if got, reason := a.wanted(svc(mode), false); got || !strings.Contains(reason, "no xdp.interfaces") {
+			t.Errorf("announce: %s with L4 off: wanted %t (%q), want false saying so", mode, got, reason)
+		}
+	}
+}
+
 func TestBGPSettingsIgnoreLines(t *testing.T) {
 	a := &config.BGP{ASN: 1, Line: 3, Peers: []config.BGPPeer{{ASN: 2, Line: 5}}}
 	b := &config.BGP{ASN: 1, Line: 9, Peers: []config.BGPPeer{{ASN: 2, Line: 11}}}

@@ -64,6 +64,9 @@ type Daemon struct {
 	setToken func(path string) error
 	// restartNeeded is what the last good reload left for a restart.
 	restartNeeded atomic.Pointer[[]string]
+	// unserved says why the XDP program is missing from a configured
+	// interface ("" or nil: it is on all of them); checkAttachments.
+	unserved atomic.Pointer[string]
 }
 
 // OnTokenFile registers what applies a reloaded admin.token_file (the admin
@@ -111,6 +114,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.hk = newHousekeeper(log, d.r, d.dp.maps != nil)
+	d.hk.checkAttachments = d.checkAttachments
 	d.r.l4 = newL4Projector(log, d.dp.maps, d.dp.ids)
 	d.r.l7 = &l7Projector{web: d.web}
 	paths := checkPaths{backendTLS: d.web.BackendTLS}
@@ -142,6 +146,7 @@ func New(opts Options) (*Daemon, error) {
 	if d.bgp != nil {
 		d.r.l4.synced, d.r.l4.removed = d.bgp.synced, d.bgp.forget
 		sink.bgp, d.ctl.bgp = d.bgp, d.bgp
+		d.bgp.unserved, d.bgp.l4Off = d.notServing, d.dp.maps == nil
 	}
 	if d.dp.maps != nil {
 		warmNeighbours(log, cfg)
@@ -260,8 +265,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether the daemon serves (for /healthz).
-func (d *Daemon) Ready() bool { return d.ready.Load() }
+// Ready reports whether the daemon serves (for /healthz): nil, or why not.
+func (d *Daemon) Ready() error {
+	if !d.ready.Load() {
+		return errors.New("not ready")
+	}
+	if why := d.notServing(); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
 
 // Config returns the running config.
 func (d *Daemon) Config() *config.Config { return d.r.config() }

@@ -23,6 +23,9 @@ type housekeeper struct {
 	// lastScan is when a pass last read the flow table for draining L4
 	// backends.
 	lastScan time.Time
+	// checkAttachments looks for interfaces that lost the XDP program
+	// (Daemon.checkAttachments); nil: nothing to check.
+	checkAttachments func()
 }
 
 // flowScanEvery spaces the flow-table reads of draining L4 backends: a
@@ -85,6 +88,9 @@ func (h *housekeeper) pass(now time.Time) {
 	}
 	if !h.l4On {
 		return
+	}
+	if h.checkAttachments != nil {
+		h.checkAttachments()
 	}
 	var addrs []netip.Addr
 	h.r.read(func(_ *config.Config, m *model) {

@@ -26,6 +26,30 @@ type l4Projector struct {
 	// BGP announcer).
 	synced  func(s *service, failOpen bool)
 	removed func(service string)
+	// listedOff are the services told to synced while the data plane is
+	// off (maps nil), so that a reload that drops one tells removed.
+	listedOff map[string]bool
+}
+
+// listOff tells synced of every L4 service while the data plane is off:
+// the speaker lists them, with why none is announced.
+func (p *l4Projector) listOff(m *model) {
+	if p.synced == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, name := range m.order {
+		if s := m.services[name]; s.cfg.IsL4() {
+			p.synced(s, false)
+			seen[name] = true
+		}
+	}
+	for name := range p.listedOff {
+		if !seen[name] && p.removed != nil {
+			p.removed(name)
+		}
+	}
+	p.listedOff = seen
 }
 
 // l4State is what the kernel holds for one service.
@@ -110,6 +134,7 @@ func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
 // service is synced.
 func (p *l4Projector) reconcile(m *model) error {
 	if p.maps == nil {
+		p.listOff(m)
 		return nil
 	}
 	var errs []error

@@ -256,6 +256,29 @@ func (r *reconciler) nextRemoval() (time.Time, bool) {
 }
 
 // read runs fn with the running config and model, which it must not change.
+// resyncAnnouncements tells the BGP speaker again what every L4 service
+// wants announced, after something outside the model changed it (the data
+// plane lost or got back an interface).
+func (r *reconciler) resyncAnnouncements() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.l4.synced == nil {
+		return
+	}
+	for _, name := range r.model.order {
+		if s := r.model.services[name]; s.cfg.IsL4() {
+			r.l4.synced(s, r.l4.failingOpen(name))
+		}
+	}
+}
+
+// retargetAll hands the health checker its targets again, made anew.
+func (r *reconciler) retargetAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retarget(r.model)
+}
+
 func (r *reconciler) read(fn func(cfg *config.Config, m *model)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -69,10 +69,21 @@ func (d *Dataplane) Attach(ifname string, mode Mode) (Attachment, error) {
 
 	if cur, ok := d.links[ifname]; ok {
 		if cur.Ifindex != ifindex {
-			// The interface was deleted and re-created: the old link is defunct.
+			// The interface was deleted and re-created: the old link is
+			// defunct, and so is the egress probe link.
 			d.log.Info("interface was re-created, dropping its old xdp link", keyInterface, ifname)
 			_ = dropLink(cur.link)
 			delete(d.links, ifname)
+			d.dropProbes(ifname)
+		} else if !linkHolds(cur.link) {
+			// Someone detached it (xlbctl detach, bpftool link detach):
+			// attaching again is what this call asks for.
+			d.log.Info("xdp link was detached by someone else, attaching again", keyInterface, ifname)
+			_ = dropLink(cur.link)
+			delete(d.links, ifname)
+			if err := d.repinMaps(); err != nil {
+				return Attachment{}, fmt.Errorf("attach xdp to %s: %w", ifname, err)
+			}
 		} else if mode == ModeAuto || mode == cur.Mode {
 			return cur.Attachment, nil
 		} else {
@@ -251,6 +262,82 @@ func (d *Dataplane) Attachments() []Attachment {
 		out = append(out, d.links[name].Attachment)
 	}
 	return out
+}
+
+// LossKind says how an attachment lost its interface.
+type LossKind int
+
+const (
+	// LinkDetached: the interface is there, the program is not: someone
+	// detached the link (xlbctl detach, bpftool link detach). Only an
+	// explicit Attach puts it back.
+	LinkDetached LossKind = iota
+	// InterfaceGone: the interface was deleted, and the kernel detached
+	// the link with it.
+	InterfaceGone
+	// InterfaceRecreated: the interface was deleted and one of the same
+	// name is back (a new ifindex); Attach attaches to it.
+	InterfaceRecreated
+)
+
+func (k LossKind) String() string {
+	switch k {
+	case LinkDetached:
+		return "detached"
+	case InterfaceGone:
+		return "interface gone"
+	case InterfaceRecreated:
+		return "interface re-created"
+	}
+	return fmt.Sprintf("LossKind(%d)", int(k))
+}
+
+// Loss is an attachment whose program no longer runs on its interface.
+type Loss struct {
+	Interface string
+	Kind      LossKind
+}
+
+// Lost lists the attachments whose link no longer holds the program on
+// their interface, by name. Names resolve in the calling thread's network
+// namespace, as Attach's do.
+func (d *Dataplane) Lost() []Loss {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Loss
+	for _, name := range sortedKeys(d.links) {
+		a := d.links[name]
+		if linkHolds(a.link) {
+			continue
+		}
+		kind := LinkDetached
+		if iface, err := netlink.LinkByName(name); err != nil {
+			kind = InterfaceGone
+		} else if iface.Attrs().Index != a.Ifindex {
+			kind = InterfaceRecreated
+		}
+		out = append(out, Loss{Interface: name, Kind: kind})
+	}
+	return out
+}
+
+// linkHolds says whether an XDP link still has its program on an
+// interface: the kernel zeroes the link's ifindex when it is detached or
+// its interface goes away.
+func linkHolds(l link.Link) bool {
+	info, err := l.Info()
+	return err == nil && info.XDP() != nil && info.XDP().Ifindex != 0
+}
+
+// dropProbes closes the egress probe link of an interface, so that the
+// next AttachHealthProbes attaches anew; under d.mu.
+func (d *Dataplane) dropProbes(ifname string) {
+	if l, ok := d.probes[ifname]; ok {
+		_ = l.Close()
+		delete(d.probes, ifname)
+	}
 }
 
 // Detach removes the program from one interface: it detaches the link, unpins and

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -400,6 +401,40 @@ func (d *Dataplane) Close() error {
 		errs = append(errs, fmt.Errorf("close xdp collection: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// repinMaps pins again the maps whose pins were removed while this
+// Dataplane held them (xlbctl detach with xlbd running), so that a link
+// attached again comes with maps the next xlbd adopts and xlbctl maps
+// reads; under d.mu.
+func (d *Dataplane) repinMaps() error {
+	if d.pinPath == "" {
+		return nil
+	}
+	if err := os.MkdirAll(d.pinPath, 0o700); err != nil {
+		return fmt.Errorf("re-pin maps: %w", err)
+	}
+	v := reflect.ValueOf(&d.Objs.LbMaps).Elem()
+	for i := range v.NumField() {
+		m, ok := v.Field(i).Interface().(*ebpf.Map)
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if !ok || m == nil || name == "" {
+			continue
+		}
+		path := filepath.Join(d.pinPath, name)
+		if _, err := os.Stat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		// The handle still believes in its old pin, and pinning at the path
+		// it believes in is a no-op: forget it first.
+		if err := m.Unpin(); err != nil {
+			return fmt.Errorf("re-pin map %s: %w", name, err)
+		}
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("re-pin map %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Unpin removes every pinned link and map under pinPath, as `xlbctl detach` does: the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -869,5 +870,100 @@ func TestUnpinDetachesWhileHeld(t *testing.T) {
 	waitNoXDP(t, lb, "eth0")
 	if err := d.Close(); err != nil {
 		t.Errorf("Close after Unpin: %v", err)
+	}
+}
+
+// TestLostAttachments: an attachment whose link no longer holds the program
+// is reported with how it was lost: detached by someone (xlbctl detach: the
+// pins are gone too), its interface deleted, or deleted and back under a new
+// ifindex. Attach after a detach attaches again and pins the maps again;
+// after a re-creation it attaches to the new interface, egress probes too.
+func TestLostAttachments(t *testing.T) {
+	tp := netns.New(t)
+	lb, peer := tp.AddHost("lb"), tp.AddHost("peer")
+	tp.Pair(lb, "eth0", nil, peer, "eth0", nil)
+	pin := bpffs(t)
+	d := load(t, Options{PinPath: pin})
+	attach(t, lb, d, "eth0", ModeGeneric)
+	lost := func() []Loss {
+		t.Helper()
+		var out []Loss
+		if err := lb.Do(func() error { out = d.Lost(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := lost(); len(got) != 0 {
+		t.Fatalf("Lost() right after Attach = %v, want none", got)
+	}
+
+	if err := Unpin(pin); err != nil {
+		t.Fatal(err)
+	}
+	waitNoXDP(t, lb, "eth0")
+	if got := lost(); !reflect.DeepEqual(got, []Loss{{"eth0", LinkDetached}}) {
+		t.Fatalf("Lost() after Unpin = %v, want eth0 detached", got)
+	}
+	a := attach(t, lb, d, "eth0", ModeGeneric)
+	if id, _ := xdpOf(t, lb, "eth0"); id != uint32(a.ProgramID) {
+		t.Fatalf("after attaching again eth0 runs program %d, want %d", id, a.ProgramID)
+	}
+	if got := lost(); len(got) != 0 {
+		t.Fatalf("Lost() after attaching again = %v, want none", got)
+	}
+	for _, name := range []string{"flows", "services", "backends", "links/eth0"} {
+		if _, err := os.Stat(filepath.Join(pin, name)); err != nil {
+			t.Errorf("after attaching again: %v, want %s pinned again", err, name)
+		}
+	}
+	if err := lb.Do(func() error { return d.AttachHealthProbes("eth0") }); err != nil {
+		t.Fatal(err)
+	}
+
+	delEth0 := func() {
+		t.Helper()
+		if err := lb.Do(func() error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkDel(l)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delEth0()
+	if got := lost(); !reflect.DeepEqual(got, []Loss{{"eth0", InterfaceGone}}) {
+		t.Fatalf("Lost() after deleting eth0 = %v, want eth0 gone", got)
+	}
+	tp.Pair(lb, "eth0", nil, peer, "eth1", nil)
+	if got := lost(); !reflect.DeepEqual(got, []Loss{{"eth0", InterfaceRecreated}}) {
+		t.Fatalf("Lost() after re-creating eth0 = %v, want eth0 re-created", got)
+	}
+	a = attach(t, lb, d, "eth0", ModeGeneric)
+	if id, _ := xdpOf(t, lb, "eth0"); id != uint32(a.ProgramID) {
+		t.Fatalf("after the re-creation eth0 runs program %d, want %d", id, a.ProgramID)
+	}
+	if got := lost(); len(got) != 0 {
+		t.Fatalf("Lost() after attaching to the new eth0 = %v, want none", got)
+	}
+	if err := lb.Do(func() error { return d.AttachHealthProbes("eth0") }); err != nil {
+		t.Fatal(err)
+	}
+	var ifindex int
+	if err := lb.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil {
+			ifindex = l.Attrs().Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	probe := d.probes["eth0"]
+	d.mu.Unlock()
+	if info, err := probe.Info(); err != nil || info.TCX() == nil || int(info.TCX().Ifindex) != ifindex {
+		t.Errorf("health-probe link after the re-creation: %+v, %v; want it on the new eth0 (ifindex %d)", info, err, ifindex)
 	}
 }

@@ -1066,6 +1066,25 @@ func TestBGPScaleOut(t *testing.T) {
 			t.Errorf("lb2 after detach and restart: announcing off")
 		}
 	})
+
+	// The program taken off behind xlbd's back (not through its API, which
+	// would withdraw first): the node would drop what the routers send it,
+	// so it withdraws by itself, and announces again once a reload put the
+	// program back.
+	t.Run("program-lost-is-withdrawn", func(t *testing.T) {
+		if err := loader.Unpin(filepath.Join(lb2.pinDir, "xlb")); err != nil {
+			t.Fatal(err)
+		}
+		took := l.waitHops(t, lb1.addr)
+		t.Logf("lb2 withdrew %v after its program was detached", took.Round(time.Millisecond))
+		for _, s := range lb2.bgp(t).Services {
+			if s.Name == "api" && (s.Wanted || !strings.Contains(s.Reason, "detached from eth0")) {
+				t.Errorf("lb2's api service with its program detached: %+v, want unwanted, saying why", s)
+			}
+		}
+		lb2.call(t, "POST", "/api/v1/reload", nil, 200, nil)
+		l.waitHops(t, lb1.addr, lb2.addr)
+	})
 }
 
 // established reports whether every session of the node is up: one to the
