@@ -158,6 +158,20 @@ func (c *client) do(ctx context.Context, method, target string, in, out any) ([]
 	return raw, nil
 }
 
+// notServing is why xlbd's /healthz says it does not serve ("" while it
+// does, or when that cannot be told).
+func (c *client) notServing(ctx context.Context) string {
+	_, err := c.do(ctx, http.MethodGet, c.endpoint(api.PathHealthz), nil, nil)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusServiceUnavailable {
+		if ae.answer.Error != "" {
+			return ae.answer.Error
+		}
+		return "not ready"
+	}
+	return ""
+}
+
 func (c *client) services(ctx context.Context) (api.Services, []byte, error) {
 	var out api.Services
 	raw, err := c.do(ctx, http.MethodGet, c.endpoint(api.PathServices), nil, &out)

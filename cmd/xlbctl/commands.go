@@ -238,7 +238,17 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.show(raw, func(w io.Writer) error { return renderStatus(w, svcs) })
+	return c.show(raw, func(w io.Writer) error {
+		// What /healthz tells an upstream balancer belongs above the
+		// table: the XDP program gone from an interface makes every L4
+		// row below stale.
+		if why := c.api.notServing(ctx); why != "" {
+			if _, err := fmt.Fprintf(w, "WARNING: xlbd is not serving: %s\n\n", why); err != nil {
+				return err
+			}
+		}
+		return renderStatus(w, svcs)
+	})
 }
 
 // fetchStatus gets every service, or the one named.

@@ -206,8 +206,32 @@ func TestStatusOneService(t *testing.T) {
 	if !strings.Contains(out, "10.0.1.1") || strings.Contains(out, "dns") {
 		t.Errorf("status api:\n%s", out)
 	}
-	if r := c.requests(); len(r) != 1 || r[0].path != "/api/v1/services/api" {
-		t.Errorf("requests %+v", r)
+	if r := c.requests(); len(r) != 2 || r[0].path != "/api/v1/services/api" || r[1].path != "/healthz" {
+		t.Errorf("requests %+v, want the service, then /healthz", r)
+	}
+}
+
+// TestStatusWarnsWhenNotServing: what /healthz tells an upstream balancer
+// heads the table; nothing is added while xlbd serves, nor to -o json.
+func TestStatusWarnsWhenNotServing(t *testing.T) {
+	c, url := newCanned(t)
+	c.set("GET /healthz", 200, `{"status": "ok"}`)
+	if _, out, _ := xlbctl(t, "-admin", url, "status"); strings.Contains(out, "WARNING") {
+		t.Errorf("status while serving:\n%s", out)
+	}
+	c.set("GET /healthz", 503, `{"status": "unavailable", "error": "interface eth0 is gone: nothing is forwarded there until it is back"}`)
+	code, out, errOut := xlbctl(t, "-admin", url, "status")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if first, _, _ := strings.Cut(out, "\n"); first != "WARNING: xlbd is not serving: interface eth0 is gone: nothing is forwarded there until it is back" {
+		t.Errorf("first line %q, want the warning:\n%s", first, out)
+	}
+	if !strings.Contains(out, "10.0.1.1") {
+		t.Errorf("no table after the warning:\n%s", out)
+	}
+	if _, out, _ := xlbctl(t, "-admin", url, "-o", "json", "status"); strings.Contains(out, "WARNING") {
+		t.Errorf("-o json status carries the warning:\n%s", out)
 	}
 }
 

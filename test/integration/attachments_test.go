@@ -63,6 +63,9 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 		t.Fatalf("xlbctl detach left the program:\n%s", out)
 	}
 	wantHealthz("healthz after xlbctl detach", 503, "detached from eth0")
+	if out := l.lb.Run(t, bins.xlbctl, "status"); !strings.HasPrefix(out, "WARNING: xlbd is not serving: the XDP program was detached from eth0") {
+		t.Errorf("xlbctl status with the program detached:\n%s", out)
+	}
 
 	l.call(t, "POST", "/api/v1/reload", nil, 200, nil)
 	wantHealthz("healthz after the reload", 200, "")
