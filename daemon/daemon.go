@@ -234,6 +234,12 @@ func (d *Daemon) ReloadConfig() error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	if d.notServing() != "" {
+		// A detach took the probes' neighbour entries with the program
+		// (loader.Unpin); the targets this reload hands the checker make
+		// them again.
+		probeNeighbours.Clear()
+	}
 	if err := d.dp.reattach(cfg); err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected; the running config keeps serving", "err", err)

@@ -4,6 +4,7 @@
 package loader
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf"
@@ -437,8 +439,37 @@ func (d *Dataplane) repinMaps() error {
 	return nil
 }
 
+// removeProbeNeighbours deletes the neighbour entries xlbd made on an
+// interface for health probes through the forwarding path: permanent ones
+// that give an address the interface's own MAC (a VIP the kernel would
+// otherwise ask ARP or NDP for). Left behind, they would send this host's
+// own traffic to those addresses nowhere once xlb is gone. An interface
+// that is gone took its entries with it.
+func removeProbeNeighbours(ifname string) error {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil
+	}
+	mac := l.Attrs().HardwareAddr
+	neighs, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("neighbour entries of %s: %w", ifname, err)
+	}
+	var errs []error
+	for _, n := range neighs {
+		if n.State&netlink.NUD_PERMANENT == 0 || len(mac) == 0 || !bytes.Equal(n.HardwareAddr, mac) {
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove the probe neighbour entry %s on %s: %w", n.IP, ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Unpin removes every pinned link and map under pinPath, as `xlbctl detach` does: the
-// program detaches once no process holds the links any more. Only files xlb knows
+// program detaches once no process holds the links any more. The probe neighbour
+// entries xlbd made on those links' interfaces go too (removeProbeNeighbours). Only files xlb knows
 // are removed (links/*, the LB collection's map names), then the folders if empty. A
 // missing pinPath is not an error. A bpffs mounted at pinPath stays mounted.
 func Unpin(pinPath string) error {
@@ -457,6 +488,9 @@ func Unpin(pinPath string) error {
 	}
 	for _, e := range entries {
 		path := filepath.Join(linkDir, e.Name())
+		if err := removeProbeNeighbours(e.Name()); err != nil {
+			errs = append(errs, err)
+		}
 		// A running xlbd holds its links open: removing the pin alone would
 		// leave the program attached until it exits. Detaching the link
 		// takes the program off the interface at once, whoever holds it.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -965,5 +966,43 @@ func TestLostAttachments(t *testing.T) {
 	d.mu.Unlock()
 	if info, err := probe.Info(); err != nil || info.TCX() == nil || int(info.TCX().Ifindex) != ifindex {
 		t.Errorf("health-probe link after the re-creation: %+v, %v; want it on the new eth0 (ifindex %d)", info, err, ifindex)
+	}
+}
+
+// TestUnpinRemovesProbeNeighbours: the permanent entries xlbd makes for
+// probes through the forwarding path (an address given the interface's own
+// MAC) go with a detach; other permanent entries stay.
+func TestUnpinRemovesProbeNeighbours(t *testing.T) {
+	lb, _ := pair(t)
+	pin := bpffs(t)
+	d := load(t, Options{PinPath: pin})
+	attach(t, lb, d, "eth0", ModeGeneric)
+	var own net.HardwareAddr
+	foreign := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x42}
+	if err := lb.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		own = l.Attrs().HardwareAddr
+		for ip, mac := range map[string]net.HardwareAddr{"10.99.0.100": own, "10.99.0.7": foreign} {
+			if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+				IP: net.ParseIP(ip), HardwareAddr: mac}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Do(func() error { return Unpin(pin) }); err != nil {
+		t.Fatalf("Unpin: %v", err)
+	}
+	out := lb.Run(t, "ip", "neigh", "show", "dev", "eth0")
+	if strings.Contains(out, "10.99.0.100 ") {
+		t.Errorf("the probe entry (own MAC %s) survived the detach:\n%s", own, out)
+	}
+	if !strings.Contains(out, "10.99.0.7 ") {
+		t.Errorf("a foreign permanent entry went with the detach:\n%s", out)
 	}
 }

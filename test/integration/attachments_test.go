@@ -63,6 +63,9 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 		t.Fatalf("xlbctl detach left the program:\n%s", out)
 	}
 	wantHealthz("healthz after xlbctl detach", 503, "detached from eth0")
+	if out := l.lb.Run(t, "ip", "neigh", "show", vip4.String()); strings.Contains(out, "PERMANENT") {
+		t.Errorf("the VIP's probe neighbour entry outlived the detach: %s", out)
+	}
 	if out := l.lb.Run(t, bins.xlbctl, "status"); !strings.HasPrefix(out, "WARNING: xlbd is not serving: the XDP program was detached from eth0") {
 		t.Errorf("xlbctl status with the program detached:\n%s", out)
 	}
@@ -77,6 +80,22 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 			t.Errorf("after the reload: %v", err)
 		}
 	}
+	allHealthy := func(what string) {
+		t.Helper()
+		waitFor(t, what, 5*time.Second, func() bool {
+			for _, s := range l.services(t).Services {
+				for _, b := range s.Backends {
+					if !b.Healthy {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
+	// Checked through the forwarding path again: the reload made the
+	// VIP's probe neighbour entry anew.
+	allHealthy("backends healthy after the reload")
 	balanced("after the reload")
 
 	l.lb.Run(t, "ip", "link", "del", "eth0")
@@ -95,16 +114,7 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); !strings.Contains(out, "prog/xdp") {
 		t.Fatalf("no program on the re-created eth0:\n%s", out)
 	}
-	waitFor(t, "backends healthy again on the new eth0", 5*time.Second, func() bool {
-		for _, s := range l.services(t).Services {
-			for _, b := range s.Backends {
-				if !b.Healthy {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	allHealthy("backends healthy again on the new eth0")
 	balanced("on the re-created eth0")
 }
 
