@@ -921,19 +921,7 @@ func TestLostAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	delEth0 := func() {
-		t.Helper()
-		if err := lb.Do(func() error {
-			l, err := netlink.LinkByName("eth0")
-			if err != nil {
-				return err
-			}
-			return netlink.LinkDel(l)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	delEth0()
+	lb.Run(t, "ip", "link", "del", "eth0")
 	if got := lost(); !reflect.DeepEqual(got, []Loss{{"eth0", InterfaceGone}}) {
 		t.Fatalf("Lost() after deleting eth0 = %v, want eth0 gone", got)
 	}
