@@ -89,6 +89,9 @@ type Speaker struct {
 	announced map[netip.Addr]bool     // VIPs in GoBGP's RIB
 	peers     map[netip.Addr]*peerRun // by address
 	cancel    context.CancelFunc
+	// held counts Batch calls under way: the RIB follows the wants only
+	// once they end.
+	held int
 }
 
 type want struct {
@@ -259,6 +262,24 @@ func (s *Speaker) SetWanted(service string, vip netip.Addr, wanted bool, reason 
 	s.reconcileLocked()
 }
 
+// Batch runs fn, which may call SetWanted and Forget any number of times,
+// and brings the announced VIPs in line with the wants once, when it ends:
+// a reload that moves services between VIPs (two names swapped) must not
+// withdraw, even for a moment, a VIP that is wanted before and after it.
+func (s *Speaker) Batch(fn func()) {
+	s.mu.Lock()
+	s.held++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.held--; s.held == 0 {
+			s.reconcileLocked()
+		}
+	}()
+	fn()
+}
+
 // Forget drops a removed service.
 func (s *Speaker) Forget(service string) {
 	s.mu.Lock()
@@ -306,7 +327,7 @@ func (s *Speaker) desiredLocked() map[netip.Addr]bool {
 // reconcileLocked adds and deletes paths so that GoBGP's RIB holds exactly
 // the desired VIPs.
 func (s *Speaker) reconcileLocked() {
-	if s.stopped {
+	if s.stopped || s.held > 0 {
 		return
 	}
 	want := s.desiredLocked()

@@ -247,6 +247,54 @@ func TestAnnounceOffWithdrawsEverything(t *testing.T) {
 	r.waitPrefixes(t, "10.0.0.10/32")
 }
 
+// TestBatchNeverWithdrawsAVIPWantedThroughout: two services swap VIPs, as
+// a reload that swaps their names does. One change at a time withdraws a
+// VIP between the two; in a Batch nothing is withdrawn.
+func TestBatchNeverWithdrawsAVIPWantedThroughout(t *testing.T) {
+	r := newRouter(t, lo, map[netip.Addr]string{xlbA: ""})
+	s := newSpeaker(t, r, xlbA, nil)
+	var logs lockedBuffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	s.SetWanted("a", vip1, true, "up")
+	s.SetWanted("b", vip2, true, "up")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitPrefixes(t, "10.0.0.10/32", "10.0.0.20/32")
+	s.Batch(func() {
+		s.SetWanted("a", vip2, true, "up")
+		s.SetWanted("b", vip1, true, "up")
+	})
+	if strings.Contains(logs.String(), "bgp: withdrawn") {
+		t.Errorf("a batched swap withdrew a VIP:\n%s", logs.String())
+	}
+	// The same swap back, one change at a time: the test sees a withdrawal.
+	s.SetWanted("a", vip1, true, "up")
+	s.SetWanted("b", vip2, true, "up")
+	if !strings.Contains(logs.String(), "bgp: withdrawn") {
+		t.Errorf("an unbatched swap withdrew nothing: the check cannot fail\n%s", logs.String())
+	}
+	r.waitPrefixes(t, "10.0.0.10/32", "10.0.0.20/32")
+}
+
+// lockedBuffer is a log destination GoBGP's goroutines may write to too.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestImportsNothing(t *testing.T) {
 	r := newRouter(t, lo, map[netip.Addr]string{xlbA: ""})
 	nlri, _ := bgp.NewIPAddrPrefix(netip.MustParsePrefix("198.51.100.0/24"))

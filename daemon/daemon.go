@@ -144,7 +144,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	if d.bgp != nil {
-		d.r.l4.synced, d.r.l4.removed = d.bgp.synced, d.bgp.forget
+		d.r.l4.synced, d.r.l4.removed, d.r.l4.batch = d.bgp.synced, d.bgp.forget, d.bgp.sp.Batch
 		sink.bgp, d.ctl.bgp = d.bgp, d.bgp
 		d.bgp.unserved, d.bgp.l4Off = d.notServing, d.dp.maps == nil
 	}

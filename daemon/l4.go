@@ -26,6 +26,9 @@ type l4Projector struct {
 	// BGP announcer).
 	synced  func(s *service, failOpen bool)
 	removed func(service string)
+	// batch, when set, runs a whole reconcile's synced and removed calls
+	// as one change (bgp.Speaker.Batch).
+	batch func(func())
 	// listedOff are the services told to synced while the data plane is
 	// off (maps nil), so that a reload that drops one tells removed.
 	listedOff map[string]bool
@@ -132,7 +135,18 @@ func (p *l4Projector) recoveredBackends(c *config.Service) []netip.Addr {
 // reconcile makes the kernel hold exactly m's L4 services: those gone or
 // changed into another VIP/port/protocol are removed first, then every
 // service is synced.
-func (p *l4Projector) reconcile(m *model) error {
+func (p *l4Projector) reconcile(m *model) (err error) {
+	if p.batch == nil {
+		return p.reconcileEach(m)
+	}
+	// Told of each service as it is written, the speaker would withdraw a
+	// VIP that one service leaves before the next takes it.
+	p.batch(func() { err = p.reconcileEach(m) })
+	return err
+}
+
+// reconcileEach is reconcile, one service after the other.
+func (p *l4Projector) reconcileEach(m *model) error {
 	if p.maps == nil {
 		p.listOff(m)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +104,55 @@ func TestBGPReloadsKeepTheVIP(t *testing.T) {
 			t.Errorf("%s: api-v2 after the rename: %+v", n.name, s)
 		}
 	}
+
+	// Two services on two VIPs swap names: both VIPs are wanted before
+	// and after, so no withdrawal may reach the router, not even one
+	// quickly undone (told of one service at a time, the speaker withdrew
+	// the VIP the first one left until the second took it).
+	other := strings.ReplaceAll(svc("other", slow, "10.0.0.11", "10.0.0.12", "10.0.0.13"), vip4.String(), idleVIP)
+	reloadAll(svc("api-v2", slow, "10.0.0.11", "10.0.0.12", "10.0.0.13") + other)
+	waitFor(t, "both VIPs announced by both nodes", 10*time.Second, func() bool {
+		return slices.Equal(l.nextHops(t, idleVIP), both) && slices.Equal(l.nextHops(t, vip4.String()), both)
+	})
+	before := l.birdWithdraws(t)
+	swapped := strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(
+		svc("api-v2", slow, "10.0.0.11", "10.0.0.12", "10.0.0.13")+other, "name: api-v2", "name: tmp"), "name: other", "name: api-v2"), "name: tmp", "name: other")
+	reloadAll(swapped)
+	time.Sleep(time.Second)
+	if after := l.birdWithdraws(t); after != before {
+		t.Errorf("a reload swapping two services' names across their VIPs: the router received %d withdrawals", after-before)
+	}
+	for _, n := range l.nodes {
+		if s := n.service(t, "other"); s.Address != vip4.String()+":80" {
+			t.Errorf("%s: other after the swap: %s, want %s:80", n.name, s.Address, vip4)
+		}
+	}
+}
+
+// birdWithdraws is the number of withdrawals the router received from
+// every node over IPv4 (bird's import withdraws, received column).
+func (l *bgpLab) birdWithdraws(t *testing.T) int {
+	t.Helper()
+	total := 0
+	for _, n := range l.nodes {
+		out := l.birdc(t, "show", "protocols", "all", n.name)
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && f[0] == "Import" && f[1] == "withdraws:" {
+				v, err := strconv.Atoi(f[2])
+				if err != nil {
+					t.Fatalf("birdc: %q: %v", line, err)
+				}
+				total += v
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("birdc show protocols all %s: no import withdraws line:\n%s", n.name, out)
+		}
+	}
+	return total
 }
 
 type hopEvent struct {
