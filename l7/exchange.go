@@ -61,6 +61,13 @@ type request struct {
 
 	end      time.Time // when the last request on the connection ended
 	deadline time.Time // the call's own deadline (grpc-timeout); zero: none
+	// waitFrom is when the attempt's request was on an open backend
+	// connection, whole: its answer's wait, which least_time averages,
+	// counts from there. A dial or TLS handshake, or a client's slow
+	// upload, is no measure of how fast the backend answers, and a first
+	// sample that held one would keep a backend as fast as the others
+	// from being chosen again for as long as samples count.
+	waitFrom time.Time
 
 	// Per-request scratch space kept with the connection, so that a
 	// request allocates nothing.

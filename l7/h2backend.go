@@ -321,6 +321,7 @@ func (s *service) roundTripH2(x exchange, cp *connPool, id []byte, sent time.Tim
 	for refusals, resends := 0, 0; ; {
 		err := s.openH2(call, cp, r, scheme, authority, grpc)
 		if err == nil {
+			r.waitFrom = time.Now() // the stream is open, on a connection that was, or was dialed
 			var bodyDone <-chan struct{}
 			if call.up != nil {
 				bodyDone = call.up.done

@@ -28,6 +28,10 @@ func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent tim
 				return nil, err
 			}
 		}
+		r.waitFrom = sent
+		if !reused {
+			r.waitFrom = time.Now() // after the dial
+		}
 		wrote, err := s.writeRequest(x, pc, id)
 		if err == nil {
 			// A streamed body went out at the client's pace in
@@ -36,6 +40,7 @@ func (s *service) roundTrip(x exchange, u *balance.Upstream, id []byte, sent tim
 			from := sent
 			if r.stream {
 				from = time.Now()
+				r.waitFrom = from
 			}
 			var w bool
 			w, err = pc.roundTrip(from, s.headTimeout(r, from), headReq, r.upgrade != "", x)

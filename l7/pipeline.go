@@ -184,7 +184,7 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			continue
 		}
 		now := time.Now()
-		u.ObserveLatency(now.Sub(sent), now)
+		u.ObserveLatency(now.Sub(r.waitFrom), now)
 		rec.status = pc.head.Status
 		// inTrailers: a gRPC answer whose status comes after its messages
 		// (answered left it unjudged).

@@ -15,9 +15,12 @@ const (
 	// the in-flight factor of least_time reacts faster still.
 	latencyHalfLife = 10 * time.Second
 	// latencyRecent is how old the newest sample may be for the average
-	// to count. After that the backend is probed again as if new, so a
-	// backend that was slow once is not avoided forever.
-	latencyRecent = 30 * time.Second
+	// to count. After that the backend is probed again as if new (scored
+	// as the fastest, and its next sample starts a new average), so a
+	// backend is avoided for at most this long after a slow answer: one
+	// that is slow gets one request that often, one that was slow once
+	// (a cold cache, a pause) is back within seconds.
+	latencyRecent = 5 * time.Second
 	// latencyWarmup is the number of first samples that are averaged
 	// plainly, so that the first request after a (re)start, often slow
 	// with cold caches, does not dominate the average for a half-life.
@@ -69,7 +72,7 @@ func (u *Upstream) ObserveLatency(d time.Duration, now time.Time) {
 }
 
 // Latency is the backend's average response time and whether it has a
-// sample from the last 30 seconds; without one the average is stale and a
+// sample from the last 5 seconds; without one the average is stale and a
 // scheduler should not trust it.
 func (u *Upstream) Latency(now time.Time) (time.Duration, bool) {
 	v, ok := u.latency(now.UnixNano())

@@ -11,10 +11,10 @@ import "time"
 // which is latency × (in-flight + 1) / weight when the weights are equal.
 // The "+1" is spread evenly instead of per backend so that equal backends
 // tie (the first drawn wins) and shares follow the weights, while a faster
-// backend still wins with nothing in flight.
+// backend still wins with nothing in flight. Scores within 20% tie.
 //
 // A backend without a recent latency sample (new, recovered, or avoided for
-// 30 seconds) is scored with the lowest latency among the others: it ties
+// 5 seconds) is scored with the lowest latency among the others: it ties
 // with the fastest, so it is probed and cannot starve, but it cannot take
 // more than the fastest backend's share while it has no samples either.
 type LeastTime struct {
@@ -52,11 +52,18 @@ func (s *LeastTime) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
 	spread := float64(w.n) / w.total // 1 / mean effective weight
 	ca := la * (load(ups[a], w.weight(a)) + spread)
 	cb := lb * (load(ups[b], w.weight(b)) + spread)
-	if cb < ca {
+	if cb < ca*(1-leastTimeTie) {
 		return ups[b]
 	}
 	return ups[a]
 }
+
+// leastTimeTie is how much lower the second draw's score must be to win:
+// closer scores tie, and the first draw (random, by weight) wins. Without
+// it, two equal backends with few requests in flight are told apart by
+// noise: the one whose average came out lower takes every request, and
+// the other, not chosen, keeps its sample until it is stale.
+const leastTimeTie = 0.2
 
 // fastest is the lowest recent average latency among the eligible
 // backends; only needed when a drawn backend has no sample.

@@ -69,18 +69,34 @@ func TestLeastTimeProbesABackendWithoutSamples(t *testing.T) {
 	}
 }
 
-// A slow backend that lost every draw has no recent sample 30s later and
-// is probed again, so it is never starved for good.
+// A slow backend that lost every draw has no recent sample 5s later and
+// is probed again, so it is never starved for long.
 func TestLeastTimeProbesAStaleBackendAgain(t *testing.T) {
 	ups := pool(1, 1)
 	ups[0].ObserveLatency(10*time.Millisecond, t0)
 	ups[1].ObserveLatency(time.Second, t0)
-	later := t0.Add(31 * time.Second)
+	later := t0.Add(6 * time.Second)
 	ups[0].ObserveLatency(10*time.Millisecond, later)
 	if c := leastTimeCounts(t, ups, t0.Add(time.Second), 1000); c[1] != 0 {
 		t.Fatalf("while its sample is recent: picks %v, want none for b", c)
 	}
 	if c := leastTimeCounts(t, ups, later, 1000); c[1] < 400 {
 		t.Fatalf("once its sample is stale: picks %v, want b probed", c)
+	}
+}
+
+// Averages within 20% of each other tie, and the random first draw wins:
+// two backends that differ by noise share the requests, where the exact
+// comparison gave every one to whichever average came out lower.
+func TestLeastTimeTiesCloseAverages(t *testing.T) {
+	ups := pool(1, 1)
+	ups[0].ObserveLatency(10*time.Millisecond, t0)
+	ups[1].ObserveLatency(11*time.Millisecond, t0)
+	if c := leastTimeCounts(t, ups, t0, 10_000); c[1] < 4_000 {
+		t.Fatalf("10ms against 11ms: picks %v, want about even", c)
+	}
+	ups[1].ObserveLatency(30*time.Millisecond, t0) // average 20ms: twice a's
+	if c := leastTimeCounts(t, ups, t0, 10_000); c[1] != 0 {
+		t.Fatalf("10ms against 20ms: picks %v, want none for b", c)
 	}
 }

@@ -175,22 +175,24 @@ func TestLatencyIsATimeDecayingAverage(t *testing.T) {
 	for range latencyWarmup {
 		u.ObserveLatency(20*time.Millisecond, t0)
 	}
-	// Past warm-up a sample's weight is the time since the last one: after
-	// a half-life the average is halfway to the new sample.
-	u.ObserveLatency(60*time.Millisecond, t0.Add(latencyHalfLife))
-	if got, _ := u.Latency(t0.Add(latencyHalfLife)); got != 40*time.Millisecond {
-		t.Fatalf("one half-life later: %v, want 40ms", got)
+	// Past warm-up a sample's weight is the time since the last one: a
+	// quarter of a half-life later it weighs 1 - 2^-1/4 of the average.
+	gap := latencyHalfLife / 4
+	u.ObserveLatency(60*time.Millisecond, t0.Add(gap))
+	want := time.Duration(20e6 + (1-math.Exp2(-0.25))*40e6)
+	if got, _ := u.Latency(t0.Add(gap)); got < want-time.Microsecond || got > want+time.Microsecond {
+		t.Fatalf("a quarter half-life later: %v, want %v", got, want)
 	}
 	// Samples close together move it little.
-	u.ObserveLatency(1040*time.Millisecond, t0.Add(latencyHalfLife+time.Millisecond))
-	if got, _ := u.Latency(t0.Add(latencyHalfLife)); got > 41*time.Millisecond {
+	u.ObserveLatency(1040*time.Millisecond, t0.Add(gap+time.Millisecond))
+	if got, _ := u.Latency(t0.Add(gap)); got > want+time.Millisecond {
 		t.Fatalf("a sample 1ms later moved the average to %v", got)
 	}
-	// After 30s without a sample the average is stale, and the next
-	// sample starts afresh.
-	last := t0.Add(latencyHalfLife + time.Millisecond)
+	// After latencyRecent without a sample the average is stale, and the
+	// next sample starts afresh.
+	last := t0.Add(gap + time.Millisecond)
 	if _, ok := u.Latency(last.Add(latencyRecent + time.Nanosecond)); ok {
-		t.Fatal("a 30s old average is still recent")
+		t.Fatalf("a %v old average is still recent", latencyRecent)
 	}
 	u.ObserveLatency(5*time.Millisecond, last.Add(time.Minute))
 	if got, ok := u.Latency(last.Add(time.Minute)); !ok || got != 5*time.Millisecond {
