@@ -35,13 +35,16 @@ func (d *Daemon) checkAttachments() {
 	}
 	cfg := d.r.config()
 	var missing []string
+	lost := map[string]bool{}
 	for _, l := range d.dp.dp.Lost() {
+		lost[l.Interface] = true
 		switch l.Kind {
 		case loader.InterfaceRecreated:
 			if err := d.dp.repair(cfg, l.Interface); err != nil {
 				missing = append(missing, fmt.Sprintf("interface %s was re-created and attaching to it failed: %v", l.Interface, err))
 				continue
 			}
+			delete(lost, l.Interface)
 			d.log.Warn("interface was re-created: xdp attached to it again", "interface", l.Interface)
 			// The VIPs' neighbour entries for probes went with the old
 			// interface: make them again, as a first check target does.
@@ -53,6 +56,7 @@ func (d *Daemon) checkAttachments() {
 			missing = append(missing, fmt.Sprintf("the XDP program was detached from %s (xlbctl detach?): reload or restart xlbd to attach it again", l.Interface))
 		}
 	}
+	d.lostIfs.Store(&lost)
 	now := strings.Join(missing, "; ")
 	if prev := d.unserved.Load(); prev != nil && *prev == now {
 		return
@@ -64,6 +68,15 @@ func (d *Daemon) checkAttachments() {
 		d.log.Error("L4 data plane not forwarding", "reason", now)
 	}
 	d.r.resyncAnnouncements()
+}
+
+// lostInterfaces names the configured interfaces the program is missing
+// from, as the last check found (xlb_xdp_attached).
+func (d *Daemon) lostInterfaces() map[string]bool {
+	if p := d.lostIfs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // notServing says why the L4 data plane does not forward on every

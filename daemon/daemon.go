@@ -67,6 +67,7 @@ type Daemon struct {
 	// unserved says why the XDP program is missing from a configured
 	// interface ("" or nil: it is on all of them); checkAttachments.
 	unserved atomic.Pointer[string]
+	lostIfs  atomic.Pointer[map[string]bool]
 }
 
 // OnTokenFile registers what applies a reloaded admin.token_file (the admin
@@ -100,6 +101,7 @@ func New(opts Options) (*Daemon, error) {
 	d := &Daemon{opts: opts, log: log}
 	d.r = &reconciler{log: log, model: newModel()}
 	d.met = newMetrics(opts.Version, d.r)
+	d.met.lost = d.lostInterfaces
 	if err := d.met.register(reg); err != nil {
 		return nil, err
 	}

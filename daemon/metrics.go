@@ -31,7 +31,10 @@ type metrics struct {
 	checkedMu sync.Mutex
 	checked   map[string]bool
 
-	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info *prometheus.Desc
+	packets, bytes, newFlows, dropped, verdicts, events, up, failOpen, info, attached *prometheus.Desc
+	// lost names the configured interfaces the XDP program is missing
+	// from (Daemon.checkAttachments); nil until the daemon sets it.
+	lost func() map[string]bool
 }
 
 // The daemon's metric families; MetricFamilies declares them, so that
@@ -54,6 +57,7 @@ var (
 	famDiscovered  = promfamily.Gauge("xlb_discovery_backends", "Backends the service's DNS name gives now (after max_backends).")
 	famPeerUp      = promfamily.Gauge("xlb_bgp_peer_up", "1 while the BGP session to the peer is established.")
 	famAnnounced   = promfamily.Gauge("xlb_bgp_announced", "1 while the service's VIP is announced to the BGP peers.")
+	famAttached    = promfamily.Gauge("xlb_xdp_attached", "1 while the XDP program is on the configured interface (0: detached, or the interface is gone).")
 )
 
 // MetricFamilies is every family xlbd's own collectors and its L7 tier
@@ -61,7 +65,7 @@ var (
 func MetricFamilies() []promfamily.Family {
 	return append([]promfamily.Family{famReloads, famCheckTime, famChecks, famTransitions,
 		famPackets, famBytes, famNewFlows, famDropped, famVerdicts, famEvents, famUp, famFailOpen, famInfo,
-		famLookups, famDiscovered, famPeerUp, famAnnounced}, l7.MetricFamilies()...)
+		famLookups, famDiscovered, famPeerUp, famAnnounced, famAttached}, l7.MetricFamilies()...)
 }
 
 func newMetrics(version string, r *reconciler) *metrics {
@@ -81,6 +85,7 @@ func newMetrics(version string, r *reconciler) *metrics {
 		up:          famUp.Desc(sb...),
 		failOpen:    famFailOpen.Desc("service"),
 		info:        famInfo.Desc("version"),
+		attached:    famAttached.Desc("interface"),
 	}
 	// A series that appears only at the first failure cannot be alerted on
 	// with increase() until a second one, nor told apart from a daemon that
@@ -128,7 +133,7 @@ func (m *metrics) register(reg *prometheus.Registry) error {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.newFlows, m.dropped, m.verdicts, m.events, m.up, m.failOpen, m.info} {
+	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.newFlows, m.dropped, m.verdicts, m.events, m.up, m.failOpen, m.info, m.attached} {
 		ch <- d
 	}
 	m.checks.Describe(ch)
@@ -150,10 +155,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	var rows []row
 	failOpen := map[string]bool{}
-	var l7names []string
+	var l7names, ifnames []string
 	var health []prometheus.Metric
 	mp := m.r.l4.maps
-	m.r.read(func(_ *config.Config, md *model) {
+	m.r.read(func(cfg *config.Config, md *model) {
+		if mp != nil && cfg != nil {
+			ifnames = cfg.XDP.Interfaces
+		}
 		// Under the model's lock: a backend it has cannot lose its series
 		// to a change made between this look and the pruning.
 		health = m.backendSeries(md)
@@ -173,6 +181,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	})
+	var lost map[string]bool
+	if m.lost != nil {
+		lost = m.lost()
+	}
+	for _, ifname := range ifnames {
+		ch <- prometheus.MustNewConstMetric(m.attached, prometheus.GaugeValue, b2f(!lost[ifname]), ifname)
+	}
 	for _, name := range l7names {
 		for _, b := range m.r.l7.status(name) {
 			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(b.Healthy && !b.Ejected), name, b.Address)

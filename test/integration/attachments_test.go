@@ -62,7 +62,22 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
 		t.Fatalf("xlbctl detach left the program:\n%s", out)
 	}
+	attached := func() string {
+		t.Helper()
+		for _, line := range strings.Split(string(l.call(t, "GET", api.PathMetrics, nil, 200, nil)), "\n") {
+			if strings.HasPrefix(line, `xlb_xdp_attached{interface="eth0"}`) {
+				return line
+			}
+		}
+		return "no xlb_xdp_attached series for eth0"
+	}
+	if got := attached(); got != `xlb_xdp_attached{interface="eth0"} 1` {
+		t.Errorf("attached: %s", got)
+	}
 	wantHealthz("healthz after xlbctl detach", 503, "detached from eth0")
+	if got := attached(); got != `xlb_xdp_attached{interface="eth0"} 0` {
+		t.Errorf("detached: %s", got)
+	}
 	if out := l.lb.Run(t, "ip", "neigh", "show", vip4.String()); strings.Contains(out, "PERMANENT") {
 		t.Errorf("the VIP's probe neighbour entry outlived the detach: %s", out)
 	}
@@ -72,6 +87,9 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 
 	l.call(t, "POST", "/api/v1/reload", nil, 200, nil)
 	wantHealthz("healthz after the reload", 200, "")
+	if got := attached(); got != `xlb_xdp_attached{interface="eth0"} 1` {
+		t.Errorf("attached again: %s", got)
+	}
 	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); !strings.Contains(out, "prog/xdp") {
 		t.Fatalf("no program after the reload:\n%s", out)
 	}
