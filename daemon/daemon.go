@@ -236,10 +236,11 @@ func (d *Daemon) ReloadConfig() error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
-	if d.notServing() != "" {
+	if d.dp.dp != nil && len(d.dp.dp.Lost()) > 0 {
 		// A detach took the probes' neighbour entries with the program
 		// (loader.Unpin); the targets this reload hands the checker make
-		// them again.
+		// them again. Looked at now: the housekeeper may not have seen
+		// the detach yet.
 		probeNeighbours.Clear()
 	}
 	if err := d.dp.reattach(cfg); err != nil {
