@@ -384,6 +384,9 @@ type BackendStatus struct {
 	Inflight int64
 	Requests uint64
 	Failures uint64
+	// Latency is the average least_time weighs (from the request on an
+	// open connection to the answer's head); zero without a recent sample.
+	Latency time.Duration
 }
 
 // Status reports a service's backends (sorted by address), and whether it
@@ -409,9 +412,13 @@ func (s *Server) Status(service string) ([]BackendStatus, bool) {
 	now := time.Now()
 	out := make([]BackendStatus, 0, len(all))
 	for _, u := range all {
+		lat, recent := u.Latency(now)
+		if !recent {
+			lat = 0
+		}
 		out = append(out, BackendStatus{
 			Address: u.Addr, Weight: u.Weight(), Healthy: u.Healthy(), Drained: u.Drained(), Ejected: u.Ejected(now),
-			Inflight: u.Inflight(), Requests: u.Requests(), Failures: u.Failures(),
+			Inflight: u.Inflight(), Requests: u.Requests(), Failures: u.Failures(), Latency: lat,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })

@@ -75,11 +75,13 @@ func (u *Upstream) ObserveLatency(d time.Duration, now time.Time) {
 // sample from the last 5 seconds; without one the average is stale and a
 // scheduler should not trust it.
 func (u *Upstream) Latency(now time.Time) (time.Duration, bool) {
-	v, ok := u.latency(now.UnixNano())
+	v, _, ok := u.latency(now.UnixNano())
 	return time.Duration(v), ok
 }
 
-func (u *Upstream) latency(ns int64) (float64, bool) {
+// latency is the average, the time of its newest sample, and whether that
+// is recent.
+func (u *Upstream) latency(ns int64) (float64, int64, bool) {
 	l := &u.lat
 	for {
 		s := l.seq.Load()
@@ -91,7 +93,7 @@ func (u *Upstream) latency(ns int64) (float64, bool) {
 		}
 		bits, at := l.avg.Load(), l.at.Load()
 		if l.seq.Load() == s {
-			return math.Float64frombits(bits), at != 0 && ns-at <= int64(latencyRecent)
+			return math.Float64frombits(bits), at, at != 0 && ns-at <= int64(latencyRecent)
 		}
 	}
 }

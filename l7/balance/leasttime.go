@@ -1,6 +1,9 @@
 package balance
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // LeastTime is the power of two random choices on expected response time:
 // draw two different backends in proportion to effective weight and take
@@ -35,8 +38,8 @@ func (s *LeastTime) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
 	if b < 0 {
 		return ups[a]
 	}
-	la, oka := ups[a].latency(ns)
-	lb, okb := ups[b].latency(ns)
+	la, oka := ups[a].score(ns)
+	lb, okb := ups[b].score(ns)
 	if !oka || !okb {
 		floor, ok := s.fastest(&w)
 		if !ok {
@@ -58,6 +61,25 @@ func (s *LeastTime) Select(ups []*Upstream, p *Pick, now time.Time) *Upstream {
 	return ups[a]
 }
 
+// score is the latency least_time weighs: the average, lowered by half for
+// every leastTimeAge since its newest sample, and whether there is a recent
+// one. A backend that lost the draws for a while is tried again once its
+// score has fallen near the others': at most a second or two for one that
+// differs from them by noise (a pause, a cold cache), about log2(k)
+// seconds, one request at a time, for one k times slower. A backend with
+// requests every few milliseconds keeps its average as it is.
+func (u *Upstream) score(ns int64) (float64, bool) {
+	v, at, ok := u.latency(ns)
+	if !ok {
+		return 0, false
+	}
+	return v * math.Exp2(-float64(max(ns-at, 0))/float64(leastTimeAge)), true
+}
+
+// leastTimeAge is how long it takes for an unsampled backend's score to
+// halve.
+const leastTimeAge = time.Second
+
 // leastTimeTie is how much lower the second draw's score must be to win:
 // closer scores tie, and the first draw (random, by weight) wins. Without
 // it, two equal backends with few requests in flight are told apart by
@@ -74,7 +96,7 @@ func (s *LeastTime) fastest(w *weighted) (float64, bool) {
 		if w.weight(i) <= 0 {
 			continue
 		}
-		if l, ok := u.latency(w.ns); ok && (!found || l < low) {
+		if l, ok := u.score(w.ns); ok && (!found || l < low) {
 			low, found = l, true
 		}
 	}

@@ -100,3 +100,25 @@ func TestLeastTimeTiesCloseAverages(t *testing.T) {
 		t.Fatalf("10ms against 20ms: picks %v, want none for b", c)
 	}
 }
+
+// A backend whose only sample came out high (a pause, a cold cache) loses
+// every draw at first, but its score falls while it is not chosen: it is
+// tried again within a second, not once its sample is stale.
+func TestLeastTimeRetriesABackendThatLostOnNoise(t *testing.T) {
+	ups := pool(1, 1)
+	ups[0].ObserveLatency(10*time.Millisecond, t0)
+	ups[1].ObserveLatency(15*time.Millisecond, t0) // 50% over a's
+	s := seeded(t, "least_time", 7)
+	now := t0
+	for range 1000 { // a request every 2ms, each answered by a in 10ms
+		now = now.Add(2 * time.Millisecond)
+		if u := s.Select(ups, &Pick{}, now); u == ups[1] {
+			if d := now.Sub(t0); d < 200*time.Millisecond || d > time.Second {
+				t.Fatalf("b tried again %v after its sample, want between 0.2s and 1s", d)
+			}
+			return
+		}
+		ups[0].ObserveLatency(10*time.Millisecond, now)
+	}
+	t.Fatal("b never tried again in 2s")
+}
