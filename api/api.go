@@ -58,6 +58,10 @@ type Backend struct {
 	LastCheck    string   `json:"last_check,omitempty"` // last health check result ("ok" or the error)
 	Active       int64    `json:"active"`               // L4: flow-table entries; L7: in-flight requests
 	Counters     Counters `json:"counters"`
+	// ResponseTimeMs is L7's time-decaying average from a request on an
+	// open connection to its answer's head, what least_time weighs;
+	// omitted without a sample in the last 5 seconds (and for L4).
+	ResponseTimeMs float64 `json:"response_time_ms,omitempty"`
 }
 
 // Counters are traffic totals: packets, bytes and new flows for L4,

@@ -5,6 +5,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -118,6 +119,8 @@ func (c *controller) l7Status(s *service) api.Service {
 		if u, ok := live[b.name]; ok {
 			ab.Active = u.Inflight
 			ab.Counters = api.Counters{Requests: u.Requests, Errors: u.Failures}
+			// Microseconds kept: loopback backends answer in well under 1ms.
+			ab.ResponseTimeMs = math.Round(float64(u.Latency)/1e3) / 1e3
 			if u.Ejected {
 				ab.Healthy, ab.LastCheck = false, "ejected by passive health"
 			}

@@ -105,8 +105,8 @@ services:
 	if c := count(100); c["b2"] != 0 {
 		t.Errorf("unhealthy backend still served: %v", c)
 	}
-	if b := backendOf(hostport(bs[0])); b.Counters.Requests == 0 || b.Source != "config" {
-		t.Errorf("API backend %+v", b)
+	if b := backendOf(hostport(bs[0])); b.Counters.Requests == 0 || b.Source != "config" || b.ResponseTimeMs <= 0 {
+		t.Errorf("API backend %+v, want requests, source config and a response time", b)
 	}
 	out, err := exec.Command(bins.xlbctl, "-admin", "http://"+admin, "status").CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte(hostport(bs[1]))) || !bytes.Contains(out, []byte("DOWN")) {
