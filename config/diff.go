@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 )
@@ -27,22 +28,55 @@ func Diff(old, new *Config) []string {
 	d.field("", "l7.read_header_timeout", old.L7.ReadHeaderTimeout, new.L7.ReadHeaderTimeout)
 	d.field("", "l7.idle_timeout", old.L7.IdleTimeout, new.L7.IdleTimeout)
 
+	// A layer 4 service is its VIP, port and protocol, whatever its name,
+	// as xlbd applies it (its flows and kernel state stay): one that keeps
+	// them under another name was renamed, also when two swap names.
+	oldByKey := map[l4Key]*Service{}
+	for i := range old.Services {
+		if o := &old.Services[i]; o.IsL4() {
+			oldByKey[o.key()] = o
+		}
+	}
+	renamed := map[string]bool{} // old names that went to another service
+	for i := range new.Services {
+		if s := &new.Services[i]; s.IsL4() {
+			if o := oldByKey[s.key()]; o != nil && o.Name != s.Name {
+				renamed[o.Name] = true
+			}
+		}
+	}
 	for i := range new.Services {
 		s := &new.Services[i]
+		if s.IsL4() {
+			if o := oldByKey[s.key()]; o != nil && o.Name != s.Name {
+				d.add("service %s renamed to %s", o.Name, s.Name)
+				d.service(o, s)
+				continue
+			}
+		}
 		o := old.Service(s.Name)
-		if o == nil {
+		if o == nil || renamed[s.Name] {
 			d.add("service %s added", s.Name)
 			continue
 		}
 		d.service(o, s)
 	}
 	for i := range old.Services {
-		if new.Service(old.Services[i].Name) == nil {
-			d.add("service %s removed", old.Services[i].Name)
+		if name := old.Services[i].Name; new.Service(name) == nil && !renamed[name] {
+			d.add("service %s removed", name)
 		}
 	}
 	return d.out
 }
+
+// l4Key is what names a layer 4 service to the data plane.
+type l4Key struct {
+	vip   netip.Addr
+	port  uint16
+	proto string
+}
+
+func (s *Service) key() l4Key { return l4Key{s.VIP, s.Port, s.Protocol} }
 
 // RestartNeeded lists the changes from old to c that a reload cannot apply
 // live, as "key old -> new": the admin listener, and the XDP program's

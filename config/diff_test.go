@@ -173,3 +173,41 @@ admin: {listen: "[::1]:9100"}`,
 		})
 	}
 }
+
+// TestDiffL4Renames: a layer 4 service is its VIP, port and protocol, as
+// xlbd applies it: one that keeps them under a new name is renamed, two
+// that swap names are two renames (not each one's VIP changing), and a
+// name that moves to a new VIP while its old VIP goes to another name is
+// a new service.
+func TestDiffL4Renames(t *testing.T) {
+	const base = `
+xdp: {interfaces: [eth0]}
+services:
+  - {name: a, layer: 4, vip: 10.0.1.100, port: 80, backends: [{address: 10.0.1.1}]}
+  - {name: b, layer: 4, vip: 10.0.1.101, port: 80, backends: [{address: 10.0.1.1}]}
+`
+	old := mustParse(t, base)
+	for _, tt := range []struct {
+		name  string
+		edits []string
+		want  []string
+	}{
+		{"rename", []string{"name: a,", "name: a2,"}, []string{"service a renamed to a2"}},
+		{"rename-and-a-backend", []string{"name: a, layer: 4, vip: 10.0.1.100, port: 80, backends: [{address: 10.0.1.1}]",
+			"name: a2, layer: 4, vip: 10.0.1.100, port: 80, backends: [{address: 10.0.1.2}]"},
+			[]string{"service a renamed to a2", "service a2: backend 10.0.1.2 added", "service a2: backend 10.0.1.1 removed"}},
+		{"swap", []string{"name: a,", "name: tmp,", "name: b,", "name: a,", "name: tmp,", "name: b,"},
+			[]string{"service a renamed to b", "service b renamed to a"}},
+		{"name-to-a-new-vip", []string{"name: a, layer: 4, vip: 10.0.1.100", "name: c, layer: 4, vip: 10.0.1.100",
+			"name: b, layer: 4, vip: 10.0.1.101", "name: b, layer: 4, vip: 10.0.1.101, port: 80, backends: [{address: 10.0.1.1}]}\n  - {name: a, layer: 4, vip: 10.0.1.102"},
+			[]string{"service a renamed to c", "service a added"}},
+		{"vip-change", []string{"vip: 10.0.1.101", "vip: 10.0.1.102"}, []string{"service b: vip 10.0.1.101 -> 10.0.1.102"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			new := mustParse(t, edit(t, base, tt.edits...))
+			if got := Diff(old, new); !slices.Equal(got, tt.want) {
+				t.Errorf("Diff:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
