@@ -581,6 +581,9 @@ func (c *h2Conn) requestDone() error {
 		c.start(s)
 		return nil
 	}
+	// A gRPC client reads a plain 431 as UNKNOWN; its content-type, sent
+	// before the metadata that overflowed, says what it speaks.
+	grpc := hd.bad == "" && !refuse && isGRPCType(s.header("content-type", ""))
 	c.recycle(s)
 	c.mu.Unlock()
 	switch {
@@ -589,6 +592,12 @@ func (c *h2Conn) requestDone() error {
 		c.resetStream(s.id, http2.ErrCodeProtocol)
 	case refuse:
 		c.resetStream(s.id, http2.ErrCodeRefusedStream)
+	case grpc:
+		c.wmu.Lock()
+		c.writeGRPCStatus(s.id, grpcResourceExhausted, "request header fields too large", nil)
+		c.flushIfBig()
+		c.wmu.Unlock()
+		c.l.handler.Load().refused(c.remoteS, 431, "request header fields too large (grpc-status 8)")
 	default:
 		c.replyHeadOnly(s.id, 431)
 		c.l.handler.Load().refused(c.remoteS, 431, "request header fields too large")

@@ -455,6 +455,15 @@ func (s *h2Stream) reply(status int, msg string, id []byte, retryAfter int) bool
 func (s *h2Stream) replyGRPC(code int, msg string, id []byte) bool {
 	c := s.c
 	c.wmu.Lock()
+	c.writeGRPCStatus(s.id, code, msg, id)
+	c.wmu.Unlock()
+	s.markEnded()
+	return c.flushSoon() == nil
+}
+
+// writeGRPCStatus answers stream id with a trailers-only gRPC status; wmu
+// is held.
+func (c *h2Conn) writeGRPCStatus(id uint32, code int, msg string, reqID []byte) {
 	c.beginHeaders()
 	c.field(":status", "200")
 	c.field("content-type", "application/grpc")
@@ -462,13 +471,10 @@ func (s *h2Stream) replyGRPC(code int, msg string, id []byte) bool {
 	c.field("grpc-status", bstr(c.lower))
 	c.lower = appendGRPCMessage(c.lower[:0], msg)
 	c.field("grpc-message", bstr(c.lower))
-	if len(id) > 0 {
-		c.field("x-request-id", bstr(id))
+	if len(reqID) > 0 {
+		c.field("x-request-id", bstr(reqID))
 	}
-	c.endHeaders(s.id, true)
-	c.wmu.Unlock()
-	s.markEnded()
-	return c.flushSoon() == nil
+	c.endHeaders(id, true)
 }
 
 // lowerName lower-cases a backend's field name into c.lower (wmu held);

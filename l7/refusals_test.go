@@ -66,6 +66,14 @@ func TestParserRefusalsCountedAndLogged(t *testing.T) {
 	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.typ == http2.FrameHeaders }); !ok || ev.status != "431" {
 		t.Errorf("oversized HTTP/2 head: %+v, want 431", ev)
 	}
+	// A gRPC call's metadata too large: a gRPC status its library reads
+	// (RESOURCE_EXHAUSTED), not a 431 it reads as UNKNOWN.
+	if err := h.get(3, "/pkg.Svc/Call", "content-type", "application/grpc", "te", "trailers", "x-big", big); err != nil {
+		t.Fatal(err)
+	}
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 3 && ev.typ == http2.FrameHeaders }); !ok || ev.status != "200" || ev.grpc != "8" || !ev.end {
+		t.Errorf("oversized gRPC metadata: %+v, want a trailers-only answer with grpc-status 8", ev)
+	}
 
 	time.Sleep(50 * time.Millisecond)
 	codes := map[string]float64{}
@@ -87,8 +95,8 @@ func TestParserRefusalsCountedAndLogged(t *testing.T) {
 	}
 	// The chunked ones reached the backend's connection (their heads were
 	// sent on), so they name it.
-	if codes["none 431"] != 2 || codes["none 400"] != 1 || codes[a.addr()+" 400"] != 2 {
-		t.Errorf("xlb_l7_requests_total by backend and code: %v, want none 431: 2, none 400: 1, %s 400: 2", codes, a.addr())
+	if codes["none 431"] != 3 || codes["none 400"] != 1 || codes[a.addr()+" 400"] != 2 {
+		t.Errorf("xlb_l7_requests_total by backend and code: %v, want none 431: 3, none 400: 1, %s 400: 2", codes, a.addr())
 	}
 	log := access.String()
 	for _, want := range []string{`"status":431`, `"error":"request header fields too large"`, `"status":400`, `malformed request body`} {
