@@ -58,10 +58,6 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 		}
 	}
 
-	l.lb.Run(t, bins.xlbctl, "detach", "-withdraw-wait", "0s")
-	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
-		t.Fatalf("xlbctl detach left the program:\n%s", out)
-	}
 	attached := func() string {
 		t.Helper()
 		for _, line := range strings.Split(string(l.call(t, "GET", api.PathMetrics, nil, 200, nil)), "\n") {
@@ -73,6 +69,10 @@ func TestDaemonFollowsLostAttachments(t *testing.T) {
 	}
 	if got := attached(); got != `xlb_xdp_attached{interface="eth0"} 1` {
 		t.Errorf("attached: %s", got)
+	}
+	l.lb.Run(t, bins.xlbctl, "detach", "-withdraw-wait", "0s")
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); strings.Contains(out, "prog/xdp") {
+		t.Fatalf("xlbctl detach left the program:\n%s", out)
 	}
 	wantHealthz("healthz after xlbctl detach", 503, "detached from eth0")
 	if got := attached(); got != `xlb_xdp_attached{interface="eth0"} 0` {
