@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // fakeController records calls and answers from canned state.
@@ -134,29 +135,12 @@ func writeToken(t *testing.T, dir, content string) string {
 type harness struct {
 	fake *fakeController
 	srv  *Server
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *syncbuf.Buffer
 }
 
 func newHarness(t *testing.T, withToken bool) *harness {
 	t.Helper()
-	h := &harness{fake: newFake(), logs: &syncBuffer{}}
+	h := &harness{fake: newFake(), logs: &syncbuf.Buffer{}}
 	o := Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(h.logs, nil))}
 	if withToken {
 		o.TokenFile = writeToken(t, t.TempDir(), testToken+"\n")

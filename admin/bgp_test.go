@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // fakeBGP is a Controller with a BGP speaker.
@@ -38,7 +39,7 @@ var _ BGPController = (*fakeBGP)(nil)
 
 func newBGPHarness(t *testing.T, withToken bool) (*harness, *fakeBGP) {
 	t.Helper()
-	h := &harness{fake: newFake(), logs: &syncBuffer{}}
+	h := &harness{fake: newFake(), logs: &syncbuf.Buffer{}}
 	fb := &fakeBGP{fakeController: h.fake, announcing: true}
 	o := Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(h.logs, nil))}
 	if withToken {

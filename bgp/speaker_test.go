@@ -16,6 +16,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // The tests peer the real speaker with a second, in-process GoBGP server
@@ -253,7 +255,7 @@ func TestAnnounceOffWithdrawsEverything(t *testing.T) {
 func TestBatchNeverWithdrawsAVIPWantedThroughout(t *testing.T) {
 	r := newRouter(t, lo, map[netip.Addr]string{xlbA: ""})
 	s := newSpeaker(t, r, xlbA, nil)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	s.log = slog.New(slog.NewTextHandler(&logs, nil))
 	s.SetWanted("a", vip1, true, "up")
 	s.SetWanted("b", vip2, true, "up")
@@ -275,24 +277,6 @@ func TestBatchNeverWithdrawsAVIPWantedThroughout(t *testing.T) {
 		t.Errorf("an unbatched swap withdrew nothing: the check cannot fail\n%s", logs.String())
 	}
 	r.waitPrefixes(t, "10.0.0.10/32", "10.0.0.20/32")
-}
-
-// lockedBuffer is a log destination GoBGP's goroutines may write to too.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestImportsNothing(t *testing.T) {

@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // watcher keeps every update the Discoverer delivered, per service.
@@ -27,31 +28,13 @@ type watcher struct {
 	seen    map[string]int         // per service: updates already consumed by wait
 }
 
-// lockedBuffer is a log destination shared by the loops' goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start returns a Discoverer delivering to a watcher, closed in
 // t.Cleanup, and its log.
-func start(t *testing.T, opts Options) (*Discoverer, *watcher, *lockedBuffer) {
+func start(t *testing.T, opts Options) (*Discoverer, *watcher, *syncbuf.Buffer) {
 	t.Helper()
 	w := &watcher{t: t, updates: map[string][]Update{}, times: map[string][]time.Time{}, seen: map[string]int{}}
 	w.cond = sync.NewCond(&w.mu)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnUpdate = func(u Update) {
 		w.mu.Lock()

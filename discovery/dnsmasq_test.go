@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/test/privileged"
 )
 
@@ -25,7 +26,7 @@ type dnsmasq struct {
 	addr  string
 	hosts string
 	cmd   *exec.Cmd
-	out   *lockedBuffer
+	out   *syncbuf.Buffer
 }
 
 func startDnsmasq(t *testing.T) *dnsmasq {
@@ -57,7 +58,7 @@ func startDnsmasq(t *testing.T) *dnsmasq {
 		"--listen-address=127.0.0.1", "--bind-interfaces", "--conf-file=/dev/null", "--pid-file=", "--user="+u.Username,
 		"--local=/xlb.test/", "--local-ttl=1",
 	)
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	m.out = out
 	m.cmd.Stdout, m.cmd.Stderr = out, out
 	if err := m.cmd.Start(); err != nil {

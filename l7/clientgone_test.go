@@ -1,7 +1,6 @@
 package l7_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -14,26 +13,9 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/l7"
 )
-
-// syncBuffer is an access log sink safe for the proxy's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestImpatientClientsBlameNoBackend: clients that give up before a slow
 // answer (a timeout, a cancelled HTTP/2 stream) are logged as 499, their
@@ -75,7 +57,7 @@ func TestImpatientClientsBlameNoBackend(t *testing.T) {
 				}
 			}
 			bs := []*backend{newBackend(t, "a", slow), newBackend(t, "b", slow), newBackend(t, "c", slow)}
-			var access syncBuffer
+			var access syncbuf.Buffer
 			srv := must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), StickySecret: make([]byte, 32)}))
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlbproject/xlb/internal/promtest"
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -1007,7 +1008,7 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 				cert, key := writeSelfSigned(t, t.TempDir())
 				svc += fmt.Sprintf("tls: {cert_file: %q, key_file: %q}\n", cert, key)
 			}
-			var access syncBuffer
+			var access syncbuf.Buffer
 			reg := prometheus.NewRegistry()
 			p := &proxy{listen: freePort(t)}
 			p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))

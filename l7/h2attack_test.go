@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -44,9 +45,9 @@ func servedMeanwhile(t *testing.T, addr string) {
 
 // startLoggedProxy is startProxy with an access log and a metrics
 // registry the test reads.
-func startLoggedProxy(t *testing.T, service, l7keys string) (*proxy, *syncBuffer, *prometheus.Registry) {
+func startLoggedProxy(t *testing.T, service, l7keys string) (*proxy, *syncbuf.Buffer, *prometheus.Registry) {
 	t.Helper()
-	var access syncBuffer
+	var access syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	p := &proxy{listen: freePort(t)}
 	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))

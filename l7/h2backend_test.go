@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -199,7 +200,7 @@ func TestH2CBackendImpatientClients(t *testing.T) {
 	}
 	a, b := newH2CBackend(t, "a", slow), newH2CBackend(t, "b", slow)
 	dead := freePort(t) // nothing listens there
-	var access syncBuffer
+	var access syncbuf.Buffer
 	p := &proxy{listen: freePort(t)}
 	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), StickySecret: make([]byte, 32)}))
 	p.apply(t, addrYAML(a.addr(), b.addr(), dead)+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\nretries: {attempts: 2, on: [connect_error]}\n", "")

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/l7"
 )
 
@@ -40,7 +41,7 @@ func rawExchange(t *testing.T, addr, req string) string {
 func TestParserRefusalsCountedAndLogged(t *testing.T) {
 	a := newBackend(t, "a", nil)
 	reg := prometheus.NewRegistry()
-	var access syncBuffer
+	var access syncbuf.Buffer
 	p := &proxy{listen: freePort(t)}
 	p.srv = must(l7.New(l7.Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil)), Registry: reg, StickySecret: make([]byte, 32)}))
 	p.apply(t, backendsYAML(a), "max_header_bytes: 2048")

@@ -3,7 +3,6 @@
 package loader
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/maps"
 	"github.com/xlbproject/xlb/test/netns"
 	"github.com/xlbproject/xlb/test/privileged"
@@ -34,26 +33,8 @@ import (
 
 const peerWarning = "XDP_TX frames will be dropped by the peer unless it runs an XDP program"
 
-// logBuffer collects slog text output; Attach may log from a Do goroutine.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func newLogger(t *testing.T) (*slog.Logger, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("loader log:\n%s", buf)

@@ -513,5 +513,3 @@ services:
 		t.Errorf("service api not listed once it has no backends")
 	}
 }
-
-// lockedLog is xlbd's output, written by its pipes' goroutines.

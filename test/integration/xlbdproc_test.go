@@ -8,9 +8,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // startXlbd runs xlbd on the config at path, with its admin API on admin,
@@ -19,7 +20,7 @@ import (
 func startXlbd(t *testing.T, path, admin string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bins.xlbd, append([]string{"-config", path}, args...)...)
-	logs := &lockedLog{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -56,23 +57,4 @@ func exited(pid int) bool {
 	// The state follows the command's closing parenthesis.
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
-}
-
-// lockedLog is a process's output, written by exec's copying goroutine and
-// read by the test.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
