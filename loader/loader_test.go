@@ -936,6 +936,15 @@ func TestLostAttachments(t *testing.T) {
 	if info, err := probe.Info(); err != nil || info.TCX() == nil || int(info.TCX().Ifindex) != ifindex {
 		t.Errorf("health-probe link after the re-creation: %+v, %v; want it on the new eth0 (ifindex %d)", info, err, ifindex)
 	}
+
+	// Gone for good: a reload without it detaches what is left.
+	lb.Run(t, "ip", "link", "del", "eth0")
+	if err := lb.Do(func() error { return d.Detach("eth0") }); err != nil {
+		t.Errorf("Detach of an interface that is gone: %v", err)
+	}
+	if got := lost(); len(got) != 0 {
+		t.Errorf("Lost() after detaching the gone eth0 = %v, want none", got)
+	}
 }
 
 // TestUnpinRemovesProbeNeighbours: the permanent entries xlbd makes for
