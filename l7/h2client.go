@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,19 +67,29 @@ var h2UpSendStall = h2UpWriteTimeout
 type h2Backend struct {
 	pool *connPool // address, connect timeout and TLS configuration
 
-	mu      sync.Mutex
-	conns   []*h2Up
-	dialing *h2Dial // the dial under way, if any
+	mu    sync.Mutex
+	conns []*h2Up
+	dials []*h2Dial // dials under way
+	// perConn is how many streams the backend's connections take, as the
+	// last new one's SETTINGS said (0: none yet, h2UpDefaultStreams).
+	perConn int
 	closed  bool
 }
 
 // h2Dial is a dial that calls wait for: done is closed when it ended, with
 // err, which every call that waited for it gets too (a dead backend costs
-// them one connect timeout, not one each).
+// them one connect timeout, not one each). calls counts them, the dialer
+// included: a new connection carries perConn of them, and a burst of more
+// dials again alongside (up to h2MaxDials at once), not one connection
+// after the other.
 type h2Dial struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	err   error
+	calls int
 }
+
+// h2MaxDials bounds the dials under way to one backend.
+const h2MaxDials = 8
 
 func newH2Backend(p *connPool) *h2Backend { return &h2Backend{pool: p} }
 
@@ -102,9 +113,10 @@ func (b *h2Backend) conn() (*h2Up, error) {
 				return c, nil
 			}
 		}
-		if d := b.dialing; d != nil {
-			// One dial at a time: the calls that find every connection full
-			// at the same moment share the new one.
+		if d := b.joinable(); d != nil {
+			// The calls that find every connection full at the same
+			// moment share the new ones.
+			d.calls++
 			b.mu.Unlock()
 			<-d.done
 			if d.err != nil {
@@ -112,13 +124,16 @@ func (b *h2Backend) conn() (*h2Up, error) {
 			}
 			continue
 		}
-		d := &h2Dial{done: make(chan struct{})}
-		b.dialing = d
+		d := &h2Dial{done: make(chan struct{}), calls: 1}
+		b.dials = append(b.dials, d)
 		b.mu.Unlock()
 		c, err := dialH2(b)
 		var unused *h2Up
 		b.mu.Lock()
-		b.dialing = nil
+		b.dials = slices.DeleteFunc(b.dials, func(o *h2Dial) bool { return o == d })
+		if err == nil {
+			b.perConn = c.streamLimit()
+		}
 		switch {
 		case err != nil:
 		case b.closed:
@@ -139,6 +154,32 @@ func (b *h2Backend) conn() (*h2Up, error) {
 		}
 		return c, nil
 	}
+}
+
+// joinable is the dial under way whose connection will have room for one
+// more call, or when h2MaxDials are under way the first of them; nil: a
+// call should dial. b.mu is held.
+func (b *h2Backend) joinable() *h2Dial {
+	per := b.perConn
+	if per <= 0 {
+		per = h2UpDefaultStreams
+	}
+	for _, d := range b.dials {
+		if d.calls < per {
+			return d
+		}
+	}
+	if len(b.dials) >= h2MaxDials {
+		return b.dials[0]
+	}
+	return nil
+}
+
+// streamLimit is how many streams the backend lets c carry.
+func (c *h2Up) streamLimit() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxStreams
 }
 
 // drop forgets a connection that takes no new streams.

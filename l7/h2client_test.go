@@ -42,6 +42,9 @@ type rawH2 struct {
 	// until xlb closes (NGINX at keepalive_requests, with its lingering
 	// close); what comes after is not processed.
 	closeAfter int
+	// settingsDelay: a new connection's SETTINGS come this late (a slow
+	// handshake).
+	settingsDelay time.Duration
 
 	conns    atomic.Int64
 	answered atomic.Int64
@@ -103,6 +106,7 @@ func (r *rawH2) serve(c net.Conn, connNo int) {
 	var wmu sync.Mutex
 	fr := http2.NewFramer(c, c)
 	write := func(f func()) { wmu.Lock(); f(); wmu.Unlock() }
+	time.Sleep(r.settingsDelay)
 	write(func() { fr.WriteSettings(r.settings...) })
 	type stream struct {
 		body []byte
@@ -265,6 +269,42 @@ func TestH2BackendStreamLimit(t *testing.T) {
 	if b.conns.Load() < 2 {
 		t.Errorf("%d connections for 8 concurrent requests with one stream each", b.conns.Load())
 	}
+}
+
+// TestH2BackendBurstDialsAlongside: a burst larger than one connection
+// carries (the backend's stream limit) dials its connections alongside,
+// not one after the other: with a limit of 1, 200ms before each new
+// connection's SETTINGS and 200ms per answer, 4 concurrent requests on one
+// open connection get 3 new connections at once and take about 400ms. One
+// dial at a time, the waiters shared one new connection and then the first
+// one freed: 3 connections, 600ms.
+func TestH2BackendBurstDialsAlongside(t *testing.T) {
+	const handshake, answer = 200 * time.Millisecond, 200 * time.Millisecond
+	b := newRawH2(t, &rawH2{settings: []http2.Setting{{ID: http2.SettingMaxConcurrentStreams, Val: 1}}, settingsDelay: handshake, delay: answer})
+	p := startProxy(t, addrYAML(b.addr())+"backend_protocol: h2c\nretries: {attempts: 0}\n", "")
+	// The first connection tells xlb the limit.
+	if code, _ := postEcho(t, p.url+"/", []byte("first")); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	// It stays open and idle: the burst below takes it, and needs 3 more.
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprint("request ", i))
+			if code, got := postEcho(t, p.url+"/", body); code != 200 || !bytes.Equal(got, body) {
+				t.Errorf("request %d: %d %q", i, code, got)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if b.maxOpen.Load() != 1 || b.conns.Load() != 4 {
+		t.Errorf("at most %d streams open on a connection (limit 1), %d connections; want 1 and 4 (3 dialled at once)", b.maxOpen.Load(), b.conns.Load())
+	}
+	t.Logf("4 concurrent requests needing 3 new connections took %v (%v a handshake, %v an answer)", took, handshake, answer)
 }
 
 // TestH2BackendRefusedStreamsSentAgain: a stream the backend refuses
