@@ -44,6 +44,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/internal/syncbuf"
 	"github.com/xlbproject/xlb/test/privileged"
 )
 
@@ -416,7 +417,7 @@ func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
 	if len(args) == 0 {
 		t.Fatalf("netns: %s: Start without a command", h.Name)
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Name}, args...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -432,23 +433,6 @@ func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
 		t.Logf("netns: %s: %s exited (%v); output:\n%s", h.Name, strings.Join(args, " "), cmd.ProcessState, out.String())
 	})
 	return cmd
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Do runs f on an OS thread switched into the namespace and returns f's error.
