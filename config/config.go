@@ -131,7 +131,8 @@ type L7 struct {
 	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds reading a request's header. Default 10s.
 	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
+	// IdleTimeout closes keep-alive connections idle this long, and bounds a
+	// peer's silence in the middle of an exchange (l7). Default 120s.
 	IdleTimeout time.Duration
 }
 

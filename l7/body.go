@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/xlbproject/xlb/l7/h1"
@@ -18,6 +19,11 @@ type wbuf struct {
 	w  net.Conn
 	b  []byte
 	fd int // the socket, inside a RawConn session on it (which keeps it open); else -1
+	// wt > 0 bounds a write that must wait for room (a client that stops
+	// reading holds nothing past it); the deadline wdl is moved only when
+	// less than half of wt is left, so most writes cost no timer update.
+	wt  time.Duration
+	wdl time.Time
 }
 
 // flush writes what is batched. Inside a session the first attempt is a
@@ -40,6 +46,12 @@ func (w *wbuf) flush() error {
 		}
 		if len(b) == 0 {
 			return nil
+		}
+	}
+	if w.wt > 0 {
+		if now := time.Now(); w.wdl.Sub(now) < w.wt/2 {
+			w.wdl = now.Add(w.wt)
+			w.w.SetWriteDeadline(w.wdl)
 		}
 	}
 	_, err := w.w.Write(b)

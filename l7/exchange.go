@@ -112,6 +112,9 @@ type exchange interface {
 	// gone reports whether the client has gone away (closed, reset, or
 	// cancelled the request): then nobody waits for the answer.
 	gone() bool
+	// idleLimit is the client connection's idle_timeout (0: none), which
+	// also bounds a backend's silence in the middle of an answer.
+	idleLimit() time.Duration
 }
 
 // answer is a backend's answer on its way to the client.

@@ -74,7 +74,14 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest
 }
 
 func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
-	for i := range req.GetResponseParameters() {
+	for i, rp := range req.GetResponseParameters() {
+		if us := rp.GetIntervalUs(); us > 0 {
+			select {
+			case <-stream.Context().Done():
+				return stream.Context().Err()
+			case <-time.After(time.Duration(us) * time.Microsecond):
+			}
+		}
 		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: fmt.Appendf(nil, "%d", i)}}); err != nil {
 			return err
 		}

@@ -88,7 +88,10 @@ func newFastConn(l *listener, lim *limits, tcp net.Conn, tc *tls.Conn, sc *sessi
 		c = tc
 	}
 	fc := &fastConn{l: l, lim: lim, c: c, tc: tc, sc: sc, in: h1.NewReader(c, 4<<10, lim.maxHeader), fresh: true}
-	fc.out.w, fc.out.fd = c, -1
+	fc.out.w, fc.out.fd, fc.out.wt = c, -1, lim.idle
+	if fc.out.wt <= 0 {
+		fc.out.wt = h2DefaultWriteTimeout
+	}
 	if rc, ok := tcp.(syscall.Conn); ok {
 		fc.sock, _ = rc.SyscallConn()
 	}
@@ -485,5 +488,8 @@ func (fc *fastConn) replyClose(status int, msg string) {
 func (fc *fastConn) handOff() bool {
 	pending := append([]byte(nil), fc.in.Buffered()...)
 	fc.setDeadline(time.Time{})
+	if !fc.out.wdl.IsZero() {
+		fc.c.SetWriteDeadline(time.Time{}) // net/http sets none of its own: a WebSocket may idle
+	}
 	return fc.l.handOff(&prefixConn{Conn: fc.c, pending: pending, tls: fc.tls})
 }

@@ -127,6 +127,8 @@ func (r *clientReader) fill() error {
 // gone looks at the client's socket without reading it: a reset, or a FIN
 // with nothing left to read, means the client went away. (A TLS client's
 // FIN usually follows a close_notify record, so there a FIN alone counts.)
+func (fc *fastConn) idleLimit() time.Duration { return fc.lim.idle }
+
 func (fc *fastConn) gone() bool {
 	if fc.sock == nil {
 		return false

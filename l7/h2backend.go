@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,6 +205,8 @@ func (s *h2Call) trailers(hd *h2UpHeaders) {
 // the window back to the backend as the answer leaves.
 func (s *h2Call) Read(p []byte) (int, error) {
 	c := s.conn
+	var quietAt time.Time
+	var idle time.Duration
 	c.mu.Lock()
 	for s.off == len(s.buf) {
 		if s.ended {
@@ -216,6 +219,17 @@ func (s *h2Call) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		c.mu.Unlock()
+		// A backend silent mid-answer for idle_timeout is cut, as over
+		// HTTP/1.1 (upConn.bodyFill); not a gRPC call, whose stream may
+		// idle as long as its deadline allows (a watch).
+		if quietAt.IsZero() {
+			quietAt = time.Now()
+			if !strings.HasPrefix(s.x.header("content-type", "Content-Type"), "application/grpc") {
+				idle = s.x.idleLimit()
+			}
+		} else if idle > 0 && time.Since(quietAt) >= idle {
+			return 0, fmt.Errorf("the backend sent nothing for %v (l7.idle_timeout) in the middle of its answer", idle)
+		}
 		if err := s.await(s.x); err != nil {
 			return 0, err
 		}

@@ -278,6 +278,8 @@ func (s *h2Stream) remote() string { return s.c.remoteS }
 
 func (s *h2Stream) gone() bool { return s.reset.Load() }
 
+func (s *h2Stream) idleLimit() time.Duration { return s.c.idle }
+
 // appendFields writes the request's fields for an HTTP/1.1 backend: Host
 // from :authority, the cookie fields joined into one (RFC 9113 8.2.3).
 func (s *h2Stream) appendFields(b []byte) []byte {

@@ -30,7 +30,7 @@ import (
 )
 
 // freePort finds a loopback port nobody listens on.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +48,7 @@ type backend struct {
 	last atomic.Pointer[http.Request]
 }
 
-func newBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
+func newBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{name: name}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +90,7 @@ func startProxy(t *testing.T, service string, l7keys string) *proxy {
 	return p
 }
 
-func (p *proxy) apply(t *testing.T, service, l7keys string) {
+func (p *proxy) apply(t testing.TB, service, l7keys string) {
 	t.Helper()
 	drain := "  drain_timeout: 5s\n"
 	if strings.Contains(l7keys, "drain_timeout:") {

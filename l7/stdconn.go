@@ -88,6 +88,8 @@ func (e *stdExchange) remote() string { return e.hr.RemoteAddr }
 
 func (e *stdExchange) gone() bool { return e.hr.Context().Err() != nil }
 
+func (e *stdExchange) idleLimit() time.Duration { return e.l.lim.Load().idle }
+
 // skipStd are the request fields not forwarded as they are: hop-by-hop,
 // framing (the pipeline writes its own), those the pipeline replaces, and
 // Expect (net/http answers 100-continue itself when the body is read).

@@ -41,6 +41,12 @@ type upConn struct {
 	idleAt time.Time
 	pool   *connPool
 	call   *h2Call // the answer comes over HTTP/2 (h2backend.go): no connection of its own
+
+	// The exchange being answered, and how its body's wait goes (bodyFill).
+	x        exchange
+	inBody   bool      // the body is being read: the deadline is bodyFill's
+	progress bool      // a fill succeeded since the last deadline
+	quietAt  time.Time // since when the backend may have sent nothing
 }
 
 // connPool keeps one backend's idle connections, newest first out: the
@@ -215,6 +221,7 @@ func (pc *upConn) roundTrip(sent time.Time, timeout time.Duration, headReq, upgr
 	}
 	pc.c.SetReadDeadline(next)
 	pc.dl = true
+	pc.x, pc.inBody = x, false
 	rt := &pc.rt
 	*rt = roundTrip{pending: len(pc.out.b) > 0, headReq: headReq, upgrade: upgrade}
 	wroteBefore := !rt.pending // the head went out with a streamed body
@@ -376,14 +383,55 @@ func (pc *upConn) parse(rt *roundTrip) error {
 	}
 }
 
-// bodyFill refills the backend's buffer for its body, with no deadline:
-// response_header bounds the wait for the head only (a stream may idle).
+// bodyCheck is how often a wait for a backend's body looks at its client.
+const bodyCheck = time.Second
+
+// errClientLeft ends an answer whose client went away while the backend
+// had nothing to send.
+var errClientLeft = errors.New("the client went away while the backend was silent")
+
+// bodyFill refills the backend's buffer for its body (response_header
+// bounds the wait for the head only). Its waits are cut into bodyCheck
+// slices: after one, an answer whose client left ends at once (the backend
+// connection is not held until the backend writes again, perhaps never),
+// and one from which the backend has sent nothing for the client
+// connection's idle_timeout is cut, as NGINX's proxy_read_timeout does. A
+// stream that idles for less (server-sent events with a heartbeat) goes on.
 func (pc *upConn) bodyFill() error {
-	if pc.dl {
-		pc.c.SetReadDeadline(time.Time{})
-		pc.dl = false
+	if pc.call != nil || pc.x == nil {
+		if pc.dl {
+			pc.c.SetReadDeadline(time.Time{})
+			pc.dl = false
+		}
+		return pc.in.Fill()
 	}
-	return pc.in.Fill()
+	if !pc.inBody {
+		pc.inBody, pc.progress = true, false
+		pc.quietAt = time.Now()
+		pc.c.SetReadDeadline(pc.quietAt.Add(bodyCheck))
+		pc.dl = true
+	}
+	for {
+		err := pc.in.Fill()
+		if err == nil {
+			pc.progress = true
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if pc.x.gone() {
+			return errClientLeft
+		}
+		now := time.Now()
+		if pc.progress {
+			pc.progress, pc.quietAt = false, now
+		}
+		if idle := pc.x.idleLimit(); idle > 0 && now.Sub(pc.quietAt) >= idle {
+			return fmt.Errorf("the backend sent nothing for %v (l7.idle_timeout) in the middle of its answer", idle)
+		}
+		pc.c.SetReadDeadline(now.Add(bodyCheck))
+	}
 }
 
 // discard skips a response that will not be used, keeping the connection
@@ -410,6 +458,7 @@ func (pc *upConn) discard() {
 // release returns a connection whose exchange ended cleanly to its pool,
 // or closes it when it cannot carry another request.
 func (pc *upConn) release(reusable bool, now time.Time) {
+	pc.x = nil
 	if pc.call != nil {
 		pc.call.end()
 		return
