@@ -77,6 +77,9 @@ func (s *service) writeRequest(x exchange, pc *upConn, id []byte) (wrote bool, e
 	// A streamed body: what came with the head goes with it, the rest as
 	// it arrives.
 	r.read = true
+	// A backend that stops reading the body holds the client no longer
+	// than a client that stops sending it would hold the backend.
+	pc.out.wt = x.idleLimit()
 	werr, cerr := x.sendBody(&pc.out)
 	if cerr != nil {
 		return true, clientError{cerr}

@@ -194,6 +194,14 @@ func TestBackendSilentMidAnswerCut(t *testing.T) {
 // write waited for ever and held the backend. (What the kernel had
 // accepted into the closed socket's buffer still trickles to the client.)
 func TestClientNotReadingCut(t *testing.T) {
+	// HTTP/1.1 goes through xlb's own engine, HTTP/1.0 through net/http's
+	// (the hand-off).
+	for _, version := range []string{"1.1", "1.0"} {
+		t.Run("HTTP/"+version, func(t *testing.T) { clientNotReadingCut(t, version) })
+	}
+}
+
+func clientNotReadingCut(t *testing.T, version string) {
 	wrote := make(chan error, 1)
 	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
 		chunk := []byte(strings.Repeat("x", 64<<10))
@@ -213,7 +221,7 @@ func TestClientNotReadingCut(t *testing.T) {
 	}
 	defer c.Close()
 	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(c, "GET /big HTTP/"+version+"\r\nHost: x\r\n\r\n")
 	// Read nothing: the answer (64 MiB) fills the sockets' buffers.
 	start := time.Now()
 	select {
@@ -266,3 +274,51 @@ func TestGRPCStreamMayIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendNotReadingUploadCut: a backend that takes a request's head
+// and then reads none of its streamed body holds the client no longer
+// than l7.idle_timeout: the upload is cut, logged as 504 (NGINX's
+// proxy_send_timeout answers so), and the backend connection closed.
+// Before, the proxy's write to the backend waited for ever. (What the
+// kernel had taken into the closed socket still trickles to the backend.)
+func TestBackendNotReadingUploadCut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		// Read the head, then nothing.
+		c.Read(make([]byte, 512))
+		time.Sleep(20 * time.Second)
+	}()
+	p, access, _ := startLoggedProxy(t, fmt.Sprintf("backends: [{address: %q}]\ntimeouts: {connect: 1s, response_header: 30s}\nretries: {attempts: 0}\n", ln.Addr()), "idle_timeout: 1s")
+	req, _ := http.NewRequest("POST", p.url+"/up", io.LimitReader(zeros{}, 256<<20))
+	req.ContentLength = 256 << 20
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the upload to a backend that does not read it was not cut in 15 s (idle_timeout 1s)")
+	}
+	if err == nil {
+		resp.Body.Close()
+	}
+	t.Logf("the client: %v after %v", err, time.Since(start))
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(access.String(), `"path":"/up"`) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := access.String()
+	if !strings.Contains(log, `"status":504`) || !strings.Contains(log, "i/o timeout") {
+		t.Errorf("access log: %s", log)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -265,7 +265,7 @@ func (e *stdExchange) respond(a *answer) bool {
 	}
 	stream := resp.ContentLength < 0 || strings.HasPrefix(string(resp.Get("content-type")), "text/event-stream")
 	br := bodyReader{pc: pc, left: resp.ContentLength, chunked: resp.Chunked}
-	n, werr, rerr := copyStd(e.w, &br, stream)
+	n, werr, rerr := copyStd(e.w, &br, stream, e.idleLimit())
 	a.bytes = n
 	if rerr != nil || werr != nil {
 		pc.c.Close()
@@ -291,15 +291,23 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // copyStd streams a decoded body to a net/http answer; a stream (SSE,
 // chunked) is flushed after every read so that events reach the client as
-// they happen.
-func copyStd(w http.ResponseWriter, body io.Reader, stream bool) (total int64, werr, rerr error) {
+// they happen. A write that waits for room more than wt fails (a client
+// that stopped reading); the deadline moves only when less than half of
+// wt is left. It is not cleared after: net/http's last flush, after the
+// handler, is bounded by it too, and the next answer moves it.
+func copyStd(w http.ResponseWriter, body io.Reader, stream bool, wt time.Duration) (total int64, werr, rerr error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	rc := http.NewResponseController(w)
+	var wdl time.Time
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
+			if now := time.Now(); wt > 0 && wdl.Sub(now) < wt/2 {
+				wdl = now.Add(wt)
+				rc.SetWriteDeadline(wdl)
+			}
 			if _, werr = w.Write(buf[:n]); werr != nil {
 				return total, werr, nil
 			}
