@@ -27,6 +27,17 @@ check-generated: generate ## fail if the committed bpf2go output is stale
 build: ## build xlbd and xlbctl into bin/
 	$(GO) build $(GOFLAGS) -o bin/ ./cmd/...
 
+PREFIX ?= /usr/local
+.PHONY: install
+install: build ## install xlbd, xlbctl and the systemd unit (root; DESTDIR, PREFIX); an existing /etc/xlb/xlb.yaml is kept
+	install -D -m 0755 bin/xlbd $(DESTDIR)$(PREFIX)/bin/xlbd
+	install -D -m 0755 bin/xlbctl $(DESTDIR)$(PREFIX)/bin/xlbctl
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's#/usr/local/bin/#$(PREFIX)/bin/#g' cmd/xlbd/xlbd.service >$(DESTDIR)/etc/systemd/system/xlbd.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/xlbd.service
+	test -e $(DESTDIR)/etc/xlb/xlb.yaml || install -D -m 0644 cmd/xlbd/xlb.example.yaml $(DESTDIR)/etc/xlb/xlb.yaml
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); test -z "$$out" || { echo "not gofmt'ed:"; echo "$$out"; exit 1; }

@@ -27,6 +27,7 @@ import (
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/daemon"
 	"github.com/xlbproject/xlb/internal/maintenance"
+	"github.com/xlbproject/xlb/internal/sdnotify"
 	"github.com/xlbproject/xlb/loader"
 )
 
@@ -178,6 +179,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads.
 func serve(configPath string, log, access *slog.Logger) error {
+	// Caught from the start: a SIGHUP's default action ends the process,
+	// and a `systemctl reload` may come the moment READY=1 is out (or,
+	// from a script, earlier). What comes during the start is handled
+	// once it is done.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	// The admin socket first: a port in use must stop the start before
 	// the data plane is attached and left with no daemon to tend it.
 	pre, err := config.Load(configPath)
@@ -215,21 +223,30 @@ func serve(configPath string, log, access *slog.Logger) error {
 		return err
 	}
 	log.Info("xlbd serving", "version", version, "admin", srv.Addr().String(), "config", configPath)
+	notify := func(err error) {
+		if err != nil {
+			log.Warn("telling systemd", "err", err)
+		}
+	}
+	notify(sdnotify.Ready("serving; admin API on " + srv.Addr().String()))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			d.ReloadConfig() // logs its own rejection
+			notify(sdnotify.Reloading())
+			status := "serving; reloaded " + time.Now().UTC().Format(time.RFC3339)
+			if err := d.ReloadConfig(); err != nil { // logs its own rejection
+				status = "serving the previous config; the reload was rejected: " + firstLine(err.Error())
+			}
+			notify(sdnotify.Ready(status))
 			continue
 		}
 		log.Info("shutting down; the XDP program and its maps stay in place", "signal", sig.String())
+		notify(sdnotify.Stopping())
 		break
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), d.Config().L7.DrainTimeout+5*time.Second)
@@ -339,4 +356,13 @@ func runDecap(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "decap program attached to %s; it stays attached after this command exits\n", *ifname)
 	return 0
+}
+
+// firstLine is s up to its first newline (a validation error lists one
+// problem a line).
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
 }
