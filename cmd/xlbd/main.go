@@ -121,12 +121,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
-	access, closeAccess, err := openAccessLog(*accessLog, stderr)
+	access, err := openAccessLog(*accessLog, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlbd: %v\n", err)
 		return 2
 	}
-	defer closeAccess()
+	defer access.close()
 	if err := serve(*configPath, log, access); err != nil {
 		log.Error("xlbd stopped", "err", err)
 		var list config.ErrorList
@@ -177,14 +177,15 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
-// serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads.
-func serve(configPath string, log, access *slog.Logger) error {
+// serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1
+// reopens the access log.
+func serve(configPath string, log *slog.Logger, access *accessLog) error {
 	// Caught from the start: a SIGHUP's default action ends the process,
 	// and a `systemctl reload` may come the moment READY=1 is out (or,
 	// from a script, earlier). What comes during the start is handled
 	// once it is done.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	// The admin socket first: a port in use must stop the start before
 	// the data plane is attached and left with no daemon to tend it.
@@ -203,7 +204,7 @@ func serve(configPath string, log, access *slog.Logger) error {
 	}
 	defer ln.Close() // served and closed by srv once it starts
 	reg := prometheus.NewRegistry()
-	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access})
+	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access.log})
 	if err != nil {
 		return err
 	}
@@ -236,6 +237,10 @@ func serve(configPath string, log, access *slog.Logger) error {
 	go func() { done <- d.Run(ctx) }()
 
 	for sig := range sigs {
+		if sig == syscall.SIGUSR1 {
+			access.reopen(log)
+			continue
+		}
 		if sig == syscall.SIGHUP {
 			notify(sdnotify.Reloading())
 			status := "serving; reloaded " + time.Now().UTC().Format(time.RFC3339)
@@ -262,21 +267,6 @@ func serve(configPath string, log, access *slog.Logger) error {
 	cancel()
 	<-done
 	return nil
-}
-
-// openAccessLog opens the L7 access log: JSON lines, one per request.
-func openAccessLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
-	switch path {
-	case "":
-		return nil, func() {}, nil
-	case "-":
-		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-access-log: %w", err)
-	}
-	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
 }
 
 func runDecap(args []string, stdout, stderr io.Writer) int {

@@ -87,3 +87,42 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("xlbd after SIGTERM: %v", err)
 	}
 }
+
+// TestAccessLogReopenOnUSR1: logrotate's way with xlbd: move the access
+// log away, send SIGUSR1 (as to NGINX), and xlbd writes a new file at
+// the path; the moved one keeps the requests before.
+func TestAccessLogReopenOnUSR1(t *testing.T) {
+	buildBinaries(t)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(be.Close)
+	listen, admin := freeAddr(t), freeAddr(t)
+	dir := t.TempDir()
+	path, logPath := filepath.Join(dir, "xlb.yaml"), filepath.Join(dir, "access.log")
+	os.WriteFile(path, []byte(fmt.Sprintf("admin: {listen: %q}\nservices:\n  - name: web\n    layer: 7\n    listen: %q\n    backends: [{address: %q}]\n",
+		admin, listen, hostport(be))), 0o644)
+	cmd := startXlbd(t, path, admin, "-access-log", logPath)
+	get := func(p string) {
+		resp, err := http.Get("http://" + listen + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	lines := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	get("/before")
+	waitFor(t, "the first request logged", 5*time.Second, func() bool { return strings.Contains(lines(logPath), `"path":"/before"`) })
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, "a new access log", 5*time.Second, func() bool { _, err := os.Stat(logPath); return err == nil })
+	get("/after")
+	waitFor(t, "the second request in the new file", 5*time.Second, func() bool { return strings.Contains(lines(logPath), `"path":"/after"`) })
+	if old := lines(logPath + ".1"); !strings.Contains(old, `"path":"/before"`) || strings.Contains(old, `"path":"/after"`) {
+		t.Errorf("the rotated file: %q", old)
+	}
+	if exited(cmd.Process.Pid) {
+		t.Error("xlbd ended on SIGUSR1")
+	}
+}
