@@ -13,7 +13,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,8 @@ type Options struct {
 	AccessLog  *slog.Logger // L7 access log; nil: off
 	// StickySecret keys L7 sticky cookies; nil: kept in /var/lib/xlb/sticky.key.
 	StickySecret []byte
+	// Listen opens L7 listeners (nil: net.Listen); see l7.Options.Listen.
+	Listen func(addr string) (net.Listener, error)
 }
 
 // Daemon wires the parts: the data plane's lifecycle, the reconciler (the
@@ -108,7 +112,7 @@ func New(opts Options) (*Daemon, error) {
 	sink := &healthSink{met: d.met, r: d.r}
 	d.checker = health.NewChecker(health.Options{Logger: log, Observer: sink})
 	sink.checker = d.checker
-	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret}); err != nil {
+	if d.web, err = l7.New(l7.Options{Logger: log, AccessLog: opts.AccessLog, Registry: reg, StickySecret: opts.StickySecret, Listen: opts.Listen}); err != nil {
 		return nil, err
 	}
 	if d.dp, err = startDataplane(log, cfg); err != nil {
@@ -299,6 +303,9 @@ func (d *Daemon) Close() error {
 	d.follow.close()
 	return d.dp.close()
 }
+
+// ListenerFiles duplicates the L7 listening sockets, for an upgrade.
+func (d *Daemon) ListenerFiles() (map[string]*os.File, error) { return d.web.ListenerFiles() }
 
 // Shutdown stops the L7 listeners and lets in-flight requests finish for up
 // to l7.drain_timeout (or until ctx ends).

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,9 @@ type Options struct {
 	AccessLog    *slog.Logger // nil: no access log
 	Registry     prometheus.Registerer
 	StickySecret []byte // nil: kept in /var/lib/xlb/sticky.key
+	// Listen opens a service's listener (nil: net.Listen): an upgraded
+	// xlbd takes the ones its previous image handed on.
+	Listen func(addr string) (net.Listener, error)
 }
 
 // Server runs the listeners of every layer 7 service.
@@ -37,6 +41,7 @@ type Server struct {
 	access *slog.Logger
 	met    *metrics
 	secret []byte
+	listen func(addr string) (net.Listener, error)
 
 	// cutAt is when a shutdown's drain ends and cuts what is still in
 	// flight (unix ns; 0: no shutdown yet), so that a request cut then is
@@ -75,8 +80,11 @@ func New(o Options) (*Server, error) {
 	if secret == nil {
 		secret = loadStickySecret(stickySecretFile)
 	}
+	if o.Listen == nil {
+		o.Listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
 	s := &Server{
-		log: log, access: o.AccessLog, met: met, secret: secret,
+		log: log, access: o.AccessLog, met: met, secret: secret, listen: o.Listen,
 		services: map[string]*service{}, listeners: map[string]*listener{},
 		upstreams: map[string]map[string]*balance.Upstream{}, routeUps: map[string]map[string]*balance.Upstream{},
 		conns:   map[string]map[string]*connPool{},
@@ -181,7 +189,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		if s.listeners[c.Listen] != nil {
 			continue
 		}
-		ln, err := net.Listen("tcp", c.Listen)
+		ln, err := s.listen(c.Listen)
 		if err != nil {
 			return fail(fileErr(i, "listen", fmt.Errorf("listen on %s: %w", c.Listen, err)))
 		}
@@ -276,6 +284,31 @@ func (s *Server) drainListener(l *listener, timeout time.Duration) {
 func (s *Server) track(c net.Conn) func() {
 	s.hijacked.Store(c, struct{}{})
 	return func() { s.hijacked.Delete(c) }
+}
+
+// ListenerFiles returns a duplicate of every listening socket, by the
+// listen address the config gave: what an upgrade hands to the next image
+// (the sockets stay open, and connections queue, after Shutdown closes
+// the listeners).
+func (s *Server) ListenerFiles() (map[string]*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files := map[string]*os.File{}
+	for addr, l := range s.listeners {
+		tl, ok := l.ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			return nil, fmt.Errorf("listener %s cannot be handed on (%T)", addr, l.ln)
+		}
+		f, err := tl.File()
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("listener %s: %w", addr, err)
+		}
+		files[addr] = f
+	}
+	return files, nil
 }
 
 // Shutdown stops accepting on every listener and waits for in-flight

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	_ "net/http/pprof" // only served with -pprof
 	"os"
@@ -28,6 +27,7 @@ import (
 	"github.com/xlbproject/xlb/daemon"
 	"github.com/xlbproject/xlb/internal/maintenance"
 	"github.com/xlbproject/xlb/internal/sdnotify"
+	"github.com/xlbproject/xlb/internal/upgrade"
 	"github.com/xlbproject/xlb/loader"
 )
 
@@ -127,17 +127,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer access.close()
-	if err := serve(*configPath, log, access); err != nil {
-		log.Error("xlbd stopped", "err", err)
-		var list config.ErrorList
-		if errors.As(err, &list) {
-			for _, e := range list {
-				fmt.Fprintln(stderr, e.Error())
-			}
-		}
-		return 1
+	inherited, err := upgrade.FromEnv()
+	if err != nil {
+		log.Warn("upgrade: not every inherited listener could be taken", "err", err)
 	}
-	return 0
+	for {
+		next, err := serve(*configPath, log, access, inherited)
+		if err != nil {
+			log.Error("xlbd stopped", "err", err)
+			var list config.ErrorList
+			if errors.As(err, &list) {
+				for _, e := range list {
+					fmt.Fprintln(stderr, e.Error())
+				}
+			}
+			return 1
+		}
+		if next == nil {
+			return 0
+		}
+		// Only returns when the new binary could not be run: this one
+		// serves on, with the same listeners.
+		err = next.exec()
+		log.Error("upgrade: the new binary did not start; serving on with this one", "binary", next.binary, "err", err)
+		if inherited, err = upgrade.FromFiles(next.files); err != nil {
+			log.Error("upgrade: taking the listeners back", "err", err)
+		}
+	}
 }
 
 // runCheck prints "ok" or every error on stdout (as SPEC has it), and
@@ -178,50 +194,52 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // serve runs the daemon until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1
-// reopens the access log.
-func serve(configPath string, log *slog.Logger, access *accessLog) error {
+// reopens the access log, SIGUSR2 upgrades: serve drains as for SIGTERM
+// and returns the upgrade, with the listening sockets, for run to exec.
+// inherited holds listeners a previous image handed on.
+func serve(configPath string, log *slog.Logger, access *accessLog, inherited *upgrade.Set) (*binaryUpgrade, error) {
 	// Caught from the start: a SIGHUP's default action ends the process,
 	// and a `systemctl reload` may come the moment READY=1 is out (or,
 	// from a script, earlier). What comes during the start is handled
 	// once it is done.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	// The admin socket first: a port in use must stop the start before
 	// the data plane is attached and left with no daemon to tend it.
 	pre, err := config.Load(configPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", pre.Admin.Listen)
+	ln, err := inherited.Listen(pre.Admin.Listen)
 	if err != nil {
 		if len(pre.XDP.Interfaces) > 0 {
 			if lerr := daemon.PinPathFree(pre.XDP.PinPath); lerr != nil {
-				return lerr // the likelier cause, and it names the other xlbd
+				return nil, lerr // the likelier cause, and it names the other xlbd
 			}
 		}
-		return fmt.Errorf("admin: listen on %s: %w", pre.Admin.Listen, err)
+		return nil, fmt.Errorf("admin: listen on %s: %w", pre.Admin.Listen, err)
 	}
 	defer ln.Close() // served and closed by srv once it starts
 	reg := prometheus.NewRegistry()
-	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access.log})
+	d, err := daemon.New(daemon.Options{ConfigPath: configPath, Logger: log, Registry: reg, Version: version, AccessLog: access.log, Listen: inherited.Listen})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer d.Close()
 	cfg := d.Config()
 	if cfg.Admin.Listen != pre.Admin.Listen {
-		return fmt.Errorf("admin.listen changed while xlbd started (%s, then %s): start again", pre.Admin.Listen, cfg.Admin.Listen)
+		return nil, fmt.Errorf("admin.listen changed while xlbd started (%s, then %s): start again", pre.Admin.Listen, cfg.Admin.Listen)
 	}
 	srv, err := admin.New(d.Controller(), admin.Options{
 		Listen: cfg.Admin.Listen, Listener: ln, TokenFile: cfg.Admin.TokenFile, Gatherer: reg, Families: daemon.MetricFamilies(), Logger: log, Ready: d.Ready,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.OnTokenFile(srv.SetTokenFile)
 	if err := srv.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	log.Info("xlbd serving", "version", version, "admin", srv.Addr().String(), "config", configPath)
 	notify := func(err error) {
@@ -230,13 +248,29 @@ func serve(configPath string, log *slog.Logger, access *accessLog) error {
 		}
 	}
 	notify(sdnotify.Ready("serving; admin API on " + srv.Addr().String()))
+	for _, addr := range inherited.CloseRest() {
+		log.Info("upgrade: closed an inherited listener the config no longer has", "addr", addr)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 
+	var next *binaryUpgrade
 	for sig := range sigs {
+		if sig == syscall.SIGUSR2 {
+			up, err := prepareUpgrade(configPath, d, pre.Admin.Listen, ln)
+			if err != nil {
+				log.Error("upgrade refused; serving on", "err", err)
+				notify(sdnotify.Ready("serving; an upgrade was refused: " + firstLine(err.Error())))
+				continue
+			}
+			next = up
+			log.Info("upgrading: draining, then running the new binary in this process; the listeners stay open", "binary", up.binary, "version", up.version)
+			notify(sdnotify.Reloading())
+			break
+		}
 		if sig == syscall.SIGUSR1 {
 			access.reopen(log)
 			continue
@@ -266,7 +300,7 @@ func serve(configPath string, log *slog.Logger, access *accessLog) error {
 	}
 	cancel()
 	<-done
-	return nil
+	return next, nil
 }
 
 func runDecap(args []string, stdout, stderr io.Writer) int {

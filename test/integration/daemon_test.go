@@ -569,6 +569,55 @@ func TestDaemonRestartKeepsConnection(t *testing.T) {
 	}
 }
 
+// TestDaemonUpgradeKeepsConnection: a binary upgrade (SIGUSR2: the binary
+// at xlbd's path runs in the same process) with the L4 data plane on keeps
+// an open TCP connection on its backend, as a restart does, and the new
+// image balances new ones over every backend.
+func TestDaemonUpgradeKeepsConnection(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	lc := l.openLong(t)
+	lc.echo(t, "before the upgrade")
+	// A reload counted by this image: the next one's counters start at 0.
+	l.call(t, "POST", api.PathReload, nil, 200, nil)
+	reloads := func() string {
+		resp, err := l.http.Get("http://" + adminAddr + api.PathMetrics)
+		if err != nil {
+			return "unreachable"
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if bytes.Contains(b, []byte(`xlb_config_reloads_total{result="ok"} 1`)) {
+			return "old image"
+		}
+		if resp.StatusCode == 200 && bytes.Contains(b, []byte(`# TYPE xlb_config_reloads_total counter`)) {
+			return "new image"
+		}
+		return "starting"
+	}
+	if got := reloads(); got != "old image" {
+		t.Fatalf("before the upgrade: %s", got)
+	}
+	if err := l.xlbd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new image serving", 15*time.Second, func() bool { return reloads() == "new image" })
+	waitFor(t, "backends healthy again", 10*time.Second, func() bool {
+		for _, a := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
+			if !l.backend(t, a).Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	lc.echo(t, "after the upgrade")
+	if exited(l.xlbd.Process.Pid) {
+		t.Fatal("the process ended: an upgrade keeps it")
+	}
+	if counts := l.shares(t, 400); len(counts) != 3 {
+		t.Errorf("after the upgrade connections reached %v", counts)
+	}
+}
+
 func TestDaemonBrokenReloadChangesNothing(t *testing.T) {
 	l := newDaemonLab(t, "ipip", "")
 	before := l.services(t)

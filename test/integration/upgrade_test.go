@@ -1,0 +1,166 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/internal/syncbuf"
+)
+
+// buildInto builds xlbd at path, with version v.
+func buildInto(t *testing.T, path, v string) {
+	t.Helper()
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+v, "-o", path, "github.com/xlbproject/xlb/cmd/xlbd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
+// buildInfo is the version xlbd's /metrics reports.
+func buildInfo(t *testing.T, admin string) string {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "xlb_build_info{") {
+			if _, rest, ok := strings.Cut(line, `version="`); ok {
+				v, _, _ := strings.Cut(rest, `"`)
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// TestBinaryUpgrade: SIGUSR2 runs the binary now at xlbd's path in the
+// same process (the PID systemd knows stays), handing it the listening
+// sockets: under a steady load of new connections and keep-alive ones, no
+// request fails, a request in flight finishes on the old image, and the
+// new version serves. A new binary that refuses the config is not run:
+// the old one serves on and says why.
+func TestBinaryUpgrade(t *testing.T) {
+	buildBinaries(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "xlbd")
+	buildInto(t, bin, "v1")
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(time.Second)
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(be.Close)
+	listen, admin := freeAddr(t), freeAddr(t)
+	path := filepath.Join(dir, "xlb.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf("admin: {listen: %q}\nl7: {drain_timeout: 5s}\nservices:\n  - name: web\n    layer: 7\n    listen: %q\n    backends: [{address: %q}]\n",
+		admin, listen, hostport(be))), 0o644)
+	cmd := exec.Command(bin, "-config", path)
+	logs := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("xlbd log:\n%s", logs.String())
+		}
+	})
+	waitFor(t, "v1 serving", 10*time.Second, func() bool { return buildInfo(t, admin) == "v1" })
+
+	// The load: two clients with new connections, two with kept-alive ones.
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i < 2}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + listen + "/")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + listen + "/slow")
+		if err == nil {
+			var b []byte
+			b, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && string(b) != "ok" {
+				err = fmt.Errorf("got %q", b)
+			}
+		}
+		slow <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the load runs, the slow request is in flight
+
+	// A binary that refuses the config is not run.
+	os.Rename(bin, bin+".v1")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho 'xlbd broken'; exit 1\n"), 0o755)
+	cmd.Process.Signal(syscall.SIGUSR2)
+	waitFor(t, "the refusal logged", 5*time.Second, func() bool { return strings.Contains(logs.String(), "upgrade refused; serving on") })
+	if v := buildInfo(t, admin); v != "v1" {
+		t.Fatalf("after a refused upgrade the version is %q", v)
+	}
+
+	buildInto(t, bin+".v2", "v2")
+	os.Rename(bin+".v2", bin)
+	before := ok.Load()
+	cmd.Process.Signal(syscall.SIGUSR2)
+	waitFor(t, "v2 serving", 15*time.Second, func() bool { return buildInfo(t, admin) == "v2" })
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err := <-slow; err != nil {
+		t.Errorf("the request in flight during the upgrade: %v", err)
+	}
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed across the upgrade; the first: %v", n, n+ok.Load(), firstErr.Load())
+	}
+	if ok.Load() == before {
+		t.Error("no request was served after the upgrade")
+	}
+	if exited(cmd.Process.Pid) {
+		t.Error("the process ended: the upgrade must keep its PID")
+	}
+	t.Logf("%d requests, %d during and after the upgrade, none failed", ok.Load(), ok.Load()-before)
+}
