@@ -131,6 +131,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("upgrade: not every inherited listener could be taken", "err", err)
 	}
+	if addrs := inherited.Addrs(); len(addrs) > 0 {
+		log.Info("upgrade: serving on the listening sockets the previous binary handed on", "addrs", addrs)
+	}
 	for {
 		next, err := serve(*configPath, log, access, inherited)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,21 @@ func FromEnv() (*Set, error) {
 		s.lns[addr] = ln
 	}
 	return s, errors.Join(errs...)
+}
+
+// Addrs lists the addresses of the listeners not taken yet.
+func (s *Set) Addrs() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var addrs []string
+	for addr := range s.lns {
+		addrs = append(addrs, addr)
+	}
+	sort.Strings(addrs)
+	return addrs
 }
 
 // FromFiles makes a Set of files (what EnvFor was given): the same
