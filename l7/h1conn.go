@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/l7/h1"
 )
@@ -58,6 +61,8 @@ type fastConn struct {
 	linger  bool // an answer went out with input left unread
 	fresh   bool // no request read yet: the bytes may be an HTTP/2 preface
 	toH2    bool // they were: the connection goes to the HTTP/2 engine
+	looked  bool // drainLook ran
+	granted bool // and gave the connection one more request to read
 }
 
 // Lingering close: how long, and how much, unread input is drained.
@@ -111,6 +116,7 @@ func newFastConn(l *listener, lim *limits, tcp net.Conn, tc *tls.Conn, sc *sessi
 
 // serveFast accepts on a plain-HTTP listener until it is closed.
 func (l *listener) serveFast(s *Server) {
+	defer close(l.acceptDone)
 	var delay time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -125,6 +131,7 @@ func (l *listener) serveFast(s *Server) {
 			continue
 		}
 		delay = 0
+		l.arriving.Add(1)
 		go l.serveConn(c)
 	}
 }
@@ -134,6 +141,12 @@ func (l *listener) serveFast(s *Server) {
 // or on the HTTP/2 engine.
 func (l *listener) serveConn(c net.Conn) {
 	defer contain("a client connection", c)
+	arriving := true // counted in l.arriving until added
+	defer func() {
+		if arriving {
+			l.arriving.Add(-1)
+		}
+	}()
 	lim := l.lim.Load()
 	var t *tls.Conn
 	var sc *sessionConn
@@ -152,10 +165,9 @@ func (l *listener) serveConn(c net.Conn) {
 		}
 	}
 	fc := newFastConn(l, lim, c, t, sc)
-	if !l.add(fc) {
-		c.Close()
-		return
-	}
+	l.add(fc)
+	l.arriving.Add(-1)
+	arriving = false
 	fc.serve()
 	if fc.toH2 {
 		var conn net.Conn = c
@@ -287,7 +299,7 @@ func (fc *fastConn) session() step {
 					headStart = time.Now()
 					fc.setDeadline(headStart.Add(fc.lim.readHeader))
 				}
-			} else if !fc.waitIdle() {
+			} else if !fc.waitIdle() && !fc.drainLook() {
 				return true
 			}
 			if skipRead {
@@ -310,15 +322,64 @@ func (fc *fastConn) session() step {
 		}
 	})
 	if err != nil {
+		// A drain wakes an idle connection with a deadline in the past.
+		if errors.Is(err, os.ErrDeadlineExceeded) && fc.state.Load() == connIdle && fc.drainLook() {
+			return fc.session()
+		}
 		return stepClose // idle or header timeout, drain, closed
 	}
 	return next
+}
+
+// How long a drain waits for the next request of a connection that is
+// likely sending one: it just connected (drainFresh), or had an answer
+// within drainRecent (a busy keep-alive client).
+const (
+	drainGrace  = 200 * time.Millisecond
+	drainRecent = time.Second
+)
+
+// drainLook runs, once, when a drain is to close an idle connection. A
+// request the client has sent meanwhile (its bytes wait in the socket) is
+// read and answered, with Connection: close, rather than lost to the
+// reset a close with unread input sends; so is one that comes within
+// drainGrace from a client that just connected or just had an answer,
+// whose next request is most likely on its way. It reports whether to
+// read on.
+func (fc *fastConn) drainLook() bool {
+	if !fc.l.draining.Load() || fc.sock == nil || fc.looked {
+		return false
+	}
+	fc.looked = true
+	pending := false
+	fc.sock.Control(func(fd uintptr) {
+		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd[:], 0); err == nil && n > 0 && pfd[0].Revents&unix.POLLIN != 0 {
+			pending = true
+		}
+	})
+	switch {
+	case pending:
+		fc.setDeadline(time.Now().Add(fc.lim.readHeader))
+	case fc.fresh || time.Since(fc.r.end) < drainRecent:
+		fc.setDeadline(time.Now().Add(drainGrace))
+	default:
+		return false
+	}
+	// Not idle any more: the drain neither kicks it again nor counts it
+	// gone, and waitIdle lets it read.
+	fc.granted = true
+	fc.state.Store(connActive)
+	return true
 }
 
 // waitIdle prepares to wait for a request with nothing buffered: the
 // connection counts as idle (a drain closes it) and idle_timeout runs. It
 // reports false when the connection should close instead.
 func (fc *fastConn) waitIdle() bool {
+	if fc.granted {
+		return true // a drain's last request, under drainLook's deadline
+	}
 	fc.state.Store(connIdle)
 	if fc.l.draining.Load() {
 		return false
@@ -387,12 +448,15 @@ func (fc *fastConn) readHead() error {
 				headStart = time.Now()
 				fc.setDeadline(headStart.Add(fc.lim.readHeader))
 			}
-		} else if !fc.waitIdle() {
+		} else if !fc.waitIdle() && !fc.drainLook() {
 			return io.EOF
 		}
 		if err := fc.in.Fill(); err != nil {
 			if err == h1.ErrFull {
 				return errHeadTooLarge
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && headStart.IsZero() && fc.drainLook() {
+				continue
 			}
 			return err
 		}

@@ -25,6 +25,12 @@ type listener struct {
 
 	draining atomic.Bool
 	stdReqs  atomic.Int64 // requests net/http is serving (stdconn.go)
+	// arriving counts connections accepted and not yet added (a TLS
+	// handshake may be under way); acceptDone closes when the accept loop
+	// ends. A drain waits for both, so that no connection the listener
+	// accepted is closed unserved.
+	arriving   atomic.Int64
+	acceptDone chan struct{}
 	mu       sync.Mutex   // guards what follows
 	fconns   map[*fastConn]struct{}
 	h2conns  map[*h2Conn]struct{}
@@ -104,14 +110,12 @@ func (l *listener) removeH2(c *h2Conn) {
 }
 
 // add registers a new client connection; false once draining.
-func (l *listener) add(fc *fastConn) bool {
+// add counts a connection the listener accepted: also during a drain,
+// which serves its first request (drainLook) before closing it.
+func (l *listener) add(fc *fastConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.draining.Load() {
-		return false
-	}
 	l.fconns[fc] = struct{}{}
-	return true
 }
 
 func (l *listener) remove(fc *fastConn) {
@@ -129,12 +133,18 @@ func (l *listener) drainFast(ctx context.Context) error {
 	l.mu.Lock()
 	l.draining.Store(true)
 	l.mu.Unlock()
+	if l.acceptDone != nil {
+		select {
+		case <-l.acceptDone:
+		case <-ctx.Done():
+		}
+	}
 	kicked := map[*fastConn]bool{}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		l.mu.Lock()
-		n := len(l.fconns) + len(l.h2conns)
+		n := len(l.fconns) + len(l.h2conns) + int(l.arriving.Load())
 		var h2s []*h2Conn
 		for hc := range l.h2conns {
 			if !hc.drainKicked {

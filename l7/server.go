@@ -267,7 +267,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 }
 
 func (s *Server) newListener(c config.Service, ln net.Listener) *listener {
-	return &listener{owner: s, addr: c.Listen, ln: ln,
+	return &listener{owner: s, addr: c.Listen, ln: ln, acceptDone: make(chan struct{}),
 		fconns: map[*fastConn]struct{}{}, h2conns: map[*h2Conn]struct{}{}, stds: map[*stdServer]struct{}{}}
 }
 

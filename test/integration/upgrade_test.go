@@ -53,7 +53,8 @@ func buildInfo(t *testing.T, admin string) string {
 // sockets: under a steady load of new connections and keep-alive ones, no
 // request fails, a request in flight finishes on the old image, and the
 // new version serves. A new binary that refuses the config is not run:
-// the old one serves on and says why.
+// the old one serves on and says why; so it does, on the same sockets,
+// when the new binary is gone by the time it is to run.
 func TestBinaryUpgrade(t *testing.T) {
 	buildBinaries(t)
 	dir := t.TempDir()
@@ -141,6 +142,15 @@ func TestBinaryUpgrade(t *testing.T) {
 	if v := buildInfo(t, admin); v != "v1" {
 		t.Fatalf("after a refused upgrade the version is %q", v)
 	}
+
+	// A binary that passes the checks but is gone when it is to run (here
+	// the check removes it): the old image serves on, on the same sockets.
+	os.WriteFile(bin, []byte("#!/bin/sh\ncase \"$1\" in -version) echo 'xlbd gone';; -check) echo ok; rm -f \"$0\";; esac\n"), 0o755)
+	cmd.Process.Signal(syscall.SIGUSR2)
+	waitFor(t, "the failed exec logged", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "the new binary did not start; serving on with this one")
+	})
+	waitFor(t, "v1 serving again", 10*time.Second, func() bool { return buildInfo(t, admin) == "v1" })
 
 	buildInto(t, bin+".v2", "v2")
 	os.Rename(bin+".v2", bin)
