@@ -31,11 +31,11 @@ type listener struct {
 	// accepted is closed unserved.
 	arriving   atomic.Int64
 	acceptDone chan struct{}
-	mu       sync.Mutex   // guards what follows
-	fconns   map[*fastConn]struct{}
-	h2conns  map[*h2Conn]struct{}
-	std      *stdServer              // net/http, for the hand-offs from now on
-	stds     map[*stdServer]struct{} // std and the older ones still serving connections
+	mu         sync.Mutex // guards what follows
+	fconns     map[*fastConn]struct{}
+	h2conns    map[*h2Conn]struct{}
+	std        *stdServer              // net/http, for the hand-offs from now on
+	stds       map[*stdServer]struct{} // std and the older ones still serving connections
 }
 
 // limits are the l7 settings a client connection is read under. Each
