@@ -332,8 +332,8 @@ func (fc *fastConn) session() step {
 }
 
 // How long a drain waits for the next request of a connection that is
-// likely sending one: it just connected (drainFresh), or had an answer
-// within drainRecent (a busy keep-alive client).
+// likely sending one: it was just accepted (no request yet), or had an
+// answer within drainRecent (a busy keep-alive client).
 const (
 	drainGrace  = 200 * time.Millisecond
 	drainRecent = time.Second

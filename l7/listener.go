@@ -109,7 +109,6 @@ func (l *listener) removeH2(c *h2Conn) {
 	l.mu.Unlock()
 }
 
-// add registers a new client connection; false once draining.
 // add counts a connection the listener accepted: also during a drain,
 // which serves its first request (drainLook) before closing it.
 func (l *listener) add(fc *fastConn) {
