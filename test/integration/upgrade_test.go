@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/xlbproject/xlb/internal/syncbuf"
 )
 
 // buildInto builds xlbd at path, with version v.
@@ -71,20 +69,10 @@ func TestBinaryUpgrade(t *testing.T) {
 	path := filepath.Join(dir, "xlb.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf("admin: {listen: %q}\nl7: {drain_timeout: 5s}\nservices:\n  - name: web\n    layer: 7\n    listen: %q\n    backends: [{address: %q}]\n",
 		admin, listen, hostport(be))), 0o644)
-	cmd := exec.Command(bin, "-config", path)
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	cmd, logs := startXlbdFrom(t, bin, path, admin)
+	if v := buildInfo(t, admin); v != "v1" {
+		t.Fatalf("serving version %q, want v1", v)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("xlbd log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, "v1 serving", 10*time.Second, func() bool { return buildInfo(t, admin) == "v1" })
 
 	// The load: two clients with new connections, two with kept-alive ones.
 	var ok, failed atomic.Int64

@@ -19,7 +19,14 @@ import (
 // log is printed when the test failed.
 func startXlbd(t *testing.T, path, admin string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bins.xlbd, append([]string{"-config", path}, args...)...)
+	cmd, _ := startXlbdFrom(t, bins.xlbd, path, admin, args...)
+	return cmd
+}
+
+// startXlbdFrom is startXlbd with the binary bin, and its log.
+func startXlbdFrom(t *testing.T, bin, path, admin string, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-config", path}, args...)...)
 	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -44,7 +51,7 @@ func startXlbd(t *testing.T, path, admin string, args ...string) *exec.Cmd {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return cmd
+	return cmd, logs
 }
 
 // exited reports whether the child pid has exited (a zombie: the caller
