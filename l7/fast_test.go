@@ -174,39 +174,17 @@ func addrYAML(addrs ...string) string {
 // writes reply and closes: no keep-alive, whatever reply says.
 func rawBackend(t *testing.T, reply string) (addr string, reqs *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	reqs = new(atomic.Int64)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(rawTimeout))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				reqs.Add(1)
-				io.WriteString(c, reply)
-			}()
+	ln := serveTCP(t, func(c net.Conn, _ int) {
+		c.SetDeadline(time.Now().Add(rawTimeout))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
+		io.Copy(io.Discard, req.Body)
+		reqs.Add(1)
+		io.WriteString(c, reply)
+	})
 	return ln.Addr().String(), reqs
 }
 

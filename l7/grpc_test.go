@@ -107,6 +107,22 @@ func (b *grpcBackend) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.St
 	}
 }
 
+// recvStream reads a server stream to its end: the messages' payloads,
+// and the error that ended it early (nil at the stream's end).
+func recvStream(ss grpc.ServerStreamingClient[testgrpc.StreamingOutputCallResponse]) ([]string, error) {
+	var got []string
+	for {
+		m, err := ss.Recv()
+		if errors.Is(err, io.EOF) {
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+		got = append(got, string(m.GetPayload().GetBody()))
+	}
+}
+
 // TestGRPCThroughXLB: real gRPC clients (grpc-go, h2c and TLS) through
 // xlb to real gRPC servers (backend_protocol h2c): unary calls over one
 // client connection spread over every backend; server streaming and
@@ -156,19 +172,16 @@ func TestGRPCThroughXLB(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := 0; ; i++ {
-				m, err := ss.Recv()
-				if errors.Is(err, io.EOF) {
-					if i != 50 {
-						t.Errorf("server streaming: %d messages, want 50", i)
-					}
-					break
-				}
-				if err != nil {
-					t.Fatalf("server streaming, message %d: %v", i, err)
-				}
-				if string(m.GetPayload().GetBody()) != fmt.Sprint(i) {
-					t.Fatalf("server streaming: message %d is %q", i, m.GetPayload().GetBody())
+			msgs, err := recvStream(ss)
+			if err != nil {
+				t.Fatalf("server streaming, message %d: %v", len(msgs), err)
+			}
+			if len(msgs) != 50 {
+				t.Errorf("server streaming: %d messages, want 50", len(msgs))
+			}
+			for i, m := range msgs {
+				if m != fmt.Sprint(i) {
+					t.Fatalf("server streaming: message %d is %q", i, m)
 				}
 			}
 

@@ -66,33 +66,13 @@ const (
 
 func newRawH2(t *testing.T, r *rawH2) *rawH2 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.ln = ln
 	if r.decide == nil {
 		r.decide = func(int, int) rawAction { return rawAnswer }
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n := int(r.conns.Add(1))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r.serve(c, n)
-			}()
-		}
-	}()
+	r.ln = serveTCP(t, func(c net.Conn, n int) {
+		r.conns.Add(1)
+		r.serve(c, n)
+	})
 	return r
 }
 

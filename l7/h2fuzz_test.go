@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,9 +169,7 @@ func FuzzH2ServerFrames(f *testing.F) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.WriteString(c, http2.ClientPreface)
-		var out syncWriter
-		out.w = c
-		fr := http2.NewFramer(&out, c)
+		fr := http2.NewFramer(c, c)
 		fr.WriteSettings()
 		fuzzFrames(fr, in)
 		fr.WritePing(false, [8]byte{'f', 'u', 'z', 'z'})
@@ -221,28 +218,7 @@ func FuzzH2BackendFrames(f *testing.F) {
 	f.Add(fuzzSeed(fuzzFrame(resp, 0x1, 1, 0, 100), fuzzFrame(resp, 0x1, 0, 0, 100)))
 
 	var cur atomic.Pointer[[]byte]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	f.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fuzzBackendServe(c, cur.Load())
-			}()
-		}
-	}()
+	ln := serveTCP(f, func(c net.Conn, _ int) { fuzzBackendServe(c, cur.Load()) })
 	var log syncbuf.Buffer
 	listen := freePort(f)
 	srv := must(l7.New(l7.Options{Logger: slog.New(slog.NewTextHandler(&log, nil)), StickySecret: make([]byte, 32)}))
@@ -282,9 +258,7 @@ func fuzzBackendServe(c net.Conn, in *[]byte) {
 	if _, err := io.ReadFull(c, preface); err != nil {
 		return
 	}
-	var out syncWriter
-	out.w = c
-	fr := http2.NewFramer(&out, c)
+	fr := http2.NewFramer(c, c)
 	fr.WriteSettings()
 	// Wait for the request's HEADERS, so the frames answer stream 1.
 	for {
@@ -308,18 +282,6 @@ func fuzzBackendServe(c net.Conn, in *[]byte) {
 	}
 	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
 	io.Copy(io.Discard, c)
-}
-
-// syncWriter lets a framer's writes and a test's go through one lock.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
 }
 
 // shutdownSoon stops srv, cutting what is still in flight after a second.

@@ -40,6 +40,33 @@ func freePort(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// serveTCP listens on loopback and serves each accepted connection with
+// serve, given its number in accept order (from 1), in a goroutine of its
+// own (the connection closed after); at cleanup the listener closes and
+// every serve has returned.
+func serveTCP(t testing.TB, serve func(c net.Conn, n int)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				serve(c, n)
+			})
+		}
+	})
+	return ln
+}
+
 // backend is a real HTTP server on loopback that names itself.
 type backend struct {
 	name string
