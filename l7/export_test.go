@@ -9,3 +9,6 @@ func SetH2SendStall(d time.Duration) func() {
 	h2UpSendStall = d
 	return func() { h2UpSendStall = old }
 }
+
+// H2DrainRTT is how long a drain waits for its PING's answer.
+const H2DrainRTT = h2DrainRTT

@@ -170,6 +170,7 @@ func (l *listener) serveConn(c net.Conn) {
 	arriving = false
 	fc.serve()
 	if fc.toH2 {
+		arriving = true
 		var conn net.Conn = c
 		if t != nil {
 			conn = t
@@ -198,6 +199,11 @@ func (fc *fastConn) serve() {
 			fc.lingerClose()
 		default:
 			fc.c.Close()
+		}
+		if fc.toH2 {
+			// Counted until serveH2 adds it, so a drain does not end in
+			// between.
+			fc.l.arriving.Add(1)
 		}
 		fc.l.remove(fc)
 	}()

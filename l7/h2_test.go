@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/xlbproject/xlb/l7"
 )
 
 // h2Clients are the two ways a client reaches the HTTP/2 engine.
@@ -186,6 +189,8 @@ type h2Raw struct {
 	fr   *http2.Framer
 	enc  *hpack.Encoder
 	hbuf bytes.Buffer
+	// noPingAck: events leaves the server's PINGs unanswered.
+	noPingAck bool
 }
 
 // dialH2Raw opens an h2c connection: preface, then SETTINGS with settings.
@@ -231,6 +236,7 @@ type h2Event struct {
 	typ    http2.FrameType
 	stream uint32
 	code   http2.ErrCode // RST_STREAM, GOAWAY
+	last   uint32        // GOAWAY: the last stream the server serves
 	status string        // HEADERS
 	grpc   string        // HEADERS: grpc-status
 	end    bool
@@ -239,9 +245,11 @@ type h2Event struct {
 	err    error
 }
 
-// events reads frames until the connection ends, answering PINGs.
+// events reads frames until the connection ends, answering PINGs (unless
+// noPingAck; with a framer of its own: the test writes with h.fr).
 func (h *h2Raw) events() <-chan h2Event {
 	ch := make(chan h2Event, 1<<16)
+	acks := http2.NewFramer(h.c, nil)
 	go func() {
 		defer close(ch)
 		for {
@@ -256,6 +264,12 @@ func (h *h2Raw) events() <-chan h2Event {
 				ev.code = f.ErrCode
 			case *http2.GoAwayFrame:
 				ev.code = f.ErrCode
+				ev.last = f.LastStreamID
+			case *http2.PingFrame:
+				ev.data = append([]byte(nil), f.Data[:]...)
+				if !f.IsAck() && !h.noPingAck {
+					acks.WritePing(true, f.Data)
+				}
 			case *http2.MetaHeadersFrame:
 				ev.status = f.PseudoValue("status")
 				for _, hf := range f.RegularFields() {
@@ -403,8 +417,10 @@ func TestH2MalformedRequests(t *testing.T) {
 	}
 }
 
-// TestH2GoAwayOnShutdown: a drain sends GOAWAY naming the last stream it
-// will serve; that stream's answer still comes, a stream opened after is
+// TestH2GoAwayOnShutdown: a drain first sends a GOAWAY that names no last
+// stream, with a PING, so a request the client sends before it sees that
+// GOAWAY is still served; once the PING comes back, a GOAWAY naming the
+// last stream read. Streams up to it are answered, one opened after it is
 // refused, and the connection closes once the last answer is out.
 func TestH2GoAwayOnShutdown(t *testing.T) {
 	g := newGate(t)
@@ -414,6 +430,7 @@ func TestH2GoAwayOnShutdown(t *testing.T) {
 	})
 	p := startProxy(t, backendsYAML(slow), "")
 	h := dialH2Raw(t, p.listen)
+	h.noPingAck = true
 	evs := h.events()
 	h.get(1, "/")
 	deadline := time.Now().Add(5 * time.Second)
@@ -423,19 +440,129 @@ func TestH2GoAwayOnShutdown(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- p.srv.Shutdown(context.Background()) }()
 	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway })
-	if !ok || ev.code != http2.ErrCodeNo {
-		t.Fatalf("no GOAWAY on shutdown: %+v", ev)
+	if !ok || ev.code != http2.ErrCodeNo || ev.last != 1<<31-1 {
+		t.Fatalf("first GOAWAY on shutdown: %+v, want NO_ERROR naming stream 2^31-1", ev)
 	}
+	ping, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FramePing })
+	if !ok {
+		t.Fatalf("no PING with the first GOAWAY: %+v", ping)
+	}
+	// A request on its way when the first GOAWAY came: the PING's answer
+	// follows it.
 	h.get(3, "/")
-	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 3 }); !ok || ev.typ != http2.FrameRSTStream || ev.code != http2.ErrCodeRefusedStream {
-		t.Errorf("a stream opened after GOAWAY: %+v, want RST_STREAM REFUSED_STREAM", ev)
+	var data [8]byte
+	copy(data[:], ping.data)
+	h.fr.WritePing(true, data)
+	ev, ok = until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway || ev.stream == 3 })
+	if !ok || ev.typ != http2.FrameGoAway || ev.code != http2.ErrCodeNo || ev.last != 3 {
+		t.Fatalf("after the PING's answer: %+v, want GOAWAY NO_ERROR naming stream 3", ev)
+	}
+	h.get(5, "/")
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 5 }); !ok || ev.typ != http2.FrameRSTStream || ev.code != http2.ErrCodeRefusedStream {
+		t.Errorf("a stream opened after the last GOAWAY: %+v, want RST_STREAM REFUSED_STREAM", ev)
 	}
 	g.open()
-	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.end }); !ok || ev.typ != http2.FrameData {
-		t.Errorf("the in-flight stream did not finish after GOAWAY: %+v", ev)
+	done := map[uint32]bool{}
+	for len(done) < 2 {
+		ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.end || ev.err != nil })
+		if !ok || ev.err != nil || ev.typ != http2.FrameData {
+			t.Fatalf("streams 1 and 3 after the GOAWAYs: finished %v, then %+v", done, ev)
+		}
+		done[ev.stream] = true
 	}
-	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !(errors.Is(ev.err, io.EOF) || errors.Is(ev.err, net.ErrClosed) || strings.Contains(ev.err.Error(), "reset")) {
-		t.Errorf("the connection did not close after its last stream: %+v", ev)
+	if !done[1] || !done[3] {
+		t.Errorf("finished streams %v, want 1 and 3", done)
+	}
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !errors.Is(ev.err, io.EOF) {
+		t.Errorf("the connection did not close cleanly after its last stream: %+v", ev)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// TestH2DrainWithoutPingAnswer: a client that never answers the drain's
+// PING still gets the GOAWAY naming the last stream, about h2DrainRTT
+// later, and an idle connection then closes.
+func TestH2DrainWithoutPingAnswer(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	p := startProxy(t, backendsYAML(a), "")
+	h := dialH2Raw(t, p.listen)
+	h.noPingAck = true
+	evs := h.events()
+	h.get(1, "/")
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.end }); !ok {
+		t.Fatalf("first answer: %+v", ev)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway }); !ok || ev.last != 1<<31-1 {
+		t.Fatalf("first GOAWAY: %+v", ev)
+	}
+	start := time.Now()
+	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway })
+	if !ok || ev.last != 1 {
+		t.Fatalf("second GOAWAY: %+v, want one naming stream 1", ev)
+	}
+	if d := time.Since(start); d < l7.H2DrainRTT/2 {
+		t.Errorf("the last GOAWAY came %v after the first, without the PING's answer: want about %v", d, l7.H2DrainRTT)
+	}
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !errors.Is(ev.err, io.EOF) {
+		t.Errorf("the idle connection did not close after the GOAWAYs: %+v", ev)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// TestH2DrainBeforePreface: a connection accepted before a drain whose
+// client has not sent its preface yet is served: its SETTINGS come first
+// (nothing may precede them), then the GOAWAYs, and the request it sent
+// with its preface is answered. Before, it was closed unserved.
+func TestH2DrainBeforePreface(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	p := startProxy(t, backendsYAML(a), "")
+	c, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The connection is accepted: an HTTP/1.1 request on another one is
+	// answered after it.
+	if resp, err := http.Get("http://" + p.listen + "/"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	time.Sleep(100 * time.Millisecond) // the drain is under way
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	h := &h2Raw{t: t, c: c, fr: http2.NewFramer(c, c)}
+	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	h.enc = hpack.NewEncoder(&h.hbuf)
+	io.WriteString(c, http2.ClientPreface)
+	h.fr.WriteSettings()
+	evs := h.events()
+	h.get(1, "/")
+	var types []http2.FrameType
+	answered := false
+	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool {
+		types = append(types, ev.typ)
+		answered = answered || ev.stream == 1 && ev.end
+		return ev.err != nil
+	})
+	if !answered {
+		t.Errorf("the request sent with the preface during a drain was not answered: frames %v", types)
+	}
+	if !ok || !errors.Is(ev.err, io.EOF) {
+		t.Errorf("the connection did not close cleanly: %+v", ev)
+	}
+	if types[0] != http2.FrameSettings {
+		t.Errorf("frames %v: SETTINGS must come first", types)
+	}
+	if !slices.Contains(types, http2.FrameGoAway) {
+		t.Errorf("frames %v: no GOAWAY", types)
 	}
 	if err := <-shut; err != nil {
 		t.Errorf("shutdown: %v", err)

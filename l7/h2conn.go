@@ -51,7 +51,14 @@ const (
 	h2MaxResetsPerSecond = 2 * h2MaxStreams
 	// The write stall allowed when idle_timeout is off.
 	h2DefaultWriteTimeout = 2 * time.Minute
+	// How long a drain waits for the client to acknowledge the first
+	// GOAWAY's PING before it names the last stream it will serve.
+	h2DrainRTT = time.Second
 )
+
+// h2DrainPing is the PING sent with a drain's first GOAWAY: its
+// acknowledgement says the client has seen that GOAWAY.
+var h2DrainPing = [8]byte{'x', 'l', 'b', 'd', 'r', 'a', 'i', 'n'}
 
 var h2Preface = []byte(http2.ClientPreface)
 
@@ -82,6 +89,11 @@ type h2Conn struct {
 	wdl    time.Time
 	werr   error
 	closed atomic.Bool
+	// Under wmu: the server's SETTINGS went out (a GOAWAY may not precede
+	// them), and a drain asked before that, which serve starts after them.
+	started    bool
+	drainAsked bool
+	drainTimer *time.Timer
 
 	// Stream state, under mu.
 	mu           sync.Mutex
@@ -94,7 +106,8 @@ type h2Conn struct {
 	recvWin      int64 // what the client may still send on the connection
 	active       int   // streams being served (client-reset ones included until their goroutine ends)
 	idleSince    time.Time
-	goingAway    bool   // a GOAWAY went out: no new streams
+	announced    bool   // a drain's first GOAWAY went out: streams still come
+	goingAway    bool   // a GOAWAY naming the last stream went out: no new streams
 	clientAway   bool   // the client sent GOAWAY
 	refs         int    // the reader and the stream goroutines still running
 	drainKicked  bool   // under l.mu
@@ -111,10 +124,7 @@ type h2Conn struct {
 // what was read of it already (the preface, on a cleartext listener).
 func (l *listener) serveH2(c, tcp net.Conn, pending []byte, lim *limits) {
 	hc := newH2Conn(l, c, tcp, pending, lim)
-	if !l.addH2(hc) {
-		c.Close()
-		return
-	}
+	l.addH2(hc)
 	hc.serve()
 }
 
@@ -160,6 +170,10 @@ func (e *errH2) Error() string { return e.code.String() + ": " + e.msg }
 
 func connErr(code http2.ErrCode, msg string) error { return &errH2{code, msg} }
 
+// errH2Drained ends a connection that was drained and has served its last
+// stream.
+var errH2Drained = errors.New("drained")
+
 // serve is the connection's reader.
 func (c *h2Conn) serve() {
 	defer c.release()
@@ -177,7 +191,12 @@ func (c *h2Conn) serve() {
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.maxHdr)},
 	)
 	c.wfr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	c.started = true
+	drain := c.drainAsked
 	c.wmu.Unlock()
+	if drain {
+		c.drain()
+	}
 	c.recvWin = h2ConnWindow
 	c.setIdleDeadline(time.Now())
 
@@ -192,6 +211,12 @@ func (c *h2Conn) serve() {
 				return
 			}
 			if err := c.await(); err != nil {
+				if errors.Is(err, errH2Drained) {
+					c.flushOut()
+					c.linger()
+					c.shut()
+					return
+				}
 				c.fail(err)
 				return
 			}
@@ -237,7 +262,7 @@ func (c *h2Conn) await() error {
 		now := time.Now()
 		switch {
 		case draining && active == 0:
-			return io.EOF
+			return errH2Drained
 		case c.idle <= 0:
 			c.c.SetReadDeadline(time.Time{})
 		case active > 0:
@@ -339,15 +364,44 @@ func (c *h2Conn) release() {
 	}
 }
 
-// drain sends GOAWAY: the streams opened so far finish, no new one starts,
-// and the connection closes once the last is served.
+// drain shuts the connection down gracefully, as RFC 9113 6.8 advises: a
+// first GOAWAY naming no last stream (2^31-1) and a PING, so that a request
+// the client sent before it saw the GOAWAY is still served; then, once the
+// PING comes back (or after h2DrainRTT), goAway. A single GOAWAY naming the
+// last stream read so far would refuse a request already on the wire
+// (clients retry those, but only if they can replay them).
 func (c *h2Conn) drain() {
+	c.wmu.Lock()
+	if !c.started {
+		c.drainAsked = true
+		c.wmu.Unlock()
+		return
+	}
+	c.mu.Lock()
+	if c.announced || c.goingAway {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return
+	}
+	c.announced = true
+	c.mu.Unlock()
+	c.wfr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+	c.wfr.WritePing(false, h2DrainPing)
+	c.flushLocked()
+	c.drainTimer = time.AfterFunc(h2DrainRTT, c.goAway)
+	c.wmu.Unlock()
+}
+
+// goAway sends the GOAWAY that names the last stream served: the streams
+// opened so far finish, no new one starts, and the connection closes once
+// the last is served.
+func (c *h2Conn) goAway() {
 	// The write lock first: from the moment goingAway is set, the reader
 	// or the last stream may close the connection, and they write out
 	// what is batched before they do, so the GOAWAY must already be there.
 	c.wmu.Lock()
 	c.mu.Lock()
-	if c.goingAway {
+	if c.goingAway || c.closed.Load() {
 		c.mu.Unlock()
 		c.wmu.Unlock()
 		return
@@ -357,11 +411,27 @@ func (c *h2Conn) drain() {
 	c.mu.Unlock()
 	c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil)
 	c.flushLocked()
+	if c.drainTimer != nil {
+		c.drainTimer.Stop()
+	}
 	c.wmu.Unlock()
 	if idle {
 		// Wake the reader, which sees the drain and closes.
 		c.c.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// linger ends a drained connection's output (the GOAWAY is out) and reads
+// what the client still sends for a moment (a WINDOW_UPDATE, its own
+// GOAWAY), until it closes: Linux resets a socket closed with input
+// unread, and a reset can destroy the GOAWAY before the client reads it.
+func (c *h2Conn) linger() {
+	cw, ok := c.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c.c, lingerBytes)
 }
 
 // frame acts on one frame; an error ends the connection.
@@ -391,6 +461,11 @@ func (c *h2Conn) frame(f http2.Frame) error {
 			err := c.flushIfBig()
 			c.wmu.Unlock()
 			return err
+		}
+		if f.Data == h2DrainPing {
+			// The client has seen the first GOAWAY: every stream it
+			// opened before that has been read.
+			c.goAway()
 		}
 	case *http2.GoAwayFrame:
 		c.mu.Lock()

@@ -79,15 +79,13 @@ func (l *listener) setLimits(lim limits) {
 	go st.serve(l.owner.log, l.addr)
 }
 
-// addH2 registers a new HTTP/2 connection; false once draining.
-func (l *listener) addH2(c *h2Conn) bool {
+// addH2 registers a new HTTP/2 connection: also during a drain, which
+// serves the requests its client sends before it sees the GOAWAY (one
+// that opened just as the drain began has its first request on the way).
+func (l *listener) addH2(c *h2Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.draining.Load() {
-		return false
-	}
 	l.h2conns[c] = struct{}{}
-	return true
 }
 
 // goAwayH2 sends GOAWAY to every HTTP/2 connection of the listener.

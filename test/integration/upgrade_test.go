@@ -3,8 +3,11 @@
 package integration
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // buildInto builds xlbd at path, with version v.
@@ -48,8 +53,8 @@ func buildInfo(t *testing.T, admin string) string {
 
 // TestBinaryUpgrade: SIGUSR2 runs the binary now at xlbd's path in the
 // same process (the PID systemd knows stays), handing it the listening
-// sockets: under a steady load of new connections and keep-alive ones, no
-// request fails, a request in flight finishes on the old image, and the
+// sockets: under a steady load of new connections and keep-alive ones,
+// HTTP/1.1 and HTTP/2, no request fails, a request in flight finishes on the old image, and the
 // new version serves. A new binary that refuses the config is not run:
 // the old one serves on and says why; so it does, on the same sockets,
 // when the new binary is gone by the time it is to run.
@@ -74,21 +79,32 @@ func TestBinaryUpgrade(t *testing.T) {
 		t.Fatalf("serving version %q, want v1", v)
 	}
 
-	// The load: two clients with new connections, two with kept-alive ones.
+	// The load: HTTP/1.1 clients, two with new connections and two with
+	// kept-alive ones, and HTTP/2 (h2c) clients, one with a new connection
+	// for every request and one with a kept-alive one.
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := range 4 {
+	for i := range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i < 2}}
+			var rt http.RoundTripper = &http.Transport{DisableKeepAlives: i < 2}
+			if i >= 4 {
+				rt = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, network, addr)
+				}}
+			}
+			c := &http.Client{Timeout: 10 * time.Second, Transport: rt}
 			for {
 				select {
 				case <-stop:
 					return
 				default:
+				}
+				if i == 4 {
+					rt.(*http2.Transport).CloseIdleConnections()
 				}
 				resp, err := c.Get("http://" + listen + "/")
 				if err == nil {
