@@ -22,6 +22,7 @@ import (
 	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/l7"
 	"github.com/xlbproject/xlb/maps"
+	"github.com/xlbproject/xlb/test/freeport"
 )
 
 // l7Parts wires the reconciler and controller to a real l7 server with the
@@ -46,15 +47,7 @@ func l7Parts(t *testing.T, cfg *config.Config) (*controller, *l7.Server) {
 	return &controller{log: log, r: r, reload: func() error { return r.load(cfg, false) }}, web
 }
 
-func freeListen(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeListen(t *testing.T) string { return freeport.Addr(t) }
 
 func l7Config(t *testing.T) *config.Config {
 	t.Helper()

@@ -27,18 +27,11 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/l7"
+	"github.com/xlbproject/xlb/test/freeport"
 )
 
 // freePort finds a loopback port nobody listens on.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t testing.TB) string { return freeport.Addr(t) }
 
 // serveTCP listens on loopback and serves each accepted connection with
 // serve, given its number in accept order (from 1), in a goroutine of its

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/api"
+	"github.com/xlbproject/xlb/test/freeport"
 )
 
 // TestDaemonL7 runs the real xlbd with a layer 7 service on loopback: it
@@ -212,15 +213,7 @@ services:
 
 func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return freeport.Addr(t) }
 
 // TestDaemonL7ReloadReplacesBackends: a reload whose file lists other
 // backends loses no request. The new ones wait for their first passing
