@@ -3,7 +3,6 @@ package bgp
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/server"
 
 	"github.com/xlbproject/xlb/internal/syncbuf"
+	"github.com/xlbproject/xlb/test/freeport"
 )
 
 // The tests peer the real speaker with a second, in-process GoBGP server
@@ -38,13 +38,7 @@ type router struct {
 }
 
 func freePort(t *testing.T, addr netip.Addr) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return uint16(freeport.Port(t, addr.String(), false))
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/xlbproject/xlb/internal/syncbuf"
+	"github.com/xlbproject/xlb/test/freeport"
 	"github.com/xlbproject/xlb/test/privileged"
 )
 
@@ -124,25 +125,8 @@ func (m *dnsmasq) reload() {
 	}
 }
 
-// freePort returns a loopback port that was free for UDP and TCP.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free loopback port for UDP and TCP")
-	return 0
-}
+// freePort returns a loopback port free for UDP and TCP.
+func freePort(t *testing.T) int { return freeport.Port(t, "127.0.0.1", true) }
 
 // TestDnsmasqScale follows a name served by dnsmasq while its addn-hosts
 // file scales from 2 to 5 addresses and back, as an autoscaling group's

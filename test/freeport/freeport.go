@@ -1,6 +1,6 @@
-// Package freeport hands tests loopback TCP addresses that nothing listens
-// on, for configs that must name a port before the program under test
-// binds it.
+// Package freeport hands tests ports that nothing listens on, for configs
+// that must name a port before the program under test (xlbd, a router,
+// dnsmasq) binds it.
 //
 // A port from a bind to port 0 is the kernel's to give again: Linux hands a
 // just-closed one to the next bind of port 0 (here 256 repeats in 2000
@@ -29,9 +29,17 @@ var (
 	given = map[int]bool{}
 )
 
-// Addr returns "127.0.0.1:PORT" for a port free now, outside the ephemeral
-// range, and not returned before in this process.
+// Addr returns "127.0.0.1:PORT" for a TCP port free now, outside the
+// ephemeral range, and not returned before in this process.
 func Addr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(Port(t, "127.0.0.1", false)))
+}
+
+// Port returns a port of host free now for TCP (and for UDP too, with
+// udp: a DNS server's), outside the ephemeral range, and not returned
+// before in this process.
+func Port(t testing.TB, host string, udp bool) int {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
@@ -44,17 +52,24 @@ func Addr(t testing.TB) string {
 		if given[port] {
 			continue
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue // some other program's
 		}
 		ln.Close()
+		if udp {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				continue
+			}
+			pc.Close()
+		}
 		given[port] = true
-		return addr
+		return port
 	}
 	t.Fatal("freeport: no free port in 1000 tries")
-	return ""
+	return 0
 }
 
 // ephemeralLow is the first port of net.ipv4.ip_local_port_range (Linux's
