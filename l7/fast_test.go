@@ -801,8 +801,7 @@ func TestFastDrain(t *testing.T) {
 		t.Fatal("slow request never reached the backend")
 	}
 
-	shut := make(chan error, 1)
-	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	shut := p.shutdownInBackground()
 	idle.expectClosed()
 	select {
 	case err := <-shut:
@@ -1029,8 +1028,7 @@ func TestDrainTimeoutCutsInFlightRequests(t *testing.T) {
 				t.Fatal("the request never reached the backend")
 			}
 			start := time.Now()
-			shut := make(chan error, 1)
-			go func() { shut <- p.srv.Shutdown(context.Background()) }()
+			shut := p.shutdownInBackground()
 			// The backend would hold the request for 10 s.
 			go func() {
 				select {

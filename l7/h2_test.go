@@ -292,6 +292,15 @@ func (h *h2Raw) events() <-chan h2Event {
 	return ch
 }
 
+// closedCleanly fails the test unless the connection ends with EOF (a
+// close, not a reset) within 5 s; what names the moment.
+func closedCleanly(t *testing.T, evs <-chan h2Event, what string) {
+	t.Helper()
+	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !errors.Is(ev.err, io.EOF) {
+		t.Errorf("the connection did not close cleanly %s: %+v", what, ev)
+	}
+}
+
 // until waits for an event that pred accepts; false at the deadline or
 // the connection's end.
 func until(ch <-chan h2Event, d time.Duration, pred func(h2Event) bool) (h2Event, bool) {
@@ -437,8 +446,7 @@ func TestH2GoAwayOnShutdown(t *testing.T) {
 	for slow.hits.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	shut := make(chan error, 1)
-	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	shut := p.shutdownInBackground()
 	ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway })
 	if !ok || ev.code != http2.ErrCodeNo || ev.last != 1<<31-1 {
 		t.Fatalf("first GOAWAY on shutdown: %+v, want NO_ERROR naming stream 2^31-1", ev)
@@ -473,9 +481,7 @@ func TestH2GoAwayOnShutdown(t *testing.T) {
 	if !done[1] || !done[3] {
 		t.Errorf("finished streams %v, want 1 and 3", done)
 	}
-	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !errors.Is(ev.err, io.EOF) {
-		t.Errorf("the connection did not close cleanly after its last stream: %+v", ev)
-	}
+	closedCleanly(t, evs, "after its last stream")
 	if err := <-shut; err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
@@ -494,8 +500,7 @@ func TestH2DrainWithoutPingAnswer(t *testing.T) {
 	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.stream == 1 && ev.end }); !ok {
 		t.Fatalf("first answer: %+v", ev)
 	}
-	shut := make(chan error, 1)
-	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	shut := p.shutdownInBackground()
 	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.typ == http2.FrameGoAway }); !ok || ev.last != 1<<31-1 {
 		t.Fatalf("first GOAWAY: %+v", ev)
 	}
@@ -507,9 +512,7 @@ func TestH2DrainWithoutPingAnswer(t *testing.T) {
 	if d := time.Since(start); d < l7.H2DrainRTT/2 {
 		t.Errorf("the last GOAWAY came %v after the first, without the PING's answer: want about %v", d, l7.H2DrainRTT)
 	}
-	if ev, ok := until(evs, 5*time.Second, func(ev h2Event) bool { return ev.err != nil }); !ok || !errors.Is(ev.err, io.EOF) {
-		t.Errorf("the idle connection did not close after the GOAWAYs: %+v", ev)
-	}
+	closedCleanly(t, evs, "after the GOAWAYs")
 	if err := <-shut; err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
@@ -534,8 +537,7 @@ func TestH2DrainBeforePreface(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	shut := make(chan error, 1)
-	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	shut := p.shutdownInBackground()
 	time.Sleep(100 * time.Millisecond) // the drain is under way
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	h := &h2Raw{t: t, c: c, fr: http2.NewFramer(c, c)}

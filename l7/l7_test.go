@@ -96,6 +96,14 @@ type proxy struct {
 	cfg    *config.Config
 }
 
+// shutdownInBackground starts the server's drain (no deadline) and
+// returns where its result comes.
+func (p *proxy) shutdownInBackground() <-chan error {
+	shut := make(chan error, 1)
+	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	return shut
+}
+
 func startProxy(t *testing.T, service string, l7keys string) *proxy {
 	t.Helper()
 	p := &proxy{listen: freePort(t)}
@@ -619,8 +627,7 @@ func TestSlowRequestCompletesAcrossShutdown(t *testing.T) {
 		result <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}()
 	time.Sleep(200 * time.Millisecond)
-	shut := make(chan error, 1)
-	go func() { shut <- p.srv.Shutdown(context.Background()) }()
+	shut := p.shutdownInBackground()
 	time.Sleep(100 * time.Millisecond)
 	if _, err := net.DialTimeout("tcp", p.listen, time.Second); err == nil {
 		t.Errorf("still accepting connections while draining")
