@@ -220,9 +220,13 @@ func clientNotReadingCut(t *testing.T, version string) {
 	}
 	defer c.Close()
 	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// start is read before the request goes: the proxy's write deadline
+	// cannot be set before the request reaches it, while a time read after
+	// the write can come late (the test's goroutine preempted in between)
+	// and make a cut exactly on time look early.
+	start := time.Now()
 	io.WriteString(c, "GET /big HTTP/"+version+"\r\nHost: x\r\n\r\n")
 	// Read nothing: the answer (64 MiB) fills the sockets' buffers.
-	start := time.Now()
 	select {
 	case err := <-wrote:
 		if err == nil {
