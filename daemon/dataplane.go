@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/maintenance"
 	"github.com/xlbproject/xlb/loader"
 	"github.com/xlbproject/xlb/maps"
 )
@@ -36,7 +37,7 @@ func startDataplane(log *slog.Logger, cfg *config.Config) (*dataplane, error) {
 		removeLeftover(log, x.PinPath)
 		return p, nil
 	}
-	unlock, err := lockPinPath(x.PinPath)
+	unlock, err := maintenance.Lock(x.PinPath)
 	if err != nil {
 		return p, err
 	}
@@ -201,7 +202,7 @@ func removeLeftover(log *slog.Logger, pinPath string) {
 	if entries, err := os.ReadDir(filepath.Join(pinPath, "links")); err != nil || len(entries) == 0 {
 		return
 	}
-	unlock, err := lockPinPath(pinPath)
+	unlock, err := maintenance.Lock(pinPath)
 	if err != nil {
 		log.Warn("no xdp.interfaces, but a program is pinned under the pin path; left alone", "pin_path", pinPath, "err", err)
 		return

@@ -3,47 +3,17 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/internal/maintenance"
 )
-
-// lockPinPath refuses a second daemon on the same pin path: two would fight
-// over the same maps.
-func lockPinPath(pinPath string) (func(), error) {
-	// One lock file per pin path, in /run: bpffs takes no regular files.
-	if err := os.MkdirAll(maintenance.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lock pin path: %w", err)
-	}
-	path := maintenance.File(pinPath, ".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock pin path: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		owner, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another xlbd (pid %s) already runs on pin path %s (lock %s)", strings.TrimSpace(string(owner)), pinPath, path)
-		}
-		return nil, fmt.Errorf("lock pin path %s: %w", pinPath, err)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	// The file goes with the daemon: pin paths are often per-test or
-	// per-instance, and /run would collect one file for each.
-	return func() { os.Remove(path); f.Close() }, nil
-}
 
 // enableForwarding turns forwarding on where bpf_fib_lookup needs it: it
 // answers only for interfaces that forward (IPv6: only when forwarding is on
@@ -160,7 +130,7 @@ func neighbourReady(addr netip.Addr) bool {
 // if one does: xlbd checks it when its admin port is taken, since a second
 // daemon on the same pin path is the likely reason.
 func PinPathFree(pinPath string) error {
-	unlock, err := lockPinPath(pinPath)
+	unlock, err := maintenance.Lock(pinPath)
 	if err != nil {
 		return err
 	}

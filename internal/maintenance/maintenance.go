@@ -46,12 +46,14 @@ func Set(pinPath string, on bool) error {
 // AroundDetach runs detach, which first asks the running xlbd to withdraw
 // every VIP (and so marks the node in maintenance), and then forgets that
 // mark unless the node was in maintenance already: a detached node's next
-// xlbd must announce, or an upgrade by detach leaves it silently dark.
+// xlbd must announce, or an upgrade by detach leaves it silently dark. It
+// also removes the pin path's lock file if a killed xlbd left it.
 func AroundDetach(pinPath string, detach func() error) error {
 	was := On(pinPath)
 	if err := detach(); err != nil {
 		return err
 	}
+	clearStaleLock(pinPath)
 	if was {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/internal/maintenance"
 	"github.com/xlbproject/xlb/test/privileged"
 )
 
@@ -54,5 +55,14 @@ func TestDemoBGP(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("demo-bgp left /run/xlb-demo-bgp behind")
+	}
+	// lb2 dies by SIGKILL, which leaves its pin-path lock; the cleanup's
+	// detach removes it.
+	for _, n := range []string{"lb1", "lb2"} {
+		lock := maintenance.File(dir+"/bpf-"+n+"/xlb", ".lock")
+		if _, err := os.Stat(lock); err == nil {
+			t.Errorf("demo-bgp left %s's lock %s behind", n, lock)
+			os.Remove(lock)
+		}
 	}
 }
