@@ -45,7 +45,13 @@ func buildBinaries(t *testing.T) {
 			return
 		}
 		bins.dir = dir
-		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/xlbproject/xlb/cmd/xlbd", "github.com/xlbproject/xlb/cmd/xlbctl").CombinedOutput()
+		flags, err := raceFlags()
+		if err != nil {
+			bins.buildError = err
+			return
+		}
+		args := append(append([]string{"build"}, flags...), "-o", dir+"/", "github.com/xlbproject/xlb/cmd/xlbd", "github.com/xlbproject/xlb/cmd/xlbctl")
+		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			bins.buildError = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -58,6 +64,9 @@ func buildBinaries(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if raceReports() && code == 0 {
+		code = 1
+	}
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}
