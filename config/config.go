@@ -371,7 +371,7 @@ type CertPair struct {
 }
 
 // BackendTLS configures TLS to the backends of a service whose
-// BackendProtocol is https (or, later, h2).
+// BackendProtocol is https or h2.
 type BackendTLS struct {
 	// CAFile holds the CAs that backends' certificates must chain to.
 	// Empty (the default): the system's roots.

@@ -44,7 +44,8 @@ type Discover struct {
 	// default) honours the answer's TTL, at least 1s; else a fixed
 	// interval of at least 1s.
 	Refresh time.Duration
-	// Resolvers are the DNS servers asked, IP:port, in order. Empty (the
+	// Resolvers are the DNS servers asked, host:port (an IP address or a
+	// host name), in order. Empty (the
 	// default): the nameservers of /etc/resolv.conf.
 	Resolvers []string
 	// MaxBackends caps the discovered set, 1..4096; a larger answer is
@@ -221,8 +222,6 @@ func (p *parser) refresh(n *yaml.Node, path string) (time.Duration, bool) {
 	return d, true
 }
 
-// resolver decodes a DNS server's IP:port. Names are refused: resolving a
-// resolver's name would need a resolver.
 // resolver reads one resolver, host:port: an IP address (IPv6 in brackets)
 // or a host name, which the system's resolver (/etc/hosts, resolv.conf)
 // turns into addresses each time the resolver is asked.

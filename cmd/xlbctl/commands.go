@@ -399,8 +399,14 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 				c.opts.admin, time.Now().Format(time.TimeOnly))
 			if err != nil {
 				fmt.Fprintf(&screen, "xlbctl: %s\n", err)
-			} else if err := renderStatus(&screen, svcs); err != nil {
-				return err
+			} else {
+				// As status says it: someone watching is who should see it.
+				if why := c.api.notServing(ctx); why != "" {
+					fmt.Fprintf(&screen, "WARNING: xlbd is not serving: %s\n\n", why)
+				}
+				if err := renderStatus(&screen, svcs); err != nil {
+					return err
+				}
 			}
 			if _, err := c.stdout.Write(screen.Bytes()); err != nil {
 				return err

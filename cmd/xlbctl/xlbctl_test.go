@@ -562,9 +562,20 @@ func TestWatch(t *testing.T) {
 	if n := strings.Count(out, "-> 10.0.1.1 "); n != 3 {
 		t.Errorf("%d status tables, want 3:\n%s", n, out)
 	}
-	if n := len(c.requests()); n != 3 {
-		t.Errorf("%d requests, want 3", n)
+	if n := len(c.requests()); n != 6 {
+		t.Errorf("%d requests, want 6 (services and /healthz, three times)", n)
 	}
+	if strings.Contains(out, "WARNING") {
+		t.Errorf("a warning while xlbd serves:\n%s", out)
+	}
+
+	// As status does, each screen says when xlbd does not serve.
+	c.set("GET /healthz", 503, `{"status": "unavailable", "error": "interface eth0 is gone"}`)
+	_, out, _ = xlbctl(t, "-admin", url, "watch", "-interval", "10ms", "-count", "2")
+	if n := strings.Count(out, "WARNING: xlbd is not serving: interface eth0 is gone\n\n"); n != 2 {
+		t.Errorf("%d warnings in 2 screens:\n%s", n, out)
+	}
+	c.set("GET /healthz", 200, `{"status": "ok"}`)
 
 	// An error shows on the screen and watching goes on; once.
 	c.set("GET /api/v1/services", 500, `{"error":"daemon restarting"}`)
@@ -591,11 +602,15 @@ func TestWatchExitStatus(t *testing.T) {
 		t.Errorf("xlbd down: exit %d, want 1", code)
 	}
 
-	// The answers of a daemon that fails on the calls named.
+	// The answers of a daemon that fails on the service calls named.
 	flaky := func(fail ...int) string {
 		var mu sync.Mutex
 		n := 0
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" {
+				io.WriteString(w, `{"status": "ok"}`)
+				return
+			}
 			mu.Lock()
 			n++
 			failed := slices.Contains(fail, n)
