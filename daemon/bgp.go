@@ -296,6 +296,21 @@ func (c *controller) SetAnnounce(on bool) (api.BGP, error) {
 	return a.sp.Status(), nil
 }
 
+// announceAgainAfterDetach follows a reload that attached the program
+// again after a detach (xlbctl detach, xlbd -detach). The detach asked
+// this xlbd to stop announcing, so that routers moved away before
+// forwarding stopped, and then cleared the maintenance mark unless the
+// node was in maintenance already; without the mark, announcing comes
+// back with the program, as it would on a restart. An operator's
+// `xlbctl announce off` leaves the mark, and stays.
+func (a *announcer) announceAgainAfterDetach() {
+	if a.sp.Enabled() || maintenance.On(a.pinPath) {
+		return
+	}
+	a.log.Info("bgp: announcing again: the program is back and no `xlbctl announce off` holds (the detach's withdrawal ends here)")
+	a.sp.SetEnabled(true)
+}
+
 // bgpCollector serves xlb_bgp_peer_up and xlb_bgp_announced at scrape time.
 type bgpCollector struct{ sp *bgp.Speaker }
 

@@ -232,15 +232,27 @@ func (d *Daemon) ReloadConfig() error {
 		d.log.Info("reload", "change", line)
 	}
 	// The token first: a reload that sets or rotates it must not leave the
-	// API open to the old token, or to none, when the rest applies.
+	// API open to the old token, or to none, when the rest applies. A
+	// reload rejected after it puts the running one back.
+	tokenSwitched := false
+	reject := func(err error) error {
+		if tokenSwitched {
+			if terr := d.setToken(running.Admin.TokenFile); terr != nil {
+				d.log.Error("reload rejected, and the running admin token could not be read again: the new one stays", "err", terr)
+			}
+		}
+		d.met.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload rejected; the running config keeps serving", "err", err)
+		return fmt.Errorf("reload: %w", err)
+	}
 	if cfg.Admin.TokenFile != running.Admin.TokenFile && d.setToken != nil {
 		if err := d.setToken(cfg.Admin.TokenFile); err != nil {
-			d.met.reloads.WithLabelValues("error").Inc()
-			d.log.Error("reload rejected; the running config keeps serving", "err", err)
-			return fmt.Errorf("reload: %w", err)
+			return reject(err)
 		}
+		tokenSwitched = true
 	}
-	if d.dp.dp != nil && len(d.dp.dp.Lost()) > 0 {
+	lost := d.dp.dp != nil && len(d.dp.dp.Lost()) > 0
+	if lost {
 		// A detach took the probes' neighbour entries with the program
 		// (loader.Unpin); the targets this reload hands the checker make
 		// them again. Looked at now: the housekeeper may not have seen
@@ -248,9 +260,9 @@ func (d *Daemon) ReloadConfig() error {
 		probeNeighbours.Clear()
 	}
 	if err := d.dp.reattach(cfg); err != nil {
-		d.met.reloads.WithLabelValues("error").Inc()
-		d.log.Error("reload rejected; the running config keeps serving", "err", err)
-		return fmt.Errorf("reload: %w", err)
+		// What the file asks of this host's interfaces: the caller's to
+		// fix, as a listen address another process holds is (400).
+		return reject(config.ErrorList{{File: cfg.File, Key: "xdp.interfaces", Msg: err.Error()}})
 	}
 	// Restart-only settings keep their running values.
 	cfg.XDP.PinPath, cfg.XDP.FlowTableSize, cfg.Admin.Listen = running.XDP.PinPath, running.XDP.FlowTableSize, running.Admin.Listen
@@ -258,11 +270,12 @@ func (d *Daemon) ReloadConfig() error {
 		restart = append(restart, "bgp (the section; a service's announce takes effect now)")
 	}
 	if err := d.r.load(cfg, false); err != nil {
-		d.met.reloads.WithLabelValues("error").Inc()
-		d.log.Error("reload rejected; the running config keeps serving", "err", err)
-		return fmt.Errorf("reload: %w", err)
+		return reject(err)
 	}
 	d.follow.follow(cfg, d.dp.maps != nil)
+	if lost && d.bgp != nil {
+		d.bgp.announceAgainAfterDetach()
+	}
 	d.restartNeeded.Store(&restart)
 	d.met.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("config reloaded", "services", len(cfg.Services))

@@ -127,9 +127,14 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 		was[a.Interface] = a.Mode
 	}
 	var added []string
+	changed := map[string]loader.Mode{} // interfaces whose mode changed: their old mode
 	undo := func() {
 		for _, ifname := range added {
 			p.dp.Detach(ifname)
+		}
+		for ifname, old := range changed {
+			p.dp.Detach(ifname)
+			p.dp.Attach(ifname, old)
 		}
 	}
 	for _, ifname := range cfg.XDP.Interfaces {
@@ -153,6 +158,7 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 				undo()
 				return err
 			}
+			changed[ifname] = old
 			p.log.Info("xdp re-attached", "interface", ifname, "mode", mode, "was", old)
 		} else if _, err := p.dp.Attach(ifname, mode); err != nil {
 			undo()
@@ -166,6 +172,14 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 			p.log.Warn("health checks with via: vip fall back to the backends' own addresses", "interface", ifname, "err", err)
 		}
 	}
+	// Keys a reload may change (the outer source comes from the first
+	// interface), before any interface is taken off, so that a rejection
+	// leaves the old ones attached. A failure writes nothing: the address
+	// is looked up first, and the settings are one map entry.
+	if err := p.putSettings(cfg); err != nil {
+		undo()
+		return err
+	}
 	for ifname := range was {
 		if !slices.Contains(cfg.XDP.Interfaces, ifname) {
 			if err := p.dp.Detach(ifname); err != nil {
@@ -174,8 +188,7 @@ func (p *dataplane) reattach(cfg *config.Config) error {
 			p.log.Info("xdp detached", "interface", ifname)
 		}
 	}
-	// Keys a reload may change.
-	return p.putSettings(cfg)
+	return nil
 }
 
 // close releases file descriptors and the pin-path lock; the program and

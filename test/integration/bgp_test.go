@@ -1074,6 +1074,31 @@ func TestBGPScaleOut(t *testing.T) {
 		}
 	})
 
+	// README's "a reload attaches it again": after `xlbctl detach` the
+	// same xlbd announces again once a reload put the program back, unless
+	// an operator's `xlbctl announce off` came before the detach.
+	t.Run("detach-then-reload-announces", func(t *testing.T) {
+		lb2.xlbctl(t, "detach", "-withdraw-wait", "0s")
+		l.waitHops(t, lb1.addr)
+		lb2.call(t, "POST", "/api/v1/reload", nil, 200, nil)
+		took := l.waitHops(t, lb1.addr, lb2.addr)
+		t.Logf("after xlbctl detach and a reload, lb2 announced again within %v", took.Round(time.Millisecond))
+
+		lb2.xlbctl(t, "announce", "off")
+		l.waitHops(t, lb1.addr)
+		lb2.xlbctl(t, "detach", "-withdraw-wait", "0s")
+		lb2.call(t, "POST", "/api/v1/reload", nil, 200, nil)
+		time.Sleep(time.Second) // long enough for an announcement to reach the router
+		if hops := l.nextHops(t, vip4.String()); !slices.Equal(hops, []string{lb1.addr}) {
+			t.Errorf("announce off, detach, reload: next hops %v, want lb1's alone (maintenance holds)", hops)
+		}
+		if b := lb2.bgp(t); b.Announcing {
+			t.Errorf("announce off, detach, reload: lb2 announcing on")
+		}
+		lb2.xlbctl(t, "announce", "on")
+		l.waitHops(t, lb1.addr, lb2.addr)
+	})
+
 	// The program taken off behind xlbd's back (not through its API, which
 	// would withdraw first): the node would drop what the routers send it,
 	// so it withdraws by itself, and announces again once a reload put the

@@ -745,6 +745,21 @@ func TestDaemonTokenAndSecondDaemon(t *testing.T) {
 	})
 	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
 
+	// A reload rejected only when it applies (a listen address this host
+	// does not have) keeps the running token, not the one it named.
+	l.writeConfig(t, "ipip", backends, "  token_file: "+token2)
+	f, err := os.OpenFile(l.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  - {name: web, layer: 7, listen: \"192.0.2.55:18099\", backends: [{address: \"127.0.0.1:9\"}]}\n")
+	f.Close()
+	l.token = "s3cret"
+	l.call(t, "POST", api.PathReload, nil, 400, nil)
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 200, nil)
+	l.token = "n3w"
+	l.call(t, "PATCH", api.PathServices+"/api/backends/10.0.0.11", patch, 401, nil)
+
 	// A second daemon on the same pin path is refused.
 	out, err := exec.Command("ip", "netns", "exec", l.lb.Name, bins.xlbd, "-config", l.cfgPath).CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("another xlbd")) {

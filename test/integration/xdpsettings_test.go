@@ -54,3 +54,38 @@ func TestDaemonXDPSettings(t *testing.T) {
 		t.Errorf("after reload: flow insert cap %d, source %v mask %v; want 5000, 172.16.0.0 and 0.0.255.255", g.MaxNewFlowsCpu, src, mask)
 	}
 }
+
+// TestDaemonReloadWithoutOuterSource: a reload whose first interface has
+// no address for the IPIP outer source is rejected with the interfaces it
+// attached taken off again, so the old config serves as it did.
+func TestDaemonReloadWithoutOuterSource(t *testing.T) {
+	l := newDaemonLab(t, "ipip", "")
+	l.lb.Run(t, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	l.lb.Run(t, "ip", "link", "set", "eth1", "up")
+	l.lb.Run(t, "ip", "link", "set", "eth1p", "up")
+	raw, err := os.ReadFile(l.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(raw), "  interfaces: [eth0]\n", "  interfaces: [eth1, eth0]\n", 1)
+	if err := os.WriteFile(l.cfgPath, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var answer api.Error
+	l.call(t, "POST", api.PathReload, nil, 400, &answer)
+	if !strings.Contains(answer.Error, "eth1 has no global address") {
+		t.Errorf("reload answer %+v, want the reason", answer)
+	}
+	if out := l.lb.Run(t, "ip", "link", "show", "eth1"); strings.Contains(out, "prog/xdp") {
+		t.Errorf("the rejected reload left its program on eth1:\n%s", out)
+	}
+	if out := l.lb.Run(t, "ip", "link", "show", "eth0"); !strings.Contains(out, "prog/xdp") {
+		t.Errorf("the rejected reload took the program off eth0:\n%s", out)
+	}
+	if err := os.WriteFile(l.cfgPath, raw, 0o644); err != nil { // for the cleanup's -detach
+		t.Fatal(err)
+	}
+	if counts := l.shares(t, 60); len(counts) < 2 {
+		t.Errorf("after the rejected reload, connections went to %v", counts)
+	}
+}
