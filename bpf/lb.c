@@ -102,10 +102,11 @@ static __always_inline void lb_frag_key(const struct packet *p, struct frag_key 
 }
 
 /* lb_remember_frag records where a first fragment went, for the later ones. */
-static __always_inline void lb_remember_frag(const struct packet *p, __u32 backend_id, __u32 svc_id, __u32 svc_flags)
+static __always_inline void lb_remember_frag(const struct packet *p, __u32 backend_id, __u32 svc_id, __u32 svc_flags,
+					     __u32 gen)
 {
 	struct frag_key fk = {};
-	struct frag fr = { .backend_id = backend_id, .svc_id = svc_id, .svc_flags = svc_flags };
+	struct frag fr = { .backend_id = backend_id, .svc_id = svc_id, .svc_flags = svc_flags, .gen = gen };
 
 	lb_frag_key(p, &fk);
 	bpf_map_update_elem(&frags, &fk, &fr, BPF_ANY);
@@ -126,7 +127,10 @@ static __always_inline enum xlb_stat lb_later_fragment(struct xdp_md *ctx, const
 	if (!fr)
 		return XLB_STAT_PASS_FRAG;
 	be = bpf_map_lookup_elem(&backends, &fr->backend_id);
-	if (!be || be->family != p->key.family)
+	/* Its first fragment's backend, or none: a slot given to another since
+	 * (another service's, or another address) would get a piece of a
+	 * datagram it never saw the start of. */
+	if (!be || be->family != p->key.family || be->gen != fr->gen || be->svc_id != fr->svc_id)
 		return XLB_STAT_DROP_NO_BACKEND;
 	stats_flow(&svc_stats, fr->svc_id, bytes, 0);
 	stats_flow(&backend_stats, fr->backend_id, bytes, 0);
@@ -161,7 +165,7 @@ __noinline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct gl
 	__u32 hash, age, backend_id, svc_id, svc_flags;
 	struct svc_key sk = {};
 	__u64 now, bytes;
-	int new_flow = 0, syn;
+	int new_flow = 0, syn, live = 0;
 	long rc = BPF_FIB_LKUP_RET_NOT_FWDED;
 	struct flow *f = NULL, nf = {};
 	struct nexthop *nh;
@@ -179,7 +183,8 @@ __noinline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct gl
 	syn = select_is_syn(p);
 	if (!syn) {
 		f = flow_lookup(cfg, &p->key, hash, now, age);
-		if (f && select_flow_alive(p, cfg, f, now)) {
+		live = f && select_flow_alive(p, cfg, f, now);
+		if (live) {
 			be = select_flow(f, &svc);
 			if (be) {
 				if (be->family != p->key.family)
@@ -209,11 +214,13 @@ __noinline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct gl
 	if (!f && !syn && p->key.proto == IPPROTO_TCP && !p->icmp)
 		stats_count(XLB_STAT_EV_FLOW_MISS, 0);
 	/* The rate limit is on new connections: a TCP SYN, or a UDP packet
-	 * with no live entry. A TCP packet that is not a SYN belongs to a
+	 * with no live entry (none, or one idle past the UDP timeout: the
+	 * client starts over). A TCP packet that is not a SYN belongs to a
 	 * connection already open (one the flood guard did not remember, one
 	 * whose backend went, one a peer balancer had), which must not be cut
-	 * for its client's new ones; nor does an ICMP error open anything. */
-	if ((syn || (p->key.proto == IPPROTO_UDP && !f)) && !p->icmp && !ratelimit_allow(svc, &p->key))
+	 * for its client's new ones, and so does a UDP packet of a live entry
+	 * whose backend went; nor does an ICMP error open anything. */
+	if ((syn || (p->key.proto == IPPROTO_UDP && !live)) && !p->icmp && !ratelimit_allow(svc, &p->key))
 		return XLB_STAT_DROP_RATE_LIMIT;
 	backend_id = select_maglev(svc, &p->key, hash);
 	if (!backend_id)
@@ -234,7 +241,7 @@ __noinline enum xlb_stat lb_slow(struct xdp_md *ctx, struct packet *p, struct gl
 	}
 send:
 	if (p->frag == FRAG_FIRST)
-		lb_remember_frag(p, backend_id, svc_id, svc_flags);
+		lb_remember_frag(p, backend_id, svc_id, svc_flags, be->gen);
 	if (p->icmp)
 		stats_count(XLB_STAT_EV_ICMP_TOO_BIG_FWD, 0);
 	stats_flow(&svc_stats, svc_id, bytes, new_flow);

@@ -81,7 +81,7 @@ type LbFrag struct {
 	BackendId uint32
 	SvcId     uint32
 	SvcFlags  uint32
-	Pad       uint32
+	Gen       uint32
 }
 
 type LbFragKey struct {

@@ -804,3 +804,30 @@ func TestTooBigAnswersRateLimited(t *testing.T) {
 		t.Errorf("another client's answer: action %s", actionNames[act])
 	}
 }
+
+// TestRateLimitUDPIdleEntryIsNew: for UDP a new connection is a packet
+// with no live entry. One of a live entry is not limited; one whose entry
+// idled past the UDP timeout starts over and is.
+func TestRateLimitUDPIdleEntryIsNew(t *testing.T) {
+	w := newWorld(t)
+	w.AddService(t, lbtest.ServiceSpec{Service: maps.Service{ServiceKey: maps.ServiceKey{VIP: rlVIP4, Port: 53, Proto: maps.ProtoUDP}, ID: 12,
+		Rate: 1, Per: time.Minute, Burst: 2}, Backends: []netip.Addr{lbtest.Backend4(1)}, FirstID: 32})
+	p1, p2, p3 := udp(client4, 7100, rlVIP4, 53), udp(client4, 7101, rlVIP4, 53), udp(client4, 7102, rlVIP4, 53)
+	for i, c := range []struct {
+		s    pkt.Spec
+		want uint32
+	}{{p1, xdpTX}, {p1, xdpTX}, {p2, xdpTX}, {p1, xdpTX}, {p3, xdpDrop}} {
+		if act, _ := w.run(t, pkt.MustBuild(t, c.s)); act != c.want {
+			t.Fatalf("packet %d (port %d): action %d, want %d", i, c.s.SrcPort, act, c.want)
+		}
+	}
+	if err := w.Maps.PutSettings(maps.Settings{Src4: lbtest.LBAddr4, Src6: lbtest.LBAddr6, UDPTimeout: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	act, _ := w.run(t, pkt.MustBuild(t, p1))
+	wantAction(t, act, xdpDrop)
+	if got := w.Stat(t, "drop_rate_limit"); got != 2 {
+		t.Errorf("drop_rate_limit = %d, want 2", got)
+	}
+}

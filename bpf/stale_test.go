@@ -279,3 +279,36 @@ func TestCountFlowsOnlyTheIDsOwner(t *testing.T) {
 		t.Errorf("the id's new holder counts %d flows of the old one, want 0", got)
 	}
 }
+
+// TestLaterFragmentNotToReusedSlot: the later fragments of a datagram go
+// where its first went, and nowhere else: once that backend's id names
+// another backend (of another service here), they are dropped rather than
+// handed to a backend that never saw the datagram's start.
+func TestLaterFragmentNotToReusedSlot(t *testing.T) {
+	w := newWorld(t)
+	first := udp(client4, 6100, vip4, 53)
+	first.MoreFragments, first.IPID = true, 0x2345
+	first.Payload = make([]byte, 64)
+	later := pkt.Spec{Src: client4, Dst: vip4, Proto: "udp", FragOffset: 9, IPID: 0x2345, Payload: make([]byte, 40)}
+	act, _ := w.run(t, pkt.MustBuild(t, first))
+	wantAction(t, act, xdpTX)
+	id := w.want(2, first, false)
+
+	if err := w.Maps.DeleteBackend(id); err != nil {
+		t.Fatal(err)
+	}
+	newcomer := lbtest.Backend4(6)
+	if err := w.Maps.PutBackend(maps.Backend{ID: id, ServiceID: 4, Addr: newcomer, Up: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Maps.ClearStats(); err != nil {
+		t.Fatal(err)
+	}
+	act, out := w.run(t, pkt.MustBuild(t, later))
+	if act != xdpDrop {
+		t.Fatalf("later fragment after its backend's id was reused: action %d (to %s), want drop", act, w.backendOf(t, out))
+	}
+	if got := w.Stat(t, "drop_no_backend"); got != 1 {
+		t.Errorf("drop_no_backend = %d, want 1", got)
+	}
+}

@@ -96,7 +96,10 @@ struct frag {
 	__u32 backend_id;
 	__u32 svc_id;
 	__u32 svc_flags;
-	__u32 pad;
+	/* The slot's generation when the first fragment went: a slot given to
+	 * another backend since is not where the datagram is reassembled. Was
+	 * padding, so that a previous build's pinned map is adopted. */
+	__u32 gen;
 };
 
 /* The ICMP answer limiter's key: one client address. */
