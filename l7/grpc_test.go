@@ -333,6 +333,30 @@ func TestGRPCRetriesOnUnavailable(t *testing.T) {
 	}
 }
 
+// TestGRPCTimedOutCallNotRetried: grpc_unavailable sends again a call
+// whose backend failed before answering, not one whose answer timed out:
+// that backend may still be running it, and the client sees
+// DEADLINE_EXCEEDED, which gRPC clients do not retry either.
+func TestGRPCTimedOutCallNotRetried(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	p := startProxy(t, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\ntimeouts: {response_header: 300ms}\nretries: {attempts: 1, on: [connect_error, grpc_unavailable]}\npassive_health: {max_fails: 0}\n", "")
+	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testgrpc.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a call whose answer timed out: %v, want DEADLINE_EXCEEDED", err)
+	}
+	if n := a.calls.Load() + b.calls.Load(); n != 1 {
+		t.Errorf("the call reached the backends %d times, want once", n)
+	}
+}
+
 // TestGRPCStatusInLogAndMetrics: the access log and
 // xlb_l7_grpc_calls_total carry each call's gRPC status: from the
 // backend's trailers, from a trailers-only answer, or xlb's own.

@@ -161,11 +161,14 @@ func (s *service) forward(x exchange, p *pool, id []byte, rec *logRecord) bool {
 			// again (roundTripH2).
 			safe = idempotent(r.method) && (!r.stream || r.kept)
 			status, retryable := s.upstreamFailure(err, u, safe)
-			if grpc && (!r.stream || r.kept) && s.retryOn[retryGRPCUnavailable] {
+			if grpc && (!r.stream || r.kept) && s.retryOn[retryGRPCUnavailable] && !answerTimedOut(err) {
 				// A backend that failed before answering (reset, closed,
 				// killed) is what a gRPC client calls UNAVAILABLE: with
 				// grpc_unavailable in retries.on the operator says such
-				// calls may be sent again, and its body is whole.
+				// calls may be sent again, and its body is whole. Not one
+				// whose answer timed out: that backend may still be running
+				// the call, and the client sees DEADLINE_EXCEEDED, which
+				// gRPC's own retry policies never retry.
 				retryable = true
 			}
 			if retryable && attempt+1 < attempts && p.untried(pick, u, time.Now()) && s.budget.spend() {
@@ -456,6 +459,16 @@ func (s *service) upstreamFailure(err error, u *balance.Upstream, safe bool) (st
 	}
 	s.passiveFail(u)
 	return status, retry && safe
+}
+
+// answerTimedOut: the backend took the request and did not answer in time
+// (a response-header timeout), not a connect that timed out.
+func answerTimedOut(err error) bool {
+	if classify(err) != failTimeout {
+		return false
+	}
+	op := (*net.OpError)(nil)
+	return !errors.As(err, &op) || op.Op != "dial"
 }
 
 // answered counts a backend's answer for passive health (a 5xx, or a
