@@ -66,6 +66,10 @@ type Daemon struct {
 	stopping bool
 	// setToken applies a reload's admin.token_file to the admin API.
 	setToken func(path string) error
+	// reloadStarts and reloadEnds tell systemd of every reload (the API's
+	// too, not only SIGHUP's); nil: nobody listens.
+	reloadStarts func()
+	reloadEnds   func(err error)
 	// restartNeeded is what the last good reload left for a restart.
 	restartNeeded atomic.Pointer[[]string]
 	// unserved says why the XDP program is missing from a configured
@@ -81,6 +85,14 @@ func (d *Daemon) OnTokenFile(set func(path string) error) {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
 	d.setToken = set
+}
+
+// OnReload registers what hears of each reload, from SIGHUP or the API:
+// starts before it is applied, ends with its result.
+func (d *Daemon) OnReload(starts func(), ends func(err error)) {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	d.reloadStarts, d.reloadEnds = starts, ends
 }
 
 // New loads the config and the data plane (adopting pinned maps left by a
@@ -200,6 +212,18 @@ func (d *Daemon) ReloadConfig() error {
 		d.log.Warn("reload refused: xlbd is shutting down")
 		return fmt.Errorf("xlbd is shutting down (draining its L7 listeners): a reload would listen on them again: %w", api.ErrUnavailable)
 	}
+	if d.reloadStarts != nil {
+		d.reloadStarts()
+	}
+	err := d.reload()
+	if d.reloadEnds != nil {
+		d.reloadEnds(err)
+	}
+	return err
+}
+
+// reload is ReloadConfig under d.reloading, once it may go ahead.
+func (d *Daemon) reload() error {
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
 		d.met.reloads.WithLabelValues("error").Inc()

@@ -251,6 +251,15 @@ func serve(configPath string, log *slog.Logger, access *accessLog, inherited *up
 		}
 	}
 	notify(sdnotify.Ready("serving; admin API on " + srv.Addr().String()))
+	// Every reload, SIGHUP's or the API's (xlbctl reload), shows in
+	// systemctl status: a rejected one says so there.
+	d.OnReload(func() { notify(sdnotify.Reloading()) }, func(err error) {
+		status := "serving; reloaded " + time.Now().UTC().Format(time.RFC3339)
+		if err != nil {
+			status = "serving the previous config; the reload was rejected: " + firstLine(err.Error())
+		}
+		notify(sdnotify.Ready(status))
+	})
 	for _, addr := range inherited.CloseRest() {
 		log.Info("upgrade: closed an inherited listener the config no longer has", "addr", addr)
 	}
@@ -279,12 +288,7 @@ func serve(configPath string, log *slog.Logger, access *accessLog, inherited *up
 			continue
 		}
 		if sig == syscall.SIGHUP {
-			notify(sdnotify.Reloading())
-			status := "serving; reloaded " + time.Now().UTC().Format(time.RFC3339)
-			if err := d.ReloadConfig(); err != nil { // logs its own rejection
-				status = "serving the previous config; the reload was rejected: " + firstLine(err.Error())
-			}
-			notify(sdnotify.Ready(status))
+			d.ReloadConfig() // logs its own rejection, and tells systemd
 			continue
 		}
 		log.Info("shutting down; the XDP program and its maps stay in place", "signal", sig.String())

@@ -43,8 +43,8 @@ func nextNotification(t *testing.T, c *net.UnixConn, within time.Duration) strin
 
 // TestSystemdNotify: xlbd run as a Type=notify unit tells systemd READY=1
 // once it serves (its /healthz answers 200 by then), RELOADING=1 and
-// READY=1 around a SIGHUP (with the rejection in STATUS when the file is
-// invalid), and STOPPING=1 on SIGTERM.
+// READY=1 around a reload, SIGHUP's or the API's (with the rejection in
+// STATUS when the file is invalid), and STOPPING=1 on SIGTERM.
 func TestSystemdNotify(t *testing.T) {
 	buildBinaries(t)
 	notes := notifySocket(t)
@@ -77,6 +77,24 @@ func TestSystemdNotify(t *testing.T) {
 	if got := nextNotification(t, notes, 5*time.Second); !strings.HasPrefix(got, "READY=1\nSTATUS=serving the previous config; the reload was rejected: ") ||
 		!strings.Contains(got, "scheduler") {
 		t.Fatalf("after a rejected reload: %q", got)
+	}
+
+	// A reload through the API (xlbctl reload) is told as a SIGHUP's is,
+	// so that systemctl status does not keep the rejection above.
+	os.WriteFile(path, []byte(cfg), 0o644)
+	resp, err := http.Post("http://"+admin+"/api/v1/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("API reload: %s", resp.Status)
+	}
+	if got := nextNotification(t, notes, 5*time.Second); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Fatalf("after an API reload: %q, want RELOADING=1", got)
+	}
+	if got := nextNotification(t, notes, 5*time.Second); !strings.HasPrefix(got, "READY=1\nSTATUS=serving; reloaded ") {
+		t.Fatalf("after an API reload: %q", got)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
