@@ -94,3 +94,42 @@ func TestDiscoverySeriesGoWithTheService(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedLookupBeforeAnswerAppliesNothing: until a service's name has
+// answered, a failed lookup's set (the loop's empty start) is not applied:
+// it would drain what a restart recovered from the pinned maps. Once the
+// name answered, a failure's set (the last good one) is applied as any.
+func TestFailedLookupBeforeAnswerAppliesNothing(t *testing.T) {
+	f, err := newFollower(slog.New(slog.DiscardHandler), &reconciler{}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.close)
+	// Followed without the Discoverer's own lookups, which would deliver
+	// too.
+	f.mu.Lock()
+	f.targets["api"] = discovery.Target{Service: "api", Layer: 7, Name: "api.internal"}
+	f.mu.Unlock()
+	pending := func() ([]discovery.Backend, bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		bs, ok := f.pending["api"]
+		delete(f.pending, "api")
+		return bs, ok
+	}
+	for _, r := range []discovery.Result{discovery.ResultTimeout, discovery.ResultError} {
+		f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: r})
+		if bs, ok := pending(); ok {
+			t.Errorf("a %s lookup before any answer was applied: %v", r, bs)
+		}
+	}
+	kept := []discovery.Backend{{Address: "10.0.0.1:8080", Weight: 1}}
+	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultOK, Backends: kept})
+	if bs, ok := pending(); !ok || len(bs) != 1 {
+		t.Errorf("an answer: applied %v (%v), want its set", bs, ok)
+	}
+	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultTimeout, Backends: kept})
+	if bs, ok := pending(); !ok || len(bs) != 1 {
+		t.Errorf("a failed lookup after an answer: applied %v (%v), want the kept set", bs, ok)
+	}
+}

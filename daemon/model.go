@@ -301,7 +301,15 @@ func (m *model) reloaded(cfg *config.Config, startUp bool, pre prior, now time.T
 				}
 				up, _ := pre.recoveredUp(c, a)
 				b := &backend{name: a.String(), addr: a, src: pre.recoveredSource(c, a), conf: config.Backend{Address: a.String(), Addr: a}, up: up}
-				b.startRemoval(now, next.drain)
+				if b.src == fromDNS && c.Discover != nil {
+					// The name's last good set, until it answers: a restart
+					// while DNS does not answer serves on with it (SPEC: a
+					// failed lookup keeps the last good set), and the first
+					// answer drains what it no longer lists.
+					b.conf.Weight = c.Discover.Weight
+				} else {
+					b.startRemoval(now, next.drain)
+				}
 				s.backends = append(s.backends, b)
 			}
 		}

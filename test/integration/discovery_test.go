@@ -502,6 +502,41 @@ services:
 	}
 	lc.echo(t, "after the restart and drain_timeout")
 
+	// A restart while the name does not answer (its DNS server down)
+	// serves on with the set the previous xlbd left, past drain_timeout:
+	// a failed lookup keeps the last good set, and a restart is no reason
+	// to drop it.
+	zoneAddr := zone.addr
+	zone.stop()
+	l.stopDaemon(t)
+	l.startDaemon(t)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) { // past drain_timeout
+		bs := backends()
+		for _, a := range left {
+			if b, ok := bs[a]; !ok || b.Source != "dns" || b.Draining {
+				t.Fatalf("%s after a restart with DNS down: %+v (listed %v), want kept as dns, not draining", a, b, ok)
+			}
+		}
+	}
+	if c := l.shares(t, 200); len(c) != len(left) {
+		t.Errorf("new connections after a restart with DNS down: %v, want both of the name's last backends", c)
+	}
+	lc.echo(t, "after a restart with DNS down")
+	if m := string(l.call(t, "GET", api.PathMetrics, nil, 200, nil)); !strings.Contains(m, `xlb_discovery_lookups_total{result="error",service="api"}`) {
+		t.Errorf("no failed lookup counted while the DNS server was down")
+	}
+	pc, err = l.lb.ListenPacket("udp", zoneAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err = l.lb.Listen("tcp", zoneAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone = serveZone("app.xlb.test", pc, ln)
+	t.Cleanup(zone.stop)
+	zone.set(left...)
+
 	// Two NXDOMAINs in a row empty the service; it stays listed.
 	zone.setNX()
 	waitFor(t, "every backend removed", 8*time.Second, func() bool { return len(backends()) == 0 })
