@@ -510,12 +510,19 @@ func TestIPHashStableAcrossPorts(t *testing.T) {
 	}
 }
 
+// fragments are the first and a later fragment of one UDP datagram from
+// client4:sport to vip4:53 with IP id ipid.
+func fragments(sport, ipid uint16) (first, later pkt.Spec) {
+	first = udp(client4, sport, vip4, 53)
+	first.MoreFragments, first.IPID = true, ipid
+	first.Payload = make([]byte, 64)
+	later = pkt.Spec{Src: client4, Dst: vip4, Proto: "udp", FragOffset: 9, IPID: ipid, Payload: make([]byte, 40)}
+	return first, later
+}
+
 func TestIPv4Fragments(t *testing.T) {
 	w := newWorld(t)
-	first := udp(client4, 6000, vip4, 53)
-	first.MoreFragments, first.IPID = true, 0x1234
-	first.Payload = make([]byte, 64)
-	later := pkt.Spec{Src: client4, Dst: vip4, Proto: "udp", FragOffset: 9, IPID: 0x1234, Payload: make([]byte, 40)}
+	first, later := fragments(6000, 0x1234)
 	orphan := later
 	orphan.IPID = 0x9999
 

@@ -286,10 +286,7 @@ func TestCountFlowsOnlyTheIDsOwner(t *testing.T) {
 // handed to a backend that never saw the datagram's start.
 func TestLaterFragmentNotToReusedSlot(t *testing.T) {
 	w := newWorld(t)
-	first := udp(client4, 6100, vip4, 53)
-	first.MoreFragments, first.IPID = true, 0x2345
-	first.Payload = make([]byte, 64)
-	later := pkt.Spec{Src: client4, Dst: vip4, Proto: "udp", FragOffset: 9, IPID: 0x2345, Payload: make([]byte, 40)}
+	first, later := fragments(6100, 0x2345)
 	act, _ := w.run(t, pkt.MustBuild(t, first))
 	wantAction(t, act, xdpTX)
 	id := w.want(2, first, false)
