@@ -30,18 +30,12 @@ type follower struct {
 	mu      sync.Mutex
 	pending map[string][]discovery.Backend // by service: the newest set not applied yet
 	targets map[string]discovery.Target    // what the Discoverer follows, by service
-	// answered: the service's name has answered (records or none) since
-	// it was followed. Until then a failed lookup delivers nothing: its
-	// set is only the loop's empty start, and applying it would drain
-	// what a restart recovered and end the first answer's exemption
-	// (firstAnswerUp) before any answer came.
-	answered map[string]bool
 }
 
 func newFollower(log *slog.Logger, r *reconciler, reg prometheus.Registerer) (*follower, error) {
 	f := &follower{
 		log: log, r: r, wake: make(chan struct{}, 1),
-		pending: map[string][]discovery.Backend{}, targets: map[string]discovery.Target{}, answered: map[string]bool{},
+		pending: map[string][]discovery.Backend{}, targets: map[string]discovery.Target{},
 		lookups:  prometheus.NewCounterVec(famLookups.CounterOpts(), []string{"service", "result"}),
 		backends: prometheus.NewGaugeVec(famDiscovered.GaugeOpts(), []string{"service"}),
 	}
@@ -59,12 +53,17 @@ func (f *follower) deliver(u discovery.Update) {
 	// A lookup that was under way when a reload stopped following the
 	// service must not bring back the series follow deleted.
 	_, ok := f.targets[u.Service]
-	apply := ok && (f.answered[u.Service] || !u.Result.Failed())
+	// Until the name has settled (records, or no backends twice in a
+	// row), a lookup's set is no verdict: a failure's or one NXDOMAIN's
+	// would be the loop's empty start, and applying it would drain what a
+	// restart recovered from the pins (SPEC: a failed lookup keeps the
+	// last good set, one NXDOMAIN drains nothing) and end the first
+	// answer's start-up exemption (firstAnswerUp) before any answer.
+	apply := ok && u.Settled
 	if ok {
 		f.lookups.WithLabelValues(u.Service, string(u.Result)).Inc()
 	}
 	if apply {
-		f.answered[u.Service] = true
 		f.backends.WithLabelValues(u.Service).Set(float64(len(u.Backends)))
 		f.pending[u.Service] = u.Backends
 	}
@@ -121,7 +120,6 @@ func (f *follower) follow(cfg *config.Config, l4 bool) {
 	for service, old := range f.targets {
 		if t, ok := want[service]; !ok || !sameTarget(t, old) {
 			delete(f.pending, service)
-			delete(f.answered, service)
 		}
 		if _, ok := want[service]; !ok {
 			// Gone, or no longer discovering: every result's counter goes

@@ -62,7 +62,7 @@ func TestDiscoverySeriesGoWithTheService(t *testing.T) {
 		return out
 	}
 	lookup := func(service string, result discovery.Result, n int) {
-		f.deliver(discovery.Update{Service: service, Name: service + ".internal", Result: result, Backends: make([]discovery.Backend, n)})
+		f.deliver(discovery.Update{Service: service, Name: service + ".internal", Result: result, Backends: make([]discovery.Backend, n), Settled: true})
 	}
 
 	f.follow(discoveryConfig(t, true, true), false)
@@ -95,11 +95,12 @@ func TestDiscoverySeriesGoWithTheService(t *testing.T) {
 	}
 }
 
-// TestFailedLookupBeforeAnswerAppliesNothing: until a service's name has
-// answered, a failed lookup's set (the loop's empty start) is not applied:
-// it would drain what a restart recovered from the pinned maps. Once the
-// name answered, a failure's set (the last good one) is applied as any.
-func TestFailedLookupBeforeAnswerAppliesNothing(t *testing.T) {
+// TestUnsettledLookupAppliesNothing: until a service's name has settled
+// (records, or no backends twice in a row), a lookup's set is not applied:
+// a failure's or one NXDOMAIN's is the loop's empty start, and would drain
+// what a restart recovered from the pinned maps. Once settled, a failure's
+// set (the last good one) is applied as any.
+func TestUnsettledLookupAppliesNothing(t *testing.T) {
 	f, err := newFollower(slog.New(slog.DiscardHandler), &reconciler{}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -117,18 +118,18 @@ func TestFailedLookupBeforeAnswerAppliesNothing(t *testing.T) {
 		delete(f.pending, "api")
 		return bs, ok
 	}
-	for _, r := range []discovery.Result{discovery.ResultTimeout, discovery.ResultError} {
+	for _, r := range []discovery.Result{discovery.ResultTimeout, discovery.ResultError, discovery.ResultNXDomain, discovery.ResultEmpty} {
 		f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: r})
 		if bs, ok := pending(); ok {
-			t.Errorf("a %s lookup before any answer was applied: %v", r, bs)
+			t.Errorf("a %s lookup before the name settled was applied: %v", r, bs)
 		}
 	}
 	kept := []discovery.Backend{{Address: "10.0.0.1:8080", Weight: 1}}
-	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultOK, Backends: kept})
+	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultOK, Backends: kept, Settled: true})
 	if bs, ok := pending(); !ok || len(bs) != 1 {
 		t.Errorf("an answer: applied %v (%v), want its set", bs, ok)
 	}
-	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultTimeout, Backends: kept})
+	f.deliver(discovery.Update{Service: "api", Name: "api.internal", Result: discovery.ResultTimeout, Backends: kept, Settled: true})
 	if bs, ok := pending(); !ok || len(bs) != 1 {
 		t.Errorf("a failed lookup after an answer: applied %v (%v), want the kept set", bs, ok)
 	}

@@ -86,6 +86,11 @@ type Update struct {
 	// Err says why a lookup failed (Result error or timeout), or why it
 	// gave no records.
 	Err error
+	// Settled: the name has answered for itself since it was first asked
+	// here, with records or with no backends twice in a row. Before, the
+	// set is no verdict of the name's (the loop's empty start, or the set
+	// the service had under its previous target).
+	Settled bool
 }
 
 // Defaults of Options.

@@ -331,6 +331,32 @@ func TestNoBackendsTwiceInARow(t *testing.T) {
 	}
 }
 
+// TestSettled: an update says whether the name has answered for itself
+// since it was first asked (records, or no backends twice in a row): a
+// name that does not exist yet is unsettled after one NXDOMAIN, settled
+// after two, and a failure then keeps it settled.
+func TestSettled(t *testing.T) {
+	t.Parallel()
+	srv := newDNSServer(t)
+	srv.setNX("api.test", true)
+	d, w, _ := start(t, Options{})
+	if err := d.Set([]Target{{Service: "api", Layer: 4, Name: "api.test", Type: "a", Refresh: time.Second, Resolvers: []string{srv.addr}}}); err != nil {
+		t.Fatal(err)
+	}
+	isNX := func(u Update) bool { return u.Result == ResultNXDomain }
+	if u := w.wait("api", 3*time.Second, "a first NXDOMAIN", isNX); u.Settled {
+		t.Errorf("settled after one NXDOMAIN of a name never seen: %+v", u)
+	}
+	if u := w.wait("api", 7*time.Second, "a second NXDOMAIN", isNX); !u.Settled {
+		t.Errorf("not settled after two NXDOMAINs in a row: %+v", u)
+	}
+	srv.set("api.test", dns.TypeA, aRecords("api.test", 60, 1)...)
+	srv.setNX("api.test", false)
+	if u := w.wait("api", 7*time.Second, "records", func(u Update) bool { return u.Result == ResultOK }); !u.Settled {
+		t.Errorf("records not settled: %+v", u)
+	}
+}
+
 // TestNXDomainAskedAgainWithin5s checks the retry after an NXDOMAIN when
 // the refresh interval is longer.
 func TestNXDomainAskedAgainWithin5s(t *testing.T) {

@@ -248,7 +248,7 @@ func (s *sub) deliver(name string, a answer, good []record, settled bool) {
 		s.log.Info("discovery: discovered backends changed", "name", name, "added", added, "removed", removed, "now", len(bs))
 	}
 	s.last = bs
-	u := Update{Service: s.target.Service, Name: name, Result: a.result, Backends: slices.Clone(bs), Err: a.err}
+	u := Update{Service: s.target.Service, Name: name, Result: a.result, Backends: slices.Clone(bs), Err: a.err, Settled: settled}
 	s.loop.opts.OnUpdate(u)
 }
 
