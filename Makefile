@@ -47,6 +47,10 @@ lint: ## gofmt and go vet
 test: deps ## run every test (as root: program, namespace and integration tests too)
 	$(GO) test $(GOFLAGS) -count=1 -timeout 20m $(PKGS)
 
+.PHONY: test-race
+test-race: deps ## every test under the race detector, xlbd and xlbctl in test/integration built with -race too (slow; not in CI)
+	XLB_TEST_RACE=1 $(GO) test $(GOFLAGS) -race -count=1 -timeout 60m $(PKGS)
+
 .PHONY: bench
 bench: deps ## XDP per-packet cost against floor programs (root; run in the foreground)
 	$(GO) test $(GOFLAGS) -count=1 -run '^$$' -bench XDP -benchtime 1x ./test/bench/
