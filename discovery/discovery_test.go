@@ -333,8 +333,8 @@ func TestNoBackendsTwiceInARow(t *testing.T) {
 
 // TestSettled: an update says whether the name has answered for itself
 // since it was first asked (records, or no backends twice in a row): a
-// name that does not exist yet is unsettled after one NXDOMAIN, settled
-// after two, and a failure then keeps it settled.
+// name that does not exist yet is unsettled after one NXDOMAIN and
+// settled after two; records are settled.
 func TestSettled(t *testing.T) {
 	t.Parallel()
 	srv := newDNSServer(t)
