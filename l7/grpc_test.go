@@ -53,6 +53,18 @@ func newGRPCBackend(t *testing.T, name string) *grpcBackend {
 	return b
 }
 
+// dialGRPC is a cleartext gRPC client connection to addr (xlb's listener),
+// closed when the test ends.
+func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
 func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	b.calls.Add(1)
 	if b.down.Load() {
@@ -258,11 +270,7 @@ func TestGRPCStatusWhenNoBackend(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startProxy(t, tc.svc+"backend_protocol: h2c\n", "")
-			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			cc := dialGRPC(t, p.listen)
 			c := testgrpc.NewTestServiceClient(cc)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -271,7 +279,7 @@ func TestGRPCStatusWhenNoBackend(t *testing.T) {
 					t.Fatalf("the call within the limit: %v", err)
 				}
 			}
-			_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 			if st, _ := status.FromError(err); st.Code() != tc.want || st.Message() != tc.msg {
 				t.Errorf("got %v, want %v %q", err, tc.want, tc.msg)
 			}
@@ -293,11 +301,7 @@ func TestGRPCRetriesOnUnavailable(t *testing.T) {
 				on = "[connect_error, grpc_unavailable]"
 			}
 			p := startProxy(t, addrYAML(good.addr, bad.addr)+"backend_protocol: h2c\nretries: {attempts: 1, on: "+on+"}\npassive_health: {max_fails: 3, fail_timeout: 30s}\n", "")
-			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			cc := dialGRPC(t, p.listen)
 			c := testgrpc.NewTestServiceClient(cc)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -340,15 +344,11 @@ func TestGRPCRetriesOnUnavailable(t *testing.T) {
 func TestGRPCTimedOutCallNotRetried(t *testing.T) {
 	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
 	p := startProxy(t, addrYAML(a.addr, b.addr)+"backend_protocol: h2c\ntimeouts: {response_header: 300ms}\nretries: {attempts: 1, on: [connect_error, grpc_unavailable]}\npassive_health: {max_fails: 0}\n", "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, p.listen)
 	c := testgrpc.NewTestServiceClient(cc)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
+	_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("slow")}})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("a call whose answer timed out: %v, want DEADLINE_EXCEEDED", err)
 	}
@@ -363,11 +363,7 @@ func TestGRPCTimedOutCallNotRetried(t *testing.T) {
 func TestGRPCStatusInLogAndMetrics(t *testing.T) {
 	b := newGRPCBackend(t, "a")
 	p, access, reg := startLoggedProxy(t, addrYAML(b.addr)+"backend_protocol: h2c\n", "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, p.listen)
 	c := testgrpc.NewTestServiceClient(cc)
 	ctx := t.Context()
 	if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
@@ -427,11 +423,7 @@ func TestGRPCUnavailableInTrailersCountsForPassiveHealth(t *testing.T) {
 		t.Run(fmt.Sprintf("max_fails-%d", maxFails), func(t *testing.T) {
 			a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
 			p, _, _ := startH2Proxy(t, false, addrYAML(a.addr, b.addr)+fmt.Sprintf("backend_protocol: h2c\npassive_health: {max_fails: %d, fail_timeout: 30s}\nretries: {attempts: 0}\n", maxFails), "")
-			cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			cc := dialGRPC(t, p.listen)
 			c := testgrpc.NewTestServiceClient(cc)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -500,11 +492,7 @@ func TestGRPCBackendGoneMidStream(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	p, access, reg := startLoggedProxy(t, addrYAML(ln.Addr().String())+"backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 1m}\n", "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, p.listen)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	ss, err := testgrpc.NewTestServiceClient(cc).StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})

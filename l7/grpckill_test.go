@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
@@ -61,11 +59,7 @@ func TestGRPCBackendKilledUnderLoad(t *testing.T) {
 	}
 	svc := addrYAML(addrs...) + "backend_protocol: h2c\npassive_health: {max_fails: 1, fail_timeout: 30s}\nretries: {attempts: 2, on: [connect_error, grpc_unavailable]}\n"
 	p, _, _ := startH2Proxy(t, false, svc, "")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, p.listen)
 	hc := healthpb.NewHealthClient(cc)
 
 	// begun counts the calls whose answer had begun when the backend died

@@ -18,8 +18,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/xlbproject/xlb/internal/testpki"
@@ -252,11 +250,7 @@ func clientNotReadingCut(t *testing.T, version string) {
 func TestGRPCStreamMayIdle(t *testing.T) {
 	b := newGRPCBackend(t, "a")
 	p, _, _ := startH2Proxy(t, false, addrYAML(b.addr)+"backend_protocol: h2c\n", "idle_timeout: 1s")
-	cc, err := grpc.NewClient("passthrough:///"+p.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, p.listen)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	params := []*testgrpc.ResponseParameters{{}, {IntervalUs: 2_500_000}}
